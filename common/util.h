@@ -1,0 +1,42 @@
+/*
+ * util.h — small checked helpers shared by plugin, bridge and tools: UTF-8
+ * validation, checked number parsing, bounded string copies.  Never call
+ * atoi/strcpy/sprintf; use these.
+ */
+#ifndef PG_UTIL_H
+#define PG_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* True when s[0..len) is well-formed UTF-8 with no overlongs, no surrogates,
+ * nothing above U+10FFFF, and no NUL byte. */
+bool util_utf8_valid(const char *s, size_t len);
+
+/* Parse a whole decimal integer in [min, max].  Returns 0 on success, -1 when
+ * `s` is empty, has trailing junk, or is out of range. */
+int util_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out);
+
+/* Parse a size such as "512", "64k", "10M", "2G" (powers of 1024) in bytes. */
+int util_parse_size(const char *s, uint64_t max, uint64_t *out);
+
+/* Parse a duration such as "500ms", "30s", "5m", "2h", "7d" into milliseconds. */
+int util_parse_duration_ms(const char *s, int64_t *out);
+
+/* Copy at most dstlen-1 bytes and NUL-terminate.  Returns -1 if truncated. */
+int util_strlcpy(char *dst, const char *src, size_t dstlen);
+
+/* snprintf that reports truncation as -1 (and still NUL-terminates). */
+int util_snprintf(char *dst, size_t dstlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Lower-case hex of len bytes into out (2*len+1 bytes). */
+void util_hex(const unsigned char *in, size_t len, char *out);
+
+/* Copy `s` for a log line: printable ASCII and valid UTF-8 stay, control
+ * characters and invalid bytes become '?', the result is cut at outlen-1 and
+ * NULL becomes "(none)".  Stops a client id or topic from forging log lines. */
+const char *util_log_safe(const char *s, char *out, size_t outlen);
+
+#endif

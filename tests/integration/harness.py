@@ -1,0 +1,509 @@
+"""harness.py — the integration-test harness: throwaway PKIs made by our own
+scripts/pki, real mosquitto brokers (the plant broker with plantgate_auth.so,
+a second one standing in for the cloud with mutual TLS), the real bridge, and
+real MQTT clients (paho-mqtt from Debian, an independent implementation).
+
+Everything binds to 127.0.0.1 on ports picked free, every wait is bounded, and
+an Env stops everything it started when the `with` block ends, even on failure.
+
+    with harness.Env("name") as env:
+        pki = env.pki()
+        broker = env.plant_broker(pki, policy=POLICY)
+        dev = env.client(pki, "sensor-1", broker)
+        assert dev.connect() == 0
+"""
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.properties import Properties
+from paho.mqtt.packettypes import PacketTypes
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.environ.get("PG_SOURCE_DIR") or os.path.abspath(os.path.join(HERE, "..", ".."))
+BUILD = os.environ.get("PG_BUILD_DIR") or os.path.join(ROOT, "build")
+ASAN = os.environ.get("PG_ASAN") == "1"
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+PKI_SCRIPT = os.path.join(ROOT, "scripts", "pki")
+KEEP = os.environ.get("PG_KEEP_TMP") == "1"
+
+
+def plugin_path():
+    name = "plantgate_auth_asan.so" if ASAN else "plantgate_auth.so"
+    return os.path.join(BUILD, "plugin", name)
+
+
+def bridge_path():
+    name = "plantgate-bridge-asan" if ASAN else "plantgate-bridge"
+    return os.path.join(BUILD, "bridge", name)
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(pred, timeout=10.0, interval=0.05):
+    """Poll pred() until it is truthy or timeout seconds pass; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v or time.monotonic() >= deadline:
+            return v
+        time.sleep(interval)
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+class Pki:
+    """A PKI directory made by scripts/pki (certs are issued on demand and cached)."""
+
+    def __init__(self, env, name, rsa=False):
+        self.env = env
+        self.name = name
+        self.dir = os.path.join(env.tmp, name)
+        args = ["init", "--name", "%s test CA" % name]
+        if rsa:
+            args.append("--rsa")
+        self.run(*args)
+        self.ca = os.path.join(self.dir, "ca.crt")
+        self.ca_key = os.path.join(self.dir, "private", "ca.key")
+        self.crl = os.path.join(self.dir, "crl.pem")
+        self._issued = {}
+
+    def run(self, *args, check=True):
+        p = subprocess.run([PKI_SCRIPT, "--dir", self.dir] + list(args), capture_output=True,
+                           text=True, timeout=60)
+        if check and p.returncode != 0:
+            raise RuntimeError("scripts/pki %s failed (%d):\n%s%s" % (" ".join(args), p.returncode,
+                                                                   p.stdout, p.stderr))
+        return p
+
+    def paths(self, ident):
+        return (os.path.join(self.dir, "issued", ident + ".crt"),
+                os.path.join(self.dir, "private", ident + ".key"))
+
+    def _issue(self, kind, ident, extra):
+        key = (kind, ident)
+        if key not in self._issued:
+            self.run(kind, ident, *extra)
+            self._issued[key] = self.paths(ident)
+        return self._issued[key]
+
+    def device(self, ident, site=None, line=None, start=None, end=None, days=None):
+        extra = []
+        if site:
+            extra += ["--site", site]
+        if line:
+            extra += ["--line", line]
+        if start:
+            extra += ["--start", start]
+        if end:
+            extra += ["--end", end]
+        if days:
+            extra += ["--days", str(days)]
+        return self._issue("device", ident, extra)
+
+    def bridge_cert(self, ident):
+        return self._issue("bridge", ident, [])
+
+    def server(self, name="localhost"):
+        return self._issue("server", name, ["--dns", "localhost," + name, "--ip", "127.0.0.1,::1"])
+
+    def revoke(self, ident):
+        self.run("revoke", ident)
+
+    def raw_cert(self, label, cn, san_uri=None, ou=None, l=None):
+        """A client certificate signed by this CA with any CN at all — for
+        hostile identities that scripts/pki rightly refuses to issue."""
+        d = os.path.join(self.dir, "raw")
+        os.makedirs(d, exist_ok=True)
+        key = os.path.join(d, label + ".key")
+        csr = os.path.join(d, label + ".csr")
+        crt = os.path.join(d, label + ".crt")
+        cfg = os.path.join(d, label + ".cnf")
+        dn = ["CN = %s" % cn]
+        if ou:
+            dn.append("OU = %s" % ou)
+        if l:
+            dn.append("L = %s" % l)
+        ext = ["basicConstraints = critical,CA:FALSE", "keyUsage = critical,digitalSignature",
+               "extendedKeyUsage = clientAuth"]
+        if san_uri:
+            ext.append("subjectAltName = URI:%s" % san_uri)
+        with open(cfg, "w") as f:
+            f.write("[req]\ndistinguished_name = dn\nprompt = no\nutf8 = yes\nstring_mask = utf8only\n"
+                    "[dn]\n%s\n[ext]\n%s\n" % ("\n".join(dn), "\n".join(ext)))
+        subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-out", key], check=True, capture_output=True)
+        subprocess.run(["openssl", "req", "-new", "-key", key, "-config", cfg, "-out", csr],
+                       check=True, capture_output=True)
+        subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", self.ca_key,
+                        "-CAcreateserial", "-days", "2", "-sha256", "-extfile", cfg, "-extensions",
+                        "ext", "-out", crt], check=True, capture_output=True)
+        return crt, key
+
+
+class Proc:
+    """A process we started, with its output in a log file."""
+
+    def __init__(self, env, name, argv, extra_env=None):
+        self.env = env
+        self.name = name
+        self.argv = argv
+        self.logpath = os.path.join(env.tmp, name + ".log")
+        self.extra_env = extra_env or {}
+        self.p = None
+        self.start()
+
+    def start(self):
+        e = dict(os.environ)
+        e.update(self.extra_env)
+        self.logf = open(self.logpath, "ab")
+        self.p = subprocess.Popen(self.argv, stdout=self.logf, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, env=e, start_new_session=True)
+        self.env._procs.append(self)
+
+    @property
+    def pid(self):
+        return self.p.pid
+
+    def alive(self):
+        return self.p is not None and self.p.poll() is None
+
+    def signal(self, sig):
+        if self.alive():
+            self.p.send_signal(sig)
+
+    def stop(self, timeout=10):
+        """SIGTERM, wait, then SIGKILL. Returns the exit code."""
+        if self.p is None:
+            return None
+        if self.alive():
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait(5)
+        self.logf.close()
+        return self.p.returncode
+
+    def kill(self):
+        if self.alive():
+            self.p.kill()
+            self.p.wait(5)
+        self.logf.close()
+        return self.p.returncode
+
+    def wait(self, timeout=10):
+        try:
+            return self.p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def log(self):
+        try:
+            with open(self.logpath, "r", errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def wait_log(self, regex, timeout=10.0):
+        r = re.compile(regex)
+        return wait_for(lambda: r.search(self.log()), timeout)
+
+
+class Broker(Proc):
+    """A mosquitto broker on 127.0.0.1 with the given config body."""
+
+    def __init__(self, env, name, conf_body, port):
+        self.host = "127.0.0.1"
+        self.port = port
+        self.confpath = os.path.join(env.tmp, name + ".conf")
+        with open(self.confpath, "w") as f:
+            f.write(conf_body)
+        extra = {}
+        if ASAN:
+            libasan = subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True,
+                                     text=True).stdout.strip()
+            extra = {"LD_PRELOAD": libasan, "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1"}
+        super().__init__(env, name, [MOSQUITTO, "-c", self.confpath], extra)
+        self._wait_ready()
+
+    def _wait_ready(self):
+        def ready():
+            if not self.alive():
+                return True
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.5):
+                    return True
+            except OSError:
+                return False
+        wait_for(ready, 10)
+        if not self.alive():
+            raise RuntimeError("mosquitto %s did not start:\n%s" % (self.name, self.log()))
+
+    def start(self):
+        super().start()
+        if hasattr(self, "port"):
+            self._wait_ready()
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+    def reload(self):
+        self.signal(signal.SIGHUP)
+
+
+class Client:
+    """A paho MQTT client with a device certificate, run on its own thread."""
+
+    def __init__(self, env, broker, clientid, ca, cert=None, key=None, protocol=5,
+                 clean=True, username=None, password=None):
+        self.env = env
+        self.broker = broker
+        self.clientid = clientid
+        self.protocol = mqtt.MQTTv5 if protocol == 5 else mqtt.MQTTv311
+        self.clean = clean
+        kw = {"client_id": clientid, "protocol": self.protocol}
+        if self.protocol != mqtt.MQTTv5:
+            kw["clean_session"] = clean
+        self.c = mqtt.Client(**kw)
+        self.c.tls_set(ca_certs=ca, certfile=cert, keyfile=key,
+                       cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        if username is not None:
+            self.c.username_pw_set(username, password)
+        self.messages = []
+        self.lock = threading.Lock()
+        self.connected = threading.Event()
+        self.disconnected = threading.Event()
+        self.connect_rc = None
+        self.sub_results = {}
+        self.sub_events = {}
+        self.c.on_connect = self._on_connect
+        self.c.on_disconnect = self._on_disconnect
+        self.c.on_message = self._on_message
+        self.c.on_subscribe = self._on_subscribe
+        self.loop_started = False
+        env._clients.append(self)
+
+    def _on_connect(self, c, u, flags, rc, props=None):
+        self.connect_rc = rc.value if hasattr(rc, "value") else int(rc)
+        self.connected.set()
+
+    def _on_disconnect(self, c, u, rc, props=None):
+        self.disconnected.set()
+
+    def _on_message(self, c, u, msg):
+        props = {}
+        if getattr(msg, "properties", None) is not None and hasattr(msg.properties, "UserProperty"):
+            props = dict(msg.properties.UserProperty)
+        with self.lock:
+            self.messages.append({"topic": msg.topic, "payload": msg.payload, "qos": msg.qos,
+                                  "retain": bool(msg.retain), "props": props})
+
+    def _on_subscribe(self, c, u, mid, granted, props=None):
+        self.sub_results[mid] = [g.value if hasattr(g, "value") else int(g) for g in granted]
+        ev = self.sub_events.get(mid)
+        if ev:
+            ev.set()
+
+    def connect(self, timeout=10, keepalive=30):
+        """Connect and wait for CONNACK. Returns the CONNACK code (0 = accepted), or -1
+        when the TLS handshake or the connection itself failed."""
+        self.connected.clear()
+        self.disconnected.clear()
+        self.connect_rc = None
+        try:
+            if self.protocol == mqtt.MQTTv5:
+                props = Properties(PacketTypes.CONNECT)
+                if not self.clean:
+                    props.SessionExpiryInterval = 3600
+                self.c.connect(self.broker.host, self.broker.port, keepalive,
+                               clean_start=self.clean, properties=props)
+            else:
+                self.c.connect(self.broker.host, self.broker.port, keepalive)
+        except (ssl.SSLError, OSError) as e:
+            self.error = str(e)
+            return -1
+        if not self.loop_started:
+            self.c.loop_start()
+            self.loop_started = True
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.connected.wait(0.05):
+                return self.connect_rc
+            if self.disconnected.is_set():
+                return -1
+        return -1
+
+    def publish(self, topic, payload, qos=0, retain=False, props=None, timeout=5):
+        """Publish; for qos > 0 wait for the acknowledgement. Returns True when sent (and acked)."""
+        properties = None
+        if props and self.protocol == mqtt.MQTTv5:
+            properties = Properties(PacketTypes.PUBLISH)
+            properties.UserProperty = list(props.items())
+        info = self.c.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            return False
+        if qos == 0:
+            return True
+        try:
+            info.wait_for_publish(timeout)
+        except (RuntimeError, ValueError):
+            return False
+        return info.is_published()
+
+    def subscribe(self, filt, qos=1, timeout=5):
+        """Subscribe and wait for SUBACK; returns the list of granted codes (>= 0x80 = refused)."""
+        ev = threading.Event()
+        rc, mid = self.c.subscribe(filt, qos)
+        if rc != mqtt.MQTT_ERR_SUCCESS:
+            return None
+        self.sub_events[mid] = ev
+        if mid not in self.sub_results:
+            ev.wait(timeout)
+        return self.sub_results.get(mid)
+
+    def wait_messages(self, n, timeout=10):
+        wait_for(lambda: len(self.messages) >= n, timeout)
+        with self.lock:
+            return list(self.messages)
+
+    def take(self):
+        with self.lock:
+            m = list(self.messages)
+            self.messages.clear()
+            return m
+
+    def wait_disconnect(self, timeout=10):
+        return self.disconnected.wait(timeout)
+
+    def disconnect(self):
+        try:
+            self.c.disconnect()
+        except Exception:
+            pass
+        if self.loop_started:
+            self.c.loop_stop()
+            self.loop_started = False
+
+
+PLANT_TLS = """listener {port} 127.0.0.1
+cafile {ca}
+certfile {cert}
+keyfile {key}
+require_certificate true
+use_identity_as_username false
+use_subject_as_username false
+tls_version tlsv1.2
+crlfile {crl}
+"""
+
+
+class Env:
+    """One test's world: a temp dir, and everything started in it."""
+
+    def __init__(self, name):
+        self.name = name
+        self.tmp = tempfile.mkdtemp(prefix="pg-%s-" % name)
+        self._procs = []
+        self._clients = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.close(failed=exc_type is not None)
+        return False
+
+    def close(self, failed=False):
+        for c in self._clients:
+            c.disconnect()
+        for p in reversed(self._procs):
+            try:
+                p.stop(timeout=5)
+            except Exception:
+                pass
+        if failed:
+            for p in self._procs:
+                sys.stderr.write("---- log of %s (%s) ----\n%s\n" % (p.name, p.logpath, p.log()[-6000:]))
+        if not KEEP and not failed:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        elif failed:
+            sys.stderr.write("kept %s for inspection\n" % self.tmp)
+
+    def path(self, *parts):
+        return os.path.join(self.tmp, *parts)
+
+    def write(self, name, text):
+        p = self.path(name)
+        with open(p, "w") as f:
+            f.write(text)
+        return p
+
+    def pki(self, name="plant", rsa=False):
+        return Pki(self, name, rsa=rsa)
+
+    def plant_broker(self, pki, policy=None, plugin=True, persistence=False, extra="",
+                     plugin_opts=None, name="plant", port=None):
+        port = port or free_port()
+        cert, key = pki.server("localhost")
+        body = ["per_listener_settings false", "allow_anonymous false", "log_dest stderr",
+                "log_type all", "connection_messages true"]
+        if persistence:
+            body += ["persistence true", "persistence_location %s/" % self.path(),
+                     "persistence_file %s.db" % name, "autosave_interval 1"]
+        else:
+            body.append("persistence false")
+        if plugin:
+            policy_path = self.write(name + "-policy.conf", policy or "")
+            body += ["plugin %s" % plugin_path(), "plugin_opt_policy %s" % policy_path]
+            for k, v in (plugin_opts or {}).items():
+                body.append("plugin_opt_%s %s" % (k, v))
+        body.append(extra)
+        body.append(PLANT_TLS.format(port=port, ca=pki.ca, cert=cert, key=key, crl=pki.crl))
+        return Broker(self, name, "\n".join(body) + "\n", port)
+
+    def cloud_broker(self, pki, extra="", name="cloud", port=None):
+        """The cloud stand-in: plain mosquitto, mutual TLS with any cert of `pki`."""
+        port = port or free_port()
+        cert, key = pki.server("localhost")
+        body = ["per_listener_settings false", "allow_anonymous true", "persistence false",
+                "log_dest stderr", "log_type all", extra,
+                "listener %d 127.0.0.1" % port, "cafile %s" % pki.ca, "certfile %s" % cert,
+                "keyfile %s" % key, "require_certificate true", "use_identity_as_username true",
+                "tls_version tlsv1.2"]
+        return Broker(self, name, "\n".join(body) + "\n", port)
+
+    def bridge(self, config_text, name="bridge", args=None, extra_env=None):
+        cfg = self.write(name + ".conf", config_text)
+        return Proc(self, name, [bridge_path(), "-c", cfg] + list(args or []), extra_env)
+
+    def client(self, pki, ident, broker, protocol=5, clientid=None, cert=None, site=None,
+               line=None, **kw):
+        """A device client: its own certificate for `ident` (issued on demand unless
+        cert=(crt, key) is given), client id = ident unless told otherwise."""
+        if cert is None:
+            cert = pki.device(ident, site=site, line=line)
+        return Client(self, broker, clientid if clientid is not None else ident, pki.ca,
+                      cert[0], cert[1], protocol=protocol, **kw)
+
+    def anonymous_client(self, pki, broker, clientid="anon", protocol=5, **kw):
+        """A client that trusts the broker but presents no certificate."""
+        return Client(self, broker, clientid, pki.ca, None, None, protocol=protocol, **kw)
