@@ -40,6 +40,10 @@ typedef struct policy_decision {
 	const char *reason;    /* static text, e.g. "no rule grants it", "denied by rule" */
 	const char *rule_file; /* borrowed from the policy; NULL when no rule decided */
 	int rule_line;         /* 0 when no rule decided */
+	/* Added by the policy engine (fields only appended): */
+	const char *rule_text; /* the deciding rule as written, borrowed; NULL when none */
+	long long limit;       /* the maximum a constraint denial exceeded (QoS or
+	                          bytes); -1 otherwise */
 } policy_decision_t;
 
 /* Load and compile a policy file.  On error returns NULL and writes
@@ -83,8 +87,82 @@ typedef struct policy_stats {
 	size_t devices; /* device entries (exact identities) */
 	size_t matches; /* identity-pattern entries */
 	size_t rules;   /* allow + deny rules over all roles */
+	/* Added: */
+	const char *unknown_role; /* role of unlisted identities; NULL = refused */
 } policy_stats_t;
 
 void policy_get_stats(const policy_t *p, policy_stats_t *out);
+
+/* ---- Additions: resolve once per client, explain decisions ------------------
+ *
+ * policy_check() finds the client's entry on every call: an hmap lookup for a
+ * listed device, but a walk over the `devices matching` patterns otherwise.
+ * The plugin should instead resolve once at connect and keep the pointer:
+ *
+ *     const policy_binding_t *b = policy_resolve(p, &who);   // at connect
+ *     if(!b) refuse;                                          // = !policy_admit
+ *     policy_check_resolved(p, b, &who, &req, &dec);          // per ACL check
+ *
+ * A binding belongs to the policy it came from: after a reload, resolve again
+ * against the new policy before checking (never mix a binding with another
+ * policy; policy_check_resolved denies a binding it does not own).
+ */
+
+/* The policy entry that applies to one identity (a device line, a pattern, or
+ * the unknown-devices role) with its role and attributes.  Opaque. */
+typedef struct policy_binding policy_binding_t;
+
+/* Find the entry for who->identity: an exact `device` entry first, then the
+ * first `devices matching` pattern in file order, then the unknown-devices
+ * role.  Returns NULL when the identity is refused (unknown devices refused,
+ * or identity NULL/empty).  The result is borrowed from p: valid until
+ * policy_free(p).  Only who->identity is used. */
+const policy_binding_t *policy_resolve(const policy_t *p, const policy_subject_t *who);
+
+/* policy_check() for an already resolved binding: O(topic levels).  `who`
+ * still supplies the identity, client id and certificate attributes for
+ * substitution.  A NULL binding is a deny. */
+void policy_check_resolved(const policy_t *p, const policy_binding_t *b,
+                           const policy_subject_t *who, const policy_request_t *req,
+                           policy_decision_t *out);
+
+typedef enum policy_binding_kind {
+	POLICY_BINDING_DEVICE = 1,  /* `device ID role R` */
+	POLICY_BINDING_PATTERN = 2, /* `devices matching GLOB role R` */
+	POLICY_BINDING_UNKNOWN = 3, /* `unknown-devices role R` */
+} policy_binding_kind_t;
+
+typedef struct policy_binding_info {
+	policy_binding_kind_t kind;
+	const char *entry; /* the identity or glob; NULL for UNKNOWN */
+	const char *role;  /* role name */
+	const char *file;  /* where the entry is written */
+	int line;
+} policy_binding_info_t;
+
+/* Describe a binding (all strings borrowed from the policy). */
+void policy_binding_get_info(const policy_binding_t *b, policy_binding_info_t *out);
+
+typedef struct policy_role_info {
+	const char *name;
+	const char *file;
+	int line;
+	size_t allow_rules;
+	size_t deny_rules;
+} policy_role_info_t;
+
+/* The i-th role in file order; false when i is out of range. */
+bool policy_role_at(const policy_t *p, size_t i, policy_role_info_t *out);
+
+/* Name of an access: "publish", "subscribe", "read" (or "?"). */
+const char *policy_access_name(policy_access_t a);
+
+/* One line for logs and the CLI, e.g.
+ *   "qos 2 above max 1 (policy.conf:12: publish plant/+/x qos<=1)"
+ *   "denied by rule (policy.conf:30: deny read plant/+/+/+/command/#)"
+ *   "no rule grants it"
+ * Returns the length written, or -1 when truncated (still NUL-terminated). */
+int policy_decision_format(const policy_decision_t *d, const policy_request_t *req, char *buf,
+                           size_t len);
 
 #endif

@@ -1,0 +1,87 @@
+/*
+ * policy_trie.h — the compiled form of one role's rules: a trie keyed by topic
+ * level, so that finding the rules that match a topic costs O(topic levels)
+ * whatever the number of rules.  Internal to the policy engine (policy.c);
+ * nothing outside plugin/core includes it.
+ *
+ * A node has literal children (one inline, more in an hmap), a '+' child, a '#'
+ * child and variable children (`%{name}`, compared literally with the level
+ * after substitution).  Rules hang off the node where their filter ends.
+ *
+ * Three walks answer the three questions the policy asks:
+ *  - ptrie_match:   which rules' filters match this topic *name*;
+ *  - ptrie_cover:   which rules' filters cover this *filter* entirely
+ *                   (topic_filter_covers semantics);
+ *  - ptrie_overlap: which rules' filters share at least one topic with this
+ *                   filter.
+ * All three follow MQTT's rule that wildcards never reach a topic whose first
+ * level starts with '$', and extend it to variables.
+ *
+ * Variable values come from a lookup callback.  A value that is missing,
+ * empty, or contains '/', '+' or '#' is "unusable".  In an allow trie a node
+ * with an unusable value matches nothing; in a deny trie it matches any single
+ * level like '+' — so missing or hostile data can only ever deny more.
+ *
+ * The trie is built once and then only read: the walks keep no state in it,
+ * so concurrent readers are fine.
+ */
+#ifndef PG_POLICY_TRIE_H
+#define PG_POLICY_TRIE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "policy.h"
+
+/* One allow or deny rule, as compiled.  Owned by the policy. */
+typedef struct policy_rule {
+	unsigned seq;          /* position in the file: the lower, the earlier */
+	bool deny;
+	policy_access_t access;
+	int max_qos;           /* -1: no limit */
+	bool no_retain;        /* retain=no */
+	uint64_t max_payload;  /* UINT64_MAX: no limit */
+	const char *file;      /* borrowed from the policy */
+	int line;
+	char *text;            /* the rule as written, for explanations */
+} policy_rule_t;
+
+typedef struct ptrie_node ptrie_node_t;
+
+/* Returns the value of variable `name` for the client being checked, or NULL. */
+typedef const char *(*ptrie_var_fn)(const void *ctx, const char *name);
+/* Called once per rule found by a walk. */
+typedef void (*ptrie_hit_fn)(void *acc, const policy_rule_t *r);
+
+typedef struct ptrie_query {
+	char **levels;    /* the topic or filter split at '/', NUL-terminated each */
+	size_t nlevels;
+	bool deny;        /* walking a deny trie: unusable values act as '+' */
+	ptrie_var_fn var;
+	const void *var_ctx;
+	ptrie_hit_fn hit;
+	void *acc;
+} ptrie_query_t;
+
+/* A new empty trie (root node), or NULL on ENOMEM. */
+ptrie_node_t *ptrie_new(void);
+/* Free a trie; the rules are not freed (the policy owns them).  NULL is fine. */
+void ptrie_free(ptrie_node_t *root);
+
+/* Add rule r under `filter`, a valid MQTT filter whose levels may also be
+ * `%{name}` variables (the caller has checked their syntax).  The trie borrows
+ * r.  Returns 0, or -1 on ENOMEM. */
+int ptrie_insert(ptrie_node_t *root, const char *filter, const policy_rule_t *r);
+
+/* The walks described above; each calls q->hit for every rule found (a rule
+ * may be reported more than once by ptrie_overlap). */
+void ptrie_match(const ptrie_node_t *root, const ptrie_query_t *q);
+void ptrie_cover(const ptrie_node_t *root, const ptrie_query_t *q);
+void ptrie_overlap(const ptrie_node_t *root, const ptrie_query_t *q);
+
+/* True when a substituted value can stand for exactly one topic level:
+ * non-NULL, non-empty, no '/', '+' or '#'. */
+bool ptrie_value_usable(const char *v);
+
+#endif
