@@ -1,0 +1,650 @@
+/*
+ * bconf.c — table-driven parser and checker of the bridge configuration
+ * (see bconf.h).  A row per key says how many arguments it takes, how to
+ * convert them and where the value goes; adding a key is adding a row.
+ */
+#include "bconf.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "blog.h"
+#include "conf.h"
+#include "topic.h"
+#include "util.h"
+
+#define BCONF_MAX_ERRORS 20
+
+enum bconf_type { T_STRING, T_INT, T_DURATION, T_SIZE, T_BOOL, T_ENUM, T_FORWARD };
+
+typedef struct bconf_enum {
+	const char *name;
+	int64_t value;
+} bconf_enum_t;
+
+static const bconf_enum_t tls_versions[] = {
+    {"1.2", 12}, {"1.3", 13}, {"tlsv1.2", 12}, {"tlsv1.3", 13}, {NULL, 0}};
+static const bconf_enum_t protocols[] = {{"5", 5}, {"3.1.1", 4}, {NULL, 0}};
+static const bconf_enum_t profiles[] = {{"generic", BCONF_PROFILE_GENERIC},
+                                        {"aws-iot", BCONF_PROFILE_AWS_IOT},
+                                        {"azure-iot-hub", BCONF_PROFILE_AZURE},
+                                        {NULL, 0}};
+static const bconf_enum_t when_full[] = {{"backpressure", BCONF_FULL_BACKPRESSURE},
+                                         {"drop-oldest", BCONF_FULL_DROP_OLDEST},
+                                         {NULL, 0}};
+static const bconf_enum_t log_levels[] = {{"debug", BLOG_DEBUG},
+                                          {"info", BLOG_INFO},
+                                          {"warn", BLOG_WARN},
+                                          {"error", BLOG_ERROR},
+                                          {NULL, 0}};
+
+typedef struct bconf_row {
+	const char *name;
+	enum bconf_type type;
+	size_t offset;
+	bool required;
+	bool repeat;              /* may appear more than once (forward) */
+	int64_t min, max;         /* T_INT, T_DURATION (ms), T_SIZE */
+	const bconf_enum_t *enums; /* T_ENUM */
+	const char *def;          /* default in file syntax, or NULL */
+	const char *help;         /* what it is, for "missing" messages */
+} bconf_row_t;
+
+#define OFF(f) offsetof(bconf_t, f)
+
+/* Indexed by enum bconf_key. */
+static const bconf_row_t rows[BK_COUNT] = {
+    [BK_PLANT_HOST] = {"plant_host", T_STRING, OFF(plant_host), true, false, 0, 0, NULL, NULL,
+                       "the plant broker's address"},
+    [BK_PLANT_PORT] = {"plant_port", T_INT, OFF(plant_port), false, false, 1, 65535, NULL,
+                       "8883", NULL},
+    [BK_PLANT_CAFILE] = {"plant_cafile", T_STRING, OFF(plant_cafile), true, false, 0, 0, NULL,
+                         NULL, "the plant CA certificate that signed the plant broker's cert"},
+    [BK_PLANT_CERTFILE] = {"plant_certfile", T_STRING, OFF(plant_certfile), true, false, 0, 0,
+                           NULL, NULL, "the bridge's own client certificate for the plant"},
+    [BK_PLANT_KEYFILE] = {"plant_keyfile", T_STRING, OFF(plant_keyfile), true, false, 0, 0, NULL,
+                          NULL, "the private key of plant_certfile"},
+    [BK_PLANT_CLIENT_ID] = {"plant_client_id", T_STRING, OFF(plant_client_id), false, false, 0,
+                            0, NULL, "plantgate-bridge", NULL},
+    [BK_PLANT_KEEPALIVE] = {"plant_keepalive", T_DURATION, OFF(plant_keepalive_ms), false,
+                            false, 5000, 65535000, NULL, "30s", NULL},
+    [BK_CLOUD_HOST] = {"cloud_host", T_STRING, OFF(cloud_host), true, false, 0, 0, NULL, NULL,
+                       "the cloud endpoint's host name"},
+    [BK_CLOUD_PORT] = {"cloud_port", T_INT, OFF(cloud_port), false, false, 1, 65535, NULL,
+                       "8883", NULL},
+    [BK_CLOUD_CAFILE] = {"cloud_cafile", T_STRING, OFF(cloud_cafile), false, false, 0, 0, NULL,
+                         NULL, NULL},
+    [BK_CLOUD_USE_SYSTEM_TRUST] = {"cloud_use_system_trust", T_BOOL,
+                                   OFF(cloud_use_system_trust), false, false, 0, 0, NULL, "no",
+                                   NULL},
+    [BK_CLOUD_CERTFILE] = {"cloud_certfile", T_STRING, OFF(cloud_certfile), true, false, 0, 0,
+                           NULL, NULL, "the bridge's client certificate for the cloud"},
+    [BK_CLOUD_KEYFILE] = {"cloud_keyfile", T_STRING, OFF(cloud_keyfile), true, false, 0, 0, NULL,
+                          NULL, "the private key of cloud_certfile"},
+    [BK_CLOUD_TLS_VERSION] = {"cloud_tls_version", T_ENUM, OFF(cloud_tls_version), false, false,
+                              0, 0, tls_versions, "1.2", NULL},
+    [BK_CLOUD_ALPN] = {"cloud_alpn", T_STRING, OFF(cloud_alpn), false, false, 0, 0, NULL, NULL,
+                       NULL},
+    [BK_CLOUD_PROTOCOL] = {"cloud_protocol", T_ENUM, OFF(cloud_protocol), false, false, 0, 0,
+                           protocols, "5", NULL},
+    [BK_CLOUD_CLIENT_ID] = {"cloud_client_id", T_STRING, OFF(cloud_client_id), false, false, 0,
+                            0, NULL, "plantgate-bridge", NULL},
+    [BK_CLOUD_KEEPALIVE] = {"cloud_keepalive", T_DURATION, OFF(cloud_keepalive_ms), false,
+                            false, 5000, 65535000, NULL, "60s", NULL},
+    [BK_CLOUD_PROFILE] = {"cloud_profile", T_ENUM, OFF(cloud_profile), false, false, 0, 0,
+                          profiles, "generic", NULL},
+    [BK_CLOUD_AZURE_HUB] = {"cloud_azure_hub", T_STRING, OFF(cloud_azure_hub), false, false, 0,
+                            0, NULL, NULL, NULL},
+    [BK_FORWARD] = {"forward", T_FORWARD, OFF(whitelist), true, true, 0, 0, NULL, NULL,
+                    "at least one forward rule: nothing would be forwarded"},
+    [BK_QUEUE_PATH] = {"queue_path", T_STRING, OFF(queue_path), true, false, 0, 0, NULL, NULL,
+                       "the SQLite file of the durable queue"},
+    [BK_QUEUE_MAX_BYTES] = {"queue_max_bytes", T_SIZE, OFF(queue_max_bytes), false, false, 4096,
+                            INT64_MAX, NULL, "1G", NULL},
+    [BK_QUEUE_MAX_MESSAGES] = {"queue_max_messages", T_INT, OFF(queue_max_messages), false,
+                               false, 1, 1000000000, NULL, "1000000", NULL},
+    [BK_QUEUE_WHEN_FULL] = {"queue_when_full", T_ENUM, OFF(queue_when_full), false, false, 0, 0,
+                            when_full, "backpressure", NULL},
+    [BK_DRAIN_RATE] = {"drain_rate", T_INT, OFF(drain_rate), false, false, 0, 1000000, NULL,
+                       "1000", NULL},
+    [BK_DRAIN_INFLIGHT] = {"drain_inflight", T_INT, OFF(drain_inflight), false, false, 1, 65535,
+                           NULL, "20", NULL},
+    [BK_RECONNECT_MIN] = {"reconnect_min", T_DURATION, OFF(reconnect_min_ms), false, false, 100,
+                          3600000, NULL, "1s", NULL},
+    [BK_RECONNECT_MAX] = {"reconnect_max", T_DURATION, OFF(reconnect_max_ms), false, false, 100,
+                          86400000, NULL, "60s", NULL},
+    [BK_LOG_LEVEL] = {"log_level", T_ENUM, OFF(log_level), false, false, 0, 0, log_levels,
+                      "info", NULL},
+};
+
+const char *bconf_key_name(enum bconf_key k)
+{
+	return k < BK_COUNT ? rows[k].name : "?";
+}
+
+const char *bconf_profile_name(int64_t profile)
+{
+	for(const bconf_enum_t *e = profiles; e->name; e++) {
+		if(e->value == profile) {
+			return e->name;
+		}
+	}
+	return "?";
+}
+
+/* Parse state: the config being built and the error list. */
+typedef struct bconf_ctx {
+	bconf_t *cfg;
+	const char *name;
+	char *err;
+	size_t errlen;
+	int errors;
+} bconf_ctx_t;
+
+static void ctx_add(bconf_ctx_t *c, const char *msg)
+{
+	c->errors++;
+	if(c->errors > BCONF_MAX_ERRORS) {
+		return;
+	}
+	size_t used = strlen(c->err);
+	if(used + 1 < c->errlen) {
+		snprintf(c->err + used, c->errlen - used, "%s\n", msg);
+	}
+}
+
+static void ctx_errf(bconf_ctx_t *c, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void ctx_errf(bconf_ctx_t *c, int line, const char *fmt, ...)
+{
+	char msg[1024], full[1400];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if(line > 0) {
+		snprintf(full, sizeof(full), "%s:%d: %s", c->name, line, msg);
+	} else {
+		snprintf(full, sizeof(full), "%s: %s", c->name, msg);
+	}
+	ctx_add(c, full);
+}
+
+static const bconf_row_t *row_find(const char *name, enum bconf_key *k)
+{
+	for(int i = 0; i < BK_COUNT; i++) {
+		if(strcmp(rows[i].name, name) == 0) {
+			*k = (enum bconf_key)i;
+			return &rows[i];
+		}
+	}
+	return NULL;
+}
+
+static void enum_list(const bconf_enum_t *e, char *out, size_t outlen)
+{
+	out[0] = '\0';
+	for(; e->name; e++) {
+		size_t used = strlen(out);
+		snprintf(out + used, outlen - used, "%s%s", used ? ", " : "", e->name);
+	}
+}
+
+/* Convert `v` for row r into the field; 0 or -1 with why. */
+static int row_set(bconf_t *cfg, const bconf_row_t *r, int line, int argc, char *const *argv,
+                   char *why, size_t whylen)
+{
+	void *field = (char *)cfg + r->offset;
+	const char *v = argc > 0 ? argv[0] : "";
+	switch(r->type) {
+	case T_STRING: {
+		if(!*v) {
+			snprintf(why, whylen, "%s: the value is empty", r->name);
+			return -1;
+		}
+		char *d = strdup(v);
+		if(!d) {
+			snprintf(why, whylen, "out of memory");
+			return -1;
+		}
+		free(*(char **)field);
+		*(char **)field = d;
+		return 0;
+	}
+	case T_INT:
+		if(util_parse_i64(v, r->min, r->max, (int64_t *)field)) {
+			snprintf(why, whylen, "%s '%s': expected a whole number from %lld to %lld", r->name,
+			         v, (long long)r->min, (long long)r->max);
+			return -1;
+		}
+		return 0;
+	case T_DURATION: {
+		int64_t ms;
+		if(util_parse_duration_ms(v, &ms) || ms < r->min || ms > r->max) {
+			snprintf(why, whylen,
+			         "%s '%s': expected a duration such as 500ms, 30s, 5m or 2h, from %lldms "
+			         "to %llds",
+			         r->name, v, (long long)r->min, (long long)(r->max / 1000));
+			return -1;
+		}
+		*(int64_t *)field = ms;
+		return 0;
+	}
+	case T_SIZE: {
+		uint64_t sz;
+		if(util_parse_size(v, (uint64_t)r->max, &sz) || sz < (uint64_t)r->min) {
+			snprintf(why, whylen,
+			         "%s '%s': expected a size such as 64M or 2G (at least %lld bytes)", r->name,
+			         v, (long long)r->min);
+			return -1;
+		}
+		*(uint64_t *)field = sz;
+		return 0;
+	}
+	case T_BOOL:
+		if(!strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "on")) {
+			*(bool *)field = true;
+		} else if(!strcmp(v, "no") || !strcmp(v, "false") || !strcmp(v, "off")) {
+			*(bool *)field = false;
+		} else {
+			snprintf(why, whylen, "%s '%s': expected yes or no", r->name, v);
+			return -1;
+		}
+		return 0;
+	case T_ENUM:
+		for(const bconf_enum_t *e = r->enums; e->name; e++) {
+			if(!strcmp(e->name, v)) {
+				*(int64_t *)field = e->value;
+				return 0;
+			}
+		}
+		{
+			char list[256];
+			enum_list(r->enums, list, sizeof(list));
+			snprintf(why, whylen, "%s '%s': expected one of %s", r->name, v, list);
+		}
+		return -1;
+	case T_FORWARD: {
+		wl_rule_t rule;
+		if(whitelist_rule_parse(&rule, argc, argv, why, whylen)) {
+			return -1;
+		}
+		rule.line = line;
+		return whitelist_add((whitelist_t *)field, &rule, why, whylen);
+	}
+	}
+	snprintf(why, whylen, "internal error: bad row type");
+	return -1;
+}
+
+static int on_line(void *ud, const conf_line_t *l, char *err, size_t errlen)
+{
+	bconf_ctx_t *c = ud;
+	enum bconf_key k;
+	const bconf_row_t *r = row_find(l->argv[0], &k);
+	char why[1024];
+	(void)err;
+	(void)errlen;
+	if(!r) {
+		ctx_errf(c, l->line, "unknown key '%s' (see docs/bridge.md for the list)", l->argv[0]);
+	} else if(!r->repeat && c->cfg->line[k]) {
+		ctx_errf(c, l->line, "'%s' is duplicate (first set at line %d)", r->name,
+		         c->cfg->line[k]);
+	} else if(r->type != T_FORWARD && l->argc != 2) {
+		ctx_errf(c, l->line, "'%s' takes exactly one value, got %d", r->name, l->argc - 1);
+	} else if(row_set(c->cfg, r, l->line, l->argc - 1, l->argv + 1, why, sizeof(why))) {
+		ctx_errf(c, l->line, "%s", why);
+	} else if(!c->cfg->line[k]) {
+		c->cfg->line[k] = l->line;
+	}
+	return c->errors >= BCONF_MAX_ERRORS ? -1 : 0;
+}
+
+static int apply_defaults(bconf_t *cfg)
+{
+	char why[256];
+	for(int i = 0; i < BK_COUNT; i++) {
+		if(cfg->line[i] || !rows[i].def) {
+			continue;
+		}
+		char *argv[1] = {(char *)rows[i].def};
+		if(row_set(cfg, &rows[i], 0, 1, argv, why, sizeof(why))) {
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static bool starts_with(const char *s, const char *p)
+{
+	return strncmp(s, p, strlen(p)) == 0;
+}
+
+/* Cross-key checks and the cloud profile's limits. */
+static void validate(bconf_ctx_t *c)
+{
+	bconf_t *cfg = c->cfg;
+	for(int i = 0; i < BK_COUNT; i++) {
+		if(rows[i].required && !cfg->line[i]) {
+			ctx_errf(c, 0, "missing '%s': %s", rows[i].name, rows[i].help);
+		}
+	}
+	if(!cfg->cloud_cafile && !cfg->cloud_use_system_trust) {
+		ctx_errf(c, 0,
+		         "missing 'cloud_cafile': the cloud's CA is pinned by default; name the CA "
+		         "file, or set `cloud_use_system_trust yes` to trust the system store");
+	}
+	if(cfg->reconnect_min_ms > cfg->reconnect_max_ms) {
+		ctx_errf(c, cfg->line[BK_RECONNECT_MAX] ? cfg->line[BK_RECONNECT_MAX] : cfg->line[BK_RECONNECT_MIN],
+		         "reconnect_max (%lldms) is below reconnect_min (%lldms)",
+		         (long long)cfg->reconnect_max_ms, (long long)cfg->reconnect_min_ms);
+	}
+	const char *cid = cfg->cloud_client_id;
+	int cid_line = cfg->line[BK_CLOUD_CLIENT_ID];
+	if(cid && (strchr(cid, '+') || strchr(cid, '#') || strchr(cid, '/'))) {
+		ctx_errf(c, cid_line, "cloud_client_id '%s' must not contain '+', '#' or '/'", cid);
+	}
+	if(cfg->plant_client_id &&
+	   (strchr(cfg->plant_client_id, '+') || strchr(cfg->plant_client_id, '#'))) {
+		ctx_errf(c, cfg->line[BK_PLANT_CLIENT_ID],
+		         "plant_client_id must not contain '+' or '#'");
+	}
+	if(cfg->cloud_profile != BCONF_PROFILE_AZURE && cfg->cloud_azure_hub) {
+		ctx_errf(c, cfg->line[BK_CLOUD_AZURE_HUB],
+		         "cloud_azure_hub is only meaningful with `cloud_profile azure-iot-hub`");
+	}
+
+	uint64_t profile_max = BCONF_GENERIC_MAX_PAYLOAD;
+	int pline = cfg->line[BK_CLOUD_PROFILE];
+	if(cfg->cloud_profile == BCONF_PROFILE_AWS_IOT) {
+		profile_max = BCONF_AWS_MAX_PAYLOAD;
+		if(cid && strlen(cid) > BCONF_AWS_MAX_CLIENT_ID) {
+			ctx_errf(c, cid_line, "aws-iot: cloud_client_id is %zu bytes, AWS IoT allows %d",
+			         strlen(cid), BCONF_AWS_MAX_CLIENT_ID);
+		}
+		if(cfg->drain_rate == 0 || cfg->drain_rate > BCONF_AWS_MAX_RATE) {
+			ctx_errf(c, cfg->line[BK_DRAIN_RATE] ? cfg->line[BK_DRAIN_RATE] : pline,
+			         "aws-iot: drain_rate must be 1..%d messages/s (AWS IoT's per-connection "
+			         "publish limit)",
+			         BCONF_AWS_MAX_RATE);
+		}
+		if(cfg->drain_inflight > BCONF_AWS_MAX_INFLIGHT) {
+			ctx_errf(c, cfg->line[BK_DRAIN_INFLIGHT],
+			         "aws-iot: drain_inflight must be at most %d (AWS IoT's unacknowledged QoS 1 "
+			         "limit)",
+			         BCONF_AWS_MAX_INFLIGHT);
+		}
+		if(cfg->cloud_port == 443 &&
+		   (!cfg->cloud_alpn || strcmp(cfg->cloud_alpn, "x-amzn-mqtt-ca") != 0)) {
+			ctx_errf(c, cfg->line[BK_CLOUD_PORT],
+			         "aws-iot: MQTT over port 443 needs `cloud_alpn x-amzn-mqtt-ca`");
+		}
+	} else if(cfg->cloud_profile == BCONF_PROFILE_AZURE) {
+		profile_max = BCONF_AZURE_MAX_PAYLOAD;
+		if(cfg->cloud_protocol != 4) {
+			ctx_errf(c, cfg->line[BK_CLOUD_PROTOCOL] ? cfg->line[BK_CLOUD_PROTOCOL] : pline,
+			         "azure-iot-hub: Azure IoT Hub speaks MQTT 3.1.1 only: set "
+			         "`cloud_protocol 3.1.1`");
+		}
+		if(!cfg->cloud_azure_hub) {
+			ctx_errf(c, pline, "azure-iot-hub: missing 'cloud_azure_hub' (the hub name, as in "
+			                   "<hub>.azure-devices.net)");
+		}
+		if(!cfg->line[BK_CLOUD_CLIENT_ID]) {
+			ctx_errf(c, pline, "azure-iot-hub: set 'cloud_client_id' to the device id "
+			                   "registered in the hub");
+		}
+		if(cfg->cloud_azure_hub && cid) {
+			char user[1024];
+			if(util_snprintf(user, sizeof(user), "%s.azure-devices.net/%s/?api-version=2021-04-12",
+			                 cfg->cloud_azure_hub, cid) == 0) {
+				free(cfg->cloud_username);
+				cfg->cloud_username = strdup(user);
+			}
+		}
+	}
+	for(size_t i = 0; i < cfg->whitelist.count; i++) {
+		wl_rule_t *r = &cfg->whitelist.rules[i];
+		for(size_t j = 0; j < i; j++) {
+			if(topic_filter_covers(cfg->whitelist.rules[j].filter, r->filter)) {
+				ctx_errf(c, r->line,
+				         "this rule never matches: the rule at line %d ('%s') covers '%s' "
+				         "and comes first; put the more specific rule first",
+				         cfg->whitelist.rules[j].line, cfg->whitelist.rules[j].filter,
+				         r->filter);
+				break;
+			}
+		}
+		if(r->max_payload > profile_max) {
+			ctx_errf(c, r->line, "%s: max-payload=%llu exceeds the cloud's limit of %llu bytes",
+			         bconf_profile_name(cfg->cloud_profile), (unsigned long long)r->max_payload,
+			         (unsigned long long)profile_max);
+		}
+		if(!r->max_payload) {
+			r->max_payload = profile_max;
+		}
+		if(cfg->cloud_profile == BCONF_PROFILE_AWS_IOT) {
+			int sl = whitelist_max_slashes(r);
+			if(sl > BCONF_AWS_MAX_SLASHES) {
+				ctx_errf(c, r->line,
+				         "aws-iot: cloud topics of this rule have %d '/', AWS IoT allows %d: "
+				         "use strip= or a shorter prefix=",
+				         sl, BCONF_AWS_MAX_SLASHES);
+			}
+		}
+		if(cfg->cloud_profile == BCONF_PROFILE_AZURE) {
+			char want[512];
+			snprintf(want, sizeof(want), "devices/%s/messages/events/", cid ? cid : "");
+			if(r->retain) {
+				ctx_errf(c, r->line, "azure-iot-hub: Azure IoT Hub does not accept retained "
+				                     "messages: remove `retain`");
+			}
+			if(!r->to || !starts_with(r->to, want) || strchr(r->to + strlen(want), '/')) {
+				ctx_errf(c, r->line,
+				         "azure-iot-hub: every rule must send to the device-to-cloud topic: "
+				         "add `to=%s`",
+				         want);
+			}
+		}
+	}
+}
+
+static int load_common(bconf_ctx_t *c, int rc, const char *parse_err)
+{
+	if(rc && c->errors == 0) {
+		ctx_add(c, parse_err); /* the tokenizer's own error, already file:line */
+	}
+	if(c->errors == 0) {
+		if(apply_defaults(c->cfg)) {
+			ctx_errf(c, 0, "internal error: bad default");
+		} else {
+			if(c->cfg->cloud_profile == BCONF_PROFILE_AZURE && !c->cfg->line[BK_CLOUD_PROTOCOL]) {
+				c->cfg->cloud_protocol = 4;
+			}
+			if(c->cfg->cloud_profile == BCONF_PROFILE_AWS_IOT && !c->cfg->line[BK_DRAIN_RATE]) {
+				c->cfg->drain_rate = BCONF_AWS_MAX_RATE;
+			}
+			validate(c);
+		}
+	}
+	if(c->errors > BCONF_MAX_ERRORS) {
+		size_t used = strlen(c->err);
+		snprintf(c->err + used, c->errlen - used, "%s: ... and %d more errors\n", c->name,
+		         c->errors - BCONF_MAX_ERRORS);
+	}
+	if(c->errors) {
+		bconf_free(c->cfg);
+	}
+	return c->errors;
+}
+
+int bconf_load_buffer(const char *name, const char *text, size_t len, bconf_t *cfg, char *err,
+                      size_t errlen)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	err[0] = '\0';
+	bconf_ctx_t c = {.cfg = cfg, .name = name, .err = err, .errlen = errlen};
+	cfg->path = strdup(name);
+	char perr[1200] = "";
+	int rc = conf_parse_buffer(name, text, len, on_line, &c, perr, sizeof(perr));
+	return load_common(&c, rc, perr);
+}
+
+int bconf_load(const char *path, bconf_t *cfg, char *err, size_t errlen)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	err[0] = '\0';
+	bconf_ctx_t c = {.cfg = cfg, .name = path, .err = err, .errlen = errlen};
+	cfg->path = strdup(path);
+	char perr[1200] = "";
+	int rc = conf_parse_file(path, on_line, &c, perr, sizeof(perr));
+	return load_common(&c, rc, perr);
+}
+
+static int check_file(const bconf_t *cfg, enum bconf_key k, char *err, size_t errlen)
+{
+	const char *p = *(char *const *)((const char *)cfg + rows[k].offset);
+	if(!p) {
+		return 0;
+	}
+	struct stat st;
+	const char *why = NULL;
+	if(stat(p, &st) != 0) {
+		why = strerror(errno);
+	} else if(!S_ISREG(st.st_mode)) {
+		why = "not a regular file";
+	} else if(access(p, R_OK) != 0) {
+		why = strerror(errno);
+	}
+	if(!why) {
+		return 0;
+	}
+	size_t used = strlen(err);
+	if(cfg->line[k]) {
+		snprintf(err + used, errlen - used, "%s:%d: %s '%s': cannot read: %s\n", cfg->path,
+		         cfg->line[k], rows[k].name, p, why);
+	} else {
+		snprintf(err + used, errlen - used, "%s: %s '%s': cannot read: %s\n", cfg->path,
+		         rows[k].name, p, why);
+	}
+	return 1;
+}
+
+int bconf_check_files(const bconf_t *cfg, char *err, size_t errlen)
+{
+	static const enum bconf_key files[] = {BK_PLANT_CAFILE, BK_PLANT_CERTFILE, BK_PLANT_KEYFILE,
+	                                       BK_CLOUD_CAFILE, BK_CLOUD_CERTFILE, BK_CLOUD_KEYFILE};
+	int n = 0;
+	for(size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		n += check_file(cfg, files[i], err, errlen);
+	}
+	if(cfg->queue_path) {
+		char dir[4096];
+		util_strlcpy(dir, cfg->queue_path, sizeof(dir));
+		char *slash = strrchr(dir, '/');
+		if(!slash) {
+			util_strlcpy(dir, ".", sizeof(dir));
+		} else if(slash == dir) {
+			dir[1] = '\0';
+		} else {
+			*slash = '\0';
+		}
+		struct stat st;
+		if(stat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || access(dir, W_OK | X_OK) != 0) {
+			size_t used = strlen(err);
+			snprintf(err + used, errlen - used,
+			         "%s:%d: queue_path '%s': directory '%s' does not exist or is not "
+			         "writable\n",
+			         cfg->path, cfg->line[BK_QUEUE_PATH], cfg->queue_path, dir);
+			n++;
+		}
+	}
+	return n;
+}
+
+static void print_word(FILE *out, const char *s)
+{
+	bool quote = !*s || strpbrk(s, " \t\"\\") != NULL || s[0] == '#';
+	if(!quote) {
+		fputs(s, out);
+		return;
+	}
+	fputc('"', out);
+	for(; *s; s++) {
+		if(*s == '"' || *s == '\\') {
+			fputc('\\', out);
+		}
+		fputc(*s, out);
+	}
+	fputc('"', out);
+}
+
+void bconf_print(const bconf_t *cfg, FILE *out)
+{
+	for(int i = 0; i < BK_COUNT; i++) {
+		const bconf_row_t *r = &rows[i];
+		const void *field = (const char *)cfg + r->offset;
+		if(r->type == T_FORWARD) {
+			for(size_t j = 0; j < cfg->whitelist.count; j++) {
+				char buf[4096];
+				if(whitelist_rule_format(&cfg->whitelist.rules[j], buf, sizeof(buf)) == 0) {
+					fprintf(out, "forward %s\n", buf);
+				}
+			}
+			continue;
+		}
+		switch(r->type) {
+		case T_STRING:
+			if(*(char *const *)field) {
+				fprintf(out, "%s ", r->name);
+				print_word(out, *(char *const *)field);
+				fputc('\n', out);
+			}
+			break;
+		case T_INT:
+			fprintf(out, "%s %lld\n", r->name, (long long)*(const int64_t *)field);
+			break;
+		case T_DURATION:
+			fprintf(out, "%s %lldms\n", r->name, (long long)*(const int64_t *)field);
+			break;
+		case T_SIZE:
+			fprintf(out, "%s %llu\n", r->name, (unsigned long long)*(const uint64_t *)field);
+			break;
+		case T_BOOL:
+			fprintf(out, "%s %s\n", r->name, *(const bool *)field ? "yes" : "no");
+			break;
+		case T_ENUM:
+			for(const bconf_enum_t *e = r->enums; e->name; e++) {
+				if(e->value == *(const int64_t *)field) {
+					fprintf(out, "%s %s\n", r->name, e->name);
+					break;
+				}
+			}
+			break;
+		case T_FORWARD:
+			break;
+		}
+	}
+}
+
+void bconf_free(bconf_t *cfg)
+{
+	if(!cfg) {
+		return;
+	}
+	for(int i = 0; i < BK_COUNT; i++) {
+		if(rows[i].type == T_STRING) {
+			char **f = (char **)((char *)cfg + rows[i].offset);
+			free(*f);
+		}
+	}
+	whitelist_clear(&cfg->whitelist);
+	free(cfg->cloud_username);
+	free(cfg->path);
+	memset(cfg, 0, sizeof(*cfg));
+}

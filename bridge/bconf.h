@@ -1,0 +1,136 @@
+/*
+ * bconf.h — the bridge configuration: one file, one directive per line,
+ * parsed by a table (a row per key: name, argument count, type, field), so
+ * every key is checked the same way.  Unknown keys are refused, a key given
+ * twice "is duplicate", every error carries "file:line:".  After parsing,
+ * bconf_validate() checks the combination (required keys, the cloud profile's
+ * limits) and bconf_check_files() that the named files can be read.
+ *
+ * See docs/bridge.md for the reference and config/bridge.example.
+ */
+#ifndef PG_BCONF_H
+#define PG_BCONF_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "whitelist.h"
+
+enum bconf_profile { BCONF_PROFILE_GENERIC = 0, BCONF_PROFILE_AWS_IOT, BCONF_PROFILE_AZURE };
+enum bconf_when_full { BCONF_FULL_BACKPRESSURE = 0, BCONF_FULL_DROP_OLDEST };
+
+/* Cloud limits enforced per profile. */
+#define BCONF_AWS_MAX_PAYLOAD (128u * 1024)
+#define BCONF_AWS_MAX_SLASHES 7
+#define BCONF_AWS_MAX_CLIENT_ID 128
+#define BCONF_AWS_MAX_RATE 100
+#define BCONF_AWS_MAX_INFLIGHT 100
+#define BCONF_AZURE_MAX_PAYLOAD (256u * 1024)
+#define BCONF_GENERIC_MAX_PAYLOAD (256u * 1024 * 1024)
+
+/* Every key of the file; the index into bconf_t.line[]. */
+enum bconf_key {
+	BK_PLANT_HOST,
+	BK_PLANT_PORT,
+	BK_PLANT_CAFILE,
+	BK_PLANT_CERTFILE,
+	BK_PLANT_KEYFILE,
+	BK_PLANT_CLIENT_ID,
+	BK_PLANT_KEEPALIVE,
+	BK_CLOUD_HOST,
+	BK_CLOUD_PORT,
+	BK_CLOUD_CAFILE,
+	BK_CLOUD_USE_SYSTEM_TRUST,
+	BK_CLOUD_CERTFILE,
+	BK_CLOUD_KEYFILE,
+	BK_CLOUD_TLS_VERSION,
+	BK_CLOUD_ALPN,
+	BK_CLOUD_PROTOCOL,
+	BK_CLOUD_CLIENT_ID,
+	BK_CLOUD_KEEPALIVE,
+	BK_CLOUD_PROFILE,
+	BK_CLOUD_AZURE_HUB,
+	BK_FORWARD,
+	BK_QUEUE_PATH,
+	BK_QUEUE_MAX_BYTES,
+	BK_QUEUE_MAX_MESSAGES,
+	BK_QUEUE_WHEN_FULL,
+	BK_DRAIN_RATE,
+	BK_DRAIN_INFLIGHT,
+	BK_RECONNECT_MIN,
+	BK_RECONNECT_MAX,
+	BK_LOG_LEVEL,
+	BK_COUNT
+};
+
+typedef struct bconf {
+	char *path; /* the file parsed, owned */
+
+	char *plant_host;
+	int64_t plant_port;
+	char *plant_cafile;
+	char *plant_certfile;
+	char *plant_keyfile;
+	char *plant_client_id;
+	int64_t plant_keepalive_ms;
+
+	char *cloud_host;
+	int64_t cloud_port;
+	char *cloud_cafile;
+	bool cloud_use_system_trust;
+	char *cloud_certfile;
+	char *cloud_keyfile;
+	int64_t cloud_tls_version; /* 12 or 13: the minimum */
+	char *cloud_alpn;
+	int64_t cloud_protocol; /* 4 (3.1.1) or 5 */
+	char *cloud_client_id;
+	int64_t cloud_keepalive_ms;
+	int64_t cloud_profile; /* enum bconf_profile */
+	char *cloud_azure_hub;
+	char *cloud_username; /* derived (Azure), never configured directly */
+
+	whitelist_t whitelist;
+
+	char *queue_path;
+	uint64_t queue_max_bytes;
+	int64_t queue_max_messages;
+	int64_t queue_when_full; /* enum bconf_when_full */
+
+	int64_t drain_rate;     /* messages per second, 0 = unpaced */
+	int64_t drain_inflight; /* unacknowledged QoS 1 publishes at the cloud */
+	int64_t reconnect_min_ms;
+	int64_t reconnect_max_ms;
+	int64_t log_level; /* enum blog_level */
+
+	int line[BK_COUNT]; /* line where each key was set; 0 = default */
+} bconf_t;
+
+/* Parse `path` into a fresh *cfg (defaults applied), then validate.  Returns
+ * the number of errors (0 = good); the errors, one "file:line: message" per
+ * line, are in err.  On errors *cfg is freed and zeroed.  Does not look at the
+ * files the configuration names: see bconf_check_files. */
+int bconf_load(const char *path, bconf_t *cfg, char *err, size_t errlen);
+
+/* Same for an in-memory text; `name` stands for the file in messages. */
+int bconf_load_buffer(const char *name, const char *text, size_t len, bconf_t *cfg, char *err,
+                      size_t errlen);
+
+/* Check that every certificate, key and CA file exists and is readable and
+ * that the queue's directory exists.  Appends "file:line: key 'path': reason"
+ * lines to err; returns the number of problems. */
+int bconf_check_files(const bconf_t *cfg, char *err, size_t errlen);
+
+/* Print the effective configuration (defaults included) in file syntax, such
+ * that loading the output gives the same configuration. */
+void bconf_print(const bconf_t *cfg, FILE *out);
+
+/* Free everything *cfg owns and zero it.  NULL and half-built are fine. */
+void bconf_free(bconf_t *cfg);
+
+/* The key's name as written in the file. */
+const char *bconf_key_name(enum bconf_key k);
+
+const char *bconf_profile_name(int64_t profile);
+
+#endif

@@ -1,0 +1,69 @@
+/*
+ * bridge.h — runtime state shared by the threads of plantgate-bridge:
+ *
+ *   main thread   signals (SIGTERM/SIGINT stop, SIGHUP reloads the whitelist)
+ *   plant thread  plant.c: subscribes to the plant broker, commits each read
+ *                 batch to the queue, then lets the PUBACKs out
+ *   cloud thread  cloud.c: publishes from the queue in sequence order, deletes
+ *                 on the cloud's PUBACK
+ *
+ * The two links meet only in the queue (queue.h, internally locked) and in
+ * the counters below, which the /metrics endpoint of issue 6 will read.
+ */
+#ifndef PG_BRIDGE_H
+#define PG_BRIDGE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bconf.h"
+#include "queue.h"
+
+enum link_state { LINK_DOWN = 0, LINK_CONNECTING = 1, LINK_UP = 2 };
+
+/* Monotonic counters (never reset) and gauges for operators and metrics. */
+typedef struct bridge_counters {
+	atomic_uint_fast64_t in_received;  /* PUBLISH received from the plant */
+	atomic_uint_fast64_t in_queued;    /* committed to the queue */
+	atomic_uint_fast64_t in_unmatched; /* no forward rule (never leaves) */
+	atomic_uint_fast64_t in_rejected;  /* too large / bad cloud topic */
+	atomic_uint_fast64_t out_acked;    /* acknowledged by the cloud, deleted */
+	atomic_uint_fast64_t out_refused;  /* refused by the cloud (v5 reason >= 0x80) */
+	atomic_uint_fast64_t dropped_oldest;
+	atomic_uint_fast64_t expired;
+	atomic_uint_fast64_t cloud_ignored; /* messages the cloud sent us (dropped) */
+	atomic_uint_fast64_t plant_connects, cloud_connects;
+	atomic_uint_fast64_t plant_failures, cloud_failures;
+	atomic_int plant_state, cloud_state; /* enum link_state */
+	atomic_bool ingest_blocked;          /* backpressure or disk error */
+} bridge_counters_t;
+
+typedef struct bridge {
+	const bconf_t *cfg; /* startup configuration, read-only; owned by main */
+	queue_t *queue;
+	atomic_bool stop;  /* set on SIGTERM: finish in-flight work and exit */
+	atomic_bool fatal; /* a thread hit an unrecoverable error */
+	int wake[2];       /* pipe: the plant thread pokes the cloud thread */
+	bool insecure_hostname; /* PLANTGATE_TEST_INSECURE_HOSTNAME=1: tests only */
+
+	pthread_mutex_t mu;
+	whitelist_t *pending_whitelist; /* from SIGHUP, taken by the plant thread */
+
+	bridge_counters_t ctr;
+} bridge_t;
+
+void *plant_run(void *bridge);
+void *cloud_run(void *bridge);
+
+/* Clocks and randomness for the I/O side (the pure core gets them injected). */
+int64_t bridge_wall_ms(void);
+int64_t bridge_mono_ms(void);
+uint32_t bridge_random(void);
+
+/* True when a cloud topic respects the profile's limits (checked per message
+ * because a '#' rule cannot be bounded at config check). */
+bool bridge_remote_topic_ok(const bconf_t *cfg, const char *topic, const char **why);
+
+#endif

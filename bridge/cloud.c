@@ -1,0 +1,502 @@
+/*
+ * cloud.c — the cloud link: publishes queued messages to the cloud endpoint
+ * over mutually authenticated TLS, strictly in sequence order, with at most
+ * drain_inflight unacknowledged and at most drain_rate per second; deletes a
+ * message from the queue only when the cloud acknowledged it (QoS 1 PUBACK;
+ * for QoS 0, once written to the socket).
+ *
+ * Every connection uses a fresh libmosquitto object: libmosquitto keeps its
+ * own in-memory copies of unacknowledged publishes and would resend them on
+ * reconnect, duplicating and reordering what the queue resends.  After any
+ * disconnect we resend from the oldest unacknowledged message.
+ *
+ * Outbound only: the bridge never subscribes on the cloud side; anything the
+ * cloud sends is counted and dropped.
+ */
+#include <errno.h>
+#include <mosquitto.h>
+#include <mqtt_protocol.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backoff.h"
+#include "blog.h"
+#include "bridge.h"
+#include "util.h"
+
+#define CLOUD_PAGE 64               /* messages read from the queue at a time */
+#define CLOUD_STOP_GRACE_MS 5000    /* SIGTERM: wait this long for PUBACKs */
+#define CLOUD_STATUS_EVERY_MS 60000 /* backlog summary while a backlog exists */
+
+typedef struct cloud_inflight {
+	int mid;
+	int64_t seq;
+} cloud_inflight_t;
+
+typedef struct cloud {
+	bridge_t *b;
+	struct mosquitto *mosq;
+	int state;
+	bool lost;
+	backoff_t bo;
+	int64_t next_attempt;
+	int64_t down_since;
+	unsigned failures_since_up;
+	char cb_reason[512];
+	char logged_reason[512];
+	char lib_error[256];
+
+	cloud_inflight_t *inflight; /* window entries, in send order */
+	size_t n_inflight, window;
+	int64_t *acks; /* acknowledged seqs not yet deleted */
+	size_t n_acks;
+	int64_t last_sent_seq;
+	double tokens;
+	int64_t tokens_at;
+	int64_t last_expire, last_status;
+} cloud_t;
+
+static void on_log(struct mosquitto *mosq, void *obj, int level, const char *str)
+{
+	cloud_t *c = obj;
+	if(level == MOSQ_LOG_ERR) {
+		util_strlcpy(c->lib_error, str, sizeof(c->lib_error));
+	}
+	blog(BLOG_DEBUG, "cloud.lib", "msg=\"%s\"", str);
+}
+
+static void on_connect(struct mosquitto *mosq, void *obj, int rc, int flags,
+                       const mosquitto_property *props)
+{
+	cloud_t *c = obj;
+	const bconf_t *cfg = c->b->cfg;
+	if(rc) {
+		snprintf(c->cb_reason, sizeof(c->cb_reason), "cloud refused the connection: %s",
+		         cfg->cloud_protocol == 5 ? mosquitto_reason_string(rc)
+		                                  : mosquitto_connack_string(rc));
+		c->lost = true;
+		return;
+	}
+	c->state = LINK_UP;
+	atomic_store(&c->b->ctr.cloud_state, LINK_UP);
+	atomic_fetch_add(&c->b->ctr.cloud_connects, 1);
+	queue_stats_t st;
+	queue_get_stats(c->b->queue, &st);
+	blog(BLOG_INFO, "cloud.connected",
+	     "host=%s port=%lld protocol=%s after_failures=%u down_ms=%lld backlog=%lld",
+	     cfg->cloud_host, (long long)cfg->cloud_port, cfg->cloud_protocol == 5 ? "5" : "3.1.1",
+	     c->failures_since_up, (long long)(bridge_mono_ms() - c->down_since),
+	     (long long)st.messages);
+	c->failures_since_up = 0;
+	c->logged_reason[0] = '\0';
+	backoff_reset(&c->bo);
+}
+
+static void on_disconnect(struct mosquitto *mosq, void *obj, int rc,
+                          const mosquitto_property *props)
+{
+	cloud_t *c = obj;
+	c->lost = true;
+	if(rc && !c->cb_reason[0]) {
+		snprintf(c->cb_reason, sizeof(c->cb_reason), "%s",
+		         rc == MOSQ_ERR_KEEPALIVE ? "keepalive timeout"
+		                                  : rc < 128 ? mosquitto_strerror(rc)
+		                                             : mosquitto_reason_string(rc));
+	}
+}
+
+static void on_publish(struct mosquitto *mosq, void *obj, int mid, int reason,
+                       const mosquitto_property *props)
+{
+	cloud_t *c = obj;
+	for(size_t i = 0; i < c->n_inflight; i++) {
+		if(c->inflight[i].mid != mid) {
+			continue;
+		}
+		int64_t seq = c->inflight[i].seq;
+		memmove(&c->inflight[i], &c->inflight[i + 1],
+		        (c->n_inflight - i - 1) * sizeof(c->inflight[0]));
+		c->n_inflight--;
+		if(reason >= 0x80) {
+			/* Refused for good (e.g. not authorised): resending would block
+			 * the queue behind it forever.  Counted and logged loudly. */
+			atomic_fetch_add(&c->b->ctr.out_refused, 1);
+			blog(BLOG_ERROR, "cloud.refused",
+			     "seq=%lld reason=\"%s\" action=\"deleted from queue; check the cloud "
+			     "policy for this topic\"",
+			     (long long)seq, mosquitto_reason_string(reason));
+		} else {
+			atomic_fetch_add(&c->b->ctr.out_acked, 1);
+		}
+		c->acks[c->n_acks++] = seq;
+		return;
+	}
+}
+
+static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto_message *m,
+                       const mosquitto_property *props)
+{
+	cloud_t *c = obj;
+	/* Data-diode: nothing flows from the cloud into the plant. */
+	atomic_fetch_add(&c->b->ctr.cloud_ignored, 1);
+}
+
+static void flush_acks(cloud_t *c)
+{
+	if(!c->n_acks) {
+		return;
+	}
+	queue_rc_t qrc = queue_ack(c->b->queue, c->acks, c->n_acks);
+	if(qrc != QUEUE_OK) {
+		/* Not fatal: the messages stay queued and are resent after the next
+		 * reconnect (a duplicate, never a loss). */
+		blog(BLOG_WARN, "queue.delete_failed", "count=%zu reason=\"%s\"", c->n_acks,
+		     queue_strerror(qrc));
+	}
+	c->n_acks = 0;
+}
+
+static void cloud_drop(cloud_t *c, const char *reason)
+{
+	if(c->mosq) {
+		mosquitto_destroy(c->mosq);
+		c->mosq = NULL;
+	}
+	flush_acks(c);
+	if(c->state == LINK_UP) {
+		c->down_since = bridge_mono_ms();
+		blog(BLOG_WARN, "cloud.disconnected", "reason=\"%s\" unacked=%zu action=\"resending "
+		                                       "from the oldest unacknowledged message after "
+		                                       "reconnect\"",
+		     reason && reason[0] ? reason : "connection lost", c->n_inflight);
+	}
+	c->state = LINK_DOWN;
+	atomic_store(&c->b->ctr.cloud_state, LINK_DOWN);
+	c->lost = false;
+	c->cb_reason[0] = '\0';
+	c->n_inflight = 0;
+	c->last_sent_seq = 0;
+	c->next_attempt = bridge_mono_ms() + backoff_next(&c->bo, bridge_random());
+}
+
+static void cloud_connect_failed(cloud_t *c, const char *reason)
+{
+	atomic_fetch_add(&c->b->ctr.cloud_failures, 1);
+	c->failures_since_up++;
+	if(strcmp(reason, c->logged_reason) != 0) {
+		blog(BLOG_WARN, "cloud.connect_failed",
+		     "host=%s port=%lld reason=\"%s\" attempts=%u note=\"messages stay queued; retrying "
+		     "with backoff; logged again only if the reason changes\"",
+		     c->b->cfg->cloud_host, (long long)c->b->cfg->cloud_port, reason,
+		     c->failures_since_up);
+		util_strlcpy(c->logged_reason, reason, sizeof(c->logged_reason));
+	}
+	c->state = LINK_DOWN;
+	cloud_drop(c, NULL);
+}
+
+static void cloud_connect(cloud_t *c)
+{
+	const bconf_t *cfg = c->b->cfg;
+	char reason[512];
+	int rc;
+	c->lib_error[0] = '\0';
+	c->lost = false;
+	c->mosq = mosquitto_new(cfg->cloud_client_id, true, c);
+	if(!c->mosq) {
+		cloud_connect_failed(c, "out of memory");
+		return;
+	}
+	mosquitto_int_option(c->mosq, MOSQ_OPT_PROTOCOL_VERSION,
+	                     cfg->cloud_protocol == 5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311);
+	mosquitto_threaded_set(c->mosq, true);
+	mosquitto_int_option(c->mosq, MOSQ_OPT_SEND_MAXIMUM, (int)cfg->drain_inflight);
+	mosquitto_connect_v5_callback_set(c->mosq, on_connect);
+	mosquitto_disconnect_v5_callback_set(c->mosq, on_disconnect);
+	mosquitto_publish_v5_callback_set(c->mosq, on_publish);
+	mosquitto_message_v5_callback_set(c->mosq, on_message);
+	mosquitto_log_callback_set(c->mosq, on_log);
+	rc = mosquitto_tls_set(c->mosq, cfg->cloud_cafile, NULL, cfg->cloud_certfile,
+	                       cfg->cloud_keyfile, NULL);
+	if(!rc && cfg->cloud_use_system_trust) {
+		rc = mosquitto_int_option(c->mosq, MOSQ_OPT_TLS_USE_OS_CERTS, 1);
+	}
+	if(!rc) {
+		rc = mosquitto_tls_opts_set(c->mosq, 1, cfg->cloud_tls_version == 13 ? "tlsv1.3"
+		                                                                     : "tlsv1.2",
+		                            NULL);
+	}
+	if(!rc) {
+		/* Host name verification is always on; the only way around it is the
+		 * test-only environment variable, logged at every connect. */
+		rc = mosquitto_tls_insecure_set(c->mosq, c->b->insecure_hostname);
+	}
+	if(!rc && cfg->cloud_alpn) {
+		rc = mosquitto_string_option(c->mosq, MOSQ_OPT_TLS_ALPN, cfg->cloud_alpn);
+	}
+	if(!rc && cfg->cloud_username) {
+		rc = mosquitto_username_pw_set(c->mosq, cfg->cloud_username, NULL);
+	}
+	if(rc) {
+		snprintf(reason, sizeof(reason),
+		         "TLS setup: %s (check cloud_cafile, cloud_certfile, cloud_keyfile)",
+		         mosquitto_strerror(rc));
+		cloud_connect_failed(c, reason);
+		return;
+	}
+	if(c->b->insecure_hostname) {
+		blog(BLOG_WARN, "cloud.INSECURE",
+		     "reason=\"PLANTGATE_TEST_INSECURE_HOSTNAME=1: the cloud's host name is NOT "
+		     "verified; for tests only, never in production\"");
+	}
+	c->state = LINK_CONNECTING;
+	atomic_store(&c->b->ctr.cloud_state, LINK_CONNECTING);
+	errno = 0;
+	rc = mosquitto_connect_bind_v5(c->mosq, cfg->cloud_host, (int)cfg->cloud_port,
+	                               (int)(cfg->cloud_keepalive_ms / 1000), NULL, NULL);
+	if(rc) {
+		util_snprintf(reason, sizeof(reason), "%s%s%s",
+		         rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc),
+		         c->lib_error[0] ? ": " : "", c->lib_error);
+		cloud_connect_failed(c, reason);
+	}
+}
+
+/* Hook for issue 6 (integrity envelope): the properties sent with message m.
+ * Today: the sequence id as user property "plantgate-seq" (MQTT 5 only). */
+static int cloud_message_props(const bconf_t *cfg, const queue_msg_t *m,
+                               mosquitto_property **props)
+{
+	if(cfg->cloud_protocol != 5) {
+		return 0;
+	}
+	char seq[32];
+	snprintf(seq, sizeof(seq), "%lld", (long long)m->seq);
+	return mosquitto_property_add_string_pair(props, MQTT_PROP_USER_PROPERTY, "plantgate-seq",
+	                                          seq);
+}
+
+static void refill_tokens(cloud_t *c, int64_t now)
+{
+	int64_t rate = c->b->cfg->drain_rate;
+	if(rate == 0) {
+		return;
+	}
+	double burst = rate / 10.0 < 1 ? 1 : rate / 10.0;
+	c->tokens += (double)(now - c->tokens_at) * (double)rate / 1000.0;
+	if(c->tokens > burst) {
+		c->tokens = burst;
+	}
+	c->tokens_at = now;
+}
+
+/* Publish queued messages while the window and the rate allow. */
+static int cloud_send(cloud_t *c)
+{
+	bridge_t *b = c->b;
+	const bconf_t *cfg = b->cfg;
+	queue_msg_t page[CLOUD_PAGE];
+	refill_tokens(c, bridge_mono_ms());
+	while(c->n_inflight < c->window && (cfg->drain_rate == 0 || c->tokens >= 1.0)) {
+		size_t want = c->window - c->n_inflight;
+		if(cfg->drain_rate && (size_t)c->tokens < want) {
+			want = (size_t)c->tokens;
+		}
+		if(want > CLOUD_PAGE) {
+			want = CLOUD_PAGE;
+		}
+		size_t n = 0;
+		queue_rc_t qrc = queue_peek(b->queue, c->last_sent_seq, bridge_wall_ms(), page, want, &n);
+		if(qrc != QUEUE_OK) {
+			blog(BLOG_ERROR, "queue.read_failed", "reason=\"%s\"", queue_strerror(qrc));
+			return -1;
+		}
+		if(n == 0) {
+			return 0;
+		}
+		int rc = MOSQ_ERR_SUCCESS;
+		size_t i;
+		for(i = 0; i < n && !rc; i++) {
+			queue_msg_t *m = &page[i];
+			mosquitto_property *props = NULL;
+			int mid = 0;
+			rc = cloud_message_props(cfg, m, &props);
+			if(!rc) {
+				rc = mosquitto_publish_v5(c->mosq, &mid, m->remote_topic, (int)m->len,
+				                          m->payload, m->qos, m->retain, props);
+			}
+			mosquitto_property_free_all(&props);
+			if(rc == MOSQ_ERR_PAYLOAD_SIZE || rc == MOSQ_ERR_OVERSIZE_PACKET ||
+			   rc == MOSQ_ERR_QOS_NOT_SUPPORTED || rc == MOSQ_ERR_MALFORMED_UTF8 ||
+			   rc == MOSQ_ERR_RETAIN_NOT_SUPPORTED) {
+				/* The cloud can never take this one: do not block the queue. */
+				char q[300];
+				atomic_fetch_add(&b->ctr.out_refused, 1);
+				blog(BLOG_ERROR, "cloud.refused",
+				     "seq=%lld topic=%s reason=\"%s\" action=\"deleted from queue\"",
+				     (long long)m->seq, blog_quote(m->remote_topic, q, sizeof(q)),
+				     mosquitto_strerror(rc));
+				c->acks[c->n_acks++] = m->seq;
+				c->last_sent_seq = m->seq;
+				flush_acks(c);
+				rc = MOSQ_ERR_SUCCESS;
+				continue;
+			}
+			if(rc) {
+				break;
+			}
+			c->inflight[c->n_inflight].mid = mid;
+			c->inflight[c->n_inflight].seq = m->seq;
+			c->n_inflight++;
+			c->last_sent_seq = m->seq;
+			c->tokens -= 1.0;
+		}
+		for(size_t j = 0; j < n; j++) {
+			queue_msg_clear(&page[j]);
+		}
+		if(rc) {
+			snprintf(c->cb_reason, sizeof(c->cb_reason), "publish failed: %s",
+			         mosquitto_strerror(rc));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void cloud_housekeeping(cloud_t *c, int64_t now)
+{
+	bridge_t *b = c->b;
+	if(now - c->last_expire >= 1000) {
+		c->last_expire = now;
+		int64_t n = 0;
+		if(queue_expire(b->queue, bridge_wall_ms(), &n) == QUEUE_OK && n > 0) {
+			atomic_fetch_add(&b->ctr.expired, (uint64_t)n);
+			blog(BLOG_WARN, "queue.expired", "count=%lld reason=ttl", (long long)n);
+		}
+	}
+	if(now - c->last_status >= CLOUD_STATUS_EVERY_MS) {
+		c->last_status = now;
+		queue_stats_t st;
+		queue_get_stats(b->queue, &st);
+		if(st.messages > 0) {
+			blog(BLOG_INFO, "queue.status",
+			     "messages=%lld bytes=%llu oldest_age_ms=%lld cloud=%s", (long long)st.messages,
+			     (unsigned long long)st.bytes,
+			     (long long)(st.oldest_rx_ms ? bridge_wall_ms() - st.oldest_rx_ms : 0),
+			     c->state == LINK_UP ? "up" : "down");
+		}
+	}
+}
+
+void *cloud_run(void *arg)
+{
+	bridge_t *b = arg;
+	cloud_t c = {.b = b, .state = LINK_DOWN};
+	c.window = (size_t)b->cfg->drain_inflight;
+	c.inflight = calloc(c.window, sizeof(*c.inflight));
+	c.acks = calloc(c.window + CLOUD_PAGE, sizeof(*c.acks));
+	if(!c.inflight || !c.acks) {
+		blog(BLOG_ERROR, "cloud.out_of_memory", NULL);
+		atomic_store(&b->fatal, true);
+		atomic_store(&b->stop, true);
+		free(c.inflight);
+		free(c.acks);
+		return NULL;
+	}
+	backoff_init(&c.bo, b->cfg->reconnect_min_ms, b->cfg->reconnect_max_ms);
+	c.down_since = c.tokens_at = bridge_mono_ms();
+	int64_t stop_at = 0;
+	for(;;) {
+		int64_t now = bridge_mono_ms();
+		if(atomic_load(&b->stop)) {
+			if(!stop_at) {
+				stop_at = now + CLOUD_STOP_GRACE_MS;
+			}
+			if(!c.mosq || c.state != LINK_UP || c.n_inflight == 0 || now >= stop_at) {
+				break;
+			}
+		}
+		cloud_housekeeping(&c, now);
+		if(!c.mosq) {
+			if(now >= c.next_attempt) {
+				cloud_connect(&c);
+			} else {
+				int64_t wait = c.next_attempt - now;
+				usleep((useconds_t)(wait > 100 || wait < 1 ? 100 : wait) * 1000);
+			}
+			continue;
+		}
+		int rc = MOSQ_ERR_SUCCESS;
+		if(c.state == LINK_UP && !atomic_load(&b->stop) && cloud_send(&c)) {
+			rc = MOSQ_ERR_UNKNOWN;
+		}
+		struct pollfd pfd[2] = {{.fd = mosquitto_socket(c.mosq), .events = POLLIN},
+		                        {.fd = b->wake[0], .events = POLLIN}};
+		if(mosquitto_want_write(c.mosq)) {
+			pfd[0].events |= POLLOUT;
+		}
+		int timeout = 100;
+		if(b->cfg->drain_rate && c.state == LINK_UP && c.n_inflight < c.window) {
+			timeout = 1000 / (int)b->cfg->drain_rate + 1;
+			if(timeout > 100) {
+				timeout = 100;
+			}
+		}
+		if(!rc && pfd[0].fd < 0) {
+			rc = MOSQ_ERR_NO_CONN;
+		}
+		if(!rc && poll(pfd, 2, timeout) < 0 && errno != EINTR) {
+			rc = MOSQ_ERR_ERRNO;
+		}
+		if(pfd[1].revents & POLLIN) {
+			char buf[64];
+			if(read(b->wake[0], buf, sizeof(buf)) < 0) {
+				/* nonblocking; nothing to drain */
+			}
+		}
+		if(!rc && (pfd[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+			rc = mosquitto_loop_read(c.mosq, 1);
+		}
+		if(!rc && mosquitto_want_write(c.mosq)) {
+			rc = mosquitto_loop_write(c.mosq, 1);
+		}
+		if(!rc) {
+			rc = mosquitto_loop_misc(c.mosq);
+		}
+		flush_acks(&c);
+		if(rc || c.lost) {
+			char reason[512];
+			util_snprintf(reason, sizeof(reason), "%s%s%s",
+			         c.cb_reason[0] ? c.cb_reason
+			         : rc == MOSQ_ERR_ERRNO ? strerror(errno)
+			                                : mosquitto_strerror(rc ? rc : MOSQ_ERR_CONN_LOST),
+			         c.lib_error[0] ? ": " : "", c.lib_error);
+			if(c.state == LINK_UP) {
+				cloud_drop(&c, reason);
+			} else {
+				cloud_connect_failed(&c, reason);
+			}
+		}
+	}
+	if(c.mosq) {
+		if(c.state == LINK_UP) {
+			mosquitto_disconnect_v5(c.mosq, 0, NULL);
+			mosquitto_loop_write(c.mosq, 1);
+		}
+		mosquitto_destroy(c.mosq);
+		c.mosq = NULL;
+	}
+	flush_acks(&c);
+	if(c.n_inflight) {
+		blog(BLOG_INFO, "cloud.stopped",
+		     "unacked=%zu note=\"kept in the queue; resent at next start\"", c.n_inflight);
+	} else {
+		blog(BLOG_INFO, "cloud.stopped", NULL);
+	}
+	free(c.inflight);
+	free(c.acks);
+	return NULL;
+}

@@ -1,0 +1,270 @@
+/*
+ * main.c — plantgate-bridge: option parsing, configuration check (-n), start
+ * of the plant and cloud threads, and signal handling (SIGTERM/SIGINT: stop
+ * gracefully; SIGHUP: re-read the forward rules).
+ *
+ *   plantgate-bridge -c FILE            run
+ *   plantgate-bridge -n -c FILE         check the configuration and exit
+ *   plantgate-bridge -n -p -c FILE      ... and print the effective configuration
+ *   --no-file-checks                    with -n: skip checking that the
+ *                                       certificate, key and queue paths exist
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <mosquitto.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "blog.h"
+#include "bridge.h"
+#include "topic.h"
+
+int64_t bridge_wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t bridge_mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+uint32_t bridge_random(void)
+{
+	uint32_t r;
+	if(getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r)) {
+		r = (uint32_t)bridge_mono_ms() * 2654435761u;
+	}
+	return r;
+}
+
+bool bridge_remote_topic_ok(const bconf_t *cfg, const char *topic, const char **why)
+{
+	if(!topic_valid_name(topic)) {
+		*why = "bad-cloud-topic";
+		return false;
+	}
+	if(cfg->cloud_profile == BCONF_PROFILE_AWS_IOT) {
+		int slashes = 0;
+		for(const char *p = topic; *p; p++) {
+			slashes += *p == '/';
+		}
+		if(slashes > BCONF_AWS_MAX_SLASHES) {
+			*why = "cloud-topic-too-deep";
+			return false;
+		}
+	}
+	return true;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: plantgate-bridge -c FILE [-n [-p] [--no-file-checks]]\n"
+	           "  -c FILE            configuration file (see docs/bridge.md)\n"
+	           "  -n                 check the configuration, print \"configuration OK\" "
+	           "or the errors, exit\n"
+	           "  -p                 with -n: print the effective configuration\n"
+	           "  --no-file-checks   with -n: do not check that certificate, key and queue "
+	           "paths exist\n"
+	           "                     (for checking a configuration on another machine)\n");
+}
+
+/* Re-read the configuration; on success hand the new whitelist to the plant
+ * thread.  Other settings take effect at the next start. */
+static void reload(bridge_t *b, const char *path)
+{
+	static char err[16384];
+	bconf_t ncfg;
+	int n = bconf_load(path, &ncfg, err, sizeof(err));
+	if(n) {
+		for(char *line = err; *line;) {
+			char *nl = strchr(line, '\n');
+			if(nl) {
+				*nl = '\0';
+			}
+			blog(BLOG_ERROR, "config.reload_failed",
+			     "error=\"%s\" action=\"keeping the current rules\"", line);
+			if(!nl) {
+				break;
+			}
+			line = nl + 1;
+		}
+		return;
+	}
+	whitelist_t *wl = malloc(sizeof(*wl));
+	if(!wl) {
+		bconf_free(&ncfg);
+		blog(BLOG_ERROR, "config.reload_failed", "error=\"out of memory\"");
+		return;
+	}
+	*wl = ncfg.whitelist;
+	ncfg.whitelist.rules = NULL;
+	ncfg.whitelist.count = 0;
+	bconf_free(&ncfg);
+	pthread_mutex_lock(&b->mu);
+	if(b->pending_whitelist) {
+		whitelist_clear(b->pending_whitelist);
+		free(b->pending_whitelist);
+	}
+	b->pending_whitelist = wl;
+	pthread_mutex_unlock(&b->mu);
+	blog(BLOG_INFO, "config.reloaded",
+	     "path=%s rules=%zu note=\"forward rules applied; other settings take effect at the "
+	     "next start\"",
+	     path, wl->count);
+}
+
+int main(int argc, char **argv)
+{
+	const char *path = NULL;
+	bool check_only = false, print = false, file_checks = true;
+	static const struct option longopts[] = {{"no-file-checks", no_argument, NULL, 'F'},
+	                                         {"help", no_argument, NULL, 'h'},
+	                                         {NULL, 0, NULL, 0}};
+	int opt;
+	while((opt = getopt_long(argc, argv, "c:nph", longopts, NULL)) != -1) {
+		switch(opt) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'n':
+			check_only = true;
+			break;
+		case 'p':
+			print = true;
+			break;
+		case 'F':
+			file_checks = false;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if(!path || optind != argc || (!check_only && (print || !file_checks))) {
+		usage(stderr);
+		return 2;
+	}
+
+	static char err[16384];
+	static bconf_t cfg;
+	int nerr = bconf_load(path, &cfg, err, sizeof(err));
+	if(!nerr && file_checks) {
+		nerr = bconf_check_files(&cfg, err, sizeof(err));
+	}
+	if(nerr) {
+		fputs(err, stderr);
+		fprintf(stderr, "%s: %d error%s: configuration NOT OK\n", path, nerr, nerr == 1 ? "" : "s");
+		bconf_free(&cfg);
+		return 1;
+	}
+	if(check_only) {
+		if(print) {
+			bconf_print(&cfg, stdout);
+		}
+		printf("configuration OK\n");
+		bconf_free(&cfg);
+		return 0;
+	}
+
+	blog_set_level((int)cfg.log_level);
+	static bridge_t b;
+	b.cfg = &cfg;
+	pthread_mutex_init(&b.mu, NULL);
+	const char *insecure = getenv("PLANTGATE_TEST_INSECURE_HOSTNAME");
+	if(insecure && strcmp(insecure, "1") == 0) {
+		b.insecure_hostname = true;
+		blog(BLOG_WARN, "bridge.INSECURE",
+		     "reason=\"PLANTGATE_TEST_INSECURE_HOSTNAME=1 disables host name verification of "
+		     "both brokers; this is for tests only and must never be set in production\"");
+	}
+
+	queue_limits_t lim = {.max_bytes = cfg.queue_max_bytes,
+	                      .max_messages = cfg.queue_max_messages,
+	                      .when_full = cfg.queue_when_full == BCONF_FULL_DROP_OLDEST
+	                                       ? QUEUE_DROP_OLDEST
+	                                       : QUEUE_BACKPRESSURE};
+	queue_rc_t qrc = queue_open(cfg.queue_path, &lim, &b.queue, err, sizeof(err));
+	if(qrc != QUEUE_OK) {
+		blog(BLOG_ERROR, "queue.open_failed", "reason=\"%s\" detail=\"%s\"", queue_strerror(qrc),
+		     err);
+		fprintf(stderr, "plantgate-bridge: %s\n", err);
+		bconf_free(&cfg);
+		return 1;
+	}
+	queue_stats_t st;
+	queue_get_stats(b.queue, &st);
+	blog(BLOG_INFO, "bridge.starting",
+	     "version=%s config=%s queue=%s backlog=%lld backlog_bytes=%llu rules=%zu profile=%s",
+	     "0.1.0", path, cfg.queue_path, (long long)st.messages, (unsigned long long)st.bytes,
+	     cfg.whitelist.count, bconf_profile_name(cfg.cloud_profile));
+
+	if(pipe(b.wake) || fcntl(b.wake[0], F_SETFL, O_NONBLOCK) ||
+	   fcntl(b.wake[1], F_SETFL, O_NONBLOCK)) {
+		blog(BLOG_ERROR, "bridge.pipe_failed", "reason=\"%s\"", strerror(errno));
+		queue_close(b.queue);
+		bconf_free(&cfg);
+		return 1;
+	}
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	mosquitto_lib_init();
+
+	pthread_t tp, tc;
+	if(pthread_create(&tp, NULL, plant_run, &b) || pthread_create(&tc, NULL, cloud_run, &b)) {
+		blog(BLOG_ERROR, "bridge.thread_failed", NULL);
+		return 1;
+	}
+	while(!atomic_load(&b.stop)) {
+		struct timespec ts = {.tv_sec = 0, .tv_nsec = 200 * 1000000L};
+		int sig = sigtimedwait(&set, NULL, &ts);
+		if(sig == SIGTERM || sig == SIGINT) {
+			blog(BLOG_INFO, "bridge.stopping",
+			     "signal=%s action=\"committing, acknowledging and waiting for in-flight "
+			     "messages\"",
+			     sig == SIGTERM ? "TERM" : "INT");
+			atomic_store(&b.stop, true);
+		} else if(sig == SIGHUP) {
+			reload(&b, path);
+		}
+	}
+	pthread_join(tp, NULL);
+	pthread_join(tc, NULL);
+	queue_get_stats(b.queue, &st);
+	blog(BLOG_INFO, "bridge.stopped",
+	     "received=%llu queued=%llu acked=%llu backlog=%lld dropped_oldest=%llu expired=%llu",
+	     (unsigned long long)atomic_load(&b.ctr.in_received),
+	     (unsigned long long)atomic_load(&b.ctr.in_queued),
+	     (unsigned long long)atomic_load(&b.ctr.out_acked), (long long)st.messages,
+	     (unsigned long long)atomic_load(&b.ctr.dropped_oldest),
+	     (unsigned long long)atomic_load(&b.ctr.expired));
+	queue_close(b.queue);
+	if(b.pending_whitelist) {
+		whitelist_clear(b.pending_whitelist);
+		free(b.pending_whitelist);
+	}
+	close(b.wake[0]);
+	close(b.wake[1]);
+	mosquitto_lib_cleanup();
+	bool fatal = atomic_load(&b.fatal);
+	bconf_free(&cfg);
+	return fatal ? 1 : 0;
+}

@@ -1,0 +1,479 @@
+/*
+ * plant.c — the plant link: subscribes to the whitelisted filters on the plant
+ * broker and stores what arrives in the durable queue before acknowledging it.
+ *
+ * Persist-before-acknowledge (see DESIGN.md, "Client library"): with
+ * mosquitto_threaded_set(true), libmosquitto only queues the PUBACK of a QoS 1
+ * message when on_message returns; it leaves when we call
+ * mosquitto_loop_write().  So each turn of the loop is
+ *
+ *     poll → mosquitto_loop_read()   (on_message copies matches into a batch)
+ *          → queue_push(batch)       (one SQLite transaction, fsync)
+ *          → mosquitto_loop_write()  (the PUBACKs of that batch leave)
+ *
+ * and if the commit fails the connection is dropped without writing, so the
+ * broker keeps the messages and sends them again.  Backpressure is simply not
+ * reading: the broker holds the messages in our persistent session.
+ */
+#include <errno.h>
+#include <mosquitto.h>
+#include <mqtt_protocol.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backoff.h"
+#include "blog.h"
+#include "bridge.h"
+#include "topic.h"
+#include "util.h"
+
+/* Messages taken from one mosquitto_loop_read(); bounded by what the broker
+ * may send before it needs PUBACKs (its max_inflight_messages) plus QoS 0. */
+typedef struct plant_batch {
+	queue_msg_t *msgs;
+	size_t n, cap;
+	bool oom;
+} plant_batch_t;
+
+typedef struct plant {
+	bridge_t *b;
+	struct mosquitto *mosq;
+	whitelist_t wl;
+	int state;
+	bool lost;        /* on_disconnect fired */
+	bool ingest_down; /* a commit failed: hold off until the retry */
+	bool blocked_logged;
+	backoff_t bo;
+	int64_t next_attempt;
+	int64_t down_since;
+	unsigned failures_since_up;
+	char cb_reason[512];     /* why, as told by a callback (CONNACK, DISCONNECT) */
+	char logged_reason[512]; /* the last connect failure logged */
+	char lib_error[256]; /* last error libmosquitto logged */
+	plant_batch_t batch;
+} plant_t;
+
+static void batch_clear(plant_batch_t *bt)
+{
+	for(size_t i = 0; i < bt->n; i++) {
+		free(bt->msgs[i].local_topic);
+		free(bt->msgs[i].remote_topic);
+		free(bt->msgs[i].payload);
+	}
+	bt->n = 0;
+	bt->oom = false;
+}
+
+static void on_log(struct mosquitto *mosq, void *obj, int level, const char *str)
+{
+	plant_t *p = obj;
+	if(level == MOSQ_LOG_ERR) {
+		util_strlcpy(p->lib_error, str, sizeof(p->lib_error));
+	}
+	blog(BLOG_DEBUG, "plant.lib", "msg=%s", str);
+}
+
+static void subscribe_all(plant_t *p)
+{
+	for(size_t i = 0; i < p->wl.count; i++) {
+		int rc = mosquitto_subscribe_v5(p->mosq, NULL, p->wl.rules[i].filter, 1,
+		                                MQTT_SUB_OPT_SEND_RETAIN_NEW |
+		                                    MQTT_SUB_OPT_RETAIN_AS_PUBLISHED,
+		                                NULL);
+		if(rc) {
+			blog(BLOG_WARN, "plant.subscribe_failed", "filter=%s reason=\"%s\"",
+			     p->wl.rules[i].filter, mosquitto_strerror(rc));
+		}
+	}
+}
+
+static void on_connect(struct mosquitto *mosq, void *obj, int rc, int flags,
+                       const mosquitto_property *props)
+{
+	plant_t *p = obj;
+	if(rc) {
+		snprintf(p->cb_reason, sizeof(p->cb_reason), "broker refused the connection: %s",
+		         mosquitto_reason_string(rc));
+		p->lost = true;
+		return;
+	}
+	p->state = LINK_UP;
+	atomic_store(&p->b->ctr.plant_state, LINK_UP);
+	atomic_fetch_add(&p->b->ctr.plant_connects, 1);
+	blog(BLOG_INFO, "plant.connected",
+	     "host=%s port=%lld session_present=%d after_failures=%u down_ms=%lld",
+	     p->b->cfg->plant_host, (long long)p->b->cfg->plant_port, flags & 1,
+	     p->failures_since_up, (long long)(bridge_mono_ms() - p->down_since));
+	p->failures_since_up = 0;
+	p->logged_reason[0] = '\0';
+	backoff_reset(&p->bo);
+	subscribe_all(p);
+}
+
+static void on_disconnect(struct mosquitto *mosq, void *obj, int rc,
+                          const mosquitto_property *props)
+{
+	plant_t *p = obj;
+	p->lost = true;
+	if(rc && !p->cb_reason[0]) {
+		snprintf(p->cb_reason, sizeof(p->cb_reason), "%s",
+		         rc == MOSQ_ERR_KEEPALIVE ? "keepalive timeout"
+		                                  : rc < 128 ? mosquitto_strerror(rc)
+		                                             : mosquitto_reason_string(rc));
+	}
+}
+
+static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto_message *m,
+                       const mosquitto_property *props)
+{
+	plant_t *p = obj;
+	bridge_t *b = p->b;
+	char q1[300], q2[300];
+	atomic_fetch_add(&b->ctr.in_received, 1);
+	const wl_rule_t *r = whitelist_match(&p->wl, m->topic);
+	if(!r) {
+		/* A subscription left over from an older configuration, or a filter
+		 * overlap: the whitelist decides, not the subscription. */
+		atomic_fetch_add(&b->ctr.in_unmatched, 1);
+		blog(BLOG_DEBUG, "plant.unmatched", "topic=%s",
+		     blog_quote(m->topic, q1, sizeof(q1)));
+		return;
+	}
+	if((uint64_t)m->payloadlen > r->max_payload) {
+		atomic_fetch_add(&b->ctr.in_rejected, 1);
+		blog(BLOG_WARN, "plant.rejected",
+		     "reason=payload-too-large topic=%s size=%d max=%llu rule_line=%d",
+		     blog_quote(m->topic, q1, sizeof(q1)), m->payloadlen,
+		     (unsigned long long)r->max_payload, r->line);
+		return;
+	}
+	char remote[1024];
+	const char *why = NULL;
+	if(whitelist_remap(r, m->topic, remote, sizeof(remote))) {
+		why = "bad-cloud-topic";
+	} else if(!bridge_remote_topic_ok(b->cfg, remote, &why)) {
+		/* why set */
+	}
+	if(why) {
+		atomic_fetch_add(&b->ctr.in_rejected, 1);
+		blog(BLOG_WARN, "plant.rejected", "reason=%s topic=%s cloud_topic=%s rule_line=%d", why,
+		     blog_quote(m->topic, q1, sizeof(q1)), blog_quote(remote, q2, sizeof(q2)), r->line);
+		return;
+	}
+	plant_batch_t *bt = &p->batch;
+	if(bt->n == bt->cap) {
+		size_t ncap = bt->cap ? bt->cap * 2 : 64;
+		queue_msg_t *n = realloc(bt->msgs, ncap * sizeof(*n));
+		if(!n) {
+			bt->oom = true;
+			return;
+		}
+		bt->msgs = n;
+		bt->cap = ncap;
+	}
+	queue_msg_t *q = &bt->msgs[bt->n];
+	memset(q, 0, sizeof(*q));
+	q->rx_ms = bridge_wall_ms();
+	q->expires_ms = r->ttl_ms ? q->rx_ms + r->ttl_ms : 0;
+	q->qos = r->qos;
+	q->retain = r->retain && m->retain;
+	q->local_topic = strdup(m->topic);
+	q->remote_topic = strdup(remote);
+	q->len = (size_t)m->payloadlen;
+	q->payload = malloc(q->len ? q->len : 1);
+	if(!q->local_topic || !q->remote_topic || !q->payload) {
+		free(q->local_topic);
+		free(q->remote_topic);
+		free(q->payload);
+		bt->oom = true;
+		return;
+	}
+	if(q->len) {
+		memcpy(q->payload, m->payload, q->len);
+	}
+	bt->n++;
+}
+
+/* Drop the connection without writing anything more: PUBACKs still queued in
+ * libmosquitto are thrown away, so the broker redelivers those messages. */
+static void plant_drop(plant_t *p, const char *reason)
+{
+	if(p->mosq) {
+		mosquitto_destroy(p->mosq);
+		p->mosq = NULL;
+	}
+	if(p->state == LINK_UP) {
+		p->down_since = bridge_mono_ms();
+		blog(BLOG_WARN, "plant.disconnected", "reason=\"%s\"",
+		     reason && reason[0] ? reason : "connection lost");
+	}
+	p->cb_reason[0] = '\0';
+	p->state = LINK_DOWN;
+	atomic_store(&p->b->ctr.plant_state, LINK_DOWN);
+	p->lost = false;
+	batch_clear(&p->batch);
+	p->next_attempt = bridge_mono_ms() + backoff_next(&p->bo, bridge_random());
+}
+
+static void plant_connect_failed(plant_t *p, const char *reason)
+{
+	atomic_fetch_add(&p->b->ctr.plant_failures, 1);
+	p->failures_since_up++;
+	/* Log a failure once per distinct reason, not once per attempt. */
+	if(strcmp(reason, p->logged_reason) != 0) {
+		blog(BLOG_WARN, "plant.connect_failed",
+		     "host=%s port=%lld reason=\"%s\" attempts=%u note=\"retrying with backoff; "
+		     "logged again only if the reason changes\"",
+		     p->b->cfg->plant_host, (long long)p->b->cfg->plant_port, reason,
+		     p->failures_since_up);
+		util_strlcpy(p->logged_reason, reason, sizeof(p->logged_reason));
+	}
+	p->state = LINK_DOWN; /* no "disconnected" line for a failed attempt */
+	plant_drop(p, NULL);
+}
+
+static void plant_connect(plant_t *p)
+{
+	const bconf_t *c = p->b->cfg;
+	char reason[512];
+	int rc;
+	p->lib_error[0] = '\0';
+	p->lost = false;
+	p->mosq = mosquitto_new(c->plant_client_id, false, p);
+	if(!p->mosq) {
+		plant_connect_failed(p, "out of memory");
+		return;
+	}
+	mosquitto_int_option(p->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+	mosquitto_threaded_set(p->mosq, true);
+	mosquitto_connect_v5_callback_set(p->mosq, on_connect);
+	mosquitto_disconnect_v5_callback_set(p->mosq, on_disconnect);
+	mosquitto_message_v5_callback_set(p->mosq, on_message);
+	mosquitto_log_callback_set(p->mosq, on_log);
+	rc = mosquitto_tls_set(p->mosq, c->plant_cafile, NULL, c->plant_certfile, c->plant_keyfile,
+	                       NULL);
+	if(!rc) {
+		rc = mosquitto_tls_opts_set(p->mosq, 1, "tlsv1.2", NULL);
+	}
+	if(!rc) {
+		rc = mosquitto_tls_insecure_set(p->mosq, p->b->insecure_hostname);
+	}
+	if(rc) {
+		snprintf(reason, sizeof(reason), "TLS setup: %s (check plant_cafile, plant_certfile, "
+		                                 "plant_keyfile)",
+		         mosquitto_strerror(rc));
+		plant_connect_failed(p, reason);
+		return;
+	}
+	/* A persistent session that outlives the bridge: the broker queues for us
+	 * while we are down, and redelivers what we did not acknowledge. */
+	mosquitto_property *props = NULL;
+	mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, UINT32_MAX);
+	p->state = LINK_CONNECTING;
+	atomic_store(&p->b->ctr.plant_state, LINK_CONNECTING);
+	errno = 0;
+	rc = mosquitto_connect_bind_v5(p->mosq, c->plant_host, (int)c->plant_port,
+	                               (int)(c->plant_keepalive_ms / 1000), NULL, props);
+	mosquitto_property_free_all(&props);
+	if(rc) {
+		util_snprintf(reason, sizeof(reason), "%s%s%s",
+		         rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc),
+		         p->lib_error[0] ? ": " : "", p->lib_error);
+		plant_connect_failed(p, reason);
+	}
+}
+
+/* Take a whitelist installed by SIGHUP and fix the subscriptions. */
+static void plant_take_whitelist(plant_t *p)
+{
+	bridge_t *b = p->b;
+	pthread_mutex_lock(&b->mu);
+	whitelist_t *nw = b->pending_whitelist;
+	b->pending_whitelist = NULL;
+	pthread_mutex_unlock(&b->mu);
+	if(!nw) {
+		return;
+	}
+	if(p->mosq && p->state == LINK_UP) {
+		for(size_t i = 0; i < p->wl.count; i++) {
+			bool kept = false;
+			for(size_t j = 0; j < nw->count && !kept; j++) {
+				kept = strcmp(p->wl.rules[i].filter, nw->rules[j].filter) == 0;
+			}
+			if(!kept) {
+				mosquitto_unsubscribe(p->mosq, NULL, p->wl.rules[i].filter);
+			}
+		}
+	}
+	whitelist_clear(&p->wl);
+	p->wl = *nw;
+	free(nw);
+	if(p->mosq && p->state == LINK_UP) {
+		subscribe_all(p);
+	}
+	blog(BLOG_INFO, "plant.whitelist_applied", "rules=%zu", p->wl.count);
+}
+
+/* Commit the batch; on failure drop the connection so nothing is acknowledged. */
+static int plant_commit(plant_t *p)
+{
+	bridge_t *b = p->b;
+	plant_batch_t *bt = &p->batch;
+	if(bt->oom) {
+		blog(BLOG_ERROR, "plant.out_of_memory", "action=reconnect");
+		plant_drop(p, "out of memory");
+		return -1;
+	}
+	if(bt->n == 0) {
+		return 0;
+	}
+	char err[256] = "";
+	int64_t dropped = 0;
+	queue_rc_t qrc = queue_push(b->queue, bt->msgs, bt->n, &dropped, err, sizeof(err));
+	if(qrc != QUEUE_OK) {
+		atomic_store(&b->ctr.ingest_blocked, true);
+		if(!p->ingest_down) {
+			blog(BLOG_ERROR, "queue.write_failed",
+			     "reason=\"%s: %s\" path=%s action=\"not acknowledging; the plant broker keeps "
+			     "the messages; retrying\"%s",
+			     queue_strerror(qrc), err, b->cfg->queue_path,
+			     qrc == QUEUE_ERR_FULL ? " hint=\"free disk space on the queue's file system\""
+			                           : "");
+		}
+		p->ingest_down = true;
+		plant_drop(p, qrc == QUEUE_ERR_FULL ? "queue disk full" : "queue write failed");
+		return -1;
+	}
+	if(p->ingest_down) {
+		blog(BLOG_INFO, "queue.write_resumed", "path=%s", b->cfg->queue_path);
+		p->ingest_down = false;
+		atomic_store(&b->ctr.ingest_blocked, false);
+	}
+	atomic_fetch_add(&b->ctr.in_queued, bt->n);
+	if(dropped) {
+		atomic_fetch_add(&b->ctr.dropped_oldest, (uint64_t)dropped);
+		blog(BLOG_WARN, "queue.dropped_oldest",
+		     "count=%lld reason=queue-full policy=drop-oldest", (long long)dropped);
+	}
+	batch_clear(bt);
+	char c = 1;
+	if(write(b->wake[1], &c, 1) < 0) {
+		/* the pipe is full: the cloud thread is already awake */
+	}
+	return 0;
+}
+
+static void plant_check_blocked(plant_t *p, bool full)
+{
+	bridge_t *b = p->b;
+	if(full && !p->blocked_logged) {
+		queue_stats_t st;
+		queue_get_stats(b->queue, &st);
+		blog(BLOG_WARN, "queue.full",
+		     "policy=backpressure messages=%lld bytes=%llu max_messages=%lld max_bytes=%llu "
+		     "action=\"not reading from the plant broker; it holds the messages\"",
+		     (long long)st.messages, (unsigned long long)st.bytes,
+		     (long long)b->cfg->queue_max_messages,
+		     (unsigned long long)b->cfg->queue_max_bytes);
+		p->blocked_logged = true;
+	} else if(!full && p->blocked_logged) {
+		blog(BLOG_INFO, "queue.accepting", "action=\"reading from the plant broker again\"");
+		p->blocked_logged = false;
+	}
+	atomic_store(&b->ctr.ingest_blocked, full || p->ingest_down);
+}
+
+static void plant_shutdown(plant_t *p)
+{
+	if(!p->mosq) {
+		return;
+	}
+	/* Everything read has been committed: let the PUBACKs out, then leave. */
+	if(p->state == LINK_UP) {
+		mosquitto_loop_write(p->mosq, 1);
+		mosquitto_disconnect_v5(p->mosq, 0, NULL);
+		mosquitto_loop_write(p->mosq, 1);
+	}
+	mosquitto_destroy(p->mosq);
+	p->mosq = NULL;
+}
+
+void *plant_run(void *arg)
+{
+	bridge_t *b = arg;
+	plant_t p = {.b = b, .state = LINK_DOWN};
+	if(whitelist_copy(&p.wl, &b->cfg->whitelist)) {
+		blog(BLOG_ERROR, "plant.out_of_memory", NULL);
+		atomic_store(&b->fatal, true);
+		atomic_store(&b->stop, true);
+		return NULL;
+	}
+	backoff_init(&p.bo, b->cfg->reconnect_min_ms, b->cfg->reconnect_max_ms);
+	p.down_since = bridge_mono_ms();
+	while(!atomic_load(&b->stop)) {
+		plant_take_whitelist(&p);
+		bool full = queue_is_full(b->queue) &&
+		            b->cfg->queue_when_full == BCONF_FULL_BACKPRESSURE;
+		plant_check_blocked(&p, full);
+		int64_t now = bridge_mono_ms();
+		if(!p.mosq) {
+			if(now >= p.next_attempt && !full) {
+				plant_connect(&p);
+			} else {
+				int64_t wait = p.next_attempt - now;
+				usleep((useconds_t)(wait > 100 || wait < 1 ? 100 : wait) * 1000);
+			}
+			continue;
+		}
+		struct pollfd pfd = {.fd = mosquitto_socket(p.mosq), .events = 0};
+		if(!full) {
+			pfd.events |= POLLIN;
+		}
+		if(mosquitto_want_write(p.mosq)) {
+			pfd.events |= POLLOUT;
+		}
+		int rc = MOSQ_ERR_SUCCESS;
+		if(pfd.fd < 0) {
+			rc = MOSQ_ERR_NO_CONN;
+		} else if(poll(&pfd, 1, 100) < 0 && errno != EINTR) {
+			rc = MOSQ_ERR_ERRNO;
+		}
+		if(!rc && !full && (pfd.revents & (POLLIN | POLLHUP | POLLERR))) {
+			rc = mosquitto_loop_read(p.mosq, 1);
+		}
+		/* Commit what was read, even if the read then failed: the broker
+		 * resends what it did not see acknowledged, at worst a duplicate. */
+		if(plant_commit(&p)) {
+			continue;
+		}
+		if(!rc && mosquitto_want_write(p.mosq)) {
+			rc = mosquitto_loop_write(p.mosq, 1);
+		}
+		if(!rc) {
+			rc = mosquitto_loop_misc(p.mosq);
+		}
+		if(rc || p.lost) {
+			char reason[512];
+			util_snprintf(reason, sizeof(reason), "%s%s%s",
+			         p.cb_reason[0] ? p.cb_reason
+			         : rc == MOSQ_ERR_ERRNO ? strerror(errno)
+			                                : mosquitto_strerror(rc ? rc : MOSQ_ERR_CONN_LOST),
+			         p.lib_error[0] ? ": " : "", p.lib_error);
+			if(p.state == LINK_UP) {
+				plant_drop(&p, reason);
+			} else {
+				plant_connect_failed(&p, reason);
+			}
+		}
+	}
+	plant_commit(&p);
+	plant_shutdown(&p);
+	batch_clear(&p.batch);
+	free(p.batch.msgs);
+	whitelist_clear(&p.wl);
+	blog(BLOG_INFO, "plant.stopped", NULL);
+	return NULL;
+}

@@ -1,0 +1,566 @@
+/*
+ * queue.c — durable message queue in SQLite (see queue.h).
+ *
+ * Schema (version 1, application_id 'PGBQ'):
+ *   msg(seq INTEGER PRIMARY KEY AUTOINCREMENT, rx_ms, expires_ms, qos, retain,
+ *       local_topic, remote_topic, payload BLOB, size)
+ * AUTOINCREMENT matters: a plain rowid would restart from 1 once the queue is
+ * empty, and consumers that drop duplicates by seq would then drop new data.
+ */
+#include "queue.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util.h"
+
+#define QUEUE_APP_ID 0x50474251 /* 'PGBQ' */
+#define QUEUE_SCHEMA 1
+
+struct queue {
+	pthread_mutex_t mu;
+	sqlite3 *db;
+	int lock_fd;
+	char *path;
+	queue_limits_t lim;
+	int64_t count;
+	uint64_t bytes;
+	uint64_t dropped_oldest;
+	uint64_t expired;
+	sqlite3_stmt *st_insert, *st_peek, *st_delete, *st_oldest, *st_expire;
+};
+
+const char *queue_strerror(queue_rc_t rc)
+{
+	switch(rc) {
+	case QUEUE_OK:
+		return "ok";
+	case QUEUE_ERR_OPEN:
+		return "cannot open the queue file";
+	case QUEUE_ERR_CORRUPT:
+		return "the queue file is corrupt or not a plantgate queue";
+	case QUEUE_ERR_FULL:
+		return "disk full";
+	case QUEUE_ERR_IO:
+		return "I/O or database error";
+	case QUEUE_ERR_NOMEM:
+		return "out of memory";
+	}
+	return "?";
+}
+
+static queue_rc_t map_rc(int rc)
+{
+	switch(rc & 0xff) {
+	case SQLITE_OK:
+	case SQLITE_DONE:
+	case SQLITE_ROW:
+		return QUEUE_OK;
+	case SQLITE_FULL:
+		return QUEUE_ERR_FULL;
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+		return QUEUE_ERR_CORRUPT;
+	case SQLITE_NOMEM:
+		return QUEUE_ERR_NOMEM;
+	default:
+		return QUEUE_ERR_IO;
+	}
+}
+
+static int exec(sqlite3 *db, const char *sql)
+{
+	return sqlite3_exec(db, sql, NULL, NULL, NULL);
+}
+
+/* Run a one-row, one-integer query. */
+static int query_i64(sqlite3 *db, const char *sql, int64_t *out)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+	if(rc) {
+		return rc;
+	}
+	rc = sqlite3_step(st);
+	if(rc == SQLITE_ROW) {
+		*out = sqlite3_column_int64(st, 0);
+		rc = SQLITE_OK;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static void recovery_hint(char *err, size_t errlen, const char *path, const char *what)
+{
+	snprintf(err, errlen,
+	         "queue '%s': %s. Nothing was deleted. To recover: stop the bridge; keep the file "
+	         "(mv '%s' '%s.broken', with its -wal and -shm files if present); salvage what can be "
+	         "read with `sqlite3 '%s.broken' .recover | sqlite3 '%s.salvaged'` and inspect it; "
+	         "then start the bridge, which creates a new empty queue at '%s' (messages still "
+	         "held by the plant broker's persistent session will be delivered)",
+	         path, what, path, path, path, path, path);
+}
+
+void queue_close(queue_t *q)
+{
+	if(!q) {
+		return;
+	}
+	sqlite3_finalize(q->st_insert);
+	sqlite3_finalize(q->st_peek);
+	sqlite3_finalize(q->st_delete);
+	sqlite3_finalize(q->st_oldest);
+	sqlite3_finalize(q->st_expire);
+	if(q->db) {
+		sqlite3_close(q->db);
+	}
+	if(q->lock_fd >= 0) {
+		close(q->lock_fd);
+	}
+	pthread_mutex_destroy(&q->mu);
+	free(q->path);
+	free(q);
+}
+
+queue_rc_t queue_open(const char *path, const queue_limits_t *lim, queue_t **out, char *err,
+                      size_t errlen)
+{
+	queue_rc_t qrc = QUEUE_ERR_OPEN;
+	int rc;
+	*out = NULL;
+	err[0] = '\0';
+	queue_t *q = calloc(1, sizeof(*q));
+	if(!q) {
+		snprintf(err, errlen, "out of memory");
+		return QUEUE_ERR_NOMEM;
+	}
+	pthread_mutex_init(&q->mu, NULL);
+	q->lock_fd = -1;
+	q->lim = *lim;
+	q->path = strdup(path);
+	if(!q->path) {
+		qrc = QUEUE_ERR_NOMEM;
+		goto out;
+	}
+
+	struct stat st;
+	bool existed = stat(path, &st) == 0;
+	if(existed && !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "queue '%s' is not a regular file", path);
+		goto out;
+	}
+	if(existed && access(path, R_OK | W_OK) != 0) {
+		snprintf(err, errlen,
+		         "queue '%s' is not readable and writable by this user (%s): fix its owner or "
+		         "mode; nothing was changed",
+		         path, strerror(errno));
+		goto out;
+	}
+	/* One bridge per queue: two would both send, and both delete. */
+	q->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if(q->lock_fd < 0) {
+		snprintf(err, errlen, "queue '%s': cannot open or create: %s", path, strerror(errno));
+		goto out;
+	}
+	if(flock(q->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+		snprintf(err, errlen,
+		         "queue '%s' is in use by another process (another plantgate-bridge?): "
+		         "stop it first",
+		         path);
+		goto out;
+	}
+	rc = sqlite3_open_v2(path, &q->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+	                                       SQLITE_OPEN_FULLMUTEX,
+	                     NULL);
+	if(rc) {
+		snprintf(err, errlen, "queue '%s': cannot open: %s", path,
+		         q->db ? sqlite3_errmsg(q->db) : sqlite3_errstr(rc));
+		goto out;
+	}
+	sqlite3_busy_timeout(q->db, 5000);
+	sqlite3_extended_result_codes(q->db, 1);
+
+	int64_t app_id = 0, version = 0, tables = 0;
+	rc = query_i64(q->db, "PRAGMA application_id", &app_id);
+	if(!rc) {
+		rc = query_i64(q->db, "PRAGMA user_version", &version);
+	}
+	if(!rc) {
+		rc = query_i64(q->db, "SELECT count(*) FROM sqlite_master", &tables);
+	}
+	if(rc) {
+		qrc = map_rc(rc) == QUEUE_ERR_CORRUPT ? QUEUE_ERR_CORRUPT : QUEUE_ERR_OPEN;
+		char what[512];
+		snprintf(what, sizeof(what), "cannot be read as an SQLite database (%s)",
+		         sqlite3_errmsg(q->db));
+		recovery_hint(err, errlen, path, what);
+		goto out;
+	}
+	if(tables > 0 && app_id != QUEUE_APP_ID) {
+		qrc = QUEUE_ERR_CORRUPT;
+		recovery_hint(err, errlen, path,
+		              "is an SQLite database but not a plantgate queue (wrong application_id)");
+		goto out;
+	}
+	if(app_id == QUEUE_APP_ID && version != QUEUE_SCHEMA) {
+		qrc = QUEUE_ERR_CORRUPT;
+		snprintf(err, errlen,
+		         "queue '%s' has schema version %lld, this bridge knows %d: use the matching "
+		         "bridge version; nothing was changed",
+		         path, (long long)version, QUEUE_SCHEMA);
+		goto out;
+	}
+	rc = exec(q->db, "PRAGMA journal_mode=WAL");
+	if(!rc) {
+		rc = exec(q->db, "PRAGMA synchronous=FULL");
+	}
+	if(!rc) {
+		rc = exec(q->db, "PRAGMA journal_size_limit=1048576");
+	}
+	if(rc) {
+		qrc = map_rc(rc) == QUEUE_ERR_CORRUPT ? QUEUE_ERR_CORRUPT : QUEUE_ERR_OPEN;
+		char what[512];
+		snprintf(what, sizeof(what), "cannot be opened in WAL mode (%s)", sqlite3_errmsg(q->db));
+		recovery_hint(err, errlen, path, what);
+		goto out;
+	}
+	if(tables > 0) {
+		sqlite3_stmt *chk;
+		rc = sqlite3_prepare_v2(q->db, "PRAGMA quick_check", -1, &chk, NULL);
+		const char *res = NULL;
+		if(!rc && sqlite3_step(chk) == SQLITE_ROW) {
+			res = (const char *)sqlite3_column_text(chk, 0);
+		}
+		if(!res || strcmp(res, "ok") != 0) {
+			char what[512];
+			snprintf(what, sizeof(what), "failed its integrity check (%s)",
+			         res ? res : sqlite3_errmsg(q->db));
+			sqlite3_finalize(chk);
+			qrc = QUEUE_ERR_CORRUPT;
+			recovery_hint(err, errlen, path, what);
+			goto out;
+		}
+		sqlite3_finalize(chk);
+	} else {
+		char sql[512];
+		snprintf(sql, sizeof(sql),
+		         "BEGIN IMMEDIATE;"
+		         "CREATE TABLE msg(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+		         " rx_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL DEFAULT 0,"
+		         " qos INTEGER NOT NULL, retain INTEGER NOT NULL,"
+		         " local_topic TEXT NOT NULL, remote_topic TEXT NOT NULL,"
+		         " payload BLOB NOT NULL, size INTEGER NOT NULL);"
+		         "CREATE INDEX msg_expiry ON msg(expires_ms) WHERE expires_ms > 0;"
+		         "PRAGMA application_id=%d; PRAGMA user_version=%d; COMMIT;",
+		         QUEUE_APP_ID, QUEUE_SCHEMA);
+		rc = exec(q->db, sql);
+		if(rc) {
+			snprintf(err, errlen, "queue '%s': cannot create the schema: %s", path,
+			         sqlite3_errmsg(q->db));
+			exec(q->db, "ROLLBACK");
+			qrc = map_rc(rc) == QUEUE_ERR_FULL ? QUEUE_ERR_FULL : QUEUE_ERR_OPEN;
+			goto out;
+		}
+	}
+	struct {
+		sqlite3_stmt **st;
+		const char *sql;
+	} stmts[] = {
+	    {&q->st_insert, "INSERT INTO msg(rx_ms, expires_ms, qos, retain, local_topic,"
+	                    " remote_topic, payload, size) VALUES(?,?,?,?,?,?,?,?)"},
+	    {&q->st_peek, "SELECT seq, rx_ms, expires_ms, qos, retain, local_topic, remote_topic,"
+	                  " payload FROM msg WHERE seq > ?1 AND (expires_ms = 0 OR expires_ms > ?2)"
+	                  " ORDER BY seq LIMIT ?3"},
+	    {&q->st_delete, "DELETE FROM msg WHERE seq = ? RETURNING size"},
+	    {&q->st_oldest, "SELECT seq, size, rx_ms FROM msg ORDER BY seq LIMIT ?"},
+	    {&q->st_expire, "DELETE FROM msg WHERE expires_ms > 0 AND expires_ms <= ? RETURNING size"},
+	};
+	for(size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
+		rc = sqlite3_prepare_v3(q->db, stmts[i].sql, -1, SQLITE_PREPARE_PERSISTENT, stmts[i].st,
+		                        NULL);
+		if(rc) {
+			char what[512];
+			snprintf(what, sizeof(what), "has an unexpected layout (%s)", sqlite3_errmsg(q->db));
+			recovery_hint(err, errlen, path, what);
+			qrc = QUEUE_ERR_CORRUPT;
+			goto out;
+		}
+	}
+	int64_t total = 0, count = 0;
+	rc = query_i64(q->db, "SELECT count(*) FROM msg", &count);
+	if(!rc) {
+		rc = query_i64(q->db, "SELECT coalesce(sum(size), 0) FROM msg", &total);
+	}
+	if(rc) {
+		char what[512];
+		snprintf(what, sizeof(what), "cannot be read (%s)", sqlite3_errmsg(q->db));
+		recovery_hint(err, errlen, path, what);
+		qrc = map_rc(rc) == QUEUE_ERR_CORRUPT ? QUEUE_ERR_CORRUPT : QUEUE_ERR_IO;
+		goto out;
+	}
+	q->count = count;
+	q->bytes = (uint64_t)total;
+	*out = q;
+	return QUEUE_OK;
+out:
+	queue_close(q);
+	return qrc;
+}
+
+void queue_set_limits(queue_t *q, const queue_limits_t *lim)
+{
+	pthread_mutex_lock(&q->mu);
+	q->lim = *lim;
+	pthread_mutex_unlock(&q->mu);
+}
+
+static uint64_t msg_size(const queue_msg_t *m)
+{
+	return (uint64_t)m->len + strlen(m->local_topic) + strlen(m->remote_topic);
+}
+
+static bool over(const queue_t *q, int64_t count, uint64_t bytes)
+{
+	return count > q->lim.max_messages || bytes > q->lim.max_bytes;
+}
+
+queue_rc_t queue_push(queue_t *q, const queue_msg_t *msgs, size_t n, int64_t *dropped, char *err,
+                      size_t errlen)
+{
+	if(dropped) {
+		*dropped = 0;
+	}
+	if(n == 0) {
+		return QUEUE_OK;
+	}
+	pthread_mutex_lock(&q->mu);
+	int64_t count = q->count, ndrop = 0, first_new = 0;
+	uint64_t bytes = q->bytes;
+	int rc = exec(q->db, "BEGIN IMMEDIATE");
+	for(size_t i = 0; !rc && i < n; i++) {
+		const queue_msg_t *m = &msgs[i];
+		sqlite3_stmt *st = q->st_insert;
+		uint64_t sz = msg_size(m);
+		sqlite3_bind_int64(st, 1, m->rx_ms);
+		sqlite3_bind_int64(st, 2, m->expires_ms);
+		sqlite3_bind_int(st, 3, m->qos);
+		sqlite3_bind_int(st, 4, m->retain ? 1 : 0);
+		sqlite3_bind_text(st, 5, m->local_topic, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 6, m->remote_topic, -1, SQLITE_STATIC);
+		sqlite3_bind_blob64(st, 7, m->len ? m->payload : "", m->len, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 8, (sqlite3_int64)sz);
+		rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		sqlite3_clear_bindings(st);
+		if(rc == SQLITE_DONE) {
+			rc = SQLITE_OK;
+			if(!first_new) {
+				first_new = sqlite3_last_insert_rowid(q->db);
+			}
+			count++;
+			bytes += sz;
+		}
+	}
+	/* drop-oldest: evict from the front, never this batch itself. */
+	if(!rc && q->lim.when_full == QUEUE_DROP_OLDEST && over(q, count, bytes)) {
+		int64_t cutoff = 0;
+		sqlite3_stmt *st = q->st_oldest;
+		sqlite3_bind_int64(st, 1, count);
+		while(over(q, count, bytes) && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+			int64_t seq = sqlite3_column_int64(st, 0);
+			if(seq >= first_new) {
+				break;
+			}
+			cutoff = seq;
+			count--;
+			bytes -= (uint64_t)sqlite3_column_int64(st, 1);
+			ndrop++;
+		}
+		sqlite3_reset(st);
+		rc = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? SQLITE_OK : rc;
+		if(!rc && cutoff) {
+			char sql[96];
+			snprintf(sql, sizeof(sql), "DELETE FROM msg WHERE seq <= %lld", (long long)cutoff);
+			rc = exec(q->db, sql);
+		}
+	}
+	if(!rc) {
+		rc = exec(q->db, "COMMIT");
+	}
+	queue_rc_t qrc = map_rc(rc);
+	if(rc) {
+		snprintf(err, errlen, "%s", sqlite3_errmsg(q->db));
+		exec(q->db, "ROLLBACK");
+	} else {
+		q->count = count;
+		q->bytes = bytes;
+		q->dropped_oldest += (uint64_t)ndrop;
+		if(dropped) {
+			*dropped = ndrop;
+		}
+	}
+	pthread_mutex_unlock(&q->mu);
+	return qrc;
+}
+
+bool queue_is_full(queue_t *q)
+{
+	pthread_mutex_lock(&q->mu);
+	bool full = q->count >= q->lim.max_messages || q->bytes >= q->lim.max_bytes;
+	pthread_mutex_unlock(&q->mu);
+	return full;
+}
+
+static char *col_strdup(sqlite3_stmt *st, int col)
+{
+	const unsigned char *s = sqlite3_column_text(st, col);
+	return strdup(s ? (const char *)s : "");
+}
+
+queue_rc_t queue_peek(queue_t *q, int64_t after_seq, int64_t now_ms, queue_msg_t *out,
+                      size_t max, size_t *n)
+{
+	*n = 0;
+	pthread_mutex_lock(&q->mu);
+	sqlite3_stmt *st = q->st_peek;
+	sqlite3_bind_int64(st, 1, after_seq);
+	sqlite3_bind_int64(st, 2, now_ms);
+	sqlite3_bind_int64(st, 3, (sqlite3_int64)max);
+	int rc;
+	queue_rc_t qrc = QUEUE_OK;
+	while(*n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		queue_msg_t *m = &out[*n];
+		memset(m, 0, sizeof(*m));
+		m->seq = sqlite3_column_int64(st, 0);
+		m->rx_ms = sqlite3_column_int64(st, 1);
+		m->expires_ms = sqlite3_column_int64(st, 2);
+		m->qos = sqlite3_column_int(st, 3);
+		m->retain = sqlite3_column_int(st, 4) != 0;
+		m->local_topic = col_strdup(st, 5);
+		m->remote_topic = col_strdup(st, 6);
+		int len = sqlite3_column_bytes(st, 7);
+		const void *p = sqlite3_column_blob(st, 7);
+		m->len = (size_t)len;
+		m->payload = malloc(len ? (size_t)len : 1);
+		if(!m->local_topic || !m->remote_topic || !m->payload) {
+			queue_msg_clear(m);
+			qrc = QUEUE_ERR_NOMEM;
+			break;
+		}
+		if(len) {
+			memcpy(m->payload, p, (size_t)len);
+		}
+		(*n)++;
+	}
+	if(qrc == QUEUE_OK && *n < max && rc != SQLITE_DONE) {
+		qrc = map_rc(rc);
+	}
+	sqlite3_reset(st);
+	pthread_mutex_unlock(&q->mu);
+	return qrc;
+}
+
+/* Run a "DELETE ... RETURNING size" statement to completion, accounting. */
+static int delete_step(queue_t *q, sqlite3_stmt *st, int64_t *count, uint64_t *bytes,
+                       int64_t *deleted)
+{
+	int rc;
+	while((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		(*count)--;
+		*bytes -= (uint64_t)sqlite3_column_int64(st, 0);
+		(*deleted)++;
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+queue_rc_t queue_ack(queue_t *q, const int64_t *seqs, size_t n)
+{
+	if(n == 0) {
+		return QUEUE_OK;
+	}
+	pthread_mutex_lock(&q->mu);
+	int64_t count = q->count, deleted = 0;
+	uint64_t bytes = q->bytes;
+	int rc = exec(q->db, "BEGIN IMMEDIATE");
+	for(size_t i = 0; !rc && i < n; i++) {
+		sqlite3_bind_int64(q->st_delete, 1, seqs[i]);
+		rc = delete_step(q, q->st_delete, &count, &bytes, &deleted);
+	}
+	if(!rc) {
+		rc = exec(q->db, "COMMIT");
+	}
+	if(rc) {
+		exec(q->db, "ROLLBACK");
+	} else {
+		q->count = count;
+		q->bytes = bytes;
+	}
+	pthread_mutex_unlock(&q->mu);
+	return map_rc(rc);
+}
+
+queue_rc_t queue_expire(queue_t *q, int64_t now_ms, int64_t *expired)
+{
+	if(expired) {
+		*expired = 0;
+	}
+	pthread_mutex_lock(&q->mu);
+	int64_t count = q->count, deleted = 0;
+	uint64_t bytes = q->bytes;
+	int rc = exec(q->db, "BEGIN IMMEDIATE");
+	if(!rc) {
+		sqlite3_bind_int64(q->st_expire, 1, now_ms);
+		rc = delete_step(q, q->st_expire, &count, &bytes, &deleted);
+	}
+	if(!rc) {
+		rc = exec(q->db, "COMMIT");
+	}
+	if(rc) {
+		exec(q->db, "ROLLBACK");
+	} else {
+		q->count = count;
+		q->bytes = bytes;
+		q->expired += (uint64_t)deleted;
+		if(expired) {
+			*expired = deleted;
+		}
+	}
+	pthread_mutex_unlock(&q->mu);
+	return map_rc(rc);
+}
+
+void queue_get_stats(queue_t *q, queue_stats_t *st)
+{
+	memset(st, 0, sizeof(*st));
+	pthread_mutex_lock(&q->mu);
+	st->messages = q->count;
+	st->bytes = q->bytes;
+	st->dropped_oldest = q->dropped_oldest;
+	st->expired = q->expired;
+	sqlite3_bind_int64(q->st_oldest, 1, 1);
+	if(sqlite3_step(q->st_oldest) == SQLITE_ROW) {
+		st->oldest_rx_ms = sqlite3_column_int64(q->st_oldest, 2);
+	}
+	sqlite3_reset(q->st_oldest);
+	pthread_mutex_unlock(&q->mu);
+}
+
+void queue_msg_clear(queue_msg_t *m)
+{
+	if(!m) {
+		return;
+	}
+	free(m->local_topic);
+	free(m->remote_topic);
+	free(m->payload);
+	memset(m, 0, sizeof(*m));
+}

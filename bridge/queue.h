@@ -1,0 +1,105 @@
+/*
+ * queue.h — the bridge's durable store-and-forward queue: one SQLite file in
+ * WAL mode (synchronous=FULL), a row per message, keyed by a sequence number
+ * that is never reused (AUTOINCREMENT), so consumers can drop duplicates.
+ *
+ * The plant side pushes batches (one transaction per batch: group commit) and
+ * acknowledges to the plant broker only after queue_push returned 0.  The
+ * cloud side reads small pages in sequence order and deletes a message only
+ * when the cloud acknowledged it.  Memory use does not depend on the backlog:
+ * nothing is cached but two counters.
+ *
+ * A queue_t may be shared by threads: every call takes an internal mutex.
+ * Time is passed in (now_ms, wall clock in ms) so tests control it.
+ */
+#ifndef PG_QUEUE_H
+#define PG_QUEUE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct queue queue_t;
+
+enum queue_when_full { QUEUE_BACKPRESSURE = 0, QUEUE_DROP_OLDEST = 1 };
+
+typedef struct queue_limits {
+	uint64_t max_bytes;   /* sum of payload and topic sizes */
+	int64_t max_messages;
+	int when_full; /* enum queue_when_full */
+} queue_limits_t;
+
+/* One message.  For queue_push the strings and payload are borrowed; from
+ * queue_peek they are owned (free with queue_msg_clear). */
+typedef struct queue_msg {
+	int64_t seq;        /* set by the queue */
+	int64_t rx_ms;      /* when the bridge received it */
+	int64_t expires_ms; /* 0 = never */
+	int qos;
+	bool retain;
+	char *local_topic;  /* the plant topic */
+	char *remote_topic; /* the cloud topic */
+	void *payload;
+	size_t len;
+} queue_msg_t;
+
+typedef struct queue_stats {
+	int64_t messages;
+	uint64_t bytes;
+	int64_t oldest_rx_ms; /* 0 when empty */
+	uint64_t dropped_oldest; /* evicted by drop-oldest since open */
+	uint64_t expired;        /* removed by TTL since open */
+} queue_stats_t;
+
+/* Result codes, append-only. */
+typedef enum queue_rc {
+	QUEUE_OK = 0,
+	QUEUE_ERR_OPEN,    /* cannot open or create the file */
+	QUEUE_ERR_CORRUPT, /* the file is not a healthy plantgate queue */
+	QUEUE_ERR_FULL,    /* disk full (SQLITE_FULL) */
+	QUEUE_ERR_IO,      /* any other SQLite or I/O failure */
+	QUEUE_ERR_NOMEM,
+} queue_rc_t;
+
+const char *queue_strerror(queue_rc_t rc);
+
+/* Open (creating if absent) the queue at path.  On failure returns an error
+ * and a message in err that says what is wrong and how to recover; the file is
+ * never deleted or rewritten.  The caller frees *out with queue_close. */
+queue_rc_t queue_open(const char *path, const queue_limits_t *lim, queue_t **out, char *err,
+                      size_t errlen);
+void queue_close(queue_t *q);
+
+/* Change the limits (e.g. after a reload). */
+void queue_set_limits(queue_t *q, const queue_limits_t *lim);
+
+/* Store n messages in one transaction: all or none.  With drop-oldest, the
+ * oldest messages are evicted in the same transaction to stay within limits
+ * (*dropped says how many; may be NULL).  With backpressure the batch is
+ * stored even when it takes the queue over its limit (by at most one batch);
+ * the caller stops reading (queue_is_full).  err gets SQLite's message. */
+queue_rc_t queue_push(queue_t *q, const queue_msg_t *msgs, size_t n, int64_t *dropped, char *err,
+                      size_t errlen);
+
+/* True when the queue holds max_messages or max_bytes. */
+bool queue_is_full(queue_t *q);
+
+/* Up to max messages with seq > after_seq, in seq order, skipping expired
+ * ones (as of now_ms).  *n is set to the number filled; free each with
+ * queue_msg_clear. */
+queue_rc_t queue_peek(queue_t *q, int64_t after_seq, int64_t now_ms, queue_msg_t *out,
+                      size_t max, size_t *n);
+
+/* Delete the given sequence numbers (those not present are ignored), in one
+ * transaction. */
+queue_rc_t queue_ack(queue_t *q, const int64_t *seqs, size_t n);
+
+/* Delete expired messages; *expired (may be NULL) gets how many. */
+queue_rc_t queue_expire(queue_t *q, int64_t now_ms, int64_t *expired);
+
+void queue_get_stats(queue_t *q, queue_stats_t *st);
+
+/* Free what queue_peek allocated in m; m is zeroed.  NULL is fine. */
+void queue_msg_clear(queue_msg_t *m);
+
+#endif
