@@ -135,11 +135,13 @@ class Pki:
         csr = os.path.join(d, label + ".csr")
         crt = os.path.join(d, label + ".crt")
         cfg = os.path.join(d, label + ".cnf")
-        dn = ["CN = %s" % cn]
+        def q(v):  # OpenSSL config value: '#' would start a comment
+            return '"%s"' % v.replace("\\", "\\\\").replace('"', '\\"')
+        dn = ["CN = %s" % q(cn)]
         if ou:
-            dn.append("OU = %s" % ou)
+            dn.append("OU = %s" % q(ou))
         if l:
-            dn.append("L = %s" % l)
+            dn.append("L = %s" % q(l))
         ext = ["basicConstraints = critical,CA:FALSE", "keyUsage = critical,digitalSignature",
                "extendedKeyUsage = clientAuth"]
         if san_uri:
@@ -227,10 +229,18 @@ class Proc:
         return wait_for(lambda: r.search(self.log()), timeout)
 
 
+# mosquitto started as root drops to the `mosquitto` user before it loads
+# plugins, which then cannot read files in our private temp dirs.  In tests
+# (root in CI) it keeps running as root; deployments keep the privilege drop
+# (see README: the policy must be readable by the mosquitto user).
+RUN_AS = "user root\n" if os.geteuid() == 0 else ""
+
+
 class Broker(Proc):
     """A mosquitto broker on 127.0.0.1 with the given config body."""
 
     def __init__(self, env, name, conf_body, port):
+        conf_body = RUN_AS + conf_body
         self.host = "127.0.0.1"
         self.port = port
         self.confpath = os.path.join(env.tmp, name + ".conf")
