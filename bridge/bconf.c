@@ -402,7 +402,7 @@ static void validate(bconf_ctx_t *c)
 		if(cfg->cloud_azure_hub && cid) {
 			char user[1024];
 			if(util_snprintf(user, sizeof(user), "%s.azure-devices.net/%s/?api-version=2021-04-12",
-			                 cfg->cloud_azure_hub, cid) == 0) {
+			                 cfg->cloud_azure_hub, cid) >= 0) {
 				free(cfg->cloud_username);
 				cfg->cloud_username = strdup(user);
 			}

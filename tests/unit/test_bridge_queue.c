@@ -1,0 +1,367 @@
+/*
+ * test_bridge_queue.c — the durable queue (bridge/queue.c) on real SQLite
+ * files in a private temporary directory: push/peek/ack in sequence order,
+ * sequence numbers never reused (also when the queue empties and after a
+ * reopen), drop-oldest and backpressure limits, TTL, contents surviving a
+ * reopen, a second opener refused, and corrupt or foreign files refused with
+ * recovery steps and left untouched.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "queue.h"
+
+#define T0 INT64_C(1714564800000)
+
+typedef struct fx {
+	char dir[64];
+	char path[128];
+} fx_t;
+
+static int setup(void **state)
+{
+	fx_t *f = calloc(1, sizeof(*f));
+	snprintf(f->dir, sizeof(f->dir), "/tmp/pgq-XXXXXX");
+	if(!mkdtemp(f->dir)) {
+		return -1;
+	}
+	snprintf(f->path, sizeof(f->path), "%s/q.db", f->dir);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	fx_t *f = *state;
+	char cmd[200];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+	if(system(cmd) != 0) {
+		return -1;
+	}
+	free(f);
+	return 0;
+}
+
+static const queue_limits_t big = {.max_bytes = 1u << 30, .max_messages = 1000000};
+
+static queue_t *open_ok(const char *path, const queue_limits_t *lim)
+{
+	char err[2048];
+	queue_t *q = NULL;
+	queue_rc_t rc = queue_open(path, lim, &q, err, sizeof(err));
+	if(rc != QUEUE_OK) {
+		fail_msg("queue_open: %s", err);
+	}
+	return q;
+}
+
+static void push_n(queue_t *q, int from, int n, int64_t expires, int64_t *dropped)
+{
+	queue_msg_t m[64];
+	char payload[64][16];
+	assert_true(n <= 64);
+	for(int i = 0; i < n; i++) {
+		snprintf(payload[i], sizeof(payload[i]), "m%d", from + i);
+		m[i] = (queue_msg_t){.rx_ms = T0 + from + i,
+		                     .expires_ms = expires,
+		                     .qos = 1,
+		                     .local_topic = "plant/a",
+		                     .remote_topic = "cloud/a",
+		                     .payload = payload[i],
+		                     .len = strlen(payload[i])};
+	}
+	char err[256];
+	assert_int_equal(queue_push(q, m, (size_t)n, dropped, err, sizeof(err)), QUEUE_OK);
+}
+
+/* Peek everything after `after`; returns the count, payloads in out. */
+static size_t peek_all(queue_t *q, int64_t after, int64_t now, char out[][16], int64_t *seqs,
+                       size_t max)
+{
+	queue_msg_t m[128];
+	size_t n = 0;
+	assert_true(max <= 128);
+	assert_int_equal(queue_peek(q, after, now, m, max, &n), QUEUE_OK);
+	for(size_t i = 0; i < n; i++) {
+		if(out) {
+			snprintf(out[i], 16, "%.*s", (int)m[i].len, (const char *)m[i].payload);
+		}
+		if(seqs) {
+			seqs[i] = m[i].seq;
+		}
+		queue_msg_clear(&m[i]);
+	}
+	return n;
+}
+
+static void test_push_peek_ack_order(void **state)
+{
+	fx_t *f = *state;
+	queue_t *q = open_ok(f->path, &big);
+	push_n(q, 0, 10, 0, NULL);
+	char p[128][16];
+	int64_t seqs[128];
+	assert_int_equal(peek_all(q, 0, T0, p, seqs, 4), 4);
+	assert_string_equal(p[0], "m0");
+	assert_string_equal(p[3], "m3");
+	/* Paging: after the last seen seq. */
+	assert_int_equal(peek_all(q, seqs[3], T0, p, NULL, 100), 6);
+	assert_string_equal(p[0], "m4");
+	assert_string_equal(p[5], "m9");
+	queue_stats_t st;
+	queue_get_stats(q, &st);
+	assert_int_equal(st.messages, 10);
+	assert_int_equal(st.bytes, 10 * (2 + 7 + 7));
+	assert_int_equal(st.oldest_rx_ms, T0);
+	/* Ack out of order; unknown seqs are ignored. */
+	int64_t ack[] = {seqs[2], seqs[0], 9999};
+	assert_int_equal(queue_ack(q, ack, 3), QUEUE_OK);
+	assert_int_equal(peek_all(q, 0, T0, p, NULL, 100), 8);
+	assert_string_equal(p[0], "m1");
+	assert_string_equal(p[1], "m3");
+	queue_get_stats(q, &st);
+	assert_int_equal(st.messages, 8);
+	queue_close(q);
+	queue_close(NULL);
+}
+
+static void test_seq_never_reused(void **state)
+{
+	fx_t *f = *state;
+	queue_t *q = open_ok(f->path, &big);
+	push_n(q, 0, 3, 0, NULL);
+	int64_t seqs[128];
+	assert_int_equal(peek_all(q, 0, T0, NULL, seqs, 100), 3);
+	int64_t last = seqs[2];
+	assert_int_equal(queue_ack(q, seqs, 3), QUEUE_OK);
+	push_n(q, 3, 1, 0, NULL); /* empty queue: a plain rowid would restart */
+	assert_int_equal(peek_all(q, 0, T0, NULL, seqs, 100), 1);
+	assert_true(seqs[0] > last);
+	last = seqs[0];
+	assert_int_equal(queue_ack(q, seqs, 1), QUEUE_OK);
+	queue_close(q);
+	q = open_ok(f->path, &big); /* and across a restart */
+	push_n(q, 4, 1, 0, NULL);
+	assert_int_equal(peek_all(q, 0, T0, NULL, seqs, 100), 1);
+	assert_true(seqs[0] > last);
+	queue_close(q);
+}
+
+static void test_reopen_keeps_messages(void **state)
+{
+	fx_t *f = *state;
+	queue_t *q = open_ok(f->path, &big);
+	push_n(q, 0, 5, 0, NULL);
+	queue_close(q);
+	q = open_ok(f->path, &big);
+	queue_stats_t st;
+	queue_get_stats(q, &st);
+	assert_int_equal(st.messages, 5);
+	assert_int_equal(st.bytes, 5 * 16);
+	char p[128][16];
+	assert_int_equal(peek_all(q, 0, T0, p, NULL, 100), 5);
+	assert_string_equal(p[4], "m4");
+	queue_close(q);
+}
+
+static void test_second_opener_refused(void **state)
+{
+	fx_t *f = *state;
+	queue_t *q = open_ok(f->path, &big);
+	queue_t *q2 = NULL;
+	char err[2048];
+	assert_int_equal(queue_open(f->path, &big, &q2, err, sizeof(err)), QUEUE_ERR_OPEN);
+	assert_null(q2);
+	assert_non_null(strstr(err, "in use by another process"));
+	queue_close(q);
+}
+
+static void test_backpressure_limit(void **state)
+{
+	fx_t *f = *state;
+	queue_limits_t lim = {.max_bytes = 1u << 30, .max_messages = 5, .when_full = QUEUE_BACKPRESSURE};
+	queue_t *q = open_ok(f->path, &lim);
+	push_n(q, 0, 4, 0, NULL);
+	assert_false(queue_is_full(q));
+	int64_t dropped = -1;
+	push_n(q, 4, 3, 0, &dropped); /* a batch is never split: 7 > 5 is allowed */
+	assert_int_equal(dropped, 0);
+	assert_true(queue_is_full(q));
+	int64_t seqs[128];
+	assert_int_equal(peek_all(q, 0, T0, NULL, seqs, 3), 3);
+	assert_int_equal(queue_ack(q, seqs, 3), QUEUE_OK);
+	assert_false(queue_is_full(q));
+	queue_close(q);
+}
+
+static void test_drop_oldest(void **state)
+{
+	fx_t *f = *state;
+	queue_limits_t lim = {.max_bytes = 1u << 30, .max_messages = 5, .when_full = QUEUE_DROP_OLDEST};
+	queue_t *q = open_ok(f->path, &lim);
+	push_n(q, 0, 5, 0, NULL);
+	int64_t dropped = 0;
+	push_n(q, 5, 3, 0, &dropped);
+	assert_int_equal(dropped, 3);
+	char p[128][16];
+	assert_int_equal(peek_all(q, 0, T0, p, NULL, 100), 5);
+	assert_string_equal(p[0], "m3");
+	assert_string_equal(p[4], "m7");
+	queue_stats_t st;
+	queue_get_stats(q, &st);
+	assert_int_equal(st.dropped_oldest, 3);
+	assert_int_equal(st.messages, 5);
+	/* By bytes: each message is 16 bytes. */
+	queue_limits_t lb = {.max_bytes = 48, .max_messages = 100, .when_full = QUEUE_DROP_OLDEST};
+	queue_set_limits(q, &lb);
+	push_n(q, 8, 1, 0, &dropped);
+	assert_int_equal(dropped, 3);
+	assert_int_equal(peek_all(q, 0, T0, p, NULL, 100), 3);
+	assert_string_equal(p[0], "m6");
+	/* A batch larger than the limit keeps itself whole. */
+	push_n(q, 9, 5, 0, &dropped);
+	assert_int_equal(dropped, 3);
+	assert_int_equal(peek_all(q, 0, T0, p, NULL, 100), 5);
+	assert_string_equal(p[0], "m9");
+	queue_close(q);
+}
+
+static void test_ttl(void **state)
+{
+	fx_t *f = *state;
+	queue_t *q = open_ok(f->path, &big);
+	push_n(q, 0, 2, T0 + 1000, NULL);
+	push_n(q, 2, 2, 0, NULL);
+	char p[128][16];
+	assert_int_equal(peek_all(q, 0, T0 + 999, p, NULL, 100), 4);
+	/* Expired messages are not handed out, even before they are deleted. */
+	assert_int_equal(peek_all(q, 0, T0 + 1000, p, NULL, 100), 2);
+	assert_string_equal(p[0], "m2");
+	int64_t n = 0;
+	assert_int_equal(queue_expire(q, T0 + 999, &n), QUEUE_OK);
+	assert_int_equal(n, 0);
+	assert_int_equal(queue_expire(q, T0 + 5000, &n), QUEUE_OK);
+	assert_int_equal(n, 2);
+	queue_stats_t st;
+	queue_get_stats(q, &st);
+	assert_int_equal(st.messages, 2);
+	assert_int_equal(st.expired, 2);
+	queue_close(q);
+}
+
+static void write_file(const char *path, const void *data, size_t len)
+{
+	FILE *fp = fopen(path, "wb");
+	assert_non_null(fp);
+	assert_int_equal(fwrite(data, 1, len, fp), len);
+	fclose(fp);
+}
+
+static size_t file_size(const char *path)
+{
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	return (size_t)st.st_size;
+}
+
+static void test_garbage_file_refused_untouched(void **state)
+{
+	fx_t *f = *state;
+	char junk[8192];
+	for(size_t i = 0; i < sizeof(junk); i++) {
+		junk[i] = (char)(i * 7 + 3);
+	}
+	write_file(f->path, junk, sizeof(junk));
+	queue_t *q = NULL;
+	char err[2048];
+	queue_rc_t rc = queue_open(f->path, &big, &q, err, sizeof(err));
+	assert_int_equal(rc, QUEUE_ERR_CORRUPT);
+	assert_null(q);
+	assert_non_null(strstr(err, "Nothing was deleted"));
+	assert_non_null(strstr(err, ".recover"));
+	assert_int_equal(file_size(f->path), sizeof(junk));
+}
+
+static void test_foreign_database_refused(void **state)
+{
+	fx_t *f = *state;
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "CREATE TABLE t(x); INSERT INTO t VALUES(1);", NULL, NULL,
+	                              NULL),
+	                 SQLITE_OK);
+	sqlite3_close(db);
+	queue_t *q = NULL;
+	char err[2048];
+	assert_int_equal(queue_open(f->path, &big, &q, err, sizeof(err)), QUEUE_ERR_CORRUPT);
+	assert_non_null(strstr(err, "not a plantgate queue"));
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK); /* still there */
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT x FROM t", -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+}
+
+static void test_damaged_pages_refused(void **state)
+{
+	fx_t *f = *state;
+	queue_t *q = open_ok(f->path, &big);
+	for(int i = 0; i < 20; i++) {
+		push_n(q, i * 50, 50, 0, NULL);
+	}
+	queue_close(q); /* checkpoints the WAL into the main file */
+	size_t size = file_size(f->path);
+	assert_true(size > 8192);
+	/* Scribble over the middle pages, keep the header. */
+	FILE *fp = fopen(f->path, "r+b");
+	assert_non_null(fp);
+	char junk[4096];
+	memset(junk, 0xA5, sizeof(junk));
+	fseek(fp, 4096, SEEK_SET);
+	fwrite(junk, 1, sizeof(junk), fp);
+	fclose(fp);
+	char err[2048];
+	queue_rc_t rc = queue_open(f->path, &big, &q, err, sizeof(err));
+	assert_int_equal(rc, QUEUE_ERR_CORRUPT);
+	assert_non_null(strstr(err, "Nothing was deleted"));
+	assert_int_equal(file_size(f->path), size);
+}
+
+static void test_unreadable_path(void **state)
+{
+	queue_t *q = NULL;
+	char err[2048];
+	assert_int_equal(queue_open("/nonexistent-dir/q.db", &big, &q, err, sizeof(err)),
+	                 QUEUE_ERR_OPEN);
+	assert_non_null(strstr(err, "/nonexistent-dir/q.db"));
+	assert_string_not_equal(queue_strerror(QUEUE_ERR_FULL), "?");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_push_peek_ack_order, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_seq_never_reused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reopen_keeps_messages, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_second_opener_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_backpressure_limit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_drop_oldest, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_ttl, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_garbage_file_refused_untouched, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_foreign_database_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_damaged_pages_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_unreadable_path, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
