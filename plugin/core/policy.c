@@ -55,15 +55,15 @@ struct policy {
 	char *file; /* the name used in messages; rule_file points here */
 	hmap_t *roles; /* name -> policy_role_t* (owned by role_list) */
 	policy_role_t **role_list;
-	size_t nroles;
+	size_t nroles, role_cap;
 	hmap_t *devices; /* identity -> policy_binding* (owned) */
 	struct policy_binding **patterns; /* in file order */
-	size_t npatterns;
+	size_t npatterns, pattern_cap;
 	struct policy_binding *unknown; /* NULL: unknown devices are refused */
 	bool unknown_seen;
 	int unknown_line;
 	policy_rule_t **rules; /* every rule, in file order */
-	size_t nrules;
+	size_t nrules, rule_cap;
 	int default_line; /* 0 until `default deny` is seen */
 };
 
@@ -242,6 +242,22 @@ static bool policy_glob(const char *pat, const char *s)
 /* ------------------------------------------------------------------------ */
 /* Parsing                                                                   */
 
+/* Make room for entry n of array a (*cap entries of elem bytes allocated),
+ * doubling so that loading N entries costs O(N).  Returns the array (maybe
+ * moved), or NULL on ENOMEM with a left as it was. */
+static void *policy_grow(void *a, size_t n, size_t *cap, size_t elem)
+{
+	if(n < *cap) {
+		return a;
+	}
+	size_t ncap = *cap ? *cap * 2 : 16;
+	void *na = realloc(a, ncap * elem);
+	if(na) {
+		*cap = ncap;
+	}
+	return na;
+}
+
 typedef struct policy_parse {
 	policy_t *p;
 	policy_role_t *cur; /* the open role, or NULL */
@@ -271,7 +287,7 @@ static int policy_parse_attrs(const conf_line_t *l, int from, struct policy_bind
 		if(!key) {
 			return conf_error(l, err, errlen, "out of memory");
 		}
-		b->attrs[b->nattrs].key = key; /* owned by b from here on */
+		b->attrs[b->nattrs++].key = key; /* owned by b from here on; value set below */
 		if(!policy_name_ok(key)) {
 			return conf_error(l, err, errlen,
 			                  "malformed attribute \"%s\": a key uses only letters, digits, "
@@ -284,7 +300,7 @@ static int policy_parse_attrs(const conf_line_t *l, int from, struct policy_bind
 			                  "connection; choose another key",
 			                  key, key);
 		}
-		for(size_t k = 0; k < b->nattrs; k++) {
+		for(size_t k = 0; k + 1 < b->nattrs; k++) {
 			if(strcmp(b->attrs[k].key, key) == 0) {
 				return conf_error(l, err, errlen, "attribute %s is duplicate on this line",
 				                  key);
@@ -301,8 +317,7 @@ static int policy_parse_attrs(const conf_line_t *l, int from, struct policy_bind
 		if(!val) {
 			return conf_error(l, err, errlen, "out of memory");
 		}
-		b->attrs[b->nattrs].value = val;
-		b->nattrs++;
+		b->attrs[b->nattrs - 1].value = val;
 	}
 	return 0;
 }
@@ -418,11 +433,11 @@ static int policy_kw_role(policy_parse_t *ps, const conf_line_t *l, char *err, s
 		                  "role %s is duplicate (first defined at line %d): merge the two", name,
 		                  old->line);
 	}
-	policy_role_t **nl = realloc(p->role_list, (p->nroles + 1) * sizeof(*nl));
-	if(!nl) {
+	void *grown = policy_grow(p->role_list, p->nroles, &p->role_cap, sizeof(*p->role_list));
+	if(!grown) {
 		return conf_error(l, err, errlen, "out of memory");
 	}
-	p->role_list = nl;
+	p->role_list = grown;
 	policy_role_t *r = calloc(1, sizeof(*r));
 	if(!r || !(r->name = strdup(name))) {
 		free(r);
@@ -513,15 +528,14 @@ static int policy_kw_devices(policy_parse_t *ps, const conf_line_t *l, char *err
 	if(!b) {
 		return -1;
 	}
-	struct policy_binding **np = realloc(p->patterns, (p->npatterns + 1) * sizeof(*np));
-	if(!np || hmap_put(ps->pattern_lines, glob, (void *)(intptr_t)l->line)) {
-		if(np) {
-			p->patterns = np;
-		}
+	void *grown = policy_grow(p->patterns, p->npatterns, &p->pattern_cap, sizeof(*p->patterns));
+	if(grown) {
+		p->patterns = grown;
+	}
+	if(!grown || hmap_put(ps->pattern_lines, glob, (void *)(intptr_t)l->line)) {
 		policy_binding_free(b);
 		return conf_error(l, err, errlen, "out of memory");
 	}
-	p->patterns = np;
 	p->patterns[p->npatterns++] = b;
 	return 0;
 }
@@ -714,11 +728,11 @@ static int policy_kw_rule(policy_parse_t *ps, const conf_line_t *l, char *err, s
 	if(policy_check_filter(l, filter, deny, err, errlen)) {
 		return -1;
 	}
-	policy_rule_t **nr = realloc(p->rules, (p->nrules + 1) * sizeof(*nr));
-	if(!nr) {
+	void *grown = policy_grow(p->rules, p->nrules, &p->rule_cap, sizeof(*p->rules));
+	if(!grown) {
 		return conf_error(l, err, errlen, "out of memory");
 	}
-	p->rules = nr;
+	p->rules = grown;
 	policy_rule_t *r = calloc(1, sizeof(*r));
 	if(!r) {
 		return conf_error(l, err, errlen, "out of memory");

@@ -67,7 +67,15 @@ void ptrie_free(ptrie_node_t *n)
 
 bool ptrie_value_usable(const char *v)
 {
-	return v && v[0] && !strpbrk(v, "/+#");
+	if(!v || !v[0] || v[0] == '$') {
+		return false;
+	}
+	for(const unsigned char *c = (const unsigned char *)v; *c; c++) {
+		if(*c == '/' || *c == '+' || *c == '#' || *c < 0x20 || *c == 0x7f) {
+			return false;
+		}
+	}
+	return true;
 }
 
 /* `%{name}` → name (pointer into level, length in *len); NULL otherwise. */

@@ -18,7 +18,8 @@
  * level starts with '$', and extend it to variables.
  *
  * Variable values come from a lookup callback.  A value that is missing,
- * empty, or contains '/', '+' or '#' is "unusable".  In an allow trie a node
+ * empty, starts with '$', or contains '/', '+', '#' or a control character is
+ * "unusable" (the same rules as identities follow).  In an allow trie a node
  * with an unusable value matches nothing; in a deny trie it matches any single
  * level like '+' — so missing or hostile data can only ever deny more.
  *
@@ -81,7 +82,8 @@ void ptrie_cover(const ptrie_node_t *root, const ptrie_query_t *q);
 void ptrie_overlap(const ptrie_node_t *root, const ptrie_query_t *q);
 
 /* True when a substituted value can stand for exactly one topic level:
- * non-NULL, non-empty, no '/', '+' or '#'. */
+ * non-NULL, non-empty, no leading '$', no '/', '+', '#' or control
+ * characters. */
 bool ptrie_value_usable(const char *v);
 
 #endif
