@@ -71,9 +71,7 @@ static const char *cli_or_dash(const char *s, char *buf, size_t buflen)
 	if(!s || !*s) {
 		return "-";
 	}
-	util_log_safe(s, buf, buflen);
-	/* Spaces would split columns; the reason column is quoted instead. */
-	return buf;
+	return util_log_safe(s, buf, buflen);
 }
 
 static void cli_print_record(const audit_record_t *r)
@@ -91,10 +89,14 @@ static void cli_print_record(const audit_record_t *r)
 	} else {
 		w = "-";
 	}
-	printf("%s %s %s %s \"%s\" %s", r->ts, cli_or_dash(r->event, ev, sizeof(ev)), w,
-	       cli_or_dash(r->topic, topic, sizeof(topic)),
-	       r->reason ? util_log_safe(r->reason, reason, sizeof(reason)) : "",
-	       cli_or_dash(r->rule, rule, sizeof(rule)));
+	printf("%s %s %s %s ", r->ts, cli_or_dash(r->event, ev, sizeof(ev)), w,
+	       cli_or_dash(r->topic, topic, sizeof(topic)));
+	if(r->reason && *r->reason) {
+		printf("\"%s\" ", util_log_safe(r->reason, reason, sizeof(reason)));
+	} else {
+		fputs("- ", stdout);
+	}
+	fputs(cli_or_dash(r->rule, rule, sizeof(rule)), stdout);
 	if(r->count > 0) {
 		printf(" (%s x%lld)", r->suppressed ? util_log_safe(r->suppressed, sup, sizeof(sup)) : "count",
 		       (long long)r->count);
