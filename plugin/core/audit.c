@@ -309,6 +309,10 @@ static const struct audit_key {
 	{"prev", offsetof(audit_record_t, prev), AUDIT_T_STR},
 };
 #define AUDIT_NKEYS (sizeof(audit_keys) / sizeof(audit_keys[0]))
+/* Positions in audit_keys of the integer fields, whose presence is tracked by
+ * the `seen` bit mask (a 0 value cannot tell absent from present). */
+#define AUDIT_KEY_SEQ 1
+#define AUDIT_KEY_COUNT 12
 
 typedef struct audit_parser {
 	const unsigned char *p;
@@ -551,6 +555,7 @@ void audit_record_free(audit_record_t *r)
 
 int audit_parse_line(const char *line, size_t len, audit_record_t *out, char *err, size_t errlen)
 {
+	_Static_assert(AUDIT_NKEYS <= 32, "seen is a 32-bit mask");
 	audit_record_t rec;
 	audit_parser_t ps;
 	uint32_t seen = 0;
@@ -662,7 +667,7 @@ int audit_parse_line(const char *line, size_t len, audit_record_t *out, char *er
 	const char *why = NULL;
 	if(!rec.ts) {
 		why = "missing \"ts\"";
-	} else if(!(seen & (1u << 1))) {
+	} else if(!(seen & (1u << AUDIT_KEY_SEQ))) {
 		why = "missing \"seq\"";
 	} else if(!rec.event) {
 		why = "missing \"event\"";
@@ -676,7 +681,7 @@ int audit_parse_line(const char *line, size_t len, audit_record_t *out, char *er
 		why = "\"event\" is not a lower-case name";
 	} else if(!audit_hash_hex_valid(rec.prev)) {
 		why = "\"prev\" is not 64 lower-case hex digits";
-	} else if((seen & (1u << 12)) && (rec.count < 1 || rec.count > INT_MAX)) {
+	} else if((seen & (1u << AUDIT_KEY_COUNT)) && (rec.count < 1 || rec.count > INT_MAX)) {
 		why = "\"count\" is out of range";
 	}
 	if(why) {
