@@ -1,0 +1,108 @@
+"""The cloud link refuses what it cannot authenticate, keeps the messages
+meanwhile, and delivers them once the problem is fixed: a cloud certificate
+from another CA, a certificate for another host name, a TLS version below the
+configured minimum."""
+import os
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+from test_bridge_relay import BridgeWorld  # noqa: E402
+
+RULES = ["plant/+/telemetry/# qos=1"]
+
+
+def impostor_cloud(env, w, server_pki, server_name, dns, ip="127.0.0.1", tls_version="tlsv1.2",
+                   name="impostor"):
+    """A cloud stand-in that accepts the bridge's client cert (from the cloud
+    PKI) but presents a server certificate of server_pki for `dns` and `ip`."""
+    server_pki.run("server", server_name, "--dns", dns, "--ip", ip)
+    crt, key = server_pki.paths(server_name)
+    port = h.free_port()
+    body = "\n".join([
+        "per_listener_settings false", "allow_anonymous true",
+        "persistence false", "log_dest stderr", "log_type all",
+        "listener %d 127.0.0.1" % port, "cafile %s" % w.cloud_pki.ca,
+        "certfile %s" % crt, "keyfile %s" % key, "require_certificate true",
+        "use_identity_as_username true", "tls_version %s" % tls_version]) + "\n"
+    return h.Broker(env, name, body, port)
+
+
+def port_open(port):
+    try:
+        h.socket.create_connection(("127.0.0.1", port), 0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+class CloudTls(unittest.TestCase):
+    def check_refused_then_fixed(self, env, w, bad, pattern):
+        b = w.start_bridge(RULES, cloud_port=bad.port)
+        self.assertTrue(w.wait_plant_ready(b), b.log())
+        pub = w.publisher()
+        for i in range(5):
+            self.assertTrue(pub.publish("plant/l1/telemetry/t", b"v%d" % i, qos=1))
+        self.assertTrue(b.wait_log(r"event=cloud\.connect_failed.*" + pattern, 10), b.log())
+        time.sleep(1.5)  # several attempts: still one line, nothing connected
+        log = b.log()
+        self.assertNotIn("event=cloud.connected", log)
+        self.assertEqual(len([l for l in log.splitlines() if "cloud.connect_failed" in l]), 1, log)
+        self.assertNotIn("Received PUBLISH", bad.log())
+        self.assertEqual(w.queue_count(), 5)
+        # Fixed: point the bridge at the real cloud; the messages arrive.
+        self.assertEqual(b.stop(), 0)
+        sub = w.cloud_subscriber("#")
+        b2 = w.start_bridge(RULES, name="bridge-fixed")
+        got = sub.wait_messages(5, 10)
+        self.assertEqual(sorted(m["payload"] for m in got), [b"v%d" % i for i in range(5)],
+                         b2.log())
+        self.assertEqual(b2.stop(), 0)
+
+    def test_cloud_cert_from_another_ca(self):
+        with h.Env("br-tls-ca") as env:
+            w = BridgeWorld(env)
+            other = env.pki("other-ca")
+            bad = impostor_cloud(env, w, other, "cloud-impostor", "localhost")
+            self.check_refused_then_fixed(env, w, bad, r"certificate verify failed")
+
+    def test_cloud_cert_for_another_host(self):
+        with h.Env("br-tls-host") as env:
+            w = BridgeWorld(env)
+            # Right CA, wrong name: the certificate is for elsewhere.example.
+            bad = impostor_cloud(env, w, w.cloud_pki, "elsewhere", "elsewhere.example",
+                                 ip="192.0.2.10")
+            self.check_refused_then_fixed(env, w, bad, r"certificate verify failed")
+
+    def test_tls_below_minimum(self):
+        with h.Env("br-tls-ver") as env:
+            w = BridgeWorld(env)
+            crt, key = w.cloud_pki.server("localhost")
+            port = h.free_port()
+            # mosquitto's tls_version is a minimum, so the cloud that offers
+            # TLS 1.2 at most is OpenSSL's own test server.
+            old = h.Proc(env, "tls12", ["openssl", "s_server", "-accept", "127.0.0.1:%d" % port,
+                                        "-tls1_2", "-cert", crt, "-key", key, "-CAfile",
+                                        w.cloud_pki.ca, "-Verify", "1", "-quiet"])
+            old.port = port
+            self.assertTrue(h.wait_for(lambda: port_open(port), 5), old.log())
+            b = w.start_bridge(RULES, cloud_port=old.port, extra="cloud_tls_version 1.3\n")
+            self.assertTrue(w.wait_plant_ready(b), b.log())
+            pub = w.publisher()
+            self.assertTrue(pub.publish("plant/l1/telemetry/t", b"x", qos=1))
+            self.assertTrue(b.wait_log(r"event=cloud\.connect_failed.*reason=", 10), b.log())
+            time.sleep(1.0)
+            self.assertNotIn("event=cloud.connected", b.log())
+            self.assertEqual(w.queue_count(), 1)
+            self.assertEqual(b.stop(), 0)
+            # With 1.3 on offer (the real cloud stand-in) it connects and delivers.
+            sub = w.cloud_subscriber("#")
+            b2 = w.start_bridge(RULES, name="bridge13", extra="cloud_tls_version 1.3\n")
+            self.assertEqual([m["payload"] for m in sub.wait_messages(1, 10)], [b"x"], b2.log())
+            self.assertEqual(b2.stop(), 0)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
