@@ -115,7 +115,12 @@ bool topic_filter_covers(const char *outer, const char *inner)
 		}
 		size_t il = level(i, &in);
 		if(is_level(i, il, '#')) {
-			return false; /* inner reaches deeper than a non-# outer level */
+			/* inner reaches deeper than a non-# outer level.  Except: "P/+/#"
+			 * matches all that "P/#" does when the parent topic P is empty
+			 * (no level, or one empty level), since "" is no valid topic:
+			 * "+/#" covers "#", "/+/#" covers "/#". */
+			return (size_t)(i - inner) <= 1 && is_level(o, ol, '+') && on &&
+			       strcmp(on, "#") == 0;
 		}
 		if(is_level(o, ol, '+')) {
 			/* any single inner level, literal or '+', fits */

@@ -299,7 +299,12 @@ static void ptrie_cover_at(const ptrie_node_t *n, const ptrie_query_t *q, size_t
 	}
 	const char *l = q->levels[i];
 	if(ptrie_is(l, '#')) {
-		return; /* only a '#' covers a '#' */
+		/* Only a '#' covers a '#' — and "P/+/#" covers "P/#" when P is the
+		 * empty topic, which is not valid (see topic_filter_covers). */
+		if((i == 0 || (i == 1 && q->levels[0][0] == '\0')) && n->plus && n->plus->hash) {
+			ptrie_hit_all(n->plus->hash, q);
+		}
+		return;
 	}
 	if(n->plus && !dollar0) {
 		ptrie_cover_at(n->plus, q, i + 1);

@@ -421,6 +421,11 @@ static void test_subscribe_cover(void **state)
 	assert_false(ask(p, "d", SUB, "x/+/#"));
 	assert_false(ask(p, "d", SUB, "x/e/#"));
 	policy_free(p);
+	/* "+/#" grants "#" (the same topics), but not "$SYS/#". */
+	p = load("default deny\nrole r\n  subscribe +/#\nend\ndevice d role r\n");
+	assert_true(ask(p, "d", SUB, "#"));
+	assert_false(ask(p, "d", SUB, "$SYS/#"));
+	policy_free(p);
 }
 
 static void test_subscribe_b_plus(void **state)
@@ -1060,6 +1065,60 @@ static void test_differential(void **state)
 	}
 }
 
+/* Every filter of up to 3 levels over a small alphabet as the only rule,
+ * against every topic and filter: the tries answer exactly as topic.c. */
+static void test_differential_exhaustive(void **state)
+{
+	(void)state;
+	static const char *const at[] = {"a", "", "$s", "z", "+", "#"};
+	char fs[200][16], ts[400][16];
+	size_t nf = 0, nt = 0;
+	for(size_t len = 1; len <= 3; len++) {
+		size_t pw = 1;
+		for(size_t i = 0; i < len; i++) {
+			pw *= 6;
+		}
+		for(size_t k = 0; k < pw; k++) {
+			char buf[16];
+			size_t o = 0, v = k;
+			bool fok = true;
+			for(size_t i = 0; i < len; i++, v /= 6) {
+				o += (size_t)snprintf(buf + o, sizeof(buf) - o, "%s%s", i ? "/" : "", at[v % 6]);
+				fok = fok && (v % 6) != 3;
+			}
+			if(topic_valid_filter(buf) && nt < 400) {
+				snprintf(ts[nt++], sizeof(ts[0]), "%s", buf);
+			}
+			if(fok && topic_valid_filter(buf) && nf < 200) {
+				snprintf(fs[nf++], sizeof(fs[0]), "%s", buf);
+			}
+		}
+	}
+	for(size_t i = 0; i < nf; i++) {
+		char text[128];
+		snprintf(text, sizeof(text),
+		         "default deny\nrole r\n  publish \"%s\"\n  subscribe \"%s\"\nend\n"
+		         "device x role r\n",
+		         fs[i], fs[i]);
+		policy_t *p = load(text);
+		for(size_t j = 0; j < nt; j++) {
+			if(topic_valid_name(ts[j])) {
+				bool got = ask(p, "x", PUB, ts[j]);
+				if(got != topic_matches(fs[i], ts[j])) {
+					print_error("publish %s, topic %s: %d\n", fs[i], ts[j], got);
+				}
+				assert_int_equal(got, topic_matches(fs[i], ts[j]));
+			}
+			bool got = ask(p, "x", SUB, ts[j]);
+			if(got != topic_filter_covers(fs[i], ts[j])) {
+				print_error("subscribe %s, filter %s: %d\n", fs[i], ts[j], got);
+			}
+			assert_int_equal(got, topic_filter_covers(fs[i], ts[j]));
+		}
+		policy_free(p);
+	}
+}
+
 /* Reference for "some topic matches both filters": enumerate topics over the
  * levels that occur in either, plus a fresh one. */
 static bool ref_overlap(const char *d, const char *s)
@@ -1178,6 +1237,7 @@ int main(void)
 	    cmocka_unit_test(test_format),
 	    cmocka_unit_test(test_example),
 	    cmocka_unit_test(test_differential),
+	    cmocka_unit_test(test_differential_exhaustive),
 	    cmocka_unit_test(test_differential_overlap),
 	    cmocka_unit_test(test_large_policy),
 	};
