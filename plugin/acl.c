@@ -4,7 +4,12 @@
  * $share/<group>/), and for READ on every delivery — also deliveries queued
  * for an offline persistent session, when the client has no live
  * certificate.  So decisions key on the identity recorded at connect (the
- * username auth.c set), never on the certificate.
+ * username auth.c set) and the policy entry resolved then, never on the
+ * certificate.
+ *
+ * After the policy allows a PUBLISH, the device's token buckets (messages/s
+ * and bytes/s) decide; a device that keeps hitting them is disconnected on
+ * the next tick.  The hot path for allowed messages logs and writes nothing.
  *
  * Fails closed: no identity, no client id, an unknown access type or any
  * invalid input is a deny.
@@ -15,17 +20,79 @@
 
 #include "util.h"
 
-static const char *access_name(policy_access_t a)
+/* Rate limits after the policy allowed a publish.  True = within limits. */
+static bool within_rate(pg_plugin_t *pg, pg_client_t *rec, const struct mosquitto_evt_acl_check *ed)
 {
-	switch(a) {
-	case POLICY_PUBLISH:
-		return "publish";
-	case POLICY_SUBSCRIBE:
-		return "subscribe";
-	case POLICY_READ:
-		return "read";
+	if(!rec || (pg->rate_msgs <= 0 && pg->rate_bytes <= 0)) {
+		return true;
 	}
-	return "?";
+	int64_t now = control_mono_ms();
+	bool ok = ratelimit_take(&rec->msgs, pg->rate_msgs, pg->rate_msgs * pg->burst_seconds, 1, now) &&
+	          ratelimit_take(&rec->bytes, pg->rate_bytes, pg->rate_bytes * pg->burst_seconds,
+	                         (double)ed->payloadlen, now);
+	if(ok) {
+		return true;
+	}
+	pg->stats.rate_limited++;
+	rec->limited++;
+	rec->limited_unlogged++;
+	if(ratelimit_strike(&rec->strikes, pg->flood_strikes, pg->flood_window_ms, now) && !rec->kick_pending) {
+		rec->kick_pending = true; /* kicked on the next tick, outside this callback */
+	}
+	/* One log line per device per 10 s, with the count, not one per message. */
+	if(now - rec->limited_logged_ms >= 10000) {
+		mosquitto_log_printf(MOSQ_LOG_WARNING,
+		                     PG_LOG_PREFIX "rate limit: identity=\"%s\" refused %llu publishes "
+		                     "(limit %.0f msg/s, %.0f bytes/s); total %llu",
+		                     rec->identity, (unsigned long long)rec->limited_unlogged, pg->rate_msgs,
+		                     pg->rate_bytes, (unsigned long long)rec->limited);
+		control_audit(pg,
+		              &(audit_event_t){.event = AUDIT_EV_RATE_LIMITED,
+		                               .identity = rec->identity,
+		                               .clientid = mosquitto_client_id(ed->client),
+		                               .address = rec->address,
+		                               .topic = ed->topic,
+		                               .access = "publish",
+		                               .decision = "deny",
+		                               .reason = "rate limit exceeded",
+		                               .count = (int)(rec->limited_unlogged > 1000000 ? 1000000 : rec->limited_unlogged)},
+		              false);
+		rec->limited_unlogged = 0;
+		rec->limited_logged_ms = now;
+	}
+	return false;
+}
+
+/* Should this refusal be written to the broker log?  Identical repeats of
+ * the last refusal and more than 20 lines per client per 10 s are counted
+ * instead, and the count is logged when the window closes. */
+static bool log_refusal(pg_client_t *rec, const char *access, const char *topic)
+{
+	char key[128];
+	if(!rec) {
+		return true;
+	}
+	int64_t now = control_mono_ms();
+	if(now - rec->deny_window_ms > 10000) {
+		if(rec->deny_suppressed) {
+			mosquitto_log_printf(MOSQ_LOG_NOTICE,
+			                     PG_LOG_PREFIX "%llu further refusals for identity=\"%s\" not logged "
+			                     "(repeats or flood); all are counted in $SYS/plantgate/",
+			                     (unsigned long long)rec->deny_suppressed, rec->identity);
+		}
+		rec->deny_window_ms = now;
+		rec->deny_logged = 0;
+		rec->deny_suppressed = 0;
+		rec->last_denied[0] = '\0';
+	}
+	util_snprintf(key, sizeof(key), "%s %s", access, topic);
+	if(!strcmp(key, rec->last_denied) || rec->deny_logged >= 20) {
+		rec->deny_suppressed++;
+		return false;
+	}
+	util_strlcpy(rec->last_denied, key, sizeof(rec->last_denied));
+	rec->deny_logged++;
+	return true;
 }
 
 int acl_check(int event, void *event_data, void *userdata)
@@ -58,8 +125,11 @@ int acl_check(int event, void *event_data, void *userdata)
 
 	policy_attr_t attrs[2];
 	policy_subject_t who = {identity, cid, attrs, 0};
-	const pg_client_t *rec = hmap_get(pg->clients, cid);
-	if(rec && !strcmp(rec->identity, identity)) {
+	pg_client_t *rec = hmap_get(pg->clients, cid);
+	if(rec && strcmp(rec->identity, identity)) {
+		rec = NULL;
+	}
+	if(rec) {
 		if(rec->site[0]) {
 			attrs[who.nattrs++] = (policy_attr_t){"site", rec->site};
 		}
@@ -71,35 +141,53 @@ int acl_check(int event, void *event_data, void *userdata)
 	req.qos = ed->qos;
 	req.retain = ed->retain;
 	req.payloadlen = ed->payloadlen;
-	policy_check(pg->policy, &who, &req, &d);
+	if(rec) {
+		policy_check_resolved(pg->policy, rec->binding, &who, &req, &d);
+	} else {
+		policy_check(pg->policy, &who, &req, &d);
+	}
 	if(d.allow) {
+		if(req.access == POLICY_PUBLISH && !within_rate(pg, rec, ed)) {
+			return MOSQ_ERR_ACL_DENIED;
+		}
 		return MOSQ_ERR_SUCCESS;
 	}
 
+	const char *ev = AUDIT_EV_PUBLISH_DENIED;
 	switch(req.access) {
 	case POLICY_PUBLISH:
 		pg->stats.publish_denied++;
 		break;
 	case POLICY_SUBSCRIBE:
 		pg->stats.subscribe_denied++;
+		ev = AUDIT_EV_SUBSCRIBE_DENIED;
 		break;
 	case POLICY_READ:
 		pg->stats.read_denied++;
+		ev = AUDIT_EV_READ_DENIED;
 		break;
 	}
-	char topic[256], id[128];
+	char topic[256], id[128], why[512], rule[300] = "";
+	policy_decision_format(&d, &req, why, sizeof(why));
 	if(d.rule_file) {
-		mosquitto_log_printf(MOSQ_LOG_NOTICE,
-		                     PG_LOG_PREFIX "%s denied: identity=\"%s\" topic=\"%s\" qos=%d retain=%d reason=\"%s\" rule=%s:%d",
-		                     access_name(req.access), util_log_safe(identity, id, sizeof(id)),
-		                     util_log_safe(ed->topic, topic, sizeof(topic)), req.qos, req.retain,
-		                     d.reason ? d.reason : "denied", d.rule_file, d.rule_line);
-	} else {
-		mosquitto_log_printf(MOSQ_LOG_NOTICE,
-		                     PG_LOG_PREFIX "%s denied: identity=\"%s\" topic=\"%s\" qos=%d retain=%d reason=\"%s\"",
-		                     access_name(req.access), util_log_safe(identity, id, sizeof(id)),
-		                     util_log_safe(ed->topic, topic, sizeof(topic)), req.qos, req.retain,
-		                     d.reason ? d.reason : "no rule grants it");
+		util_snprintf(rule, sizeof(rule), "%s:%d", d.rule_file, d.rule_line);
 	}
+	if(log_refusal(rec, policy_access_name(req.access), ed->topic)) {
+		mosquitto_log_printf(MOSQ_LOG_NOTICE,
+	                     PG_LOG_PREFIX "%s denied: identity=\"%s\" topic=\"%s\" qos=%d retain=%d reason=\"%s\"",
+	                     policy_access_name(req.access), util_log_safe(identity, id, sizeof(id)),
+	                     util_log_safe(ed->topic, topic, sizeof(topic)), req.qos, req.retain, why);
+	}
+	control_audit(pg,
+	              &(audit_event_t){.event = ev,
+	                               .identity = identity,
+	                               .clientid = cid,
+	                               .address = rec ? rec->address : NULL,
+	                               .topic = ed->topic,
+	                               .access = policy_access_name(req.access),
+	                               .decision = "deny",
+	                               .reason = d.reason ? d.reason : "no rule grants it",
+	                               .rule = rule[0] ? rule : NULL},
+	              true);
 	return MOSQ_ERR_ACL_DENIED;
 }

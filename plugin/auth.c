@@ -5,32 +5,105 @@
  *
  * A client is admitted only when: it presented a certificate (mosquitto has
  * verified the chain and CRL), the certificate is within its dates, its
- * issuer is pinned (if pinning is configured), the identity it carries is
- * well-formed, the client id is bound to that identity, and the policy admits
- * the identity.  The identity then replaces whatever username the client
- * sent, so every later ACL decision keys on the certificate, never on
- * client-supplied text.
+ * issuer is pinned (if pinning is configured), it is not revoked, the
+ * identity it carries is well-formed, the client id is bound to that
+ * identity, and the policy admits the identity.  The identity then replaces
+ * whatever username the client sent, so every later ACL decision keys on the
+ * certificate, never on client-supplied text.
+ *
+ * Repeated failures are throttled per address and identity: past
+ * plugin_opt_connect_failures per minute that identity is refused at once
+ * from that address, and the log carries one summary line per minute instead
+ * of one per attempt.  (Failures before an identity is known — no or a
+ * malformed certificate — are counted per address, for the log only.)
  */
 #include "plugin_int.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "util.h"
 
+/* The failure counter of this address (identity NULL: the client has not
+ * shown a usable identity) or of this address and identity.  Keying on both
+ * keeps one misbehaving device from locking out others behind the same
+ * address (a gateway, a NAT). */
+static pg_failures_t *failures_for(pg_plugin_t *pg, const char *addr, const char *identity)
+{
+	char key[IDENTITY_MAX + 80];
+	if(!addr || util_snprintf(key, sizeof(key), "%s|%s", addr, identity ? identity : "") < 0) {
+		return NULL;
+	}
+	pg_failures_t *f = hmap_get(pg->failures, key);
+	if(!f && hmap_count(pg->failures) < 100000) {
+		f = calloc(1, sizeof(*f));
+		if(f && hmap_put(pg->failures, key, f)) {
+			free(f);
+			f = NULL;
+		}
+	}
+	return f;
+}
+
+static bool throttled(pg_plugin_t *pg, const char *addr, const char *identity, int64_t now)
+{
+	if(pg->connect_failures == 0) {
+		return false;
+	}
+	char key[IDENTITY_MAX + 80];
+	if(!addr || util_snprintf(key, sizeof(key), "%s|%s", addr, identity ? identity : "") < 0) {
+		return false;
+	}
+	const pg_failures_t *f = hmap_get(pg->failures, key);
+	return f && f->strikes.count >= pg->connect_failures &&
+	       now - f->strikes.window_start_ms <= pg->connect_window_ms;
+}
+
+/* Log (unless this address/identity is over its failure budget: then only
+ * count, and control.c logs one summary per minute), audit, count. */
 static int refuse(pg_plugin_t *pg, struct mosquitto *client, const char *identity, const char *why,
                   const char *what_to_do)
 {
 	char cid[128], id[128];
+	const char *addr = mosquitto_client_address(client);
+	int64_t now = control_mono_ms();
+	pg_failures_t *f = failures_for(pg, addr, identity);
+	bool quiet = false;
+
 	pg->stats.connects_refused++;
-	mosquitto_log_printf(MOSQ_LOG_WARNING,
-	                     PG_LOG_PREFIX "connect refused: address=%s client_id=\"%s\" identity=\"%s\" reason=\"%s\"%s%s%s",
-	                     mosquitto_client_address(client),
-	                     util_log_safe(mosquitto_client_id(client), cid, sizeof(cid)),
-	                     util_log_safe(identity, id, sizeof(id)), why, what_to_do ? " fix=\"" : "",
-	                     what_to_do ? what_to_do : "", what_to_do ? "\"" : "");
+	if(f) {
+		ratelimit_strike(&f->strikes, pg->connect_failures, pg->connect_window_ms, now);
+		if(pg->connect_failures && f->strikes.count > pg->connect_failures) {
+			f->suppressed++;
+			quiet = true;
+		}
+	}
+	if(!quiet) {
+		mosquitto_log_printf(MOSQ_LOG_WARNING,
+		                     PG_LOG_PREFIX "connect refused: address=%s client_id=\"%s\" identity=\"%s\" reason=\"%s\"%s%s%s",
+		                     addr, util_log_safe(mosquitto_client_id(client), cid, sizeof(cid)),
+		                     util_log_safe(identity, id, sizeof(id)), why, what_to_do ? " fix=\"" : "",
+		                     what_to_do ? what_to_do : "", what_to_do ? "\"" : "");
+	}
+	control_audit(pg,
+	              &(audit_event_t){.event = AUDIT_EV_CONNECT_REFUSED,
+	                               .identity = identity,
+	                               .clientid = mosquitto_client_id(client),
+	                               .address = addr,
+	                               .decision = "deny",
+	                               .reason = why},
+	              true);
 	return MOSQ_ERR_AUTH;
+}
+
+static const char *fix_for_identity(const char *reason)
+{
+	if(strstr(reason, "subjectAltName") || strstr(reason, "SAN")) {
+		return "issue the certificate with scripts/pki, which writes the SAN, or set plugin_opt_identity_source";
+	}
+	return "issue the certificate with a plain identity: letters, digits, '.', '_', '-', ':'";
 }
 
 int auth_basic(int event, void *event_data, void *userdata)
@@ -40,9 +113,12 @@ int auth_basic(int event, void *event_data, void *userdata)
 	struct mosquitto *client = ed->client;
 	char identity[IDENTITY_MAX + 1] = "";
 	char site[IDENTITY_MAX + 1], line[IDENTITY_MAX + 1];
+	char serial[68], sha256[65];
 	const char *reason = NULL;
 	int rc;
+	int64_t now = control_mono_ms();
 
+	const char *addr = mosquitto_client_address(client);
 	X509 *cert = mosquitto_client_certificate(client);
 	if(!cert) {
 		return refuse(pg, client, NULL, "no client certificate",
@@ -58,9 +134,22 @@ int auth_basic(int event, void *event_data, void *userdata)
 		goto out;
 	}
 	if(identity_from_cert(cert, &pg->id_opts, identity, sizeof(identity), &reason)) {
-		rc = refuse(pg, client, NULL, reason,
-		            "issue the certificate with a plain identity: letters, digits, '.', '_', '-', ':'");
-		identity[0] = '\0';
+		rc = refuse(pg, client, NULL, reason, fix_for_identity(reason));
+		goto out;
+	}
+	if(throttled(pg, addr, identity, now)) {
+		pg->stats.connects_throttled++;
+		rc = refuse(pg, client, identity, "too many failed connects of this identity from this address: throttled for a minute",
+		            "fix the device's configuration; see the first refusal in the log");
+		goto out;
+	}
+	if(revocation_cert_ids(cert, serial, sizeof(serial), sha256)) {
+		rc = refuse(pg, client, identity, "cannot read the certificate serial", NULL);
+		goto out;
+	}
+	if(revocation_is_revoked(pg->revoked, cert, identity, serial, sha256, &reason)) {
+		rc = refuse(pg, client, identity, reason,
+		            "this device was revoked; issue a new certificate only if it is trusted again");
 		goto out;
 	}
 	const char *cid = mosquitto_client_id(client);
@@ -80,32 +169,49 @@ int auth_basic(int event, void *event_data, void *userdata)
 		attrs[nattrs++] = (policy_attr_t){"line", line};
 	}
 	policy_subject_t who = {identity, cid, attrs, nattrs};
-	if(!policy_admit(pg->policy, &who, &reason)) {
-		rc = refuse(pg, client, identity, reason, "add the device to the policy file, then reload");
+	const policy_binding_t *binding = policy_resolve(pg->policy, &who);
+	if(!binding) {
+		rc = refuse(pg, client, identity, "identity not in the policy and unknown devices are refused",
+		            "add the device to the policy file, then reload (kill -HUP the broker)");
 		goto out;
 	}
 
-	pg_client_t *rec = calloc(1, sizeof(*rec));
-	if(!rec) {
-		rc = MOSQ_ERR_NOMEM;
-		goto out;
+	pg_client_t *rec = hmap_get(pg->clients, cid);
+	if(!rec || strcmp(rec->identity, identity)) {
+		rec = calloc(1, sizeof(*rec));
+		if(!rec || hmap_put(pg->clients, cid, rec)) {
+			free(rec);
+			rc = MOSQ_ERR_NOMEM;
+			goto out;
+		}
 	}
 	util_strlcpy(rec->identity, identity, sizeof(rec->identity));
 	util_strlcpy(rec->site, site, sizeof(rec->site));
 	util_strlcpy(rec->line, line, sizeof(rec->line));
-	if(hmap_put(pg->clients, cid, rec)) {
-		free(rec);
-		rc = MOSQ_ERR_NOMEM;
-		goto out;
-	}
+	util_strlcpy(rec->serial, serial, sizeof(rec->serial));
+	util_strlcpy(rec->sha256, sha256, sizeof(rec->sha256));
+	util_strlcpy(rec->address, mosquitto_client_address(client), sizeof(rec->address));
+	rec->binding = binding;
+	rec->client = client;
+	rec->kick_pending = false;
 	/* Frees ed->username: do not read it after this. */
 	rc = mosquitto_set_username(client, identity);
 	if(rc) {
 		goto out;
 	}
 	pg->stats.connects_ok++;
-	mosquitto_log_printf(MOSQ_LOG_INFO, PG_LOG_PREFIX "connect accepted: address=%s identity=\"%s\"",
-	                     mosquitto_client_address(client), identity);
+	policy_binding_info_t bi;
+	policy_binding_get_info(binding, &bi);
+	mosquitto_log_printf(MOSQ_LOG_INFO, PG_LOG_PREFIX "connect accepted: address=%s identity=\"%s\" role=%s (%s:%d)",
+	                     rec->address, identity, bi.role, bi.file, bi.line);
+	control_audit(pg,
+	              &(audit_event_t){.event = AUDIT_EV_CONNECT,
+	                               .identity = identity,
+	                               .clientid = cid,
+	                               .address = rec->address,
+	                               .decision = "allow",
+	                               .reason = bi.role},
+	              false);
 	rc = MOSQ_ERR_SUCCESS;
 out:
 	X509_free(cert);

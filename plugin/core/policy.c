@@ -24,6 +24,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/sha.h>
+
 #include "conf.h"
 #include "hmap.h"
 #include "policy_trie.h"
@@ -38,6 +40,11 @@ typedef struct policy_role {
 	int line;
 	ptrie_node_t *trie[3][2]; /* [access - 1][deny] */
 	size_t nallow, ndeny;
+	/* The role's rules as written, in order, while parsing; then their
+	 * SHA-256, which tells a reload whether the role's rights changed. */
+	char *sigbuf;
+	size_t siglen, sigcap;
+	unsigned char sig[32];
 } policy_role_t;
 
 struct policy_binding {
@@ -116,6 +123,7 @@ static void policy_role_free(policy_role_t *r)
 			ptrie_free(r->trie[a][d]);
 		}
 	}
+	free(r->sigbuf);
 	free(r->name);
 	free(r);
 }
@@ -703,6 +711,28 @@ static char *policy_rule_text(const conf_line_t *l)
 	return s;
 }
 
+/* Append a rule's text to its role's signature buffer. */
+static int policy_role_sig_add(policy_role_t *role, const char *text)
+{
+	size_t n = strlen(text) + 1;
+	if(role->siglen + n > role->sigcap) {
+		size_t cap = role->sigcap ? role->sigcap : 256;
+		while(cap < role->siglen + n) {
+			cap *= 2;
+		}
+		char *nb = realloc(role->sigbuf, cap);
+		if(!nb) {
+			return -1;
+		}
+		role->sigbuf = nb;
+		role->sigcap = cap;
+	}
+	memcpy(role->sigbuf + role->siglen, text, n - 1);
+	role->sigbuf[role->siglen + n - 1] = '\n';
+	role->siglen += n;
+	return 0;
+}
+
 static int policy_kw_rule(policy_parse_t *ps, const conf_line_t *l, char *err, size_t errlen)
 {
 	policy_t *p = ps->p;
@@ -763,6 +793,9 @@ static int policy_kw_rule(policy_parse_t *ps, const conf_line_t *l, char *err, s
 		ps->cur->ndeny++;
 	} else {
 		ps->cur->nallow++;
+	}
+	if(policy_role_sig_add(ps->cur, r->text)) {
+		return conf_error(l, err, errlen, "out of memory");
 	}
 	return 0;
 }
@@ -832,6 +865,13 @@ static int policy_link(policy_t *p, struct policy_binding *b, char *err, size_t 
 static int policy_finish(policy_parse_t *ps, char *err, size_t errlen)
 {
 	policy_t *p = ps->p;
+	for(size_t i = 0; i < p->nroles; i++) {
+		policy_role_t *r = p->role_list[i];
+		SHA256((const unsigned char *)(r->sigbuf ? r->sigbuf : ""), r->siglen, r->sig);
+		free(r->sigbuf);
+		r->sigbuf = NULL;
+		r->siglen = r->sigcap = 0;
+	}
 	if(ps->cur) {
 		conf_line_t l = {.file = p->file, .line = ps->cur->line};
 		return conf_error(&l, err, errlen,
@@ -1271,4 +1311,23 @@ int policy_decision_format(const policy_decision_t *d, const policy_request_t *r
 		                     d->rule_text ? d->rule_text : "");
 	}
 	return util_snprintf(buf, len, "%s", what);
+}
+
+bool policy_binding_same_rights(const policy_t *pa, const policy_binding_t *a, const policy_t *pb,
+                                const policy_binding_t *b)
+{
+	if(!a || !b || a->owner != pa || b->owner != pb || !a->role || !b->role) {
+		return false;
+	}
+	if(strcmp(a->role->name, b->role->name) != 0 || memcmp(a->role->sig, b->role->sig, 32) != 0 ||
+	   a->nattrs != b->nattrs) {
+		return false;
+	}
+	for(size_t i = 0; i < a->nattrs; i++) {
+		if(strcmp(a->attrs[i].key, b->attrs[i].key) != 0 ||
+		   strcmp(a->attrs[i].value, b->attrs[i].value) != 0) {
+			return false;
+		}
+	}
+	return true;
 }

@@ -140,6 +140,14 @@ typedef struct policy_binding_info {
 	int line;
 } policy_binding_info_t;
 
+/* Do binding a (of policy pa) and binding b (of policy pb) grant the same
+ * rights: the same role name, the same rules in that role (compared by a
+ * SHA-256 of their text, in order), and the same policy-file attributes?
+ * A reload disconnects connected clients for which this is false.  NULL
+ * bindings never have the same rights. */
+bool policy_binding_same_rights(const policy_t *pa, const policy_binding_t *a, const policy_t *pb,
+                                const policy_binding_t *b);
+
 /* Describe a binding (all strings borrowed from the policy). */
 void policy_binding_get_info(const policy_binding_t *b, policy_binding_info_t *out);
 

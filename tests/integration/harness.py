@@ -360,6 +360,9 @@ class Client:
                 return self.connect_rc
             if self.disconnected.is_set():
                 return -1
+            thread = getattr(self.c, "_thread", None)
+            if thread is not None and not thread.is_alive():
+                return -1  # the network thread died: TLS refused the connection
         return -1
 
     def publish(self, topic, payload, qos=0, retain=False, props=None, timeout=5):

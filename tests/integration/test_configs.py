@@ -36,6 +36,7 @@ class ShippedConfigs(unittest.TestCase):
                 ("listener 8883 127.0.0.1", "listener %d 127.0.0.1" % port),
                 ("/var/lib/mosquitto/", env.tmp + "/"),
                 ("log_dest syslog", "log_dest stderr"),
+                ("/var/log/plantgate/", env.tmp + "/"),
             ])
             broker = h.Broker(env, "plant", text, port)
             self.assertTrue(broker.wait_log(r"plantgate: policy .* loaded", 5), broker.log())
@@ -63,7 +64,7 @@ class ShippedConfigs(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
 
     def test_bridge_example_checks(self):
-        p = subprocess.run([h.bridge_path(), "-n", "-c", os.path.join(CONFIG, "bridge.example")],
+        p = subprocess.run([h.bridge_path(), "-n", "--no-file-checks", "-c", os.path.join(CONFIG, "bridge.example")],
                            capture_output=True, text=True, timeout=30)
         self.assertIn("configuration OK", p.stdout + p.stderr)
 

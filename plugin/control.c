@@ -1,0 +1,297 @@
+/*
+ * control.c — the plugin's life between connects: reload (SIGHUP), kicks,
+ * disconnects, the periodic tick, status counters and the audit helper.
+ *
+ * Reload is transactional: the new policy and revocation list are parsed and
+ * validated completely into new objects; only if both load is anything
+ * swapped.  A broken file leaves the old policy in force and logs
+ * "file:line: error" — never a window with no policy.  After the swap every
+ * known client is re-resolved against the new policy; each connected client
+ * that is now revoked, refused, or whose rights changed is kicked, so no
+ * session keeps a grant the new policy took away (CVE-2021-34434's lesson:
+ * only a reconnect makes the broker re-check existing subscriptions).
+ */
+#include "plugin_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "util.h"
+
+int64_t control_mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t control_wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void control_audit(pg_plugin_t *pg, const audit_event_t *ev, bool limited)
+{
+	if(!pg->audit) {
+		return;
+	}
+	int rc = limited ? audit_write_limited(pg->audit, ev, control_wall_ms())
+	                 : audit_write(pg->audit, ev, control_wall_ms());
+	if(rc < 0) {
+		/* Never stops the broker and never passes silently: counted, in
+		 * $SYS/plantgate/audit/errors, and logged once per 100 failures. */
+		if(pg->stats.audit_errors++ % 100 == 0) {
+			mosquitto_log_printf(MOSQ_LOG_ERR,
+			                     PG_LOG_PREFIX "audit log %s: write failed (%s); %llu failures so far. "
+			                     "Refusals are still enforced. Check the disk and the file's permissions.",
+			                     pg->audit_path, audit_last_error(pg->audit),
+			                     (unsigned long long)pg->stats.audit_errors);
+		}
+	}
+}
+
+static void kick(pg_plugin_t *pg, const char *cid, pg_client_t *rec, const char *why)
+{
+	mosquitto_log_printf(MOSQ_LOG_NOTICE, PG_LOG_PREFIX "kick: identity=\"%s\" reason=\"%s\"", rec->identity, why);
+	control_audit(pg,
+	              &(audit_event_t){.event = AUDIT_EV_KICK,
+	                               .identity = rec->identity,
+	                               .clientid = cid,
+	                               .address = rec->address,
+	                               .decision = "deny",
+	                               .reason = why},
+	              false);
+	pg->stats.kicks++;
+	rec->kick_pending = false;
+	/* May call control_disconnect(), which may free rec: do not touch it after. */
+	mosquitto_kick_client_by_clientid(cid, false);
+}
+
+/* A client's subject, as recorded at connect. */
+static void subject_of(const char *cid, const pg_client_t *rec, policy_attr_t attrs[2],
+                       policy_subject_t *who)
+{
+	who->identity = rec->identity;
+	who->clientid = cid;
+	who->attrs = attrs;
+	who->nattrs = 0;
+	if(rec->site[0]) {
+		attrs[who->nattrs++] = (policy_attr_t){"site", rec->site};
+	}
+	if(rec->line[0]) {
+		attrs[who->nattrs++] = (policy_attr_t){"line", rec->line};
+	}
+}
+
+int control_reload(int event, void *event_data, void *userdata)
+{
+	pg_plugin_t *pg = userdata;
+	char err[1024];
+	policy_stats_t before, after;
+
+	policy_t *np = policy_load_file(pg->policy_path, err, sizeof(err));
+	revocation_t *nr = NULL;
+	if(np && (pg->revocation_path || pg->crl_path)) {
+		nr = revocation_load(pg->revocation_path, pg->crl_path, err, sizeof(err));
+		if(!nr) {
+			policy_free(np);
+			np = NULL;
+		}
+	}
+	if(!np) {
+		pg->stats.reload_failures++;
+		mosquitto_log_printf(MOSQ_LOG_ERR,
+		                     PG_LOG_PREFIX "reload refused, the previous policy stays in force: %s", err);
+		control_audit(pg, &(audit_event_t){.event = AUDIT_EV_RELOAD_FAILED, .decision = "keep", .reason = err},
+		              false);
+		return MOSQ_ERR_SUCCESS;
+	}
+
+	policy_get_stats(pg->policy, &before);
+	policy_get_stats(np, &after);
+	size_t rev_before = revocation_count(pg->revoked) + revocation_crl_count(pg->revoked);
+	size_t rev_after = revocation_count(nr) + revocation_crl_count(nr);
+
+	/* Re-resolve every client against the new policy; collect the kicks. */
+	size_t cap = hmap_count(pg->clients), nkick = 0;
+	char **kick_ids = calloc(cap ? cap : 1, sizeof(*kick_ids));
+	const char **kick_why = calloc(cap ? cap : 1, sizeof(*kick_why));
+	if(!kick_ids || !kick_why) {
+		free(kick_ids);
+		free(kick_why);
+		policy_free(np);
+		revocation_free(nr);
+		mosquitto_log_printf(MOSQ_LOG_ERR, PG_LOG_PREFIX "reload refused: out of memory");
+		return MOSQ_ERR_SUCCESS;
+	}
+	size_t it = 0;
+	const char *cid;
+	void *v;
+	while(hmap_next(pg->clients, &it, &cid, &v)) {
+		pg_client_t *rec = v;
+		policy_attr_t attrs[2];
+		policy_subject_t who;
+		const char *why = NULL;
+		subject_of(cid, rec, attrs, &who);
+		const policy_binding_t *nb = policy_resolve(np, &who);
+		if(revocation_is_revoked(nr, NULL, rec->identity, rec->serial, rec->sha256, &why)) {
+			nb = NULL;
+			why = "revoked";
+			control_audit(pg,
+			              &(audit_event_t){.event = AUDIT_EV_REVOKE,
+			                               .identity = rec->identity,
+			                               .clientid = cid,
+			                               .decision = "deny",
+			                               .reason = "certificate or identity revoked"},
+			              false);
+		} else if(!nb) {
+			why = "no longer admitted by the policy";
+		} else if(!policy_binding_same_rights(pg->policy, rec->binding, np, nb)) {
+			why = "its rights changed in the new policy";
+		}
+		rec->binding = nb;
+		if(why && rec->client && (kick_ids[nkick] = strdup(cid)) != NULL) {
+			kick_why[nkick++] = why;
+		}
+	}
+
+	policy_t *old = pg->policy;
+	revocation_t *old_rev = pg->revoked;
+	pg->policy = np;
+	pg->revoked = nr;
+	policy_free(old);
+	revocation_free(old_rev);
+	pg->stats.reloads++;
+
+	char summary[512];
+	util_snprintf(summary, sizeof(summary),
+	              "roles %zu->%zu, devices %zu->%zu, patterns %zu->%zu, rules %zu->%zu, revocations %zu->%zu, "
+	              "%zu clients to disconnect",
+	              before.roles, after.roles, before.devices, after.devices, before.matches, after.matches,
+	              before.rules, after.rules, rev_before, rev_after, nkick);
+	mosquitto_log_printf(MOSQ_LOG_NOTICE, PG_LOG_PREFIX "reloaded %s: %s", pg->policy_path, summary);
+	control_audit(pg, &(audit_event_t){.event = AUDIT_EV_RELOAD, .decision = "allow", .reason = summary}, false);
+
+	for(size_t i = 0; i < nkick; i++) {
+		pg_client_t *rec = hmap_get(pg->clients, kick_ids[i]);
+		if(rec) {
+			kick(pg, kick_ids[i], rec, kick_why[i]);
+		}
+		free(kick_ids[i]);
+	}
+	free(kick_ids);
+	free(kick_why);
+	return MOSQ_ERR_SUCCESS;
+}
+
+int control_disconnect(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_disconnect *ed = event_data;
+	pg_plugin_t *pg = userdata;
+	const char *cid = mosquitto_client_id(ed->client);
+	if(!cid) {
+		return MOSQ_ERR_SUCCESS;
+	}
+	pg_client_t *rec = hmap_get(pg->clients, cid);
+	/* Only the connection the record belongs to may close it: a refused
+	 * connect or an old connection taken over by a new one must not. */
+	if(!rec || rec->client != ed->client) {
+		return MOSQ_ERR_SUCCESS;
+	}
+	rec->client = NULL;
+	if(mosquitto_client_clean_session(ed->client)) {
+		/* No session survives: nothing will be queued for it. */
+		hmap_del(pg->clients, cid);
+	}
+	return MOSQ_ERR_SUCCESS;
+}
+
+static void publish_stat(const char *name, uint64_t value)
+{
+	char topic[128], payload[32];
+	int n = snprintf(payload, sizeof(payload), "%llu", (unsigned long long)value);
+	snprintf(topic, sizeof(topic), "$SYS/plantgate/%s", name);
+	mosquitto_broker_publish_copy(NULL, topic, n, payload, 0, true, NULL);
+}
+
+static void publish_stats(pg_plugin_t *pg)
+{
+	const pg_stats_t *s = &pg->stats;
+	publish_stat("connects/accepted", s->connects_ok);
+	publish_stat("connects/refused", s->connects_refused);
+	publish_stat("connects/throttled", s->connects_throttled);
+	publish_stat("refusals/publish", s->publish_denied);
+	publish_stat("refusals/subscribe", s->subscribe_denied);
+	publish_stat("refusals/read", s->read_denied);
+	publish_stat("rate-limited", s->rate_limited);
+	publish_stat("kicks", s->kicks);
+	publish_stat("reloads", s->reloads);
+	publish_stat("reload-failures", s->reload_failures);
+	publish_stat("forged-properties", s->forged_properties);
+	publish_stat("audit/errors", s->audit_errors);
+	publish_stat("clients/known", hmap_count(pg->clients));
+}
+
+/* Forget failure counters whose window has passed, logging what was
+ * suppressed in it. */
+static void expire_failures(pg_plugin_t *pg, int64_t now)
+{
+	const char *drop[64];
+	size_t ndrop = 0, it = 0;
+	const char *key;
+	void *v;
+	while(ndrop < 64 && hmap_next(pg->failures, &it, &key, &v)) {
+		pg_failures_t *f = v;
+		if(now - f->strikes.window_start_ms <= pg->connect_window_ms) {
+			continue;
+		}
+		if(f->suppressed) {
+			mosquitto_log_printf(MOSQ_LOG_WARNING,
+			                     PG_LOG_PREFIX "%llu further refused connects were not logged (throttled): address|identity=%s",
+			                     (unsigned long long)f->suppressed, key);
+		}
+		drop[ndrop++] = key;
+	}
+	for(size_t i = 0; i < ndrop; i++) {
+		hmap_del(pg->failures, drop[i]);
+	}
+}
+
+int control_tick(int event, void *event_data, void *userdata)
+{
+	pg_plugin_t *pg = userdata;
+	int64_t now = control_mono_ms();
+
+	/* Devices that kept flooding: disconnect them here, outside the ACL
+	 * callback of their own publish. */
+	char *ids[32];
+	size_t n = 0, it = 0;
+	const char *cid;
+	void *v;
+	while(n < 32 && hmap_next(pg->clients, &it, &cid, &v)) {
+		pg_client_t *rec = v;
+		if(rec->kick_pending && rec->client && (ids[n] = strdup(cid)) != NULL) {
+			n++;
+		}
+	}
+	for(size_t i = 0; i < n; i++) {
+		pg_client_t *rec = hmap_get(pg->clients, ids[i]);
+		if(rec) {
+			kick(pg, ids[i], rec, "sustained flooding past the rate limit");
+		}
+		free(ids[i]);
+	}
+	if(pg->audit) {
+		audit_tick(pg->audit, control_wall_ms());
+	}
+	if(pg->sys_interval_ms > 0 && now - pg->last_sys_ms >= pg->sys_interval_ms) {
+		pg->last_sys_ms = now;
+		publish_stats(pg);
+		expire_failures(pg, now);
+	}
+	return MOSQ_ERR_SUCCESS;
+}

@@ -1,0 +1,156 @@
+/*
+ * provenance.c — stamps every accepted PUBLISH with who really sent it.
+ *
+ * Runs on MOSQ_EVT_MESSAGE, after the ACL check allowed the publish.  Removes
+ * every `plantgate-device` (and `plantgate-received`) user property the
+ * client sent, then adds `plantgate-device = <verified identity>` and, when
+ * enabled, `plantgate-received = <broker receive time, UTC ISO-8601 ms>`.
+ * MQTT 5 subscribers and the bridge can therefore trust these two properties:
+ * no client can set them.  (MQTT 3.1.1 subscribers do not receive
+ * properties at all.)
+ */
+#include "plugin_int.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+/* Copy one property (any type) onto *out. */
+static int copy_property(const mosquitto_property *p, mosquitto_property **out)
+{
+	int id = mosquitto_property_identifier(p);
+	int ident2, type;
+	const char *name = mosquitto_property_identifier_to_string(id);
+	if(!name || mosquitto_string_to_property_info(name, &ident2, &type)) {
+		return MOSQ_ERR_INVAL;
+	}
+	int rc = MOSQ_ERR_INVAL;
+	switch(type) {
+	case MQTT_PROP_TYPE_BYTE: {
+		uint8_t v;
+		if(mosquitto_property_read_byte(p, id, &v, false)) {
+			rc = mosquitto_property_add_byte(out, id, v);
+		}
+		break;
+	}
+	case MQTT_PROP_TYPE_INT16: {
+		uint16_t v;
+		if(mosquitto_property_read_int16(p, id, &v, false)) {
+			rc = mosquitto_property_add_int16(out, id, v);
+		}
+		break;
+	}
+	case MQTT_PROP_TYPE_INT32: {
+		uint32_t v;
+		if(mosquitto_property_read_int32(p, id, &v, false)) {
+			rc = mosquitto_property_add_int32(out, id, v);
+		}
+		break;
+	}
+	case MQTT_PROP_TYPE_VARINT: {
+		uint32_t v;
+		if(mosquitto_property_read_varint(p, id, &v, false)) {
+			rc = mosquitto_property_add_varint(out, id, v);
+		}
+		break;
+	}
+	case MQTT_PROP_TYPE_BINARY: {
+		void *v = NULL;
+		uint16_t len = 0;
+		if(mosquitto_property_read_binary(p, id, &v, &len, false)) {
+			rc = mosquitto_property_add_binary(out, id, v, len);
+			mosquitto_free(v);
+		}
+		break;
+	}
+	case MQTT_PROP_TYPE_STRING: {
+		char *v = NULL;
+		if(mosquitto_property_read_string(p, id, &v, false)) {
+			rc = mosquitto_property_add_string(out, id, v);
+			mosquitto_free(v);
+		}
+		break;
+	}
+	case MQTT_PROP_TYPE_STRING_PAIR: {
+		char *k = NULL, *v = NULL;
+		if(mosquitto_property_read_string_pair(p, id, &k, &v, false)) {
+			rc = mosquitto_property_add_string_pair(out, id, k, v);
+			mosquitto_free(k);
+			mosquitto_free(v);
+		}
+		break;
+	}
+	}
+	return rc;
+}
+
+static bool is_ours(const mosquitto_property *p)
+{
+	if(mosquitto_property_identifier(p) != MQTT_PROP_USER_PROPERTY) {
+		return false;
+	}
+	char *k = NULL, *v = NULL;
+	bool ours = false;
+	if(mosquitto_property_read_string_pair(p, MQTT_PROP_USER_PROPERTY, &k, &v, false)) {
+		ours = k && (!strcmp(k, PG_PROP_DEVICE) || !strcmp(k, PG_PROP_RECEIVED));
+	}
+	mosquitto_free(k);
+	mosquitto_free(v);
+	return ours;
+}
+
+/* UTC ISO-8601 with milliseconds. */
+static void now_iso(char *out, size_t outlen)
+{
+	struct timespec ts;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", (tm.tm_year + 1900) % 10000,
+	         (tm.tm_mon + 1) % 100, tm.tm_mday % 100, tm.tm_hour % 100, tm.tm_min % 100,
+	         tm.tm_sec % 100, (int)(ts.tv_nsec / 1000000) % 1000);
+}
+
+int provenance_message(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_message *ed = event_data;
+	pg_plugin_t *pg = userdata;
+	const char *identity = mosquitto_client_username(ed->client);
+	mosquitto_property *out = NULL;
+	int rc;
+
+	if(!identity) {
+		/* Cannot happen for a client the plugin admitted; never let an
+		 * unstamped message through as if it were stamped. */
+		return MOSQ_ERR_ACL_DENIED;
+	}
+	for(const mosquitto_property *p = ed->properties; p; p = mosquitto_property_next(p)) {
+		if(is_ours(p)) {
+			pg->stats.forged_properties++;
+			continue;
+		}
+		rc = copy_property(p, &out);
+		if(rc) {
+			goto fail;
+		}
+	}
+	rc = mosquitto_property_add_string_pair(&out, MQTT_PROP_USER_PROPERTY, PG_PROP_DEVICE, identity);
+	if(rc) {
+		goto fail;
+	}
+	if(pg->stamp_received) {
+		char ts[40];
+		now_iso(ts, sizeof(ts));
+		rc = mosquitto_property_add_string_pair(&out, MQTT_PROP_USER_PROPERTY, PG_PROP_RECEIVED, ts);
+		if(rc) {
+			goto fail;
+		}
+	}
+	mosquitto_property_free_all(&ed->properties);
+	ed->properties = out;
+	return MOSQ_ERR_SUCCESS;
+fail:
+	mosquitto_property_free_all(&out);
+	mosquitto_log_printf(MOSQ_LOG_ERR, PG_LOG_PREFIX "cannot stamp provenance (error %d): message refused", rc);
+	return rc ? rc : MOSQ_ERR_NOMEM;
+}
