@@ -110,6 +110,8 @@ static const bconf_row_t rows[BK_COUNT] = {
                                false, 1, 1000000000, NULL, "1000000", NULL},
     [BK_QUEUE_WHEN_FULL] = {"queue_when_full", T_ENUM, OFF(queue_when_full), false, false, 0, 0,
                             when_full, "backpressure", NULL},
+    [BK_QUEUE_MIN_FREE_DISK] = {"queue_min_free_disk", T_SIZE, OFF(queue_min_free_disk), false,
+                                false, 0, INT64_MAX, NULL, "64M", NULL},
     [BK_DRAIN_RATE] = {"drain_rate", T_INT, OFF(drain_rate), false, false, 0, 1000000, NULL,
                        "1000", NULL},
     [BK_DRAIN_INFLIGHT] = {"drain_inflight", T_INT, OFF(drain_inflight), false, false, 1, 65535,

@@ -56,6 +56,7 @@ enum bconf_key {
 	BK_QUEUE_MAX_BYTES,
 	BK_QUEUE_MAX_MESSAGES,
 	BK_QUEUE_WHEN_FULL,
+	BK_QUEUE_MIN_FREE_DISK,
 	BK_DRAIN_RATE,
 	BK_DRAIN_INFLIGHT,
 	BK_RECONNECT_MIN,
@@ -96,6 +97,7 @@ typedef struct bconf {
 	uint64_t queue_max_bytes;
 	int64_t queue_max_messages;
 	int64_t queue_when_full; /* enum bconf_when_full */
+	uint64_t queue_min_free_disk;
 
 	int64_t drain_rate;     /* messages per second, 0 = unpaced */
 	int64_t drain_inflight; /* unacknowledged QoS 1 publishes at the cloud */

@@ -182,15 +182,33 @@ static void cloud_drop(cloud_t *c, const char *reason)
 	c->next_attempt = bridge_mono_ms() + backoff_next(&c->bo, bridge_random());
 }
 
+/* What an operator should check for a TLS failure reason. */
+static const char *tls_hint(const char *reason)
+{
+	if(strstr(reason, "certificate verify failed")) {
+		return " hint=\"the cloud's certificate was refused: not issued by cloud_cafile, expired, "
+		       "or not for the name in cloud_host\"";
+	}
+	if(strstr(reason, "protocol version")) {
+		return " hint=\"the cloud does not offer the TLS version required by "
+		       "cloud_tls_version\"";
+	}
+	if(strstr(reason, "alert") || strstr(reason, "certificate")) {
+		return " hint=\"the cloud refused the bridge's certificate (cloud_certfile) or the TLS "
+		       "settings\"";
+	}
+	return "";
+}
+
 static void cloud_connect_failed(cloud_t *c, const char *reason)
 {
 	atomic_fetch_add(&c->b->ctr.cloud_failures, 1);
 	c->failures_since_up++;
 	if(strcmp(reason, c->logged_reason) != 0) {
 		blog(BLOG_WARN, "cloud.connect_failed",
-		     "host=%s port=%lld reason=\"%s\" attempts=%u note=\"messages stay queued; retrying "
-		     "with backoff; logged again only if the reason changes\"",
-		     c->b->cfg->cloud_host, (long long)c->b->cfg->cloud_port, reason,
+		     "host=%s port=%lld reason=\"%s\"%s attempts=%u note=\"messages stay queued; "
+		     "retrying with backoff; logged again only if the reason changes\"",
+		     c->b->cfg->cloud_host, (long long)c->b->cfg->cloud_port, reason, tls_hint(reason),
 		     c->failures_since_up);
 		util_strlcpy(c->logged_reason, reason, sizeof(c->logged_reason));
 	}

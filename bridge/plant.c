@@ -46,6 +46,8 @@ typedef struct plant {
 	bool lost;        /* on_disconnect fired */
 	bool ingest_down; /* a commit failed: hold off until the retry */
 	bool blocked_logged;
+	bool disk_low;
+	int64_t disk_checked;
 	backoff_t bo;
 	int64_t next_attempt;
 	int64_t down_since;
@@ -103,13 +105,17 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc, int flags,
 	p->state = LINK_UP;
 	atomic_store(&p->b->ctr.plant_state, LINK_UP);
 	atomic_fetch_add(&p->b->ctr.plant_connects, 1);
-	blog(BLOG_INFO, "plant.connected",
+	/* While the queue cannot be written we reconnect only to retry: keep
+	 * the backoff growing and the log quiet (queue.write_failed said it). */
+	blog(p->ingest_down ? BLOG_DEBUG : BLOG_INFO, "plant.connected",
 	     "host=%s port=%lld session_present=%d after_failures=%u down_ms=%lld",
 	     p->b->cfg->plant_host, (long long)p->b->cfg->plant_port, flags & 1,
 	     p->failures_since_up, (long long)(bridge_mono_ms() - p->down_since));
 	p->failures_since_up = 0;
 	p->logged_reason[0] = '\0';
-	backoff_reset(&p->bo);
+	if(!p->ingest_down) {
+		backoff_reset(&p->bo);
+	}
 	subscribe_all(p);
 }
 
@@ -207,7 +213,7 @@ static void plant_drop(plant_t *p, const char *reason)
 	}
 	if(p->state == LINK_UP) {
 		p->down_since = bridge_mono_ms();
-		blog(BLOG_WARN, "plant.disconnected", "reason=\"%s\"",
+		blog(p->ingest_down ? BLOG_DEBUG : BLOG_WARN, "plant.disconnected", "reason=\"%s\"",
 		     reason && reason[0] ? reason : "connection lost");
 	}
 	p->cb_reason[0] = '\0';
@@ -386,6 +392,35 @@ static void plant_check_blocked(plant_t *p, bool full)
 	atomic_store(&b->ctr.ingest_blocked, full || p->ingest_down);
 }
 
+/* Is the queue's disk too full to take more?  Checked at most every 20 ms. */
+static bool plant_disk_low(plant_t *p)
+{
+	bridge_t *b = p->b;
+	uint64_t min = b->cfg->queue_min_free_disk;
+	int64_t now = bridge_mono_ms();
+	if(min == 0 || now - p->disk_checked < 20) {
+		return p->disk_low;
+	}
+	p->disk_checked = now;
+	uint64_t free_bytes = 0;
+	if(queue_space_free(b->queue, &free_bytes) != QUEUE_OK) {
+		return p->disk_low;
+	}
+	bool low = free_bytes < min;
+	if(low && !p->disk_low) {
+		blog(BLOG_ERROR, "queue.disk_low",
+		     "path=%s free=%llu min_free=%llu action=\"backpressure: not reading from the plant "
+		     "broker, which holds the messages\" hint=\"free disk space on the queue's file "
+		     "system\"",
+		     b->cfg->queue_path, (unsigned long long)free_bytes, (unsigned long long)min);
+	} else if(!low && p->disk_low) {
+		blog(BLOG_INFO, "queue.disk_ok", "path=%s free=%llu action=\"reading again\"",
+		     b->cfg->queue_path, (unsigned long long)free_bytes);
+	}
+	p->disk_low = low;
+	return low;
+}
+
 static void plant_shutdown(plant_t *p)
 {
 	if(!p->mosq) {
@@ -418,6 +453,7 @@ void *plant_run(void *arg)
 		bool full = queue_is_full(b->queue) &&
 		            b->cfg->queue_when_full == BCONF_FULL_BACKPRESSURE;
 		plant_check_blocked(&p, full);
+		full = plant_disk_low(&p) || full;
 		int64_t now = bridge_mono_ms();
 		if(!p.mosq) {
 			if(now >= p.next_attempt && !full) {

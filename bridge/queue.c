@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -224,6 +225,10 @@ queue_rc_t queue_open(const char *path, const queue_limits_t *lim, queue_t **out
 	}
 	if(!rc) {
 		rc = exec(q->db, "PRAGMA journal_size_limit=1048576");
+	}
+	if(!rc) {
+		/* Checkpoint often: a small WAL keeps working on a nearly full disk. */
+		rc = exec(q->db, "PRAGMA wal_autocheckpoint=64");
 	}
 	if(rc) {
 		qrc = map_rc(rc) == QUEUE_ERR_CORRUPT ? QUEUE_ERR_CORRUPT : QUEUE_ERR_OPEN;
@@ -552,6 +557,28 @@ void queue_get_stats(queue_t *q, queue_stats_t *st)
 	}
 	sqlite3_reset(q->st_oldest);
 	pthread_mutex_unlock(&q->mu);
+}
+
+queue_rc_t queue_space_free(queue_t *q, uint64_t *bytes)
+{
+	*bytes = 0;
+	struct statvfs vfs;
+	if(fstatvfs(q->lock_fd, &vfs) != 0) {
+		return QUEUE_ERR_IO;
+	}
+	uint64_t fs_free = (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize;
+	int64_t pages = 0, page_size = 0;
+	pthread_mutex_lock(&q->mu);
+	int rc = query_i64(q->db, "PRAGMA freelist_count", &pages);
+	if(!rc) {
+		rc = query_i64(q->db, "PRAGMA page_size", &page_size);
+	}
+	pthread_mutex_unlock(&q->mu);
+	if(rc) {
+		return map_rc(rc);
+	}
+	*bytes = fs_free + (uint64_t)pages * (uint64_t)page_size;
+	return QUEUE_OK;
 }
 
 void queue_msg_clear(queue_msg_t *m)

@@ -1,0 +1,242 @@
+"""The bridge's queue under pressure: plant broker restarts, the queue limit
+in each policy (backpressure, drop-oldest), a full disk, a corrupt queue file
+at start; plus `-n` and SIGHUP reload of the forward rules."""
+import json
+import os
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+from test_bridge_relay import BridgeWorld, bridge_conf, seqs_of  # noqa: E402
+
+RULES = ["plant/+/telemetry/# qos=1"]
+TOPIC = "plant/l1/telemetry/t"
+
+
+def publish_n(pub, start, n, size=0):
+    for i in range(start, start + n):
+        body = {"n": i}
+        if size:
+            body["pad"] = "x" * size
+        assert pub.publish(TOPIC, json.dumps(body), qos=1), "publish %d failed" % i
+
+
+class PlantRestart(unittest.TestCase):
+    def test_plant_broker_restart_nothing_lost(self):
+        with h.Env("br-plant-restart") as env:
+            w = BridgeWorld(env, plant_persistence=True)
+            sub = w.cloud_subscriber("#")
+            b = w.start_bridge(RULES)
+            self.assertTrue(w.wait_plant_ready(b), b.log())
+            pub = w.publisher("press-01")
+            publish_n(pub, 0, 200)
+            w.plant.restart()
+            self.assertTrue(b.wait_log(r"event=plant\.disconnected", 10), b.log())
+            self.assertTrue(h.wait_for(lambda: b.log().count("event=plant.connected") >= 2, 15),
+                            b.log())
+            pub2 = w.publisher("press-02")
+            publish_n(pub2, 200, 200)
+            sub.wait_messages(400, 20)
+            got = set(seqs_of(sub.messages))
+            self.assertEqual(sorted(set(range(400)) - got), [], b.log()[-2000:])
+            self.assertEqual(b.stop(), 0)
+
+
+class QueueLimits(unittest.TestCase):
+    def fill_with_cloud_down(self, env, w, policy, n=200):
+        sub = w.cloud_subscriber("#", clean=False)
+        b = w.start_bridge(RULES, extra="queue_max_messages 50\nqueue_when_full %s\n" % policy)
+        self.assertTrue(w.wait_plant_ready(b), b.log())
+        self.assertTrue(b.wait_log(r"event=cloud\.connected", 10), b.log())
+        w.cloud.stop()
+        pub = w.publisher()
+        publish_n(pub, 0, n)  # the plant broker acknowledges all of them either way
+        return sub, b
+
+    def test_backpressure_plant_broker_holds_the_rest(self):
+        with h.Env("br-q-bp") as env:
+            w = BridgeWorld(env, cloud_persistence=True)
+            sub, b = self.fill_with_cloud_down(env, w, "backpressure")
+            self.assertTrue(b.wait_log(r"event=queue\.full policy=backpressure", 10), b.log())
+            time.sleep(0.5)
+            queued = w.queue_count()
+            self.assertGreaterEqual(queued, 50)
+            self.assertLess(queued, 120)  # at most one read batch over the limit
+            w.cloud.start()
+            self.assertEqual(sub.connect(), 0)
+            sub.wait_messages(200, 30)
+            got = seqs_of(sub.messages)
+            self.assertEqual(sorted(set(range(200)) - set(got)), [], b.log()[-2000:])
+            self.assertTrue(b.wait_log(r"event=queue\.accepting", 5), b.log())
+            self.assertNotIn("dropped_oldest count", b.log())
+            self.assertEqual(b.stop(), 0)
+
+    def test_drop_oldest_keeps_newest_and_says_so(self):
+        with h.Env("br-q-drop") as env:
+            w = BridgeWorld(env, cloud_persistence=True)
+            sub, b = self.fill_with_cloud_down(env, w, "drop-oldest")
+            self.assertTrue(h.wait_for(lambda: w.queue_count() <= 50 and
+                                       "event=queue.dropped_oldest" in b.log(), 10), b.log())
+            time.sleep(0.5)
+            self.assertEqual(w.queue_count(), 50)
+            w.cloud.start()
+            self.assertEqual(sub.connect(), 0)
+            sub.wait_messages(50, 20)
+            time.sleep(0.5)
+            got = sorted(set(seqs_of(sub.messages)))
+            self.assertEqual(got, list(range(150, 200)), b.log()[-2000:])
+            dropped = sum(int(l.split("count=")[1].split()[0]) for l in b.log().splitlines()
+                          if "event=queue.dropped_oldest" in l)
+            self.assertEqual(dropped, 150)
+            self.assertEqual(b.stop(), 0)
+            self.assertRegex(b.log(), r"event=bridge\.stopped .*dropped_oldest=150")
+
+
+class DiskFull(unittest.TestCase):
+    def with_tmpfs(self, env, size):
+        mnt = env.path("small")
+        os.makedirs(mnt)
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s" % size, "tmpfs", mnt],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            self.skipTest("cannot mount a small tmpfs here (%s): disk-full test skipped"
+                          % (r.stderr.strip() or r.returncode))
+        self.addCleanup(subprocess.run, ["umount", "-l", mnt], capture_output=True)
+        return mnt
+
+    def start(self, env, mnt, extra):
+        w = BridgeWorld(env, cloud_persistence=True)
+        w.queue_path = os.path.join(mnt, "queue.db")
+        sub = w.cloud_subscriber("#", clean=False)
+        b = w.start_bridge(RULES, extra=extra)
+        self.assertTrue(w.wait_plant_ready(b), b.log())
+        self.assertTrue(b.wait_log(r"event=cloud\.connected", 10), b.log())
+        return w, sub, b
+
+    def finish(self, w, sub, b, n):
+        sub.wait_messages(n, 60)
+        got = set(seqs_of(sub.messages))
+        self.assertEqual(sorted(set(range(n)) - got), [], b.log()[-3000:])
+        self.assertEqual(b.stop(), 0)
+        import sqlite3
+        with sqlite3.connect(w.queue_path) as db:
+            self.assertEqual(db.execute("PRAGMA integrity_check").fetchone()[0], "ok")
+
+    def test_disk_low_backpressure_then_resume(self):
+        """The guard: below queue_min_free_disk the bridge stops reading."""
+        with h.Env("br-disklow") as env:
+            mnt = self.with_tmpfs(env, "2m")
+            w, sub, b = self.start(env, mnt, "queue_min_free_disk 1M\n")
+            w.cloud.stop()
+            pub = w.publisher()
+            n = 900  # 900 x ~2 KiB: more than the 1 MiB the guard leaves usable
+            publish_n(pub, 0, n, size=2000)
+            self.assertTrue(b.wait_log(r"event=queue\.disk_low", 20), b.log())
+            time.sleep(1)
+            self.assertEqual(b.log().count("event=queue.disk_low"), 1, b.log())
+            self.assertNotIn("event=queue.write_failed", b.log())
+            w.cloud.start()
+            self.assertEqual(sub.connect(), 0)
+            self.finish(w, sub, b, n)
+            self.assertIn("event=queue.disk_ok", b.log())
+
+    def test_disk_really_full_no_ack_then_resume(self):
+        """No guard, and another process fills the disk: the commit fails,
+        nothing is acknowledged, and it resumes when space returns."""
+        with h.Env("br-diskfull") as env:
+            mnt = self.with_tmpfs(env, "2m")
+            w, sub, b = self.start(env, mnt, "queue_min_free_disk 0\n")
+            pub = w.publisher()
+            publish_n(pub, 0, 10, size=2000)
+            sub.wait_messages(10, 10)
+            w.cloud.stop()
+            filler = os.path.join(mnt, "filler")
+            subprocess.run(["dd", "if=/dev/zero", "of=" + filler, "bs=4k"], capture_output=True)
+            n = 310  # more than the WAL the queue already has room in
+            publish_n(pub, 10, n - 10, size=2000)
+            self.assertTrue(b.wait_log(r"event=queue\.write_failed.*disk full", 20), b.log())
+            time.sleep(1.5)
+            self.assertEqual(b.log().count("event=queue.write_failed"), 1, b.log())
+            self.assertTrue(b.alive())
+            os.unlink(filler)
+            self.assertTrue(b.wait_log(r"event=queue\.write_resumed", 20), b.log())
+            w.cloud.start()
+            self.assertEqual(sub.connect(), 0)
+            self.finish(w, sub, b, n)
+
+
+class StartupAndConfig(unittest.TestCase):
+    def test_corrupt_queue_refused_and_kept(self):
+        with h.Env("br-corrupt") as env:
+            w = BridgeWorld(env)
+            junk = bytes((i * 7 + 3) % 256 for i in range(8192))
+            with open(w.queue_path, "wb") as f:
+                f.write(junk)
+            b = w.start_bridge(RULES)
+            self.assertEqual(b.wait(10), 1, b.log())
+            self.assertIn("Nothing was deleted", b.log())
+            self.assertIn(".recover", b.log())
+            with open(w.queue_path, "rb") as f:
+                self.assertEqual(f.read(), junk)
+
+    def test_check_mode(self):
+        with h.Env("br-check") as env:
+            w = BridgeWorld(env)
+            good = env.write("good.conf", bridge_conf(w, RULES))
+            p = subprocess.run([h.bridge_path(), "-n", "-c", good], capture_output=True, text=True,
+                               timeout=10)
+            self.assertEqual((p.returncode, p.stdout.strip()), (0, "configuration OK"), p.stderr)
+            bad = env.write("bad.conf", bridge_conf(w, ["#"], extra="frobnicate 1\n")
+                            .replace("plant_keyfile ", "plant_keyfile /nonexistent"))
+            p = subprocess.run([h.bridge_path(), "-n", "-c", bad], capture_output=True, text=True,
+                               timeout=10)
+            self.assertEqual(p.returncode, 1)
+            self.assertRegex(p.stderr, r"bad\.conf:\d+: '#' would forward every topic")
+            self.assertRegex(p.stderr, r"bad\.conf:\d+: unknown key 'frobnicate'")
+            self.assertNotIn("configuration OK", p.stdout)
+            p = subprocess.run([h.bridge_path(), "-n", "-c",
+                                os.path.join(h.ROOT, "config", "bridge.example")],
+                               capture_output=True, text=True, timeout=10)
+            self.assertEqual(p.returncode, 1)  # its /etc/plantgate files do not exist here
+            self.assertRegex(p.stderr, r"bridge\.example:\d+: plant_cafile '/etc/plantgate/pki/ca.crt'")
+            p = subprocess.run([h.bridge_path(), "-n", "--no-file-checks", "-c",
+                                os.path.join(h.ROOT, "config", "bridge.example")],
+                               capture_output=True, text=True, timeout=10)
+            self.assertEqual((p.returncode, p.stdout.strip()), (0, "configuration OK"), p.stderr)
+
+    def test_sighup_reloads_rules_and_keeps_them_on_error(self):
+        with h.Env("br-hup") as env:
+            w = BridgeWorld(env)
+            sub = w.cloud_subscriber("#")
+            b = w.start_bridge(["plant/a/telemetry/# qos=1"])
+            self.assertTrue(w.wait_plant_ready(b), b.log())
+            self.assertTrue(b.wait_log(r"event=cloud\.connected", 10), b.log())
+            pub = w.publisher()
+            self.assertTrue(pub.publish("plant/a/telemetry/x", b"1", qos=1))
+            self.assertTrue(pub.publish("plant/b/telemetry/x", b"2", qos=1))
+            sub.wait_messages(1, 5)
+            # A broken file: the old rules stay, the error has file:line.
+            with open(env.path("bridge.conf"), "a") as f:
+                f.write("forward #\n")
+            b.signal(h.signal.SIGHUP)
+            self.assertTrue(b.wait_log(r"event=config\.reload_failed error=\".*bridge\.conf:\d+: '#'", 5),
+                            b.log())
+            # A good file: plant/b is added, plant/a removed.
+            env.write("bridge.conf", bridge_conf(w, ["plant/b/telemetry/# qos=1"]))
+            b.signal(h.signal.SIGHUP)
+            self.assertTrue(b.wait_log(r"event=plant\.whitelist_applied rules=1", 5), b.log())
+            time.sleep(0.3)
+            self.assertTrue(pub.publish("plant/a/telemetry/x", b"3", qos=1))
+            self.assertTrue(pub.publish("plant/b/telemetry/x", b"4", qos=1))
+            sub.wait_messages(2, 5)
+            time.sleep(0.5)
+            self.assertEqual([(m["topic"], m["payload"]) for m in sub.messages],
+                             [("plant/a/telemetry/x", b"1"), ("plant/b/telemetry/x", b"4")])
+            self.assertEqual(b.stop(), 0)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
