@@ -177,6 +177,9 @@ int auth_basic(int event, void *event_data, void *userdata)
 	}
 
 	pg_client_t *rec = hmap_get(pg->clients, cid);
+	/* mosquitto re-runs BASIC_AUTH for every connected client after a
+	 * reload: a re-check of a connection we admitted, not a new connect. */
+	bool recheck = rec && rec->client == client && !strcmp(rec->identity, identity);
 	if(!rec || strcmp(rec->identity, identity)) {
 		rec = calloc(1, sizeof(*rec));
 		if(!rec || hmap_put(pg->clients, cid, rec)) {
@@ -199,9 +202,15 @@ int auth_basic(int event, void *event_data, void *userdata)
 	if(rc) {
 		goto out;
 	}
-	pg->stats.connects_ok++;
 	policy_binding_info_t bi;
 	policy_binding_get_info(binding, &bi);
+	if(recheck) {
+		mosquitto_log_printf(MOSQ_LOG_DEBUG, PG_LOG_PREFIX "re-checked after reload: identity=\"%s\" role=%s",
+		                     identity, bi.role);
+		rc = MOSQ_ERR_SUCCESS;
+		goto out;
+	}
+	pg->stats.connects_ok++;
 	mosquitto_log_printf(MOSQ_LOG_INFO, PG_LOG_PREFIX "connect accepted: address=%s identity=\"%s\" role=%s (%s:%d)",
 	                     rec->address, identity, bi.role, bi.file, bi.line);
 	control_audit(pg,

@@ -261,6 +261,11 @@ EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userd
 			                     "(fix the path or permissions of plugin_opt_audit_log)", err);
 			goto fail;
 		}
+		if(audit_restart_reason(pg->audit)) {
+			mosquitto_log_printf(MOSQ_LOG_WARNING, PG_LOG_PREFIX "audit log %s: its last line was damaged (%s); "
+			                     "a chain-restart line records this. Check the file: plantgate-audit verify %s",
+			                     pg->audit_path, audit_restart_reason(pg->audit), pg->audit_path);
+		}
 	} else {
 		mosquitto_log_printf(MOSQ_LOG_WARNING, PG_LOG_PREFIX "no audit log: set plugin_opt_audit_log "
 		                     "/var/log/plantgate/audit.jsonl to record connects, refusals and reloads");
