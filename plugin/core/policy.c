@@ -200,22 +200,21 @@ static const char *policy_identity_problem(const char *s)
 	if(policy_has_ctl(s)) {
 		return "it contains a control character";
 	}
+	if(!util_utf8_valid(s, strlen(s))) {
+		return "it is not valid UTF-8";
+	}
 	return NULL;
 }
 
-/* Length of the UTF-8 sequence starting with byte c (input is valid UTF-8). */
-static size_t policy_utf8_len(unsigned char c)
+/* Step over one character: a byte plus any UTF-8 continuation bytes.  Never
+ * passes the terminating NUL, even in malformed input. */
+static const char *policy_next_char(const char *s)
 {
-	if(c < 0x80) {
-		return 1;
+	s++;
+	while((*(const unsigned char *)s & 0xC0) == 0x80) {
+		s++;
 	}
-	if(c >= 0xF0) {
-		return 4;
-	}
-	if(c >= 0xE0) {
-		return 3;
-	}
-	return 2;
+	return s;
 }
 
 /* Glob match: '*' any run of characters (also none), '?' exactly one
@@ -229,13 +228,13 @@ static bool policy_glob(const char *pat, const char *s)
 			resume = s;
 		} else if(*pat == '?') {
 			pat++;
-			s += policy_utf8_len((unsigned char)*s);
+			s = policy_next_char(s);
 		} else if(*pat && *pat == *s) {
 			pat++;
 			s++;
 		} else if(star) {
 			pat = star;
-			resume += policy_utf8_len((unsigned char)*resume);
+			resume = policy_next_char(resume);
 			s = resume;
 		} else {
 			return false;

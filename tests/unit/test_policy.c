@@ -542,8 +542,10 @@ static void test_hostile_identity(void **state)
 	                   "role any\n"
 	                   "  publish d/%{id}\n"
 	                   "  publish open\n"
-	                   "end\n");
-	static const char *const ids[] = {"+", "#", "a/b", "", "$SYS", "a\nb", "x+", "#x"};
+	                   "end\n"
+	                   "devices matching s? role any\n");
+	static const char *const ids[] = {"+", "#", "a/b", "", "$SYS", "a\nb", "x+", "#x",
+	                                  "s\xe0\xe0", "\xff", "s\xc0\x80"};
 	for(size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
 		policy_subject_t who = {ids[i], ids[i], NULL, 0};
 		const char *why = NULL;
