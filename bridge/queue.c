@@ -495,6 +495,9 @@ queue_rc_t queue_ack(queue_t *q, const int64_t *seqs, size_t n)
 	pthread_mutex_lock(&q->mu);
 	int64_t count = q->count, deleted = 0;
 	uint64_t bytes = q->bytes;
+	/* A delete lost to a power cut only means a resend (at-least-once), so
+	 * deletes skip the fsync; the next push's FULL commit syncs them too. */
+	exec(q->db, "PRAGMA synchronous=NORMAL");
 	int rc = exec(q->db, "BEGIN IMMEDIATE");
 	for(size_t i = 0; !rc && i < n; i++) {
 		sqlite3_bind_int64(q->st_delete, 1, seqs[i]);
@@ -509,6 +512,7 @@ queue_rc_t queue_ack(queue_t *q, const int64_t *seqs, size_t n)
 		q->count = count;
 		q->bytes = bytes;
 	}
+	exec(q->db, "PRAGMA synchronous=FULL");
 	pthread_mutex_unlock(&q->mu);
 	return map_rc(rc);
 }
