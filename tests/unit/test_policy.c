@@ -779,6 +779,31 @@ static void test_resolved_other_policy(void **state)
 	policy_free(p2);
 }
 
+/* policy_binding_same_rights: what a reload uses to decide whom to kick. */
+static void test_same_rights(void **state)
+{
+	(void)state;
+	policy_t *a = load("default deny\nrole r\n  publish x/%{id}\nend\nrole q\n  publish y\nend\n"
+	                   "device d role r site=hq\ndevice e role q\n");
+	policy_t *b = load("# reordered, same rights for d\ndefault deny\nrole q\n  publish y/#\nend\n"
+	                   "role r\n  publish x/%{id}\nend\ndevice e role q\ndevice d role r site=hq\n");
+	policy_t *c = load("default deny\nrole r\n  publish x/%{id}\nend\ndevice d role r site=hq2\n");
+	policy_subject_t d = {"d", "d", NULL, 0}, e = {"e", "e", NULL, 0};
+	const policy_binding_t *ad = policy_resolve(a, &d), *bd = policy_resolve(b, &d);
+	const policy_binding_t *ae = policy_resolve(a, &e), *be = policy_resolve(b, &e);
+	const policy_binding_t *cd = policy_resolve(c, &d);
+	assert_true(policy_binding_same_rights(a, ad, b, bd));
+	assert_true(policy_binding_same_rights(a, ad, a, ad));
+	assert_false(policy_binding_same_rights(a, ae, b, be)); /* y became y/# */
+	assert_false(policy_binding_same_rights(a, ad, c, cd)); /* attribute changed */
+	assert_false(policy_binding_same_rights(a, ad, a, ae));
+	assert_false(policy_binding_same_rights(b, ad, b, bd)); /* binding of another policy */
+	assert_false(policy_binding_same_rights(a, NULL, b, bd));
+	policy_free(a);
+	policy_free(b);
+	policy_free(c);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Hostile requests                                                           */
 
@@ -1235,6 +1260,7 @@ int main(void)
 	    cmocka_unit_test(test_unknown_devices),
 	    cmocka_unit_test(test_patterns),
 	    cmocka_unit_test(test_resolved_other_policy),
+	    cmocka_unit_test(test_same_rights),
 	    cmocka_unit_test(test_hostile_requests),
 	    cmocka_unit_test(test_format),
 	    cmocka_unit_test(test_example),
