@@ -51,11 +51,24 @@ typedef struct bridge {
 	pthread_mutex_t mu;
 	whitelist_t *pending_whitelist; /* from SIGHUP, taken by the plant thread */
 
+	pthread_mutex_t connect_mu; /* see bridge_connect */
+	atomic_bool tls_ready;
+
 	bridge_counters_t ctr;
 } bridge_t;
 
 void *plant_run(void *bridge);
 void *cloud_run(void *bridge);
+
+struct mosquitto;
+struct mqtt5__property;
+/* mosquitto_connect_bind_v5, but the first TLS connects of the two threads
+ * are serialised: libmosquitto 2.0.11 creates a process-wide OpenSSL
+ * UI_METHOD lazily, without a lock, on the first TLS connect, and two
+ * threads racing there leak one (found by ASan).  Once one connect has
+ * succeeded the object exists and connects run in parallel. */
+int bridge_connect(bridge_t *b, struct mosquitto *mosq, const char *host, int port, int keepalive,
+                   const struct mqtt5__property *props);
 
 /* Clocks and randomness for the I/O side (the pure core gets them injected). */
 int64_t bridge_wall_ms(void);

@@ -15,6 +15,7 @@
  */
 #include <errno.h>
 #include <mosquitto.h>
+#include <openssl/crypto.h>
 #include <mqtt_protocol.h>
 #include <poll.h>
 #include <stdio.h>
@@ -273,8 +274,8 @@ static void cloud_connect(cloud_t *c)
 	c->state = LINK_CONNECTING;
 	atomic_store(&c->b->ctr.cloud_state, LINK_CONNECTING);
 	errno = 0;
-	rc = mosquitto_connect_bind_v5(c->mosq, cfg->cloud_host, (int)cfg->cloud_port,
-	                               (int)(cfg->cloud_keepalive_ms / 1000), NULL, NULL);
+	rc = bridge_connect(c->b, c->mosq, cfg->cloud_host, (int)cfg->cloud_port,
+	                    (int)(cfg->cloud_keepalive_ms / 1000), NULL);
 	if(rc) {
 		util_snprintf(reason, sizeof(reason), "%s%s%s",
 		         rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc),
@@ -516,5 +517,7 @@ void *cloud_run(void *arg)
 	}
 	free(c.inflight);
 	free(c.acks);
+	/* OpenSSL keeps per-thread state (the error queue) until told. */
+	OPENSSL_thread_stop();
 	return NULL;
 }

@@ -67,6 +67,21 @@ bool bridge_remote_topic_ok(const bconf_t *cfg, const char *topic, const char **
 	return true;
 }
 
+int bridge_connect(bridge_t *b, struct mosquitto *mosq, const char *host, int port, int keepalive,
+                   const mosquitto_property *props)
+{
+	if(atomic_load(&b->tls_ready)) {
+		return mosquitto_connect_bind_v5(mosq, host, port, keepalive, NULL, props);
+	}
+	pthread_mutex_lock(&b->connect_mu);
+	int rc = mosquitto_connect_bind_v5(mosq, host, port, keepalive, NULL, props);
+	if(rc == MOSQ_ERR_SUCCESS) {
+		atomic_store(&b->tls_ready, true);
+	}
+	pthread_mutex_unlock(&b->connect_mu);
+	return rc;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: plantgate-bridge -c FILE [-n [-p] [--no-file-checks]]\n"
@@ -184,6 +199,7 @@ int main(int argc, char **argv)
 	static bridge_t b;
 	b.cfg = &cfg;
 	pthread_mutex_init(&b.mu, NULL);
+	pthread_mutex_init(&b.connect_mu, NULL);
 	const char *insecure = getenv("PLANTGATE_TEST_INSECURE_HOSTNAME");
 	if(insecure && strcmp(insecure, "1") == 0) {
 		b.insecure_hostname = true;

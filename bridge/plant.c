@@ -17,6 +17,7 @@
  */
 #include <errno.h>
 #include <mosquitto.h>
+#include <openssl/crypto.h>
 #include <mqtt_protocol.h>
 #include <poll.h>
 #include <stdio.h>
@@ -281,8 +282,8 @@ static void plant_connect(plant_t *p)
 	p->state = LINK_CONNECTING;
 	atomic_store(&p->b->ctr.plant_state, LINK_CONNECTING);
 	errno = 0;
-	rc = mosquitto_connect_bind_v5(p->mosq, c->plant_host, (int)c->plant_port,
-	                               (int)(c->plant_keepalive_ms / 1000), NULL, props);
+	rc = bridge_connect(p->b, p->mosq, c->plant_host, (int)c->plant_port,
+	                    (int)(c->plant_keepalive_ms / 1000), props);
 	mosquitto_property_free_all(&props);
 	if(rc) {
 		util_snprintf(reason, sizeof(reason), "%s%s%s",
@@ -511,5 +512,7 @@ void *plant_run(void *arg)
 	free(p.batch.msgs);
 	whitelist_clear(&p.wl);
 	blog(BLOG_INFO, "plant.stopped", NULL);
+	/* OpenSSL keeps per-thread state (the error queue) until told. */
+	OPENSSL_thread_stop();
 	return NULL;
 }
