@@ -453,6 +453,19 @@ class Env:
                 p.stop(timeout=5)
             except Exception:
                 pass
+        # A sanitizer report in any log fails the test, even if the behaviour
+        # the test looked at was right.
+        sanitizer = [p for p in self._procs
+                     if re.search(r"ERROR: (Address|Leak)Sanitizer|runtime error:", p.log())]
+        if sanitizer and not failed:
+            failed = True
+            for p in sanitizer:
+                sys.stderr.write("---- sanitizer report in %s ----\n%s\n" % (p.name, p.log()[-8000:]))
+            self._close_files(failed)
+            raise AssertionError("sanitizer report in the log of " + ", ".join(p.name for p in sanitizer))
+        self._close_files(failed)
+
+    def _close_files(self, failed):
         if failed:
             for p in self._procs:
                 sys.stderr.write("---- log of %s (%s) ----\n%s\n" % (p.name, p.logpath, p.log()[-6000:]))
