@@ -4,6 +4,7 @@ change disconnects the clients it affects; a flooding device is limited while
 others flow; the audit trail records it all and shows tampering; every
 message carries the verified sender, never a forged one."""
 import os
+import re
 import subprocess
 import sys
 import time
@@ -187,6 +188,36 @@ class Operations(unittest.TestCase):
         ok = h.wait_for(lambda: any(m["topic"] == "$SYS/plantgate/connects/refused" and int(m["payload"]) >= 1
                                     for m in ops.messages), 5)
         self.assertTrue(ok, [m["topic"] for m in ops.messages][:20])
+
+    def test_repeated_failed_connects_are_throttled_and_summarised(self):
+        self.broker(connect_failures="5")
+        for _ in range(12):
+            self.env.client(self.pki, "stranger", self.b).connect(timeout=3)
+        text = self.b.log()
+        logged = len(re.findall(r'connect refused: .*identity="stranger"', text))
+        self.assertEqual(logged, 5, "refusals past the budget must be counted, not logged")
+        # Over the budget the identity is refused at once, even before the policy.
+        self.assertEqual(self.env.client(self.pki, "stranger", self.b).connect(timeout=3) != 0, True)
+        # Another identity from the same address is not affected.
+        self.connect("sensor-1")
+        audit = open(self.audit).read()
+        self.assertIn('"event":"connect-refused"', audit)
+
+    def test_audit_write_failure_never_stops_the_broker(self):
+        self.opts["audit_log"] = "/dev/full"
+        self.broker()
+        s = self.connect("sensor-1")
+        hmi = self.connect("hmi-1")
+        hmi.subscribe("plant/hq/l1/+/telemetry/#", 1)
+        self.assertTrue(s.publish("plant/hq/l1/sensor-2/telemetry/t", b"refused", qos=1))
+        self.assertTrue(s.publish("plant/hq/l1/sensor-1/telemetry/t", b"ok", qos=1))
+        got = hmi.wait_messages(1, 5)
+        self.assertEqual([m["payload"] for m in got], [b"ok"], "a refusal must hold when the audit cannot be written")
+        self.assertTrue(self.b.wait_log(r"audit log /dev/full: write failed", 5))
+        self.assertTrue(self.b.alive())
+        ops = self.connect("ops-1")
+        ops.subscribe("$SYS/plantgate/audit/errors", 0)
+        self.assertTrue(h.wait_for(lambda: any(int(m["payload"]) > 0 for m in ops.messages), 5))
 
 
 def log(msg):
