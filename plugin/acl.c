@@ -23,13 +23,23 @@
 /* Rate limits after the policy allowed a publish.  True = within limits. */
 static bool within_rate(pg_plugin_t *pg, pg_client_t *rec, const struct mosquitto_evt_acl_check *ed)
 {
-	if(!rec || (pg->rate_msgs <= 0 && pg->rate_bytes <= 0)) {
+	if(!rec) {
+		return true;
+	}
+	double rate, bytes;
+	policy_binding_limits(rec->binding, &rate, &bytes);
+	if(rate < 0) {
+		rate = pg->rate_msgs;
+	}
+	if(bytes < 0) {
+		bytes = pg->rate_bytes;
+	}
+	if(rate <= 0 && bytes <= 0) {
 		return true;
 	}
 	int64_t now = control_mono_ms();
-	bool ok = ratelimit_take(&rec->msgs, pg->rate_msgs, pg->rate_msgs * pg->burst_seconds, 1, now) &&
-	          ratelimit_take(&rec->bytes, pg->rate_bytes, pg->rate_bytes * pg->burst_seconds,
-	                         (double)ed->payloadlen, now);
+	bool ok = ratelimit_take(&rec->msgs, rate, rate * pg->burst_seconds, 1, now) &&
+	          ratelimit_take(&rec->bytes, bytes, bytes * pg->burst_seconds, (double)ed->payloadlen, now);
 	if(ok) {
 		return true;
 	}
@@ -44,8 +54,8 @@ static bool within_rate(pg_plugin_t *pg, pg_client_t *rec, const struct mosquitt
 		mosquitto_log_printf(MOSQ_LOG_WARNING,
 		                     PG_LOG_PREFIX "rate limit: identity=\"%s\" refused %llu publishes "
 		                     "(limit %.0f msg/s, %.0f bytes/s); total %llu",
-		                     rec->identity, (unsigned long long)rec->limited_unlogged, pg->rate_msgs,
-		                     pg->rate_bytes, (unsigned long long)rec->limited);
+		                     rec->identity, (unsigned long long)rec->limited_unlogged, rate, bytes,
+		                     (unsigned long long)rec->limited);
 		control_audit(pg,
 		              &(audit_event_t){.event = AUDIT_EV_RATE_LIMITED,
 		                               .identity = rec->identity,

@@ -45,6 +45,9 @@ typedef struct policy_role {
 	char *sigbuf;
 	size_t siglen, sigcap;
 	unsigned char sig[32];
+	/* `limit rate<=N/s bytes<=SIZE/s`; -1 = not set (plugin default) */
+	double rate, bytes;
+	int limit_line;
 } policy_role_t;
 
 struct policy_binding {
@@ -56,6 +59,7 @@ struct policy_binding {
 	policy_attr_t *attrs; /* owned keys and values */
 	size_t nattrs;
 	int line;
+	double rate, bytes; /* per-device limits from `rate<=`/`bytes<=`; -1 = role's */
 };
 
 struct policy {
@@ -271,6 +275,57 @@ typedef struct policy_parse {
 	hmap_t *pattern_lines; /* glob -> (void*)(intptr_t)line, for duplicates */
 } policy_parse_t;
 
+/* Parse one limit word, `rate<=N/s` or `bytes<=SIZE/s`, into *rate / *bytes.
+ * Returns 1 when `w` is not a limit word, 0 when parsed, -1 on error. */
+static int policy_parse_limit(const conf_line_t *l, const char *w, double *rate, double *bytes,
+                              char *err, size_t errlen)
+{
+	const char *le = strstr(w, "<=");
+	if(!le) {
+		return 1;
+	}
+	size_t klen = (size_t)(le - w);
+	const char *v = le + 2;
+	size_t vlen = strlen(v);
+	char num[64];
+	if(vlen < 3 || vlen >= sizeof(num) || strcmp(v + vlen - 2, "/s") != 0) {
+		return conf_error(l, err, errlen,
+		                  "limit \"%s\": write rate<=N/s (messages per second) or "
+		                  "bytes<=SIZE/s (e.g. bytes<=64k/s)",
+		                  w);
+	}
+	memcpy(num, v, vlen - 2);
+	num[vlen - 2] = '\0';
+	int64_t n;
+	uint64_t u;
+	if(klen == 4 && strncmp(w, "rate", 4) == 0) {
+		if(*rate >= 0) {
+			return conf_error(l, err, errlen, "rate<= is duplicate on this line");
+		}
+		if(util_parse_i64(num, 0, 10000000, &n)) {
+			return conf_error(l, err, errlen,
+			                  "limit \"%s\": the rate is a whole number of messages per "
+			                  "second, 0 = unlimited",
+			                  w);
+		}
+		*rate = (double)n;
+	} else if(klen == 5 && strncmp(w, "bytes", 5) == 0) {
+		if(*bytes >= 0) {
+			return conf_error(l, err, errlen, "bytes<= is duplicate on this line");
+		}
+		if(util_parse_size(num, 1ULL << 40, &u)) {
+			return conf_error(l, err, errlen,
+			                  "limit \"%s\": give bytes per second such as 64k/s or 1M/s, "
+			                  "0 = unlimited",
+			                  w);
+		}
+		*bytes = (double)u;
+	} else {
+		return conf_error(l, err, errlen, "unknown limit \"%s\": use rate<=N/s or bytes<=SIZE/s", w);
+	}
+	return 0;
+}
+
 /* Parse `key=value` words argv[from..argc) into b's attributes. */
 static int policy_parse_attrs(const conf_line_t *l, int from, struct policy_binding *b, char *err,
                               size_t errlen)
@@ -285,6 +340,13 @@ static int policy_parse_attrs(const conf_line_t *l, int from, struct policy_bind
 	}
 	for(int i = from; i < l->argc; i++) {
 		const char *w = l->argv[i];
+		int lim = policy_parse_limit(l, w, &b->rate, &b->bytes, err, errlen);
+		if(lim <= 0) {
+			if(lim < 0) {
+				return -1;
+			}
+			continue;
+		}
 		const char *eq = strchr(w, '=');
 		if(!eq || eq == w) {
 			return conf_error(l, err, errlen,
@@ -357,6 +419,7 @@ static struct policy_binding *policy_parse_binding(policy_parse_t *ps, const con
 	b->owner = ps->p;
 	b->kind = kind;
 	b->line = l->line;
+	b->rate = b->bytes = -1;
 	b->role_name = strdup(l->argv[at + 1]);
 	if(!b->role_name) {
 		goto nomem;
@@ -451,6 +514,7 @@ static int policy_kw_role(policy_parse_t *ps, const conf_line_t *l, char *err, s
 		return conf_error(l, err, errlen, "out of memory");
 	}
 	r->line = l->line;
+	r->rate = r->bytes = -1;
 	p->role_list[p->nroles++] = r;
 	if(hmap_put(p->roles, name, r)) {
 		return conf_error(l, err, errlen, "out of memory");
@@ -799,6 +863,35 @@ static int policy_kw_rule(policy_parse_t *ps, const conf_line_t *l, char *err, s
 	return 0;
 }
 
+/* `limit rate<=N/s bytes<=SIZE/s` inside a role: the role's flood limits. */
+static int policy_kw_limit(policy_parse_t *ps, const conf_line_t *l, char *err, size_t errlen)
+{
+	policy_role_t *r = ps->cur;
+	if(!r) {
+		return conf_error(l, err, errlen,
+		                  "limit outside a role: put it between \"role NAME\" and \"end\"");
+	}
+	if(r->limit_line) {
+		return conf_error(l, err, errlen, "limit is duplicate in role %s (first at line %d)", r->name,
+		                  r->limit_line);
+	}
+	if(l->argc < 2) {
+		return conf_error(l, err, errlen, "expected: limit rate<=N/s [bytes<=SIZE/s]");
+	}
+	for(int i = 1; i < l->argc; i++) {
+		int rc = policy_parse_limit(l, l->argv[i], &r->rate, &r->bytes, err, errlen);
+		if(rc < 0) {
+			return -1;
+		}
+		if(rc > 0) {
+			return conf_error(l, err, errlen, "\"%s\" is not a limit: use rate<=N/s or bytes<=SIZE/s",
+			                  l->argv[i]);
+		}
+	}
+	r->limit_line = l->line; /* limits are not rights: not part of the role's signature */
+	return 0;
+}
+
 typedef int (*policy_kw_fn)(policy_parse_t *, const conf_line_t *, char *, size_t);
 
 /* The directives: name, handler, whether it belongs inside a role. */
@@ -813,6 +906,7 @@ static const struct policy_kw {
     {"device", policy_kw_device, false},
     {"devices", policy_kw_devices, false},
     {"end", policy_kw_end, true},
+    {"limit", policy_kw_limit, true},
     {"publish", policy_kw_rule, true},
     {"subscribe", policy_kw_rule, true},
     {"read", policy_kw_rule, true},
@@ -839,7 +933,7 @@ static int policy_line(void *ud, const conf_line_t *l, char *err, size_t errlen)
 	if(ps->cur) {
 		return conf_error(l, err, errlen,
 		                  "unknown keyword \"%s\" in role %s: expected publish, subscribe, read, "
-		                  "deny or end",
+		                  "deny, limit or end",
 		                  l->argv[0], ps->cur->name);
 	}
 	return conf_error(l, err, errlen,
@@ -1329,4 +1423,15 @@ bool policy_binding_same_rights(const policy_t *pa, const policy_binding_t *a, c
 		}
 	}
 	return true;
+}
+
+void policy_binding_limits(const policy_binding_t *b, double *rate, double *bytes)
+{
+	*rate = -1;
+	*bytes = -1;
+	if(!b) {
+		return;
+	}
+	*rate = b->rate >= 0 ? b->rate : (b->role ? b->role->rate : -1);
+	*bytes = b->bytes >= 0 ? b->bytes : (b->role ? b->role->bytes : -1);
 }

@@ -148,6 +148,11 @@ typedef struct policy_binding_info {
 bool policy_binding_same_rights(const policy_t *pa, const policy_binding_t *a, const policy_t *pb,
                                 const policy_binding_t *b);
 
+/* The flood limits for a binding: the device line's `rate<=N/s` and
+ * `bytes<=SIZE/s` if given, else its role's `limit` line, else -1 (use the
+ * plugin's defaults).  0 means unlimited. */
+void policy_binding_limits(const policy_binding_t *b, double *rate, double *bytes);
+
 /* Describe a binding (all strings borrowed from the policy). */
 void policy_binding_get_info(const policy_binding_t *b, policy_binding_info_t *out);
 

@@ -131,6 +131,20 @@ class Operations(unittest.TestCase):
         self.assertTrue(self.b.wait_log(r'kick: identity="sensor-1" reason="sustained flooding', 2))
         self.assertFalse(calm.disconnected.is_set())
 
+    def test_role_limit_from_the_policy(self):
+        limited = policies.BASIC.replace("role sensor\n", "role sensor\n  limit rate<=20/s\n")
+        self.assertNotEqual(limited, policies.BASIC)
+        self.broker(policy=limited, rate_burst="1")
+        hmi = self.connect("hmi-1")
+        hmi.subscribe("plant/hq/l1/+/telemetry/#", 1)
+        s = self.connect("sensor-1")
+        for i in range(100):
+            s.publish("plant/hq/l1/sensor-1/telemetry/t", b"%d" % i, qos=0)
+        self.assertTrue(self.b.wait_log(r'rate limit: identity="sensor-1" refused \d+ publishes \(limit 20 msg/s', 5))
+        time.sleep(0.5)
+        self.assertLess(len(hmi.messages), 60)
+        self.assertGreater(len(hmi.messages), 0)
+
     def test_audit_trail_records_and_detects_tampering(self):
         self.broker()
         s = self.connect("sensor-1")

@@ -1240,9 +1240,73 @@ static void test_large_policy(void **state)
 	policy_free(p);
 }
 
+static void test_limits(void **state)
+{
+	(void)state;
+	policy_t *p = load("default deny\n"
+	                   "role sensor\n"
+	                   "  limit rate<=20/s bytes<=4k/s\n"
+	                   "  publish t/%{id}\n"
+	                   "end\n"
+	                   "role free\n"
+	                   "  publish f/#\n"
+	                   "end\n"
+	                   "device s1 role sensor site=hq\n"
+	                   "device s2 role sensor rate<=5/s\n"
+	                   "device f1 role free bytes<=0/s\n"
+	                   "devices matching g-* role free rate<=7/s bytes<=1M/s\n");
+	double rate, bytes;
+	const char *ids[] = {"s1", "s2", "f1", "g-1"};
+	const double want[][2] = {{20, 4096}, {5, 4096}, {-1, 0}, {7, 1048576}};
+	for(size_t i = 0; i < 4; i++) {
+		policy_subject_t who = {ids[i], ids[i], NULL, 0};
+		const policy_binding_t *b = policy_resolve(p, &who);
+		assert_non_null(b);
+		policy_binding_limits(b, &rate, &bytes);
+		assert_true(rate == want[i][0]);
+		assert_true(bytes == want[i][1]);
+	}
+	policy_binding_limits(NULL, &rate, &bytes);
+	assert_true(rate == -1 && bytes == -1);
+	/* Limits are not rights: a changed limit keeps the same rights. */
+	policy_t *q = load("default deny\n"
+	                   "role sensor\n"
+	                   "  publish t/%{id}\n"
+	                   "end\n"
+	                   "role free\n"
+	                   "  publish f/#\n"
+	                   "end\n"
+	                   "device s1 role sensor site=hq\n");
+	policy_subject_t who = {"s1", "s1", NULL, 0};
+	assert_true(policy_binding_same_rights(p, policy_resolve(p, &who), q, policy_resolve(q, &who)));
+	policy_free(q);
+	policy_free(p);
+
+	static const char *const bad[][2] = {
+	    {"default deny\nrole r\n  limit rate<=x/s\nend\n", "policy:3: limit \"rate<=x/s\": the rate"},
+	    {"default deny\nrole r\n  limit rate<=5\nend\n", "policy:3: limit \"rate<=5\": write rate<=N/s"},
+	    {"default deny\nrole r\n  limit speed<=5/s\nend\n", "policy:3: unknown limit"},
+	    {"default deny\nrole r\n  limit\nend\n", "policy:3: expected: limit"},
+	    {"default deny\nrole r\n  limit rate<=1/s\n  limit bytes<=1k/s\nend\n", "policy:4: limit is duplicate"},
+	    {"default deny\nrole r\n  limit qos=1\nend\n", "policy:3: \"qos=1\" is not a limit"},
+	    {"default deny\nrole r\nend\ndevice d role r rate<=1/s rate<=2/s\n", "policy:4: rate<= is duplicate"},
+	    {"default deny\nrole r\nend\ndevice d role r bytes<=lots/s\n", "policy:4: limit \"bytes<=lots/s\": give bytes"},
+	    {"default deny\nlimit rate<=1/s\n", "policy:2: limit outside a role"},
+	};
+	for(size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char err[512];
+		policy_t *x = policy_load_buffer("policy", bad[i][0], strlen(bad[i][0]), err, sizeof(err));
+		assert_null(x);
+		if(strncmp(err, bad[i][1], strlen(bad[i][1])) != 0) {
+			fail_msg("case %zu: got \"%s\", want prefix \"%s\"", i, err, bad[i][1]);
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_limits),
 	    cmocka_unit_test(test_parse_errors),
 	    cmocka_unit_test(test_parse_error_file),
 	    cmocka_unit_test(test_parse_ok),
