@@ -41,6 +41,7 @@ typedef struct doctor_pki_cert {
 	bool issued; /* DIR/issued/NAME.crt */
 	bool server; /* extendedKeyUsage serverAuth, or the CA */
 	bool is_ca;
+	bool dup; /* an earlier entry holds the same certificate */
 	bool revoked;
 	int state; /* -1 not yet valid, 0 valid, 1 expired */
 	int days;  /* days left (negative: since expiry) */
@@ -376,29 +377,27 @@ void doctor_pki_check(const doctor_pki_in_t *in, doctor_report_t *r)
 			}
 		}
 	}
-	/* The same identity in two different certificates in force. */
+	/* The same identity in two different certificates in force (each
+	 * certificate counted once, however many files hold it). */
+	for(size_t i = 0; i < set.n; i++) {
+		for(size_t k = 0; k < i && !set.c[i].dup; k++) {
+			set.c[i].dup = strcmp(set.c[k].fp, set.c[i].fp) == 0;
+		}
+	}
 	for(size_t i = 0; i < set.n; i++) {
 		const doctor_pki_cert_t *a = &set.c[i];
-		if(a->revoked || a->state != 0 || !a->cn[0] || a->is_ca) {
+		if(a->dup || a->revoked || a->state != 0 || !a->cn[0] || a->is_ca) {
 			continue;
 		}
 		for(size_t j = i + 1; j < set.n; j++) {
 			const doctor_pki_cert_t *b = &set.c[j];
-			bool dup_earlier = false;
-			if(b->revoked || b->state != 0 || strcmp(a->cn, b->cn) != 0 || strcmp(a->fp, b->fp) == 0) {
-				continue;
-			}
-			/* Report a pair once: skip when an earlier cert with a's fingerprint exists. */
-			for(size_t k = 0; k < i; k++) {
-				dup_earlier |= strcmp(set.c[k].fp, a->fp) == 0 || strcmp(set.c[k].fp, b->fp) == 0;
-			}
-			if(dup_earlier) {
+			if(b->dup || b->revoked || b->state != 0 || strcmp(a->cn, b->cn) != 0) {
 				continue;
 			}
 			util_snprintf(ev, sizeof(ev), "%s (serial %s) and %s (serial %s): both CN=%s, neither revoked "
 			              "nor expired", a->path, a->serial, b->path, b->serial, a->cn);
-			util_snprintf(buf, sizeof(buf), "scripts/pki --dir DIR revoke %s --reason superseded  (revokes "
-			              "every certificate of %s; then issue one again)", b->serial, a->cn);
+			util_snprintf(buf, sizeof(buf), "revoke the one that should not exist: scripts/pki --dir DIR revoke "
+			              "SERIAL (or add `serial SERIAL` to revoked.txt), then reload the broker");
 			doctor_report_add(r, "PKI-SHARED", DOCTOR_CRITICAL, ev, buf,
 			                  "identity %s is held by two different certificates in force: two devices "
 			                  "can pose as %s",
