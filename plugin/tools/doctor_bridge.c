@@ -308,6 +308,19 @@ static int doctor_bridge_unit_line(void *ud, const conf_line_t *l, char *err, si
 void doctor_bridge_check_user(long pid, const char *pidfile, const char *unit, doctor_report_t *r)
 {
 	char ev[2048], err[1024];
+	doctor_bridge_unit_t u;
+	bool unit_ok = false;
+	if(unit) {
+		memset(&u, 0, sizeof(u));
+		unit_ok = conf_parse_file(unit, doctor_bridge_unit_line, &u, err, sizeof(err)) == 0;
+		if(!unit_ok) {
+			doctor_report_add(r, "BR-USER", DOCTOR_INFO, err, NULL, "the bridge's systemd unit could not be read");
+		} else if(u.insecure) {
+			util_snprintf(ev, sizeof(ev), "%s:%d: PLANTGATE_TEST_INSECURE_HOSTNAME=1", unit, u.insecure_line);
+			doctor_report_add(r, "BR-HOSTNAME", DOCTOR_CRITICAL, ev, "remove the Environment= line",
+			                  "the unit switches host name verification off (a test-only setting)");
+		}
+	}
 	if(pid <= 0 && pidfile) {
 		FILE *f = fopen(pidfile, "r");
 		char line[64] = "";
@@ -354,13 +367,7 @@ void doctor_bridge_check_user(long pid, const char *pidfile, const char *unit, d
 		}
 		return;
 	}
-	if(unit) {
-		doctor_bridge_unit_t u;
-		memset(&u, 0, sizeof(u));
-		if(conf_parse_file(unit, doctor_bridge_unit_line, &u, err, sizeof(err)) != 0) {
-			doctor_report_add(r, "BR-USER", DOCTOR_INFO, err, NULL, "the bridge's systemd unit could not be read");
-			return;
-		}
+	if(unit_ok) {
 		if(u.dynamic || (u.user[0] && strcmp(u.user, "root") != 0 && strcmp(u.user, "0") != 0)) {
 			util_snprintf(ev, sizeof(ev), "%s:%d: %s%s", unit, u.user_line, u.dynamic ? "DynamicUser=yes" : "User=",
 			              u.dynamic ? "" : u.user);
@@ -375,11 +382,9 @@ void doctor_bridge_check_user(long pid, const char *pidfile, const char *unit, d
 			doctor_report_add(r, "BR-USER", DOCTOR_WARNING, ev, "User=plantgate (in [Service])",
 			                  "the bridge's systemd unit runs it as root");
 		}
-		if(u.insecure) {
-			util_snprintf(ev, sizeof(ev), "%s:%d: PLANTGATE_TEST_INSECURE_HOSTNAME=1", unit, u.insecure_line);
-			doctor_report_add(r, "BR-HOSTNAME", DOCTOR_CRITICAL, ev, "remove the Environment= line",
-			                  "the unit switches host name verification off (a test-only setting)");
-		}
+		return;
+	}
+	if(unit) {
 		return;
 	}
 	doctor_report_add(r, "BR-USER", DOCTOR_INFO, NULL,

@@ -77,7 +77,15 @@ static void doctor_live_on_message(struct mosquitto *mosq, void *ud, const struc
 	if(util_parse_i64(payload, 0, INT64_MAX, &v) != 0) {
 		return;
 	}
-	util_log_safe(m->topic + strlen(prefix), st->names[st->ncounters], sizeof(st->names[0]));
+	char name[64];
+	util_log_safe(m->topic + strlen(prefix), name, sizeof(name));
+	for(size_t i = 0; i < st->ncounters; i++) {
+		if(strcmp(st->names[i], name) == 0) {
+			st->values[i] = v; /* a newer value of the same counter */
+			return;
+		}
+	}
+	util_strlcpy(st->names[st->ncounters], name, sizeof(st->names[0]));
 	st->values[st->ncounters++] = v;
 }
 
@@ -332,12 +340,13 @@ static void doctor_live_http_get(const char *url, int timeout_ms, int *status, c
 		}
 		const char *b = strstr(buf, "\r\n\r\n");
 		if(b) {
-			util_log_safe(b + 4, body, bodylen);
-			for(char *p = body; *p; p++) {
-				if(*p == '?' && (p[1] == '?' || p[1] == '\0')) {
-					*p = ' ';
-				}
+			/* Printable ASCII only, newlines as blanks, cut to fit. */
+			size_t at = 0;
+			for(const char *q = b + 4; *q && at + 1 < bodylen; q++) {
+				unsigned char c = (unsigned char)*q;
+				body[at++] = c == '\n' || c == '\r' || c == '\t' ? ' ' : (c < 0x20 || c >= 0x7f) ? '?' : (char)c;
 			}
+			body[at] = '\0';
 		}
 	} else {
 		*status = 0;

@@ -9,7 +9,7 @@
  * them) nor expired nor not yet valid at the injected time `now`.  Two files
  * with the same SHA-256 fingerprint under different device names are one
  * certificate shared by two devices; two different certificates in force
- * with the same CN are one identity held twice.  Both defeat the point of a
+ * with the same CN from the same CA are one identity held twice.  Both defeat the point of a
  * certificate per device.
  */
 #include <dirent.h>
@@ -391,7 +391,9 @@ void doctor_pki_check(const doctor_pki_in_t *in, doctor_report_t *r)
 		}
 		for(size_t j = i + 1; j < set.n; j++) {
 			const doctor_pki_cert_t *b = &set.c[j];
-			if(b->dup || b->revoked || b->state != 0 || strcmp(a->cn, b->cn) != 0) {
+			/* Same CA only: a cloud certificate may carry the bridge's name. */
+			if(b->dup || b->revoked || b->state != 0 || strcmp(a->cn, b->cn) != 0 ||
+			   X509_NAME_cmp(X509_get_issuer_name(a->x), X509_get_issuer_name(b->x)) != 0) {
 				continue;
 			}
 			util_snprintf(ev, sizeof(ev), "%s (serial %s) and %s (serial %s): both CN=%s, neither revoked "
