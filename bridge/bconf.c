@@ -37,6 +37,10 @@ static const bconf_enum_t profiles[] = {{"generic", BCONF_PROFILE_GENERIC},
 static const bconf_enum_t when_full[] = {{"backpressure", BCONF_FULL_BACKPRESSURE},
                                          {"drop-oldest", BCONF_FULL_DROP_OLDEST},
                                          {NULL, 0}};
+static const bconf_enum_t sign_algs[] = {{"auto", BCONF_SIGN_AUTO},
+                                         {"ed25519", BCONF_SIGN_ED25519},
+                                         {"ecdsa-p256", BCONF_SIGN_ECDSA_P256},
+                                         {NULL, 0}};
 static const bconf_enum_t log_levels[] = {{"debug", BLOG_DEBUG},
                                           {"info", BLOG_INFO},
                                           {"warn", BLOG_WARN},
@@ -122,6 +126,11 @@ static const bconf_row_t rows[BK_COUNT] = {
                           86400000, NULL, "60s", NULL},
     [BK_LOG_LEVEL] = {"log_level", T_ENUM, OFF(log_level), false, false, 0, 0, log_levels,
                       "info", NULL},
+    [BK_SITE_ID] = {"site_id", T_STRING, OFF(site_id), false, false, 0, 0, NULL, NULL, NULL},
+    [BK_SIGN_KEY] = {"sign_key", T_STRING, OFF(sign_key), false, false, 0, 0, NULL, NULL,
+                     NULL},
+    [BK_SIGN_ALGORITHM] = {"sign_algorithm", T_ENUM, OFF(sign_algorithm), false, false, 0, 0,
+                           sign_algs, "auto", NULL},
 };
 
 const char *bconf_key_name(enum bconf_key k)
@@ -327,6 +336,30 @@ static bool starts_with(const char *s, const char *p)
 	return strncmp(s, p, strlen(p)) == 0;
 }
 
+/* The integrity envelope's keys: a signing bridge names its site; the site
+ * is an identity-like word (it is compared by people and tools). */
+static void validate_signing(bconf_ctx_t *c)
+{
+	bconf_t *cfg = c->cfg;
+	const char *site = cfg->site_id;
+	if(site && (strlen(site) > 64 ||
+	            strspn(site, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-") !=
+	                strlen(site))) {
+		ctx_errf(c, cfg->line[BK_SITE_ID],
+		         "site_id '%s': use 1..64 characters from A-Z a-z 0-9 . _ - :", site);
+	}
+	if(cfg->sign_key && !site) {
+		ctx_errf(c, cfg->line[BK_SIGN_KEY],
+		         "sign_key needs 'site_id': the plant's name, signed into every message so a "
+		         "cloud consumer knows where it came from");
+	}
+	if(!cfg->sign_key && cfg->sign_algorithm != BCONF_SIGN_AUTO) {
+		ctx_errf(c, cfg->line[BK_SIGN_ALGORITHM],
+		         "sign_algorithm without sign_key: set sign_key to the bridge's signing key "
+		         "(scripts/pki signing-key NAME makes one)");
+	}
+}
+
 /* Cross-key checks and the cloud profile's limits. */
 static void validate(bconf_ctx_t *c)
 {
@@ -356,6 +389,7 @@ static void validate(bconf_ctx_t *c)
 		ctx_errf(c, cfg->line[BK_PLANT_CLIENT_ID],
 		         "plant_client_id must not contain '+' or '#'");
 	}
+	validate_signing(c);
 	if(cfg->cloud_profile != BCONF_PROFILE_AZURE && cfg->cloud_azure_hub) {
 		ctx_errf(c, cfg->line[BK_CLOUD_AZURE_HUB],
 		         "cloud_azure_hub is only meaningful with `cloud_profile azure-iot-hub`");

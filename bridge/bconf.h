@@ -19,6 +19,8 @@
 
 enum bconf_profile { BCONF_PROFILE_GENERIC = 0, BCONF_PROFILE_AWS_IOT, BCONF_PROFILE_AZURE };
 enum bconf_when_full { BCONF_FULL_BACKPRESSURE = 0, BCONF_FULL_DROP_OLDEST };
+/* sign_algorithm; the values are envelope.h's ENVELOPE_ALG_*. */
+enum bconf_sign_alg { BCONF_SIGN_AUTO = 0, BCONF_SIGN_ED25519 = 1, BCONF_SIGN_ECDSA_P256 = 2 };
 
 /* Cloud limits enforced per profile. */
 #define BCONF_AWS_MAX_PAYLOAD (128u * 1024)
@@ -62,6 +64,9 @@ enum bconf_key {
 	BK_RECONNECT_MIN,
 	BK_RECONNECT_MAX,
 	BK_LOG_LEVEL,
+	BK_SITE_ID,
+	BK_SIGN_KEY,
+	BK_SIGN_ALGORITHM,
 	BK_COUNT
 };
 
@@ -104,6 +109,12 @@ typedef struct bconf {
 	int64_t reconnect_min_ms;
 	int64_t reconnect_max_ms;
 	int64_t log_level; /* enum blog_level */
+
+	/* Integrity envelope (docs/integrity.md): every message leaving is signed
+	 * with sign_key when it is set (sign.c loads and checks the key). */
+	char *site_id;          /* the plant's name in every signed message */
+	char *sign_key;         /* PEM private key, mode 0600 or 0400 */
+	int64_t sign_algorithm; /* enum bconf_sign_alg; AUTO = what the key is */
 
 	int line[BK_COUNT]; /* line where each key was set; 0 = default */
 } bconf_t;

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "bconf.h"
+#include "envelope.h"
 #include "queue.h"
 
 enum link_state { LINK_DOWN = 0, LINK_CONNECTING = 1, LINK_UP = 2 };
@@ -47,6 +48,9 @@ typedef struct bridge {
 	atomic_bool fatal; /* a thread hit an unrecoverable error */
 	int wake[2];       /* pipe: the plant thread pokes the cloud thread */
 	bool insecure_hostname; /* PLANTGATE_TEST_INSECURE_HOSTNAME=1: tests only */
+	/* The integrity envelope's signing key (sign.c), loaded at start; NULL =
+	 * messages leave unsigned.  Owned by main; used by the cloud thread. */
+	const envelope_key_t *sign_key;
 
 	pthread_mutex_t mu;
 	whitelist_t *pending_whitelist; /* from SIGHUP, taken by the plant thread */

@@ -284,18 +284,55 @@ static void cloud_connect(cloud_t *c)
 	}
 }
 
-/* Hook for issue 6 (integrity envelope): the properties sent with message m.
- * Today: the sequence id as user property "plantgate-seq" (MQTT 5 only). */
-static int cloud_message_props(const bconf_t *cfg, const queue_msg_t *m,
-                               mosquitto_property **props)
+/* What is sent for message m besides its topic.  With a signing key, the
+ * integrity envelope (docs/integrity.md), signed now (ts = send time, so a
+ * resend carries a new ts but the same seq): as MQTT 5 user properties, or
+ * for MQTT 3.1.1 as the JSON wrapper that replaces the payload (*wrapped,
+ * allocated; the caller frees it).  Without a key: only the sequence id as
+ * user property "plantgate-seq" (MQTT 5). */
+static int cloud_message_props(const bridge_t *b, const queue_msg_t *m,
+                               mosquitto_property **props, char **wrapped, size_t *wlen)
 {
+	const bconf_t *cfg = b->cfg;
+	*wrapped = NULL;
+	*wlen = 0;
+	if(!b->sign_key) {
+		if(cfg->cloud_protocol != 5) {
+			return 0;
+		}
+		char seq[32];
+		snprintf(seq, sizeof(seq), "%lld", (long long)m->seq);
+		return mosquitto_property_add_string_pair(props, MQTT_PROP_USER_PROPERTY,
+		                                          "plantgate-seq", seq);
+	}
+	envelope_t e = {.site = cfg->site_id,
+	                .device = m->device ? m->device : "",
+	                .topic = m->local_topic,
+	                .seq = m->seq,
+	                .rx_ms = m->rx_ms,
+	                .ts_ms = bridge_wall_ms()};
+	envelope_rc_t erc = envelope_sign(&e, b->sign_key, m->remote_topic, m->payload, m->len);
+	if(erc == ENVELOPE_OK && cfg->cloud_protocol != 5) {
+		erc = envelope_to_json(&e, m->payload, m->len, wrapped, wlen);
+	}
+	if(erc != ENVELOPE_OK) {
+		blog(BLOG_ERROR, "cloud.sign_failed", "seq=%lld reason=\"%s\"", (long long)m->seq,
+		     envelope_strerror(erc));
+		return erc == ENVELOPE_ERR_NOMEM ? MOSQ_ERR_NOMEM : MOSQ_ERR_UNKNOWN;
+	}
 	if(cfg->cloud_protocol != 5) {
 		return 0;
 	}
-	char seq[32];
-	snprintf(seq, sizeof(seq), "%lld", (long long)m->seq);
-	return mosquitto_property_add_string_pair(props, MQTT_PROP_USER_PROPERTY, "plantgate-seq",
-	                                          seq);
+	envelope_props_t ep;
+	envelope_to_props(&e, &ep);
+	for(size_t i = 0; i < ENVELOPE_NPROPS; i++) {
+		int rc = mosquitto_property_add_string_pair(props, MQTT_PROP_USER_PROPERTY, ep.p[i].name,
+		                                            ep.p[i].value);
+		if(rc) {
+			return rc;
+		}
+	}
+	return 0;
 }
 
 static void refill_tokens(cloud_t *c, int64_t now)
@@ -342,12 +379,17 @@ static int cloud_send(cloud_t *c)
 			queue_msg_t *m = &page[i];
 			mosquitto_property *props = NULL;
 			int mid = 0;
-			rc = cloud_message_props(cfg, m, &props);
+			char *wrapped = NULL;
+			size_t wlen = 0;
+			rc = cloud_message_props(b, m, &props, &wrapped, &wlen);
 			if(!rc) {
-				rc = mosquitto_publish_v5(c->mosq, &mid, m->remote_topic, (int)m->len,
-				                          m->payload, m->qos, m->retain, props);
+				rc = mosquitto_publish_v5(c->mosq, &mid, m->remote_topic,
+				                          wrapped ? (int)wlen : (int)m->len,
+				                          wrapped ? (const void *)wrapped : m->payload, m->qos,
+				                          m->retain, props);
 			}
 			mosquitto_property_free_all(&props);
+			free(wrapped);
 			if(rc == MOSQ_ERR_PAYLOAD_SIZE || rc == MOSQ_ERR_OVERSIZE_PACKET ||
 			   rc == MOSQ_ERR_QOS_NOT_SUPPORTED || rc == MOSQ_ERR_MALFORMED_UTF8 ||
 			   rc == MOSQ_ERR_RETAIN_NOT_SUPPORTED) {

@@ -23,6 +23,7 @@
 
 #include "blog.h"
 #include "bridge.h"
+#include "sign.h"
 #include "topic.h"
 
 int64_t bridge_wall_ms(void)
@@ -180,6 +181,13 @@ int main(int argc, char **argv)
 	if(!nerr && file_checks) {
 		nerr = bconf_check_files(&cfg, err, sizeof(err));
 	}
+	/* The signing key is read now, as the user that starts the bridge (before
+	 * any privilege drop), and checked by -n too.  Static: reachable until exit
+	 * on every path. */
+	static envelope_key_t *sign_key;
+	if(!nerr && file_checks && sign_load(&cfg, &sign_key, err, sizeof(err))) {
+		nerr = 1;
+	}
 	if(nerr) {
 		fputs(err, stderr);
 		fprintf(stderr, "%s: %d error%s: configuration NOT OK\n", path, nerr, nerr == 1 ? "" : "s");
@@ -191,6 +199,7 @@ int main(int argc, char **argv)
 			bconf_print(&cfg, stdout);
 		}
 		printf("configuration OK\n");
+		envelope_key_free(sign_key);
 		bconf_free(&cfg);
 		return 0;
 	}
@@ -198,6 +207,17 @@ int main(int argc, char **argv)
 	blog_set_level((int)cfg.log_level);
 	static bridge_t b;
 	b.cfg = &cfg;
+	b.sign_key = sign_key;
+	if(sign_key) {
+		blog(BLOG_INFO, "bridge.signing", "site=%s kid=%s algorithm=%s", cfg.site_id,
+		     envelope_key_kid(sign_key), envelope_alg_name(envelope_key_alg(sign_key)));
+	} else {
+		blog(BLOG_WARN, "bridge.unsigned",
+		     "reason=\"no sign_key\" note=\"messages leave without the integrity envelope: "
+		     "cloud consumers cannot prove that data came from this plant unchanged and in "
+		     "sequence (docs/integrity.md)\" fix=\"scripts/pki signing-key NAME, then set "
+		     "site_id and sign_key\"");
+	}
 	pthread_mutex_init(&b.mu, NULL);
 	pthread_mutex_init(&b.connect_mu, NULL);
 	const char *insecure = getenv("PLANTGATE_TEST_INSECURE_HOSTNAME");
@@ -281,6 +301,7 @@ int main(int argc, char **argv)
 	close(b.wake[1]);
 	mosquitto_lib_cleanup();
 	bool fatal = atomic_load(&b.fatal);
+	envelope_key_free(sign_key);
 	bconf_free(&cfg);
 	return fatal ? 1 : 0;
 }

@@ -64,6 +64,7 @@ static void batch_clear(plant_batch_t *bt)
 	for(size_t i = 0; i < bt->n; i++) {
 		free(bt->msgs[i].local_topic);
 		free(bt->msgs[i].remote_topic);
+		free(bt->msgs[i].device);
 		free(bt->msgs[i].payload);
 	}
 	bt->n = 0;
@@ -133,6 +134,38 @@ static void on_disconnect(struct mosquitto *mosq, void *obj, int rc,
 	}
 }
 
+/* The verified sender of a plant message: the one `plantgate-device` user
+ * property the plant broker's plugin stamps on every accepted PUBLISH
+ * (plugin/provenance.c removes any the client sent).  Returns a fresh copy,
+ * "" when there is none or more than one (then the plugin did not run on
+ * that broker and no value can be trusted); NULL when out of memory. */
+static char *plant_device(const mosquitto_property *props)
+{
+	char *found = NULL, *name = NULL, *value = NULL;
+	int n = 0;
+	const mosquitto_property *p =
+	    mosquitto_property_read_string_pair(props, MQTT_PROP_USER_PROPERTY, &name, &value, false);
+	while(p) {
+		if(name && value && strcmp(name, "plantgate-device") == 0 && n++ == 0) {
+			found = value;
+			value = NULL;
+		}
+		free(name);
+		free(value);
+		name = value = NULL;
+		p = mosquitto_property_read_string_pair(p, MQTT_PROP_USER_PROPERTY, &name, &value, true);
+	}
+	if(n > 1) {
+		blog(BLOG_DEBUG, "plant.device_ambiguous",
+		     "count=%d note=\"several plantgate-device properties: signed as none\"", n);
+	}
+	if(n != 1) {
+		free(found);
+		found = NULL;
+	}
+	return found ? found : strdup("");
+}
+
 static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto_message *m,
                        const mosquitto_property *props)
 {
@@ -189,11 +222,13 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 	q->retain = r->retain && m->retain;
 	q->local_topic = strdup(m->topic);
 	q->remote_topic = strdup(remote);
+	q->device = plant_device(props);
 	q->len = (size_t)m->payloadlen;
 	q->payload = malloc(q->len ? q->len : 1);
-	if(!q->local_topic || !q->remote_topic || !q->payload) {
+	if(!q->local_topic || !q->remote_topic || !q->device || !q->payload) {
 		free(q->local_topic);
 		free(q->remote_topic);
+		free(q->device);
 		free(q->payload);
 		bt->oom = true;
 		return;

@@ -1,9 +1,12 @@
 /*
  * queue.c — durable message queue in SQLite (see queue.h).
  *
- * Schema (version 1, application_id 'PGBQ'):
+ * Schema (version 2, application_id 'PGBQ'):
  *   msg(seq INTEGER PRIMARY KEY AUTOINCREMENT, rx_ms, expires_ms, qos, retain,
- *       local_topic, remote_topic, payload BLOB, size)
+ *       local_topic, remote_topic, payload BLOB, size, device)
+ * Version 1 (no device column) is migrated in place at open: one transaction
+ * adds the column (ALTER TABLE ADD COLUMN, default '': "no device identity
+ * recorded"), so no queued message is lost or rewritten.
  * AUTOINCREMENT matters: a plain rowid would restart from 1 once the queue is
  * empty, and consumers that drop duplicates by seq would then drop new data.
  */
@@ -24,7 +27,8 @@
 #include "util.h"
 
 #define QUEUE_APP_ID 0x50474251 /* 'PGBQ' */
-#define QUEUE_SCHEMA 1
+#define QUEUE_SCHEMA 2
+#define QUEUE_SCHEMA_V1 1 /* before the device column; migrated at open */
 
 struct queue {
 	pthread_mutex_t mu;
@@ -211,7 +215,7 @@ queue_rc_t queue_open(const char *path, const queue_limits_t *lim, queue_t **out
 		              "is an SQLite database but not a plantgate queue (wrong application_id)");
 		goto out;
 	}
-	if(app_id == QUEUE_APP_ID && version != QUEUE_SCHEMA) {
+	if(app_id == QUEUE_APP_ID && version != QUEUE_SCHEMA && version != QUEUE_SCHEMA_V1) {
 		qrc = QUEUE_ERR_CORRUPT;
 		snprintf(err, errlen,
 		         "queue '%s' has schema version %lld, this bridge knows %d: use the matching "
@@ -254,6 +258,26 @@ queue_rc_t queue_open(const char *path, const queue_limits_t *lim, queue_t **out
 			goto out;
 		}
 		sqlite3_finalize(chk);
+		if(version == QUEUE_SCHEMA_V1) {
+			/* Written by the previous bridge version: add the device column in
+			 * one transaction; every queued row stays as it was. */
+			char sql[256];
+			snprintf(sql, sizeof(sql),
+			         "BEGIN IMMEDIATE; ALTER TABLE msg ADD COLUMN device TEXT NOT NULL DEFAULT '';"
+			         " PRAGMA user_version=%d; COMMIT;",
+			         QUEUE_SCHEMA);
+			rc = exec(q->db, sql);
+			if(rc) {
+				snprintf(err, errlen,
+				         "queue '%s': cannot upgrade the schema from version %d to %d: %s; nothing "
+				         "was changed (free disk space, or run the previous bridge version to drain "
+				         "it)",
+				         path, QUEUE_SCHEMA_V1, QUEUE_SCHEMA, sqlite3_errmsg(q->db));
+				exec(q->db, "ROLLBACK");
+				qrc = map_rc(rc) == QUEUE_ERR_FULL ? QUEUE_ERR_FULL : QUEUE_ERR_OPEN;
+				goto out;
+			}
+		}
 	} else {
 		char sql[512];
 		snprintf(sql, sizeof(sql),
@@ -262,7 +286,8 @@ queue_rc_t queue_open(const char *path, const queue_limits_t *lim, queue_t **out
 		         " rx_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL DEFAULT 0,"
 		         " qos INTEGER NOT NULL, retain INTEGER NOT NULL,"
 		         " local_topic TEXT NOT NULL, remote_topic TEXT NOT NULL,"
-		         " payload BLOB NOT NULL, size INTEGER NOT NULL);"
+		         " payload BLOB NOT NULL, size INTEGER NOT NULL,"
+		         " device TEXT NOT NULL DEFAULT '');"
 		         "CREATE INDEX msg_expiry ON msg(expires_ms) WHERE expires_ms > 0;"
 		         "PRAGMA application_id=%d; PRAGMA user_version=%d; COMMIT;",
 		         QUEUE_APP_ID, QUEUE_SCHEMA);
@@ -280,9 +305,9 @@ queue_rc_t queue_open(const char *path, const queue_limits_t *lim, queue_t **out
 		const char *sql;
 	} stmts[] = {
 	    {&q->st_insert, "INSERT INTO msg(rx_ms, expires_ms, qos, retain, local_topic,"
-	                    " remote_topic, payload, size) VALUES(?,?,?,?,?,?,?,?)"},
+	                    " remote_topic, payload, size, device) VALUES(?,?,?,?,?,?,?,?,?)"},
 	    {&q->st_peek, "SELECT seq, rx_ms, expires_ms, qos, retain, local_topic, remote_topic,"
-	                  " payload FROM msg WHERE seq > ?1 AND (expires_ms = 0 OR expires_ms > ?2)"
+	                  " payload, device FROM msg WHERE seq > ?1 AND (expires_ms = 0 OR expires_ms > ?2)"
 	                  " ORDER BY seq LIMIT ?3"},
 	    {&q->st_delete, "DELETE FROM msg WHERE seq = ? RETURNING size"},
 	    {&q->st_oldest, "SELECT seq, size, rx_ms FROM msg ORDER BY seq LIMIT ?"},
@@ -362,6 +387,7 @@ queue_rc_t queue_push(queue_t *q, const queue_msg_t *msgs, size_t n, int64_t *dr
 		sqlite3_bind_text(st, 6, m->remote_topic, -1, SQLITE_STATIC);
 		sqlite3_bind_blob64(st, 7, m->len ? m->payload : "", m->len, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 8, (sqlite3_int64)sz);
+		sqlite3_bind_text(st, 9, m->device ? m->device : "", -1, SQLITE_STATIC);
 		rc = sqlite3_step(st);
 		sqlite3_reset(st);
 		sqlite3_clear_bindings(st);
@@ -451,11 +477,12 @@ queue_rc_t queue_peek(queue_t *q, int64_t after_seq, int64_t now_ms, queue_msg_t
 		m->retain = sqlite3_column_int(st, 4) != 0;
 		m->local_topic = col_strdup(st, 5);
 		m->remote_topic = col_strdup(st, 6);
+		m->device = col_strdup(st, 8);
 		int len = sqlite3_column_bytes(st, 7);
 		const void *p = sqlite3_column_blob(st, 7);
 		m->len = (size_t)len;
 		m->payload = malloc(len ? (size_t)len : 1);
-		if(!m->local_topic || !m->remote_topic || !m->payload) {
+		if(!m->local_topic || !m->remote_topic || !m->device || !m->payload) {
 			queue_msg_clear(m);
 			qrc = QUEUE_ERR_NOMEM;
 			break;
@@ -592,6 +619,7 @@ void queue_msg_clear(queue_msg_t *m)
 	}
 	free(m->local_topic);
 	free(m->remote_topic);
+	free(m->device);
 	free(m->payload);
 	memset(m, 0, sizeof(*m));
 }

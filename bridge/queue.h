@@ -39,6 +39,8 @@ typedef struct queue_msg {
 	bool retain;
 	char *local_topic;  /* the plant topic */
 	char *remote_topic; /* the cloud topic */
+	char *device;       /* plantgate-device of the plant message (the verified
+	                     * sender); "" or NULL = none.  Signed into the envelope */
 	void *payload;
 	size_t len;
 } queue_msg_t;
