@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -126,6 +127,21 @@ static const bconf_row_t rows[BK_COUNT] = {
                           86400000, NULL, "60s", NULL},
     [BK_LOG_LEVEL] = {"log_level", T_ENUM, OFF(log_level), false, false, 0, 0, log_levels,
                       "info", NULL},
+    [BK_HTTP_LISTEN] = {"http_listen", T_STRING, OFF(http_listen), false, false, 0, 0, NULL,
+                        BCONF_HTTP_LISTEN_DEFAULT, NULL},
+    [BK_HTTP_TLS_CERT] = {"http_tls_cert", T_STRING, OFF(http_tls_cert), false, false, 0, 0,
+                          NULL, NULL, NULL},
+    [BK_HTTP_TLS_KEY] = {"http_tls_key", T_STRING, OFF(http_tls_key), false, false, 0, 0, NULL,
+                         NULL, NULL},
+    [BK_HTTP_TLS_CLIENT_CA] = {"http_tls_client_ca", T_STRING, OFF(http_tls_client_ca), false,
+                               false, 0, 0, NULL, NULL, NULL},
+    [BK_QUEUE_WARN_MESSAGES] = {"queue_warn_messages", T_INT, OFF(queue_warn_messages), false,
+                                false, 1, 1000000000, NULL, NULL, NULL},
+    [BK_QUEUE_WARN_AGE] = {"queue_warn_age", T_DURATION, OFF(queue_warn_age_ms), false, false,
+                           1000, 30LL * 86400 * 1000, NULL, "5m", NULL},
+    [BK_USER] = {"user", T_STRING, OFF(user), false, false, 0, 0, NULL, "plantgate", NULL},
+    [BK_ALLOW_ROOT] = {"allow_root", T_BOOL, OFF(allow_root), false, false, 0, 0, NULL, "no",
+                       NULL},
     [BK_SITE_ID] = {"site_id", T_STRING, OFF(site_id), false, false, 0, 0, NULL, NULL, NULL},
     [BK_SIGN_KEY] = {"sign_key", T_STRING, OFF(sign_key), false, false, 0, 0, NULL, NULL,
                      NULL},
@@ -336,6 +352,79 @@ static bool starts_with(const char *s, const char *p)
 	return strncmp(s, p, strlen(p)) == 0;
 }
 
+/* True for 127.0.0.0/8 and ::1. */
+static bool addr_is_loopback(const char *ip)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+	if(inet_pton(AF_INET, ip, &a4) == 1) {
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	}
+	return inet_pton(AF_INET6, ip, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+}
+
+/* http_listen: "off" or IP:PORT ([IPv6]:PORT); remote access only with TLS
+ * and a required client certificate. */
+static void validate_http(bconf_ctx_t *c)
+{
+	bconf_t *cfg = c->cfg;
+	int line = cfg->line[BK_HTTP_LISTEN];
+	free(cfg->http_host);
+	cfg->http_host = NULL;
+	cfg->http_port = 0;
+	bool tls = cfg->http_tls_cert || cfg->http_tls_key || cfg->http_tls_client_ca;
+	if(tls && !(cfg->http_tls_cert && cfg->http_tls_key)) {
+		ctx_errf(c, cfg->line[BK_HTTP_TLS_CERT] ? cfg->line[BK_HTTP_TLS_CERT]
+		                                        : cfg->line[BK_HTTP_TLS_KEY] ? cfg->line[BK_HTTP_TLS_KEY]
+		                                                                     : cfg->line[BK_HTTP_TLS_CLIENT_CA],
+		         "HTTP TLS needs both http_tls_cert and http_tls_key");
+	}
+	if(!cfg->http_listen || strcmp(cfg->http_listen, "off") == 0) {
+		return;
+	}
+	char host[128];
+	const char *v = cfg->http_listen, *colon;
+	size_t hlen;
+	if(v[0] == '[') {
+		const char *end = strchr(v, ']');
+		colon = end && end[1] == ':' ? end + 1 : NULL;
+		v++;
+		hlen = end ? (size_t)(end - v) : 0;
+	} else {
+		colon = strrchr(v, ':');
+		hlen = colon ? (size_t)(colon - v) : 0;
+		if(colon && memchr(v, ':', hlen)) {
+			colon = NULL; /* a bare IPv6 address needs brackets */
+		}
+	}
+	int64_t port = 0;
+	unsigned char buf[sizeof(struct in6_addr)];
+	if(colon && hlen < sizeof(host)) {
+		memcpy(host, v, hlen);
+		host[hlen] = '\0';
+	}
+	if(!colon || hlen == 0 || hlen >= sizeof(host) || util_parse_i64(colon + 1, 1, 65535, &port) ||
+	   (inet_pton(AF_INET, host, buf) != 1 && inet_pton(AF_INET6, host, buf) != 1)) {
+		ctx_errf(c, line,
+		         "http_listen '%s': expected off, or an IP address and a port such as "
+		         "127.0.0.1:9464 or [::1]:9464",
+		         cfg->http_listen);
+		return;
+	}
+	if(!addr_is_loopback(host) && !(cfg->http_tls_cert && cfg->http_tls_key &&
+	                                 cfg->http_tls_client_ca)) {
+		ctx_errf(c, line,
+		         "http_listen %s is reachable from other hosts: the status page and metrics "
+		         "are served beyond this host only over TLS with a required client "
+		         "certificate; set http_tls_cert, http_tls_key and http_tls_client_ca, or listen "
+		         "on 127.0.0.1",
+		         cfg->http_listen);
+		return;
+	}
+	cfg->http_host = strdup(host);
+	cfg->http_port = port;
+}
+
 /* The integrity envelope's keys: a signing bridge names its site; the site
  * is an identity-like word (it is compared by people and tools). */
 static void validate_signing(bconf_ctx_t *c)
@@ -444,6 +533,19 @@ static void validate(bconf_ctx_t *c)
 			}
 		}
 	}
+	validate_http(c);
+	if(cfg->queue_warn_messages > cfg->queue_max_messages) {
+		ctx_errf(c, cfg->line[BK_QUEUE_WARN_MESSAGES],
+		         "queue_warn_messages (%lld) is above queue_max_messages (%lld): /healthz "
+		         "would never warn",
+		         (long long)cfg->queue_warn_messages, (long long)cfg->queue_max_messages);
+	}
+	if(cfg->user && strcmp(cfg->user, "root") == 0 && !cfg->allow_root) {
+		ctx_errf(c, cfg->line[BK_USER],
+		         "user root: the bridge parses what the plant and the cloud send it and must not "
+		         "keep root's privileges; name an unprivileged user (default plantgate), or set "
+		         "`allow_root yes` if you really must");
+	}
 	for(size_t i = 0; i < cfg->whitelist.count; i++) {
 		wl_rule_t *r = &cfg->whitelist.rules[i];
 		for(size_t j = 0; j < i; j++) {
@@ -504,6 +606,14 @@ static int load_common(bconf_ctx_t *c, int rc, const char *parse_err)
 			}
 			if(c->cfg->cloud_profile == BCONF_PROFILE_AWS_IOT && !c->cfg->line[BK_DRAIN_RATE]) {
 				c->cfg->drain_rate = BCONF_AWS_MAX_RATE;
+			}
+			if(!c->cfg->line[BK_QUEUE_WARN_MESSAGES]) {
+				/* 80% of the limit, at least 1 */
+				c->cfg->queue_warn_messages = c->cfg->queue_max_messages / 5 * 4 +
+				                              c->cfg->queue_max_messages % 5 * 4 / 5;
+				if(c->cfg->queue_warn_messages < 1) {
+					c->cfg->queue_warn_messages = 1;
+				}
 			}
 			validate(c);
 		}
@@ -571,13 +681,37 @@ static int check_file(const bconf_t *cfg, enum bconf_key k, char *err, size_t er
 	return 1;
 }
 
+/* A private key that group or others may read is refused: on a shared host
+ * anyone in that group could impersonate the bridge. */
+static int check_key_mode(const bconf_t *cfg, enum bconf_key k, char *err, size_t errlen)
+{
+	const char *p = *(char *const *)((const char *)cfg + rows[k].offset);
+	struct stat st;
+	if(!p || stat(p, &st) != 0 || !S_ISREG(st.st_mode) || !(st.st_mode & (S_IRGRP | S_IROTH))) {
+		return 0;
+	}
+	size_t used = strlen(err);
+	snprintf(err + used, errlen - used,
+	         "%s:%d: %s '%s': the private key is readable by %s (mode %04o): run `chmod 600 %s` "
+	         "(owned by the user the bridge runs as)\n",
+	         cfg->path, cfg->line[k], rows[k].name, p,
+	         (st.st_mode & S_IROTH) ? "every user" : "its group", (unsigned)(st.st_mode & 07777),
+	         p);
+	return 1;
+}
+
 int bconf_check_files(const bconf_t *cfg, char *err, size_t errlen)
 {
-	static const enum bconf_key files[] = {BK_PLANT_CAFILE, BK_PLANT_CERTFILE, BK_PLANT_KEYFILE,
-	                                       BK_CLOUD_CAFILE, BK_CLOUD_CERTFILE, BK_CLOUD_KEYFILE};
+	static const enum bconf_key files[] = {BK_PLANT_CAFILE,  BK_PLANT_CERTFILE,   BK_PLANT_KEYFILE,
+	                                       BK_CLOUD_CAFILE,  BK_CLOUD_CERTFILE,   BK_CLOUD_KEYFILE,
+	                                       BK_HTTP_TLS_CERT, BK_HTTP_TLS_KEY, BK_HTTP_TLS_CLIENT_CA};
+	static const enum bconf_key keys[] = {BK_PLANT_KEYFILE, BK_CLOUD_KEYFILE, BK_HTTP_TLS_KEY};
 	int n = 0;
 	for(size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		n += check_file(cfg, files[i], err, errlen);
+	}
+	for(size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		n += check_key_mode(cfg, keys[i], err, errlen);
 	}
 	if(cfg->queue_path) {
 		char dir[4096];
@@ -681,6 +815,7 @@ void bconf_free(bconf_t *cfg)
 	}
 	whitelist_clear(&cfg->whitelist);
 	free(cfg->cloud_username);
+	free(cfg->http_host);
 	free(cfg->path);
 	memset(cfg, 0, sizeof(*cfg));
 }

@@ -31,6 +31,10 @@ enum bconf_sign_alg { BCONF_SIGN_AUTO = 0, BCONF_SIGN_ED25519 = 1, BCONF_SIGN_EC
 #define BCONF_AZURE_MAX_PAYLOAD (256u * 1024)
 #define BCONF_GENERIC_MAX_PAYLOAD (256u * 1024 * 1024)
 
+/* The operator HTTP endpoints listen here unless told otherwise (9464: the
+ * port commonly used by Prometheus exporters of this kind). */
+#define BCONF_HTTP_LISTEN_DEFAULT "127.0.0.1:9464"
+
 /* Every key of the file; the index into bconf_t.line[]. */
 enum bconf_key {
 	BK_PLANT_HOST,
@@ -64,6 +68,14 @@ enum bconf_key {
 	BK_RECONNECT_MIN,
 	BK_RECONNECT_MAX,
 	BK_LOG_LEVEL,
+	BK_HTTP_LISTEN,
+	BK_HTTP_TLS_CERT,
+	BK_HTTP_TLS_KEY,
+	BK_HTTP_TLS_CLIENT_CA,
+	BK_QUEUE_WARN_MESSAGES,
+	BK_QUEUE_WARN_AGE,
+	BK_USER,
+	BK_ALLOW_ROOT,
 	BK_SITE_ID,
 	BK_SIGN_KEY,
 	BK_SIGN_ALGORITHM,
@@ -109,6 +121,20 @@ typedef struct bconf {
 	int64_t reconnect_min_ms;
 	int64_t reconnect_max_ms;
 	int64_t log_level; /* enum blog_level */
+
+	/* Operator HTTP endpoints (http.c): "off", or HOST:PORT */
+	char *http_listen;
+	char *http_host;   /* derived from http_listen: the IP address; NULL when off */
+	int64_t http_port; /* derived; 0 when off */
+	char *http_tls_cert;
+	char *http_tls_key;
+	char *http_tls_client_ca;
+	int64_t queue_warn_messages; /* /healthz: 503 at this backlog (default 80% of max) */
+	int64_t queue_warn_age_ms;   /* /healthz: 503 when the oldest is this old */
+
+	/* Least privilege (priv.c): started as root, drop to this user. */
+	char *user;
+	bool allow_root; /* `user root` is refused unless this is set */
 
 	/* Integrity envelope (docs/integrity.md): every message leaving is signed
 	 * with sign_key when it is set (sign.c loads and checks the key). */

@@ -17,12 +17,36 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
+#include <time.h>
 
 #include "bconf.h"
 #include "envelope.h"
 #include "queue.h"
+#include "secrets.h"
 
 enum link_state { LINK_DOWN = 0, LINK_CONNECTING = 1, LINK_UP = 2 };
+
+/* Commit latency histogram (plant side, one observation per batch commit):
+ * upper bounds in microseconds of the buckets, the last is +Inf. */
+#define BRIDGE_COMMIT_BUCKETS 12
+static inline int64_t bridge_commit_bound_us(int i)
+{
+	switch(i) {
+	case 0: return 500;
+	case 1: return 1000;
+	case 2: return 2500;
+	case 3: return 5000;
+	case 4: return 10000;
+	case 5: return 25000;
+	case 6: return 50000;
+	case 7: return 100000;
+	case 8: return 250000;
+	case 9: return 500000;
+	case 10: return 1000000;
+	default: return INT64_MAX;
+	}
+}
 
 /* Monotonic counters (never reset) and gauges for operators and metrics. */
 typedef struct bridge_counters {
@@ -39,7 +63,37 @@ typedef struct bridge_counters {
 	atomic_uint_fast64_t plant_failures, cloud_failures;
 	atomic_int plant_state, cloud_state; /* enum link_state */
 	atomic_bool ingest_blocked;          /* backpressure or disk error */
+	atomic_uint_fast64_t plant_tls_failures, cloud_tls_failures; /* connects failed in TLS */
+	/* commit latency: per-bucket (not cumulative) counts, count and sum */
+	atomic_uint_fast64_t commit_buckets[BRIDGE_COMMIT_BUCKETS];
+	atomic_uint_fast64_t commit_count, commit_us_sum;
 } bridge_counters_t;
+
+static inline int64_t bridge_mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Record one batch commit that took `us` microseconds. */
+static inline void bridge_commit_observe(bridge_counters_t *c, int64_t us)
+{
+	int i = 0;
+	while(i < BRIDGE_COMMIT_BUCKETS - 1 && us > bridge_commit_bound_us(i)) {
+		i++;
+	}
+	atomic_fetch_add(&c->commit_buckets[i], 1);
+	atomic_fetch_add(&c->commit_count, 1);
+	atomic_fetch_add(&c->commit_us_sum, (uint64_t)(us < 0 ? 0 : us));
+}
+
+/* True when a failed connect's reason says the TLS layer refused it. */
+static inline bool bridge_reason_is_tls(const char *reason)
+{
+	return strstr(reason, "OpenSSL") || strstr(reason, "SSL routines") ||
+	       strstr(reason, "TLS") || strstr(reason, "certificate");
+}
 
 typedef struct bridge {
 	const bconf_t *cfg; /* startup configuration, read-only; owned by main */
@@ -57,6 +111,8 @@ typedef struct bridge {
 
 	pthread_mutex_t connect_mu; /* see bridge_connect */
 	atomic_bool tls_ready;
+
+	secrets_t secrets; /* TLS contexts, loaded before any privilege drop */
 
 	bridge_counters_t ctr;
 } bridge_t;

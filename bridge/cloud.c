@@ -204,6 +204,9 @@ static const char *tls_hint(const char *reason)
 static void cloud_connect_failed(cloud_t *c, const char *reason)
 {
 	atomic_fetch_add(&c->b->ctr.cloud_failures, 1);
+	if(bridge_reason_is_tls(reason)) {
+		atomic_fetch_add(&c->b->ctr.cloud_tls_failures, 1);
+	}
 	c->failures_since_up++;
 	if(strcmp(reason, c->logged_reason) != 0) {
 		blog(BLOG_WARN, "cloud.connect_failed",
@@ -238,23 +241,14 @@ static void cloud_connect(cloud_t *c)
 	mosquitto_publish_v5_callback_set(c->mosq, on_publish);
 	mosquitto_message_v5_callback_set(c->mosq, on_message);
 	mosquitto_log_callback_set(c->mosq, on_log);
-	rc = mosquitto_tls_set(c->mosq, cfg->cloud_cafile, NULL, cfg->cloud_certfile,
-	                       cfg->cloud_keyfile, NULL);
-	if(!rc && cfg->cloud_use_system_trust) {
-		rc = mosquitto_int_option(c->mosq, MOSQ_OPT_TLS_USE_OS_CERTS, 1);
-	}
+	/* CA (and system trust), certificate, key, minimum TLS version, ALPN and
+	 * the host name check were loaded once at start (secrets.c), before any
+	 * privilege drop.  Host name verification is always on; the only way
+	 * around it is the test-only environment variable, logged at every
+	 * connect. */
+	rc = mosquitto_void_option(c->mosq, MOSQ_OPT_SSL_CTX, c->b->secrets.cloud_tls);
 	if(!rc) {
-		rc = mosquitto_tls_opts_set(c->mosq, 1, cfg->cloud_tls_version == 13 ? "tlsv1.3"
-		                                                                     : "tlsv1.2",
-		                            NULL);
-	}
-	if(!rc) {
-		/* Host name verification is always on; the only way around it is the
-		 * test-only environment variable, logged at every connect. */
-		rc = mosquitto_tls_insecure_set(c->mosq, c->b->insecure_hostname);
-	}
-	if(!rc && cfg->cloud_alpn) {
-		rc = mosquitto_string_option(c->mosq, MOSQ_OPT_TLS_ALPN, cfg->cloud_alpn);
+		rc = mosquitto_int_option(c->mosq, MOSQ_OPT_SSL_CTX_WITH_DEFAULTS, 0);
 	}
 	if(!rc && cfg->cloud_username) {
 		rc = mosquitto_username_pw_set(c->mosq, cfg->cloud_username, NULL);

@@ -24,6 +24,8 @@
 #include "blog.h"
 #include "bridge.h"
 #include "sign.h"
+#include "http.h"
+#include "priv.h"
 #include "topic.h"
 
 int64_t bridge_wall_ms(void)
@@ -228,6 +230,32 @@ int main(int argc, char **argv)
 		     "both brokers; this is for tests only and must never be set in production\"");
 	}
 
+	/* Privileged phase: read every secret and bind the HTTP port, then drop
+	 * root (priv.h).  Nothing here reads network input. */
+	priv_t priv;
+	http_t *http = NULL;
+	if(priv_prepare(&cfg, &priv, err, sizeof(err)) ||
+	   secrets_load(&b.secrets, &cfg, b.insecure_hostname, err, sizeof(err)) ||
+	   (cfg.http_port && http_create(&b, &http, err, sizeof(err))) ||
+	   priv_drop(&priv, err, sizeof(err))) {
+		blog(BLOG_ERROR, "bridge.start_failed", "reason=\"%s\"", err);
+		fprintf(stderr, "plantgate-bridge: %s\n", err);
+		http_stop(http);
+		secrets_free(&b.secrets);
+		bconf_free(&cfg);
+		return 1;
+	}
+	if(priv.drop) {
+		blog(BLOG_INFO, "bridge.privileges_dropped",
+		     "user=%s uid=%u gid=%u no_new_privs=1 note=\"keys and configuration were read as "
+		     "root; root cannot be regained\"",
+		     priv.user, (unsigned)priv.uid, (unsigned)priv.gid);
+	} else if(priv.stay_root) {
+		blog(BLOG_WARN, "bridge.running_as_root",
+		     "reason=\"user root with allow_root yes\" note=\"a flaw in the bridge would give "
+		     "root to whoever exploits it; prefer an unprivileged user\"");
+	}
+
 	queue_limits_t lim = {.max_bytes = cfg.queue_max_bytes,
 	                      .max_messages = cfg.queue_max_messages,
 	                      .when_full = cfg.queue_when_full == BCONF_FULL_DROP_OLDEST
@@ -238,6 +266,14 @@ int main(int argc, char **argv)
 		blog(BLOG_ERROR, "queue.open_failed", "reason=\"%s\" detail=\"%s\"", queue_strerror(qrc),
 		     err);
 		fprintf(stderr, "plantgate-bridge: %s\n", err);
+		if(priv.drop) {
+			fprintf(stderr,
+			        "plantgate-bridge: running as user %s: the queue's directory must be "
+			        "writable by it (chown %s: DIR)\n",
+			        priv.user, priv.user);
+		}
+		http_stop(http);
+		secrets_free(&b.secrets);
 		bconf_free(&cfg);
 		return 1;
 	}
@@ -269,6 +305,9 @@ int main(int argc, char **argv)
 		blog(BLOG_ERROR, "bridge.thread_failed", NULL);
 		return 1;
 	}
+	if(http && http_start(http)) {
+		blog(BLOG_ERROR, "http.thread_failed", "note=\"relaying without the status page\"");
+	}
 	while(!atomic_load(&b.stop)) {
 		struct timespec ts = {.tv_sec = 0, .tv_nsec = 200 * 1000000L};
 		int sig = sigtimedwait(&set, NULL, &ts);
@@ -284,6 +323,7 @@ int main(int argc, char **argv)
 	}
 	pthread_join(tp, NULL);
 	pthread_join(tc, NULL);
+	http_stop(http);
 	queue_get_stats(b.queue, &st);
 	blog(BLOG_INFO, "bridge.stopped",
 	     "received=%llu queued=%llu acked=%llu backlog=%lld dropped_oldest=%llu expired=%llu",
@@ -300,6 +340,7 @@ int main(int argc, char **argv)
 	close(b.wake[0]);
 	close(b.wake[1]);
 	mosquitto_lib_cleanup();
+	secrets_free(&b.secrets);
 	bool fatal = atomic_load(&b.fatal);
 	envelope_key_free(sign_key);
 	bconf_free(&cfg);

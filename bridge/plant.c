@@ -263,6 +263,9 @@ static void plant_drop(plant_t *p, const char *reason)
 static void plant_connect_failed(plant_t *p, const char *reason)
 {
 	atomic_fetch_add(&p->b->ctr.plant_failures, 1);
+	if(bridge_reason_is_tls(reason)) {
+		atomic_fetch_add(&p->b->ctr.plant_tls_failures, 1);
+	}
 	p->failures_since_up++;
 	/* Log a failure once per distinct reason, not once per attempt. */
 	if(strcmp(reason, p->logged_reason) != 0) {
@@ -295,13 +298,11 @@ static void plant_connect(plant_t *p)
 	mosquitto_disconnect_v5_callback_set(p->mosq, on_disconnect);
 	mosquitto_message_v5_callback_set(p->mosq, on_message);
 	mosquitto_log_callback_set(p->mosq, on_log);
-	rc = mosquitto_tls_set(p->mosq, c->plant_cafile, NULL, c->plant_certfile, c->plant_keyfile,
-	                       NULL);
+	/* CA, certificate, key, TLS 1.2 minimum and the host name check were
+	 * loaded once at start (secrets.c), before any privilege drop. */
+	rc = mosquitto_void_option(p->mosq, MOSQ_OPT_SSL_CTX, p->b->secrets.plant_tls);
 	if(!rc) {
-		rc = mosquitto_tls_opts_set(p->mosq, 1, "tlsv1.2", NULL);
-	}
-	if(!rc) {
-		rc = mosquitto_tls_insecure_set(p->mosq, p->b->insecure_hostname);
+		rc = mosquitto_int_option(p->mosq, MOSQ_OPT_SSL_CTX_WITH_DEFAULTS, 0);
 	}
 	if(rc) {
 		snprintf(reason, sizeof(reason), "TLS setup: %s (check plant_cafile, plant_certfile, "
@@ -374,7 +375,9 @@ static int plant_commit(plant_t *p)
 	}
 	char err[256] = "";
 	int64_t dropped = 0;
+	int64_t t0 = bridge_mono_us();
 	queue_rc_t qrc = queue_push(b->queue, bt->msgs, bt->n, &dropped, err, sizeof(err));
+	bridge_commit_observe(&b->ctr, bridge_mono_us() - t0);
 	if(qrc != QUEUE_OK) {
 		atomic_store(&b->ctr.ingest_blocked, true);
 		if(!p->ingest_down) {

@@ -45,6 +45,13 @@ def bridge_conf(world, rules, extra="", cloud_port=None, cloud_host="127.0.0.1",
         "drain_rate 0",
         "drain_inflight 50",
     ]
+    if "http_listen" not in extra:
+        # Tests run in parallel: never the default port.
+        lines.append("http_listen 127.0.0.1:%d" % h.free_port())
+    if os.geteuid() == 0 and "\nuser " not in "\n" + extra:
+        # As root the bridge drops to `user` (default plantgate) after loading its
+        # keys; the test's temp dirs are root's, so tests keep root, as for mosquitto.
+        lines += ["user root", "allow_root yes"]
     lines += ["forward " + r for r in rules]
     return "\n".join(lines) + "\n" + extra
 

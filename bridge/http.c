@@ -1,0 +1,912 @@
+/*
+ * http.c — the operator HTTP endpoints of plantgate-bridge (see http.h):
+ * /healthz, /metrics (Prometheus text 0.0.4, written here: libwebsockets has
+ * no metrics API), the status page / (bridge/status.html, embedded at build
+ * time) and its WebSocket /ws.
+ *
+ * Everything here runs on the HTTP thread, inside lws_service(): the
+ * one-second sampler (an lws timer), the ring buffer of the last ten minutes,
+ * and every response.  Nothing is shared with the plant and cloud threads
+ * but the atomic counters in bridge_t and the internally locked queue.
+ *
+ * Responses are built whole in memory (the largest, the WebSocket history, is
+ * about 40 KB) and written in chunks as the socket accepts them.  At most one
+ * log line per non-200 response, at most HTTP_LOG_BURST per 10 s, and never
+ * the query string (it could carry a secret).
+ */
+#include "http.h"
+
+#include <errno.h>
+#include <libwebsockets.h>
+#include <mosquitto.h>
+#include <openssl/crypto.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blog.h"
+#include "util.h"
+
+#ifndef PG_VERSION
+#define PG_VERSION "0.1.0"
+#endif
+
+#define HTTP_HISTORY 600    /* samples kept: ten minutes at one per second */
+#define HTTP_MAX_WS 32      /* concurrent status pages */
+#define HTTP_CHUNK 4096     /* bytes written per writable callback */
+#define HTTP_LOG_BURST 10   /* non-200 lines per HTTP_LOG_WINDOW */
+#define HTTP_LOG_WINDOW_MS 10000
+#define HTTP_BYTES_WARN_PCT 80
+
+/* bridge/status.html, embedded by bridge/embed.cmake */
+extern const unsigned char http_status_html[];
+extern const size_t http_status_html_len;
+
+enum { HTTP_PLANT = 0, HTTP_CLOUD = 1 };
+
+typedef struct http_sample {
+	int64_t t_ms;      /* wall clock */
+	double in_rate;    /* messages/s committed to the queue */
+	double out_rate;   /* messages/s acknowledged by the cloud */
+	int64_t depth;     /* messages queued */
+	int64_t oldest_s;  /* age of the oldest queued message */
+	int state[2];      /* enum link_state */
+} http_sample_t;
+
+/* One consistent-enough reading of everything (each value read atomically). */
+typedef struct http_snap {
+	uint64_t received, queued, unmatched, rejected, acked, refused, dropped_oldest, expired,
+	    ignored;
+	uint64_t connects[2], failures[2], tls_failures[2];
+	int state[2];
+	bool blocked;
+	queue_stats_t q;
+	int64_t now_ms;
+	int64_t oldest_age_ms;
+	int64_t down_ms[2]; /* how long the link has not been up; 0 when up */
+} http_snap_t;
+
+/* A growing text buffer with LWS_PRE bytes of headroom (for lws_write). */
+typedef struct http_buf {
+	char *mem; /* LWS_PRE + cap + 1 */
+	size_t len, cap;
+	bool oom;
+} http_buf_t;
+
+struct http {
+	bridge_t *b;
+	struct lws_context *ctx;
+	pthread_t thread;
+	bool started;
+	atomic_bool stop;
+	lws_sorted_usec_list_t sul;       /* the one-second sampler */
+	lws_sorted_usec_list_t sul_links; /* link up/down tracking, every 100 ms */
+
+	http_sample_t hist[HTTP_HISTORY];
+	size_t hist_n, hist_head; /* head: where the next sample goes */
+	uint64_t last_queued, last_acked;
+	int64_t last_sample_mono;
+	uint64_t seq;       /* samples taken */
+	http_buf_t live;    /* the latest sample as JSON, for the WebSockets */
+	int64_t up_since_mono[2], down_since_mono[2];
+	int64_t start_ms;
+	int ws_clients;
+
+	int64_t log_window_start;
+	unsigned log_in_window, log_suppressed;
+};
+
+/* Per connection: an HTTP response being written, or a WebSocket. */
+typedef struct http_pss {
+	http_buf_t body;
+	size_t off;
+	bool is_ws;
+	bool need_history;
+	uint64_t sent_seq;
+} http_pss_t;
+
+/* ---------------------------------------------------------------- buffers */
+
+static void http_buf_free(http_buf_t *sb)
+{
+	free(sb->mem);
+	memset(sb, 0, sizeof(*sb));
+}
+
+static char *http_buf_data(http_buf_t *sb)
+{
+	return sb->mem ? sb->mem + LWS_PRE : NULL;
+}
+
+static bool http_buf_reserve(http_buf_t *sb, size_t more)
+{
+	if(sb->oom) {
+		return false;
+	}
+	if(sb->mem && sb->len + more <= sb->cap) {
+		return true;
+	}
+	size_t ncap = sb->cap ? sb->cap : 1024;
+	while(ncap < sb->len + more) {
+		ncap *= 2;
+	}
+	char *n = realloc(sb->mem, LWS_PRE + ncap + 1);
+	if(!n) {
+		sb->oom = true;
+		return false;
+	}
+	sb->mem = n;
+	sb->cap = ncap;
+	return true;
+}
+
+static void http_buf_printf(http_buf_t *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void http_buf_printf(http_buf_t *sb, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if(n < 0 || !http_buf_reserve(sb, (size_t)n + 1)) {
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(sb->mem + LWS_PRE + sb->len, sb->cap - sb->len + 1, fmt, ap);
+	va_end(ap);
+	sb->len += (size_t)n;
+}
+
+static void http_buf_put(http_buf_t *sb, const void *data, size_t n)
+{
+	if(!http_buf_reserve(sb, n + 1)) {
+		return;
+	}
+	memcpy(sb->mem + LWS_PRE + sb->len, data, n);
+	sb->len += n;
+	sb->mem[LWS_PRE + sb->len] = '\0';
+}
+
+/* A JSON string (quoted, escaped). */
+static void http_buf_json_str(http_buf_t *sb, const char *s)
+{
+	http_buf_put(sb, "\"", 1);
+	for(; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if(ch == '"' || ch == '\\') {
+			http_buf_printf(sb, "\\%c", ch);
+		} else if(ch < 0x20) {
+			http_buf_printf(sb, "\\u%04x", ch);
+		} else {
+			http_buf_put(sb, s, 1);
+		}
+	}
+	http_buf_put(sb, "\"", 1);
+}
+
+/* ------------------------------------------------------------- the state */
+
+static const char *http_state_name(int s)
+{
+	return s == LINK_UP ? "up" : s == LINK_CONNECTING ? "connecting" : "down";
+}
+
+/* Follow the links' up/down transitions (polled every 100 ms). */
+static void http_track_links(http_t *h, const int state[2], int64_t mono)
+{
+	for(int i = 0; i < 2; i++) {
+		if(state[i] == LINK_UP) {
+			if(!h->up_since_mono[i]) {
+				h->up_since_mono[i] = mono;
+			}
+			h->down_since_mono[i] = 0;
+		} else {
+			if(!h->down_since_mono[i]) {
+				h->down_since_mono[i] = mono;
+			}
+			h->up_since_mono[i] = 0;
+		}
+	}
+}
+
+static void http_snapshot(http_t *h, http_snap_t *s)
+{
+	bridge_counters_t *c = &h->b->ctr;
+	memset(s, 0, sizeof(*s));
+	s->received = atomic_load(&c->in_received);
+	s->queued = atomic_load(&c->in_queued);
+	s->unmatched = atomic_load(&c->in_unmatched);
+	s->rejected = atomic_load(&c->in_rejected);
+	s->acked = atomic_load(&c->out_acked);
+	s->refused = atomic_load(&c->out_refused);
+	s->dropped_oldest = atomic_load(&c->dropped_oldest);
+	s->expired = atomic_load(&c->expired);
+	s->ignored = atomic_load(&c->cloud_ignored);
+	s->connects[HTTP_PLANT] = atomic_load(&c->plant_connects);
+	s->connects[HTTP_CLOUD] = atomic_load(&c->cloud_connects);
+	s->failures[HTTP_PLANT] = atomic_load(&c->plant_failures);
+	s->failures[HTTP_CLOUD] = atomic_load(&c->cloud_failures);
+	s->tls_failures[HTTP_PLANT] = atomic_load(&c->plant_tls_failures);
+	s->tls_failures[HTTP_CLOUD] = atomic_load(&c->cloud_tls_failures);
+	s->state[HTTP_PLANT] = atomic_load(&c->plant_state);
+	s->state[HTTP_CLOUD] = atomic_load(&c->cloud_state);
+	s->blocked = atomic_load(&c->ingest_blocked);
+	queue_get_stats(h->b->queue, &s->q);
+	s->now_ms = bridge_wall_ms();
+	s->oldest_age_ms = s->q.oldest_rx_ms && s->now_ms > s->q.oldest_rx_ms
+	                       ? s->now_ms - s->q.oldest_rx_ms
+	                       : 0;
+	int64_t mono = bridge_mono_ms();
+	http_track_links(h, s->state, mono);
+	for(int i = 0; i < 2; i++) {
+		s->down_ms[i] = h->down_since_mono[i] ? mono - h->down_since_mono[i] : 0;
+	}
+}
+
+/* Why the bridge is not healthy, as one line; "" when it is. */
+static void http_health_reason(const http_t *h, const http_snap_t *s, char *out, size_t outlen)
+{
+	const bconf_t *cfg = h->b->cfg;
+	static const char *const names[2] = {"plant", "cloud"};
+	size_t used = 0;
+	out[0] = '\0';
+#define HTTP_REASON(...)                                                                         \
+	do {                                                                                       \
+		if(used < outlen) {                                                                  \
+			int n_ = snprintf(out + used, outlen - used, "%s", used ? "; " : "");           \
+			used += n_ > 0 ? (size_t)n_ : 0;                                                 \
+		}                                                                                    \
+		if(used < outlen) {                                                                  \
+			int n_ = snprintf(out + used, outlen - used, __VA_ARGS__);                       \
+			used += n_ > 0 ? (size_t)n_ : 0;                                                 \
+		}                                                                                    \
+	} while(0)
+	for(int i = 0; i < 2; i++) {
+		if(s->state[i] != LINK_UP) {
+			HTTP_REASON("%s link %s for %lld s", names[i],
+			            s->state[i] == LINK_CONNECTING ? "connecting" : "down",
+			            (long long)(s->down_ms[i] / 1000));
+		}
+	}
+	bool queue_bad = false;
+	if(s->q.messages >= cfg->queue_warn_messages) {
+		HTTP_REASON("queue at or above its warning level of %lld messages",
+		            (long long)cfg->queue_warn_messages);
+		queue_bad = true;
+	}
+	if(s->oldest_age_ms >= cfg->queue_warn_age_ms) {
+		HTTP_REASON("oldest queued message older than %lld s",
+		            (long long)(cfg->queue_warn_age_ms / 1000));
+		queue_bad = true;
+	}
+	if(s->q.bytes >= cfg->queue_max_bytes / 100 * HTTP_BYTES_WARN_PCT) {
+		HTTP_REASON("queue holds %llu bytes, %d%% of queue_max_bytes",
+		            (unsigned long long)s->q.bytes, HTTP_BYTES_WARN_PCT);
+		queue_bad = true;
+	}
+	if(s->blocked) {
+		HTTP_REASON("not accepting messages from the plant (queue full or its disk low or "
+		            "failing)");
+	}
+	if(used && (queue_bad || s->q.messages > 0)) {
+		HTTP_REASON("%lld messages queued, oldest %lld s", (long long)s->q.messages,
+		            (long long)(s->oldest_age_ms / 1000));
+	}
+#undef HTTP_REASON
+}
+
+/* Take a sample into the ring buffer and rebuild the live JSON. */
+static void http_build_sample_json(http_t *h, const http_snap_t *s, const http_sample_t *smp,
+                                   http_buf_t *out);
+
+static void http_sample(http_t *h)
+{
+	http_snap_t s;
+	http_snapshot(h, &s);
+	int64_t mono = bridge_mono_ms();
+	double dt = h->last_sample_mono ? (double)(mono - h->last_sample_mono) / 1000.0 : 0;
+	http_sample_t *smp = &h->hist[h->hist_head];
+	smp->t_ms = s.now_ms;
+	smp->in_rate = dt > 0 ? (double)(s.queued - h->last_queued) / dt : 0;
+	smp->out_rate = dt > 0 ? (double)(s.acked - h->last_acked) / dt : 0;
+	smp->depth = s.q.messages;
+	smp->oldest_s = s.oldest_age_ms / 1000;
+	smp->state[0] = s.state[0];
+	smp->state[1] = s.state[1];
+	h->last_queued = s.queued;
+	h->last_acked = s.acked;
+	h->last_sample_mono = mono;
+	h->hist_head = (h->hist_head + 1) % HTTP_HISTORY;
+	if(h->hist_n < HTTP_HISTORY) {
+		h->hist_n++;
+	}
+	h->seq++;
+	h->live.len = 0;
+	http_build_sample_json(h, &s, smp, &h->live);
+}
+
+/* --------------------------------------------------------------- bodies */
+
+static void http_build_sample_json(http_t *h, const http_snap_t *s, const http_sample_t *smp,
+                                   http_buf_t *out)
+{
+	char reason[1024];
+	http_health_reason(h, s, reason, sizeof(reason));
+	http_buf_printf(out,
+	                "{\"type\":\"sample\",\"t\":%lld,\"plant\":\"%s\",\"cloud\":\"%s\","
+	                "\"plant_for\":%lld,\"cloud_for\":%lld,\"in_rate\":%.1f,\"out_rate\":%.1f,"
+	                "\"depth\":%lld,\"bytes\":%llu,\"oldest\":%lld,\"received\":%llu,"
+	                "\"queued\":%llu,\"delivered\":%llu,\"dropped\":%llu,\"blocked\":%s,"
+	                "\"healthy\":%s,\"reason\":",
+	                (long long)smp->t_ms, http_state_name(s->state[0]),
+	                http_state_name(s->state[1]),
+	                (long long)((s->state[0] == LINK_UP
+	                                 ? bridge_mono_ms() - h->up_since_mono[0]
+	                                 : s->down_ms[0]) /
+	                            1000),
+	                (long long)((s->state[1] == LINK_UP
+	                                 ? bridge_mono_ms() - h->up_since_mono[1]
+	                                 : s->down_ms[1]) /
+	                            1000),
+	                smp->in_rate, smp->out_rate, (long long)s->q.messages,
+	                (unsigned long long)s->q.bytes, (long long)(s->oldest_age_ms / 1000),
+	                (unsigned long long)s->received, (unsigned long long)s->queued,
+	                (unsigned long long)s->acked,
+	                (unsigned long long)(s->unmatched + s->rejected + s->refused +
+	                                     s->dropped_oldest + s->expired),
+	                s->blocked ? "true" : "false", reason[0] ? "false" : "true");
+	http_buf_json_str(out, reason);
+	http_buf_printf(out, ",\"version\":\"%s\",\"queue_warn\":%lld}", PG_VERSION,
+	                (long long)h->b->cfg->queue_warn_messages);
+}
+
+/* All samples, oldest first, as arrays: [t, in, out, depth, oldest]. */
+static void http_build_history(const http_t *h, http_buf_t *out)
+{
+	http_buf_printf(out, "{\"type\":\"history\",\"interval\":1,\"samples\":[");
+	size_t start = (h->hist_head + HTTP_HISTORY - h->hist_n) % HTTP_HISTORY;
+	for(size_t i = 0; i < h->hist_n; i++) {
+		const http_sample_t *s = &h->hist[(start + i) % HTTP_HISTORY];
+		http_buf_printf(out, "%s[%lld,%.1f,%.1f,%lld,%lld]", i ? "," : "", (long long)s->t_ms,
+		                s->in_rate, s->out_rate, (long long)s->depth, (long long)s->oldest_s);
+	}
+	http_buf_printf(out, "]}");
+}
+
+/* A Prometheus label value: \, " and newline escaped. */
+static void http_label_value(const char *in, char *out, size_t outlen)
+{
+	size_t o = 0;
+	for(; *in && o + 3 < outlen; in++) {
+		if(*in == '\\' || *in == '"') {
+			out[o++] = '\\';
+			out[o++] = *in;
+		} else if(*in == '\n') {
+			out[o++] = '\\';
+			out[o++] = 'n';
+		} else {
+			out[o++] = *in;
+		}
+	}
+	out[o] = '\0';
+}
+
+static void http_metric_head(http_buf_t *m, const char *name, const char *type, const char *help)
+{
+	http_buf_printf(m, "# HELP plantgate_bridge_%s %s\n# TYPE plantgate_bridge_%s %s\n", name,
+	                help, name, type);
+}
+
+static void http_build_metrics(http_t *h, http_buf_t *m)
+{
+	http_snap_t s;
+	http_snapshot(h, &s);
+	const bconf_t *cfg = h->b->cfg;
+	static const char *const link[2] = {"plant", "cloud"};
+	char lws_v[64], ossl_v[64], sqlite_v[64];
+	int maj = 0, min = 0, rev = 0;
+	mosquitto_lib_version(&maj, &min, &rev);
+	http_label_value(lws_get_library_version(), lws_v, sizeof(lws_v));
+	http_label_value(OpenSSL_version(OPENSSL_VERSION_STRING), ossl_v, sizeof(ossl_v));
+	http_label_value(sqlite3_libversion(), sqlite_v, sizeof(sqlite_v));
+
+	http_metric_head(m, "build_info", "gauge",
+	                 "Always 1; the labels name the bridge version and the libraries in use.");
+	http_buf_printf(m,
+	                "plantgate_bridge_build_info{version=\"%s\",libmosquitto=\"%d.%d.%d\","
+	                "libwebsockets=\"%s\",openssl=\"%s\",sqlite=\"%s\"} 1\n",
+	                PG_VERSION, maj, min, rev, lws_v, ossl_v, sqlite_v);
+	http_metric_head(m, "start_time_seconds", "gauge", "When the bridge started (Unix time).");
+	http_buf_printf(m, "plantgate_bridge_start_time_seconds %lld\n",
+	                (long long)(h->start_ms / 1000));
+
+	http_metric_head(m, "messages_received_total", "counter",
+	                 "Messages received from the plant broker (before the forward rules).");
+	http_buf_printf(m, "plantgate_bridge_messages_received_total %llu\n",
+	                (unsigned long long)s.received);
+	http_metric_head(m, "messages_queued_total", "counter",
+	                 "Messages committed to the durable queue (and so acknowledged to the "
+	                 "plant broker).");
+	http_buf_printf(m, "plantgate_bridge_messages_queued_total %llu\n",
+	                (unsigned long long)s.queued);
+	http_metric_head(m, "messages_delivered_total", "counter",
+	                 "Messages acknowledged by the cloud and deleted from the queue.");
+	http_buf_printf(m, "plantgate_bridge_messages_delivered_total %llu\n",
+	                (unsigned long long)s.acked);
+	http_metric_head(m, "messages_dropped_total", "counter",
+	                 "Messages not forwarded, by reason: no_rule (no forward rule matched), "
+	                 "rejected (too large or an invalid cloud topic), cloud_refused (the cloud "
+	                 "refused it), drop_oldest (evicted from a full queue), expired (ttl).");
+	http_buf_printf(m,
+	                "plantgate_bridge_messages_dropped_total{reason=\"no_rule\"} %llu\n"
+	                "plantgate_bridge_messages_dropped_total{reason=\"rejected\"} %llu\n"
+	                "plantgate_bridge_messages_dropped_total{reason=\"cloud_refused\"} %llu\n"
+	                "plantgate_bridge_messages_dropped_total{reason=\"drop_oldest\"} %llu\n"
+	                "plantgate_bridge_messages_dropped_total{reason=\"expired\"} %llu\n",
+	                (unsigned long long)s.unmatched, (unsigned long long)s.rejected,
+	                (unsigned long long)s.refused, (unsigned long long)s.dropped_oldest,
+	                (unsigned long long)s.expired);
+	http_metric_head(m, "cloud_messages_ignored_total", "counter",
+	                 "Messages the cloud sent to the bridge; dropped (outbound only).");
+	http_buf_printf(m, "plantgate_bridge_cloud_messages_ignored_total %llu\n",
+	                (unsigned long long)s.ignored);
+
+	http_metric_head(m, "queue_messages", "gauge", "Messages in the durable queue.");
+	http_buf_printf(m, "plantgate_bridge_queue_messages %lld\n", (long long)s.q.messages);
+	http_metric_head(m, "queue_bytes", "gauge",
+	                 "Payload and topic bytes in the durable queue.");
+	http_buf_printf(m, "plantgate_bridge_queue_bytes %llu\n", (unsigned long long)s.q.bytes);
+	http_metric_head(m, "queue_oldest_age_seconds", "gauge",
+	                 "Age of the oldest queued message; 0 when the queue is empty.");
+	http_buf_printf(m, "plantgate_bridge_queue_oldest_age_seconds %.3f\n",
+	                (double)s.oldest_age_ms / 1000.0);
+	http_metric_head(m, "queue_max_messages", "gauge", "queue_max_messages.");
+	http_buf_printf(m, "plantgate_bridge_queue_max_messages %lld\n",
+	                (long long)cfg->queue_max_messages);
+	http_metric_head(m, "queue_max_bytes", "gauge", "queue_max_bytes.");
+	http_buf_printf(m, "plantgate_bridge_queue_max_bytes %llu\n",
+	                (unsigned long long)cfg->queue_max_bytes);
+	http_metric_head(m, "queue_warn_messages", "gauge",
+	                 "queue_warn_messages: /healthz fails at this backlog.");
+	http_buf_printf(m, "plantgate_bridge_queue_warn_messages %lld\n",
+	                (long long)cfg->queue_warn_messages);
+	http_metric_head(m, "ingest_blocked", "gauge",
+	                 "1 while the bridge does not read from the plant broker (queue full, disk "
+	                 "low or a failed write); the plant broker holds the messages.");
+	http_buf_printf(m, "plantgate_bridge_ingest_blocked %d\n", s.blocked ? 1 : 0);
+
+	http_metric_head(m, "link_up", "gauge", "1 when the link is connected, else 0.");
+	for(int i = 0; i < 2; i++) {
+		http_buf_printf(m, "plantgate_bridge_link_up{link=\"%s\"} %d\n", link[i],
+		                s.state[i] == LINK_UP);
+	}
+	http_metric_head(m, "link_state", "gauge", "0 down, 1 connecting, 2 up.");
+	for(int i = 0; i < 2; i++) {
+		http_buf_printf(m, "plantgate_bridge_link_state{link=\"%s\"} %d\n", link[i],
+		                s.state[i]);
+	}
+	http_metric_head(m, "link_down_seconds", "gauge",
+	                 "How long the link has not been up (to the second); 0 when up.");
+	for(int i = 0; i < 2; i++) {
+		http_buf_printf(m, "plantgate_bridge_link_down_seconds{link=\"%s\"} %lld\n", link[i],
+		                (long long)(s.down_ms[i] / 1000));
+	}
+	http_metric_head(m, "connects_total", "counter", "Successful connects of the link.");
+	for(int i = 0; i < 2; i++) {
+		http_buf_printf(m, "plantgate_bridge_connects_total{link=\"%s\"} %llu\n", link[i],
+		                (unsigned long long)s.connects[i]);
+	}
+	http_metric_head(m, "reconnects_total", "counter",
+	                 "Successful connects after the first one (connects_total - 1).");
+	for(int i = 0; i < 2; i++) {
+		http_buf_printf(m, "plantgate_bridge_reconnects_total{link=\"%s\"} %llu\n", link[i],
+		                (unsigned long long)(s.connects[i] ? s.connects[i] - 1 : 0));
+	}
+	http_metric_head(m, "connect_failures_total", "counter",
+	                 "Connection attempts that failed, and connections lost before CONNACK.");
+	for(int i = 0; i < 2; i++) {
+		http_buf_printf(m, "plantgate_bridge_connect_failures_total{link=\"%s\"} %llu\n",
+		                link[i], (unsigned long long)s.failures[i]);
+	}
+	http_metric_head(m, "tls_handshake_failures_total", "counter",
+	                 "Connection attempts refused in TLS (certificate, name, version).");
+	for(int i = 0; i < 2; i++) {
+		http_buf_printf(m, "plantgate_bridge_tls_handshake_failures_total{link=\"%s\"} %llu\n",
+		                link[i], (unsigned long long)s.tls_failures[i]);
+	}
+
+	bridge_counters_t *c = &h->b->ctr;
+	http_metric_head(m, "commit_duration_seconds", "histogram",
+	                 "Time to commit one batch of plant messages to the queue (SQLite "
+	                 "transaction with fsync), before their acknowledgements may leave.");
+	uint64_t cum = 0;
+	for(int i = 0; i < BRIDGE_COMMIT_BUCKETS; i++) {
+		cum += atomic_load(&c->commit_buckets[i]);
+		if(i == BRIDGE_COMMIT_BUCKETS - 1) {
+			http_buf_printf(m, "plantgate_bridge_commit_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+			                (unsigned long long)cum);
+		} else {
+			http_buf_printf(m,
+			                "plantgate_bridge_commit_duration_seconds_bucket{le=\"%g\"} %llu\n",
+			                (double)bridge_commit_bound_us(i) / 1e6, (unsigned long long)cum);
+		}
+	}
+	/* count read after the buckets: a commit landing in between makes count
+	 * at most larger, never smaller than +Inf by more than in-flight ones */
+	http_buf_printf(m, "plantgate_bridge_commit_duration_seconds_sum %.6f\n",
+	                (double)atomic_load(&c->commit_us_sum) / 1e6);
+	http_buf_printf(m, "plantgate_bridge_commit_duration_seconds_count %llu\n",
+	                (unsigned long long)cum);
+
+	char reason[1024];
+	http_health_reason(h, &s, reason, sizeof(reason));
+	http_metric_head(m, "healthy", "gauge", "1 when /healthz answers 200, else 0.");
+	http_buf_printf(m, "plantgate_bridge_healthy %d\n", reason[0] ? 0 : 1);
+}
+
+/* ------------------------------------------------------------ responses */
+
+static void http_log_status(http_t *h, struct lws *wsi, int status, const char *path)
+{
+	int64_t now = bridge_mono_ms();
+	if(now - h->log_window_start >= HTTP_LOG_WINDOW_MS) {
+		if(h->log_suppressed) {
+			blog(BLOG_INFO, "http.responses_suppressed", "count=%u window_s=%d",
+			     h->log_suppressed, HTTP_LOG_WINDOW_MS / 1000);
+		}
+		h->log_window_start = now;
+		h->log_in_window = 0;
+		h->log_suppressed = 0;
+	}
+	if(h->log_in_window >= HTTP_LOG_BURST) {
+		h->log_suppressed++;
+		return;
+	}
+	h->log_in_window++;
+	char peer[64] = "", q[300];
+	lws_get_peer_simple(wsi, peer, sizeof(peer));
+	blog(status >= 500 ? BLOG_INFO : BLOG_INFO, "http.response", "status=%d path=%s peer=%s",
+	     status, blog_quote(path, q, sizeof(q)), peer[0] ? peer : "unknown");
+}
+
+static int http_add_header(struct lws *wsi, const char *name, const char *value, unsigned char **p,
+                           unsigned char *end)
+{
+	return lws_add_http_header_by_name(wsi, (const unsigned char *)name,
+	                                   (const unsigned char *)value, (int)strlen(value), p, end);
+}
+
+/* Send the headers and queue body (taken over by pss) for writing. */
+static int http_respond(http_t *h, struct lws *wsi, http_pss_t *pss, int status,
+                        const char *ctype, http_buf_t *body, const char *path)
+{
+	unsigned char hdr[LWS_PRE + 2048], *start = hdr + LWS_PRE, *p = start,
+	                                   *end = hdr + sizeof(hdr) - 1;
+	if(body->oom) {
+		http_buf_free(body);
+		return -1;
+	}
+	if(status != 200) {
+		http_log_status(h, wsi, status, path);
+	}
+	if(lws_add_http_common_headers(wsi, (unsigned)status, ctype, body->len, &p, end) ||
+	   http_add_header(wsi, "cache-control:", "no-store", &p, end) ||
+	   http_add_header(wsi, "x-content-type-options:", "nosniff", &p, end) ||
+	   http_add_header(wsi, "x-frame-options:", "DENY", &p, end) ||
+	   http_add_header(wsi, "referrer-policy:", "no-referrer", &p, end) ||
+	   http_add_header(wsi, "content-security-policy:",
+	                   "default-src 'none'; script-src 'unsafe-inline'; style-src "
+	                   "'unsafe-inline'; connect-src 'self'; img-src data:; base-uri 'none'; "
+	                   "form-action 'none'; frame-ancestors 'none'",
+	                   &p, end) ||
+	   lws_finalize_write_http_header(wsi, start, &p, end)) {
+		http_buf_free(body);
+		return -1;
+	}
+	http_buf_free(&pss->body);
+	pss->body = *body;
+	memset(body, 0, sizeof(*body));
+	pss->off = 0;
+	lws_callback_on_writable(wsi);
+	return 0;
+}
+
+static int http_respond_text(http_t *h, struct lws *wsi, http_pss_t *pss, int status,
+                             const char *text, const char *path)
+{
+	http_buf_t b = {0};
+	http_buf_printf(&b, "%s\n", text);
+	return http_respond(h, wsi, pss, status, "text/plain; charset=utf-8", &b, path);
+}
+
+static int http_on_request(http_t *h, struct lws *wsi, http_pss_t *pss, const char *path)
+{
+	if(lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0) {
+		return http_respond_text(h, wsi, pss, 405, "only GET is served", path);
+	}
+	http_buf_t b = {0};
+	if(strcmp(path, "/healthz") == 0) {
+		http_snap_t s;
+		char reason[1024];
+		http_snapshot(h, &s);
+		http_health_reason(h, &s, reason, sizeof(reason));
+		return http_respond_text(h, wsi, pss, reason[0] ? 503 : 200, reason[0] ? reason : "ok",
+		                         path);
+	}
+	if(strcmp(path, "/metrics") == 0) {
+		http_build_metrics(h, &b);
+		return http_respond(h, wsi, pss, 200, "text/plain; version=0.0.4; charset=utf-8", &b,
+		                    path);
+	}
+	if(strcmp(path, "/") == 0 || strcmp(path, "/index.html") == 0) {
+		http_buf_put(&b, http_status_html, http_status_html_len);
+		return http_respond(h, wsi, pss, 200, "text/html; charset=utf-8", &b, path);
+	}
+	return http_respond_text(h, wsi, pss, 404,
+	                         "not found: this bridge serves /, /healthz, /metrics and /ws", path);
+}
+
+/* Write the next chunk of the pending response. */
+static int http_write_body(struct lws *wsi, http_pss_t *pss)
+{
+	unsigned char buf[LWS_PRE + HTTP_CHUNK];
+	size_t left = pss->body.len - pss->off;
+	size_t n = left < HTTP_CHUNK ? left : HTTP_CHUNK;
+	bool last = n == left;
+	if(n) {
+		memcpy(buf + LWS_PRE, http_buf_data(&pss->body) + pss->off, n);
+	}
+	if(lws_write(wsi, buf + LWS_PRE, n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) <
+	   (int)n) {
+		return -1;
+	}
+	pss->off += n;
+	if(!last) {
+		lws_callback_on_writable(wsi);
+		return 0;
+	}
+	http_buf_free(&pss->body);
+	pss->off = 0;
+	return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+/* Only same-origin pages may open the WebSocket (or non-browser clients,
+ * which send no Origin). */
+static bool http_ws_allowed(struct lws *wsi)
+{
+	char uri[64], origin[256], host[256], want[300];
+	if(lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, "/ws") != 0) {
+		return false;
+	}
+	if(lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) <= 0) {
+		return true;
+	}
+	if(lws_hdr_copy(wsi, host, sizeof(host), WSI_TOKEN_HOST) <= 0) {
+		return false;
+	}
+	const char *scheme = lws_is_ssl(wsi) ? "https://" : "http://";
+	return util_snprintf(want, sizeof(want), "%s%s", scheme, host) >= 0 &&
+	       strcmp(origin, want) == 0;
+}
+
+static int http_ws_write(struct lws *wsi, http_buf_t *msg)
+{
+	if(msg->oom || !msg->mem) {
+		return -1;
+	}
+	int n = lws_write(wsi, (unsigned char *)http_buf_data(msg), msg->len, LWS_WRITE_TEXT);
+	return n < (int)msg->len ? -1 : 0;
+}
+
+static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                         size_t len)
+{
+	struct lws_context *ctx = lws_get_context(wsi);
+	http_t *h = ctx ? lws_context_user(ctx) : NULL;
+	http_pss_t *pss = user;
+	switch(reason) {
+	case LWS_CALLBACK_HTTP: {
+		char path[256];
+		size_t n = len < sizeof(path) - 1 ? len : sizeof(path) - 1;
+		memcpy(path, in ? in : "", in ? n : 0);
+		path[in ? n : 0] = '\0';
+		return http_on_request(h, wsi, pss, path);
+	}
+	case LWS_CALLBACK_HTTP_WRITEABLE:
+		if(!pss || !pss->body.mem) {
+			return 0;
+		}
+		return http_write_body(wsi, pss);
+	case LWS_CALLBACK_CLOSED_HTTP:
+		if(pss) {
+			http_buf_free(&pss->body);
+		}
+		return 0;
+	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+		if(!http_ws_allowed(wsi)) {
+			http_log_status(h, wsi, 403, "/ws (refused: wrong path or foreign origin)");
+			return 1;
+		}
+		if(h->ws_clients >= HTTP_MAX_WS) {
+			http_log_status(h, wsi, 503, "/ws (refused: too many status pages open)");
+			return 1;
+		}
+		return 0;
+	case LWS_CALLBACK_ESTABLISHED:
+		memset(pss, 0, sizeof(*pss));
+		pss->is_ws = true;
+		pss->need_history = true;
+		h->ws_clients++;
+		lws_callback_on_writable(wsi);
+		return 0;
+	case LWS_CALLBACK_SERVER_WRITEABLE: {
+		if(pss->need_history) {
+			http_buf_t hist = {0};
+			http_build_history(h, &hist);
+			int rc = http_ws_write(wsi, &hist);
+			http_buf_free(&hist);
+			pss->need_history = false;
+			if(rc) {
+				return -1;
+			}
+			lws_callback_on_writable(wsi); /* the live sample next */
+			return 0;
+		}
+		if(h->seq && pss->sent_seq != h->seq) {
+			pss->sent_seq = h->seq;
+			return http_ws_write(wsi, &h->live);
+		}
+		return 0;
+	}
+	case LWS_CALLBACK_RECEIVE:
+		return 0; /* the page sends nothing we need */
+	case LWS_CALLBACK_CLOSED:
+		if(pss && pss->is_ws) {
+			h->ws_clients--;
+			pss->is_ws = false;
+		}
+		return 0;
+	case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+		return 0; /* woken by http_stop: the loop checks h->stop */
+	default:
+		break;
+	}
+	return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+static const struct lws_protocols http_protocols[] = {
+    {"plantgate-status", http_callback, sizeof(http_pss_t), 1024, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0}};
+
+/* ----------------------------------------------------------- the thread */
+
+static void http_on_tick(lws_sorted_usec_list_t *sul)
+{
+	http_t *h = lws_container_of(sul, http_t, sul);
+	http_sample(h);
+	lws_callback_on_writable_all_protocol(h->ctx, &http_protocols[0]);
+	lws_sul_schedule(h->ctx, 0, &h->sul, http_on_tick, LWS_US_PER_SEC);
+}
+
+static void http_on_links_tick(lws_sorted_usec_list_t *sul)
+{
+	http_t *h = lws_container_of(sul, http_t, sul_links);
+	int state[2] = {atomic_load(&h->b->ctr.plant_state), atomic_load(&h->b->ctr.cloud_state)};
+	http_track_links(h, state, bridge_mono_ms());
+	lws_sul_schedule(h->ctx, 0, &h->sul_links, http_on_links_tick, 100 * LWS_US_PER_MS);
+}
+
+static void http_lws_log(int level, const char *line)
+{
+	char q[600];
+	size_t n = strlen(line);
+	char copy[512];
+	util_strlcpy(copy, line, sizeof(copy));
+	if(n && n < sizeof(copy) && copy[n - 1] == '\n') {
+		copy[n - 1] = '\0';
+	}
+	blog(level == LLL_ERR ? BLOG_WARN : BLOG_DEBUG, "http.lws", "msg=%s",
+	     blog_quote(copy, q, sizeof(q)));
+}
+
+static void *http_run(void *arg)
+{
+	http_t *h = arg;
+	http_sample(h);
+	lws_sul_schedule(h->ctx, 0, &h->sul, http_on_tick, LWS_US_PER_SEC);
+	lws_sul_schedule(h->ctx, 0, &h->sul_links, http_on_links_tick, 100 * LWS_US_PER_MS);
+	while(!atomic_load(&h->stop)) {
+		if(lws_service(h->ctx, 0) < 0) {
+			break;
+		}
+	}
+	lws_sul_cancel(&h->sul);
+	lws_sul_cancel(&h->sul_links);
+	OPENSSL_thread_stop();
+	return NULL;
+}
+
+int http_create(bridge_t *b, http_t **out, char *err, size_t errlen)
+{
+	const bconf_t *cfg = b->cfg;
+	*out = NULL;
+	http_t *h = calloc(1, sizeof(*h));
+	if(!h) {
+		util_snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	h->b = b;
+	h->start_ms = bridge_wall_ms();
+	lws_set_log_level(LLL_ERR | LLL_WARN, http_lws_log);
+
+	struct lws_context_creation_info info;
+	memset(&info, 0, sizeof(info));
+	info.port = (int)cfg->http_port;
+	info.iface = cfg->http_host;
+	info.protocols = http_protocols;
+	info.user = h;
+	info.uid = (uid_t)-1;
+	info.gid = (gid_t)-1;
+	info.vhost_name = "plantgate-bridge";
+	info.server_string = "plantgate-bridge";
+	info.timeout_secs = 10;
+	info.keepalive_timeout = 30;
+	info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
+	if(strchr(cfg->http_host, ':')) {
+		info.options &= ~(uint64_t)LWS_SERVER_OPTION_DISABLE_IPV6;
+	}
+	if(cfg->http_tls_cert) {
+		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+		info.ssl_cert_filepath = cfg->http_tls_cert;
+		info.ssl_private_key_filepath = cfg->http_tls_key;
+		info.alpn = "http/1.1";
+		if(cfg->http_tls_client_ca) {
+			info.options |= LWS_SERVER_OPTION_REQUIRE_VALID_OPENSSL_CLIENT_CERT;
+			info.ssl_ca_filepath = cfg->http_tls_client_ca;
+		}
+	}
+	h->ctx = lws_create_context(&info);
+	if(!h->ctx) {
+		util_snprintf(err, errlen,
+		              "http_listen %s: cannot serve the status page and metrics there (address "
+		              "in use, not an address of this host%s); choose another address or port, or "
+		              "set `http_listen off`",
+		              cfg->http_listen, cfg->http_tls_cert ? ", or the TLS files cannot be used" : "");
+		free(h);
+		return -1;
+	}
+	*out = h;
+	return 0;
+}
+
+int http_start(http_t *h)
+{
+	if(pthread_create(&h->thread, NULL, http_run, h) != 0) {
+		return -1;
+	}
+	h->started = true;
+	const bconf_t *cfg = h->b->cfg;
+	blog(BLOG_INFO, "http.listening", "address=%s url=%s://%s%s%s:%lld/ client_cert=%s",
+	     cfg->http_listen, cfg->http_tls_cert ? "https" : "http",
+	     strchr(cfg->http_host, ':') ? "[" : "", cfg->http_host,
+	     strchr(cfg->http_host, ':') ? "]" : "", (long long)cfg->http_port,
+	     cfg->http_tls_client_ca ? "required" : "no");
+	return 0;
+}
+
+void http_stop(http_t *h)
+{
+	if(!h) {
+		return;
+	}
+	if(h->started) {
+		atomic_store(&h->stop, true);
+		lws_cancel_service(h->ctx);
+		pthread_join(h->thread, NULL);
+	}
+	lws_context_destroy(h->ctx);
+	http_buf_free(&h->live);
+	free(h);
+}

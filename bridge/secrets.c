@@ -1,0 +1,139 @@
+/*
+ * secrets.c — loads the bridge's TLS material once, at start (see secrets.h).
+ * The contexts reproduce what libmosquitto would have set up from file names
+ * (TLS 1.2 or 1.3 minimum, no compression, peer verification, ALPN) and add
+ * the host name check that libmosquitto would have done in its own verify
+ * callback, here through OpenSSL's X509_VERIFY_PARAM.
+ */
+#include "secrets.h"
+
+#include <arpa/inet.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "util.h"
+
+/* Append OpenSSL's first queued error (or `fallback`) to err. */
+static void secrets_err(char *err, size_t errlen, const char *key, const char *file,
+                        const char *what)
+{
+	char ossl[256] = "";
+	unsigned long e = ERR_get_error();
+	if(e) {
+		ERR_error_string_n(e, ossl, sizeof(ossl));
+	}
+	ERR_clear_error();
+	util_snprintf(err, errlen, "%s '%s': %s%s%s", key, file ? file : "", what, ossl[0] ? ": " : "",
+	              ossl);
+}
+
+static struct ssl_ctx_st *secrets_client_ctx(const char *side, const char *host, int min_version,
+                                             const char *cafile, bool system_trust,
+                                             const char *certfile, const char *keyfile,
+                                             const char *alpn, bool insecure_hostname, char *err,
+                                             size_t errlen)
+{
+	char key[64];
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	if(!ctx) {
+		secrets_err(err, errlen, side, "", "cannot create a TLS context");
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, min_version);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	if(system_trust && SSL_CTX_set_default_verify_paths(ctx) != 1) {
+		snprintf(key, sizeof(key), "%s_use_system_trust", side);
+		secrets_err(err, errlen, key, "", "cannot load the system CA store");
+		goto fail;
+	}
+	if(cafile && SSL_CTX_load_verify_locations(ctx, cafile, NULL) != 1) {
+		snprintf(key, sizeof(key), "%s_cafile", side);
+		secrets_err(err, errlen, key, cafile, "cannot load the CA certificates");
+		goto fail;
+	}
+	if(SSL_CTX_use_certificate_chain_file(ctx, certfile) != 1) {
+		snprintf(key, sizeof(key), "%s_certfile", side);
+		secrets_err(err, errlen, key, certfile, "cannot load the certificate");
+		goto fail;
+	}
+	if(SSL_CTX_use_PrivateKey_file(ctx, keyfile, SSL_FILETYPE_PEM) != 1) {
+		snprintf(key, sizeof(key), "%s_keyfile", side);
+		secrets_err(err, errlen, key, keyfile, "cannot load the private key");
+		goto fail;
+	}
+	if(SSL_CTX_check_private_key(ctx) != 1) {
+		snprintf(key, sizeof(key), "%s_keyfile", side);
+		secrets_err(err, errlen, key, keyfile, "does not belong to the certificate");
+		goto fail;
+	}
+	if(alpn) {
+		unsigned char wire[256];
+		size_t n = strlen(alpn);
+		if(n == 0 || n > 255) {
+			util_snprintf(err, errlen, "%s_alpn: 1 to 255 bytes", side);
+			goto fail;
+		}
+		wire[0] = (unsigned char)n;
+		memcpy(wire + 1, alpn, n);
+		if(SSL_CTX_set_alpn_protos(ctx, wire, (unsigned)n + 1) != 0) { /* 0 = success */
+			secrets_err(err, errlen, "cloud_alpn", alpn, "cannot be set");
+			goto fail;
+		}
+	}
+	if(!insecure_hostname) {
+		X509_VERIFY_PARAM *param = SSL_CTX_get0_param(ctx);
+		unsigned char ip[16];
+		int ok;
+		if(inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1) {
+			ok = X509_VERIFY_PARAM_set1_ip_asc(param, host);
+		} else {
+			X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+			ok = X509_VERIFY_PARAM_set1_host(param, host, 0);
+		}
+		if(ok != 1) {
+			snprintf(key, sizeof(key), "%s_host", side);
+			secrets_err(err, errlen, key, host, "cannot be used for host name verification");
+			goto fail;
+		}
+	}
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+int secrets_load(secrets_t *s, const bconf_t *cfg, bool insecure_hostname, char *err,
+                 size_t errlen)
+{
+	memset(s, 0, sizeof(*s));
+	s->plant_tls = secrets_client_ctx("plant", cfg->plant_host, TLS1_2_VERSION, cfg->plant_cafile,
+	                                  false, cfg->plant_certfile, cfg->plant_keyfile, NULL,
+	                                  insecure_hostname, err, errlen);
+	if(!s->plant_tls) {
+		return -1;
+	}
+	s->cloud_tls = secrets_client_ctx(
+	    "cloud", cfg->cloud_host, cfg->cloud_tls_version == 13 ? TLS1_3_VERSION : TLS1_2_VERSION,
+	    cfg->cloud_cafile, cfg->cloud_use_system_trust, cfg->cloud_certfile, cfg->cloud_keyfile,
+	    cfg->cloud_alpn, insecure_hostname, err, errlen);
+	if(!s->cloud_tls) {
+		secrets_free(s);
+		return -1;
+	}
+	return 0;
+}
+
+void secrets_free(secrets_t *s)
+{
+	if(!s) {
+		return;
+	}
+	SSL_CTX_free(s->plant_tls);
+	SSL_CTX_free(s->cloud_tls);
+	memset(s, 0, sizeof(*s));
+}

@@ -1,0 +1,39 @@
+/*
+ * secrets.h — everything secret the bridge reads from disk, read once at
+ * start, before it drops root's privileges (priv.c): the TLS client contexts
+ * of the plant and cloud links, with their CA, certificate and private key
+ * already loaded.  After the drop the files may well be unreadable; the
+ * links only ever use these contexts (libmosquitto's MOSQ_OPT_SSL_CTX), so a
+ * reconnect never needs the files again.
+ *
+ * main.c calls it in the privileged phase, after sign_load (the integrity
+ * envelope's signing key, sign.c) and before priv_drop: every secret is read
+ * before the drop.  A new secret belongs in that phase too.
+ */
+#ifndef PG_SECRETS_H
+#define PG_SECRETS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "bconf.h"
+
+struct ssl_ctx_st;
+
+typedef struct secrets {
+	struct ssl_ctx_st *plant_tls; /* client context for the plant broker */
+	struct ssl_ctx_st *cloud_tls; /* client context for the cloud endpoint */
+} secrets_t;
+
+/* Build the contexts from cfg.  The peer's certificate is verified against
+ * the configured CA and its name against plant_host/cloud_host (an IP address
+ * against the certificate's IP SANs) unless insecure_hostname (tests only).
+ * Returns 0, or -1 with "key 'file': reason" in err; on failure *s holds
+ * nothing.  Free with secrets_free. */
+int secrets_load(secrets_t *s, const bconf_t *cfg, bool insecure_hostname, char *err,
+                 size_t errlen);
+
+/* Free what *s holds and zero it.  NULL and half-built are fine. */
+void secrets_free(secrets_t *s);
+
+#endif
