@@ -305,5 +305,23 @@ EOF
     fi
 fi
 
+# ----------------------------------------------------------- signing-key ----
+S=$T/sign
+expect_ok "signing-key makes an Ed25519 key" "$PKI" --dir "$S" signing-key bridge-01
+check "signing key 0600, private/ 0700" \
+    test "$(stat -c %a "$S/private/bridge-01.sign.key")/$(stat -c %a "$S/private")" = "600/700"
+check "signing-key prints the public key" has 'BEGIN PUBLIC KEY' "$T/out"
+kid=$(openssl pkey -pubin -in "$S/signing/bridge-01.pub" -outform DER | sha256sum | cut -c1-16)
+check "signing-key prints the key id (SHA-256 of the SPKI DER, 16 hex)" has "key id: $kid \\(ed25519\\)" "$T/out"
+openssl pkey -in "$S/private/bridge-01.sign.key" -noout -text > "$T/sk.txt" 2>&1 || true
+check "signing key is Ed25519" has 'ED25519' "$T/sk.txt"
+expect_fail "signing-key never overwrites a key" "$PKI" --dir "$S" signing-key bridge-01
+check "... and says how to rotate" has 'new NAME' "$T/out"
+expect_fail "signing-key refuses a name with '/'" "$PKI" --dir "$S" signing-key 'a/b'
+expect_ok "signing-key --ecdsa" "$PKI" --dir "$S" signing-key bridge-01-2 --ecdsa
+check "--ecdsa makes a P-256 key" has 'key id: [0-9a-f]{16} \(ecdsa-p256\)' "$T/out"
+check "both public keys in signing/ (a key set for rotation)" \
+    test "$(ls "$S/signing" | tr '\n' ' ')" = "bridge-01-2.pub bridge-01.pub "
+
 printf '%d passed, %d failed\n' "$PASS" "$FAIL"
 (( FAIL == 0 ))
