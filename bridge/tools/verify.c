@@ -462,7 +462,7 @@ static int verify_load_keys(verify_t *v, const char *path)
 	for(int i = 0; i < n; i++) {
 		char full[4096];
 		if(!rc && verify_is_key_name(names[i]->d_name) &&
-		   util_snprintf(full, sizeof(full), "%s/%s", path, names[i]->d_name) == 0) {
+		   util_snprintf(full, sizeof(full), "%s/%s", path, names[i]->d_name) >= 0) {
 			struct stat fst;
 			if(stat(full, &fst) == 0 && S_ISREG(fst.st_mode)) {
 				rc = verify_add_key_file(v, full);
