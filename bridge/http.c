@@ -362,7 +362,8 @@ static void http_build_sample_json(http_t *h, const http_snap_t *s, const http_s
 	                (long long)h->b->cfg->queue_warn_messages);
 }
 
-/* All samples, oldest first, as arrays: [t, in, out, depth, oldest]. */
+/* All samples, oldest first, as arrays: [t, in, out, depth, oldest], and the
+ * latest full sample, so a page shows everything at once. */
 static void http_build_history(const http_t *h, http_buf_t *out)
 {
 	http_buf_printf(out, "{\"type\":\"history\",\"interval\":1,\"samples\":[");
@@ -372,7 +373,12 @@ static void http_build_history(const http_t *h, http_buf_t *out)
 		http_buf_printf(out, "%s[%lld,%.1f,%.1f,%lld,%lld]", i ? "," : "", (long long)s->t_ms,
 		                s->in_rate, s->out_rate, (long long)s->depth, (long long)s->oldest_s);
 	}
-	http_buf_printf(out, "]}");
+	http_buf_printf(out, "]");
+	if(h->live.len) {
+		http_buf_printf(out, ",\"last\":");
+		http_buf_put(out, http_buf_data((http_buf_t *)&h->live), h->live.len);
+	}
+	http_buf_printf(out, "}");
 }
 
 /* A Prometheus label value: \, " and newline escaped. */
@@ -539,6 +545,10 @@ static void http_build_metrics(http_t *h, http_buf_t *m)
 	                (double)atomic_load(&c->commit_us_sum) / 1e6);
 	http_buf_printf(m, "plantgate_bridge_commit_duration_seconds_count %llu\n",
 	                (unsigned long long)cum);
+
+	http_metric_head(m, "status_pages", "gauge",
+	                 "Status pages (WebSocket clients of /ws) open now.");
+	http_buf_printf(m, "plantgate_bridge_status_pages %d\n", h->ws_clients);
 
 	char reason[1024];
 	http_health_reason(h, &s, reason, sizeof(reason));
@@ -751,7 +761,7 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
 			if(rc) {
 				return -1;
 			}
-			lws_callback_on_writable(wsi); /* the live sample next */
+			pss->sent_seq = h->seq; /* the history carried the latest sample */
 			return 0;
 		}
 		if(h->seq && pss->sent_seq != h->seq) {
