@@ -68,6 +68,24 @@ def log(msg):
     print(msg, flush=True)
 
 
+def wait_progress(count, target, stall=15.0, cap=300.0, interval=0.1):
+    """Wait until count() >= target.  Keeps waiting as long as count() keeps
+    rising — a loaded machine or a sanitizer build is slow, not lossy — and
+    gives up after `stall` seconds without progress or `cap` seconds in all.
+    Returns the last count."""
+    start = last_change = time.monotonic()
+    last = count()
+    while last < target:
+        now = time.monotonic()
+        if now - last_change >= stall or now - start >= cap:
+            break
+        time.sleep(interval)
+        c = count()
+        if c > last:
+            last, last_change = c, time.monotonic()
+    return last
+
+
 class Pki:
     """A PKI directory made by scripts/pki (certs are issued on demand and cached)."""
 
@@ -392,6 +410,17 @@ class Client:
         if mid not in self.sub_results:
             ev.wait(timeout)
         return self.sub_results.get(mid)
+
+    def wait_unique(self, key, n, stall=15.0, cap=300.0):
+        """Wait until n *distinct* messages (by key(message)) arrived, as long as
+        they keep arriving (see wait_progress); duplicates do not count.
+        Returns all messages received."""
+        def distinct():
+            with self.lock:
+                return len({key(m) for m in self.messages})
+        wait_progress(distinct, n, stall, cap)
+        with self.lock:
+            return list(self.messages)
 
     def wait_messages(self, n, timeout=10):
         wait_for(lambda: len(self.messages) >= n, timeout)

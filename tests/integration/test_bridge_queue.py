@@ -39,7 +39,7 @@ class PlantRestart(unittest.TestCase):
                             b.log())
             pub2 = w.publisher("press-02")
             publish_n(pub2, 200, 200)
-            sub.wait_messages(400, 20)
+            sub.wait_unique(lambda m: json.loads(m["payload"])["n"], 400)
             got = set(seqs_of(sub.messages))
             self.assertEqual(sorted(set(range(400)) - got), [], b.log()[-2000:])
             self.assertEqual(b.stop(), 0)
@@ -67,7 +67,7 @@ class QueueLimits(unittest.TestCase):
             self.assertLess(queued, 120)  # at most one read batch over the limit
             w.cloud.start()
             self.assertEqual(sub.connect(), 0)
-            sub.wait_messages(200, 30)
+            sub.wait_unique(lambda m: json.loads(m["payload"])["n"], 200)
             got = seqs_of(sub.messages)
             self.assertEqual(sorted(set(range(200)) - set(got)), [], b.log()[-2000:])
             self.assertTrue(b.wait_log(r"event=queue\.accepting", 5), b.log())
@@ -117,7 +117,7 @@ class DiskFull(unittest.TestCase):
         return w, sub, b
 
     def finish(self, w, sub, b, n):
-        sub.wait_messages(n, 60)
+        sub.wait_unique(lambda m: json.loads(m["payload"])["n"], n)
         got = set(seqs_of(sub.messages))
         self.assertEqual(sorted(set(range(n)) - got), [], b.log()[-3000:])
         self.assertEqual(b.stop(), 0)

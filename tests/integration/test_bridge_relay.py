@@ -161,7 +161,7 @@ class Relay(unittest.TestCase):
             time.sleep(1.5)
             w.cloud.start()
             self.assertEqual(sub.connect(), 0)
-            got = sub.wait_messages(n, 20)
+            got = sub.wait_unique(lambda m: json.loads(m["payload"])["n"], n)
             seqs = seqs_of(got)
             missing = sorted(set(range(n)) - set(seqs))
             self.assertEqual(missing, [], b.log()[-3000:])
