@@ -577,7 +577,7 @@ static void http_log_status(http_t *h, struct lws *wsi, int status, const char *
 	h->log_in_window++;
 	char peer[64] = "", q[300];
 	lws_get_peer_simple(wsi, peer, sizeof(peer));
-	blog(status >= 500 ? BLOG_INFO : BLOG_INFO, "http.response", "status=%d path=%s peer=%s",
+	blog(BLOG_INFO, "http.response", "status=%d path=%s peer=%s",
 	     status, blog_quote(path, q, sizeof(q)), peer[0] ? peer : "unknown");
 }
 

@@ -234,10 +234,25 @@ int main(int argc, char **argv)
 	 * root (priv.h).  Nothing here reads network input. */
 	priv_t priv;
 	http_t *http = NULL;
-	if(priv_prepare(&cfg, &priv, err, sizeof(err)) ||
-	   secrets_load(&b.secrets, &cfg, b.insecure_hostname, err, sizeof(err)) ||
-	   (cfg.http_port && http_create(&b, &http, err, sizeof(err))) ||
-	   priv_drop(&priv, err, sizeof(err))) {
+	int prc = priv_prepare(&cfg, &priv, err, sizeof(err));
+	if(!prc) {
+		prc = secrets_load(&b.secrets, &cfg, b.insecure_hostname, err, sizeof(err));
+	}
+	if(!prc && cfg.http_port && http_create(&b, &http, err, sizeof(err))) {
+		if(cfg.line[BK_HTTP_LISTEN]) {
+			prc = -1; /* asked for in the file: it must work */
+		} else {
+			/* The default port is taken: relaying matters more. */
+			blog(BLOG_ERROR, "http.unavailable",
+			     "reason=\"%s\" note=\"relaying without the status page, /metrics and "
+			     "/healthz; set http_listen\"",
+			     err);
+		}
+	}
+	if(!prc) {
+		prc = priv_drop(&priv, err, sizeof(err));
+	}
+	if(prc) {
 		blog(BLOG_ERROR, "bridge.start_failed", "reason=\"%s\"", err);
 		fprintf(stderr, "plantgate-bridge: %s\n", err);
 		http_stop(http);

@@ -256,6 +256,25 @@ class Http(unittest.TestCase):
             self.assertRegex(b.log(), r"http_listen 127\.0\.0\.1:%d: cannot serve .*http_listen off"
                              % port)
 
+    def test_default_port_taken_still_relays(self):
+        # Not asked for in the file: the bridge relays without the status page.
+        with h.Env("br-http-default") as env:
+            w = BridgeWorld(env)
+            text = "".join(line for line in bridge_conf(w, RULES).splitlines(True)
+                           if not line.startswith("http_listen"))
+            with socket.socket() as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind(("127.0.0.1", 9464))
+                    s.listen(1)
+                except OSError:
+                    pass  # taken by someone else: just as good
+                b = env.bridge(text)
+                self.assertTrue(b.wait_log(r"event=http\.unavailable reason=\"http_listen "
+                                           r"127\.0\.0\.1:9464: cannot serve", 10), b.log())
+                self.assertTrue(w.wait_plant_ready(b), b.log())
+                self.assertEqual(b.stop(), 0, b.log())
+
     def test_https_requires_a_client_certificate(self):
         with h.Env("br-http-tls") as env:
             w = BridgeWorld(env)
