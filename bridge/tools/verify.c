@@ -585,22 +585,39 @@ static void verify_on_message(struct mosquitto *mosq, void *obj,
                               const struct mosquitto_message *m, const mosquitto_property *props)
 {
 	verify_t *v = obj;
-	envelope_prop_t list[64];
+	envelope_prop_t *list = NULL;
 	size_t n = 0;
 	char *name = NULL, *value = NULL;
+	bool oom = false;
+	/* Every user property, however many: a repeated plantgate-* one must be
+	 * seen wherever it is. */
 	const mosquitto_property *p =
 	    mosquitto_property_read_string_pair(props, MQTT_PROP_USER_PROPERTY, &name, &value, false);
 	while(p) {
-		if(n < sizeof(list) / sizeof(list[0])) {
+		envelope_prop_t *nl = realloc(list, (n + 1) * sizeof(*list));
+		if(!nl) {
+			oom = true;
+			free(name);
+			free(value);
+		} else {
+			list = nl;
 			list[n].name = name;
 			list[n].value = value;
 			n++;
-		} else {
-			free(name);
-			free(value);
 		}
 		name = value = NULL;
 		p = mosquitto_property_read_string_pair(p, MQTT_PROP_USER_PROPERTY, &name, &value, true);
+	}
+	if(oom) {
+		/* Never judge a message on part of its properties. */
+		snprintf(v->fail_reason, sizeof(v->fail_reason), "out of memory");
+		v->failed = true;
+		for(size_t i = 0; i < n; i++) {
+			free((char *)list[i].name);
+			free((char *)list[i].value);
+		}
+		free(list);
+		return;
 	}
 	const void *payload = m->payload ? m->payload : "";
 	size_t len = (size_t)m->payloadlen;
@@ -620,6 +637,7 @@ static void verify_on_message(struct mosquitto *mosq, void *obj,
 		free((char *)list[i].name);
 		free((char *)list[i].value);
 	}
+	free(list);
 	if(v->count && (int64_t)v->n_msgs >= v->count) {
 		verify_stop = 1;
 	}

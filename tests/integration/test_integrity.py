@@ -24,6 +24,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
+from paho.mqtt.packettypes import PacketTypes  # noqa: E402
+from paho.mqtt.properties import Properties  # noqa: E402
 from test_bridge_relay import bridge_conf  # noqa: E402
 
 SITE = "osaka"
@@ -226,7 +228,7 @@ class Integrity(unittest.TestCase):
         with h.Env("int-tamper") as env:
             w = World(env)
             key = w.signing_key()
-            v = w.verifier(5)
+            v = w.verifier(6)
             # Someone with access to the cloud broker republishes the message.
             mallory = env.client(w.cloud_pki, "mallory", w.cloud)
             self.assertEqual(mallory.connect(), 0)
@@ -247,15 +249,22 @@ class Integrity(unittest.TestCase):
             unsigned = {k: x for k, x in props.items() if k != "plantgate-sig" and
                         k != "plantgate-v"}
             self.assertTrue(mallory.publish(topic, orig["payload"], qos=1, props=unsigned))
+            # The genuine envelope behind 80 other properties, plus a second
+            # plantgate-device for consumers that read the last one.
+            pr = Properties(PacketTypes.PUBLISH)
+            pr.UserProperty = ([("junk-%d" % i, "x") for i in range(80)] + list(props.items())
+                               + [("plantgate-device", "press-08")])
+            mallory.c.publish(topic, orig["payload"], qos=1, properties=pr).wait_for_publish(5)
             rc, out = finish(v)
             self.assertEqual(rc, 1, out)
             self.assertEqual(verdicts(out), ["OK", "TAMPERED", "TAMPERED", "TAMPERED",
-                                             "UNSIGNED"], out)
+                                             "UNSIGNED", "TAMPERED"], out)
+            self.assertIn("plantgate-device appears more than once", out)
             tampered = [l for l in out.splitlines() if l.startswith("TAMPERED")]
             self.assertIn('reason="payload changed"', tampered[0])
             self.assertIn("device changed (signed 'press-07', received 'press-08')", tampered[1])
             self.assertIn("cloud topic changed", tampered[2])
-            self.assertIn("1 verified, 3 tampered, 1 unsigned, 0 gaps, 0 duplicates", out)
+            self.assertIn("1 verified, 4 tampered, 1 unsigned, 0 gaps, 0 duplicates", out)
 
     def test_gap_when_a_queued_message_is_deleted(self):
         with h.Env("int-gap") as env:
