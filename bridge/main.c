@@ -27,19 +27,16 @@
 #include "http.h"
 #include "priv.h"
 #include "topic.h"
+#include "util.h"
 
 int64_t bridge_wall_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return util_wall_ms();
 }
 
 int64_t bridge_mono_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return util_mono_ms();
 }
 
 uint32_t bridge_random(void)

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 bool util_utf8_valid(const char *str, size_t len)
 {
@@ -196,4 +197,21 @@ const char *util_log_safe(const char *s, char *out, size_t outlen)
 		}
 	}
 	return out;
+}
+
+static int64_t util_clock_ms(clockid_t id)
+{
+	struct timespec ts;
+	clock_gettime(id, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t util_mono_ms(void)
+{
+	return util_clock_ms(CLOCK_MONOTONIC);
+}
+
+int64_t util_wall_ms(void)
+{
+	return util_clock_ms(CLOCK_REALTIME);
 }

@@ -34,6 +34,12 @@ int util_snprintf(char *dst, size_t dstlen, const char *fmt, ...)
 /* Lower-case hex of len bytes into out (2*len+1 bytes). */
 void util_hex(const unsigned char *in, size_t len, char *out);
 
+/* Milliseconds from CLOCK_MONOTONIC (intervals, rate limits) and from
+ * CLOCK_REALTIME (UTC timestamps).  For the I/O side only: the pure core takes
+ * the time as an argument. */
+int64_t util_mono_ms(void);
+int64_t util_wall_ms(void);
+
 /* Copy `s` for a log line: printable ASCII and valid UTF-8 stay, control
  * characters and invalid bytes become '?', the result is cut at outlen-1 and
  * NULL becomes "(none)".  Stops a client id or topic from forging log lines. */

@@ -22,16 +22,12 @@
 
 int64_t control_mono_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return util_mono_ms();
 }
 
 int64_t control_wall_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return util_wall_ms();
 }
 
 void control_audit(pg_plugin_t *pg, const audit_event_t *ev, bool limited)
