@@ -1024,6 +1024,7 @@ static void report(double seconds, double gen_cpu, uint64_t t0_ns)
 		       atomic_load(&g_connected), seconds > 0 ? NC / seconds : 0,
 		       histo_quantile_us(&conn, 0.5), histo_quantile_us(&conn, 0.99));
 	}
+	printf(" acked=%" PRIu64, (uint64_t)atomic_load(&g_acked));
 	printf(" lost=%ld errors=%" PRIu64 " pub_errors=%" PRIu64 " disconnects=%" PRIu64
 	       " connect_failures=%" PRIu64,
 	       lost > 0 ? lost : 0, pub_err + disc + cfail + (uint64_t)(lost > 0 ? lost : 0), pub_err,
