@@ -130,6 +130,14 @@ struct mqtt5__property;
 int bridge_connect(bridge_t *b, struct mosquitto *mosq, const char *host, int port, int keepalive,
                    const struct mqtt5__property *props);
 
+/* mosquitto_loop_read() reads one packet per call (plus what TLS already
+ * decrypted).  This keeps reading while the socket or TLS has data, up to
+ * max_reads packets, so one commit (plant side) or one delete transaction
+ * (cloud side) covers everything that arrived together: group commit.
+ * With `bytes` non-NULL, also stops once *bytes (updated by the message
+ * callback) reaches max_bytes.  Returns the first error, or MOSQ_ERR_SUCCESS. */
+int bridge_read_available(struct mosquitto *mosq, int max_reads, const size_t *bytes, size_t max_bytes);
+
 /* Clocks and randomness for the I/O side (the pure core gets them injected). */
 int64_t bridge_wall_ms(void);
 int64_t bridge_mono_ms(void);

@@ -513,7 +513,7 @@ void *cloud_run(void *arg)
 			}
 		}
 		if(!rc && (pfd[0].revents & (POLLIN | POLLHUP | POLLERR))) {
-			rc = mosquitto_loop_read(c.mosq, 1);
+			rc = bridge_read_available(c.mosq, 512, NULL, 0);
 		}
 		if(!rc && mosquitto_want_write(c.mosq)) {
 			rc = mosquitto_loop_write(c.mosq, 1);

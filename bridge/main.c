@@ -13,6 +13,8 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <mosquitto.h>
+#include <openssl/ssl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +67,22 @@ bool bridge_remote_topic_ok(const bconf_t *cfg, const char *topic, const char **
 		}
 	}
 	return true;
+}
+
+int bridge_read_available(struct mosquitto *mosq, int max_reads, const size_t *bytes, size_t max_bytes)
+{
+	int rc = mosquitto_loop_read(mosq, 1);
+	for(int i = 1; rc == MOSQ_ERR_SUCCESS && i < max_reads && !(bytes && *bytes >= max_bytes); i++) {
+		SSL *ssl = mosquitto_ssl_get(mosq);
+		if(!ssl || SSL_pending(ssl) <= 0) {
+			struct pollfd pfd = {.fd = mosquitto_socket(mosq), .events = POLLIN};
+			if(pfd.fd < 0 || poll(&pfd, 1, 0) <= 0 || !(pfd.revents & POLLIN)) {
+				break;
+			}
+		}
+		rc = mosquitto_loop_read(mosq, 1);
+	}
+	return rc;
 }
 
 int bridge_connect(bridge_t *b, struct mosquitto *mosq, const char *host, int port, int keepalive,
