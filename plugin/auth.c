@@ -98,6 +98,29 @@ static int refuse(pg_plugin_t *pg, struct mosquitto *client, const char *identit
 	return MOSQ_ERR_AUTH;
 }
 
+/* Is the certificate signed by a pinned CA?  The signature check costs a
+ * public-key operation, so a certificate that passed once (same bytes: same
+ * SHA-256) is remembered; a reconnect storm verifies each device once. */
+static bool pinned(pg_plugin_t *pg, X509 *cert, const char *sha256)
+{
+	if(sha256[0] && hmap_get(pg->pinned_ok, sha256)) {
+		return true;
+	}
+	if(!identity_issuer_pinned(cert, pg->pins, pg->npins)) {
+		return false;
+	}
+	if(sha256[0]) {
+		if(hmap_count(pg->pinned_ok) >= 200000) {
+			hmap_free(pg->pinned_ok); /* bounded: start over rather than grow */
+			pg->pinned_ok = hmap_new(NULL);
+		}
+		if(pg->pinned_ok) {
+			hmap_put(pg->pinned_ok, sha256, (void *)1);
+		}
+	}
+	return true;
+}
+
 static const char *fix_for_identity(const char *reason)
 {
 	if(strstr(reason, "subjectAltName") || strstr(reason, "SAN")) {
@@ -124,7 +147,11 @@ int auth_basic(int event, void *event_data, void *userdata)
 		return refuse(pg, client, NULL, "no client certificate",
 		              "connect with the device's own certificate; this listener needs require_certificate true");
 	}
-	if(pg->npins && !identity_issuer_pinned(cert, pg->pins, pg->npins)) {
+	if(revocation_cert_ids(cert, serial, sizeof(serial), sha256)) {
+		rc = refuse(pg, client, NULL, "cannot read the certificate serial", NULL);
+		goto out;
+	}
+	if(pg->npins && !pinned(pg, cert, sha256)) {
 		rc = refuse(pg, client, NULL, "certificate not issued by a pinned CA",
 		            "issue the device certificate from the plant CA (scripts/pki device ID)");
 		goto out;
@@ -141,10 +168,6 @@ int auth_basic(int event, void *event_data, void *userdata)
 		pg->stats.connects_throttled++;
 		rc = refuse(pg, client, identity, "too many failed connects of this identity from this address: throttled for a minute",
 		            "fix the device's configuration; see the first refusal in the log");
-		goto out;
-	}
-	if(revocation_cert_ids(cert, serial, sizeof(serial), sha256)) {
-		rc = refuse(pg, client, identity, "cannot read the certificate serial", NULL);
 		goto out;
 	}
 	if(revocation_is_revoked(pg->revoked, cert, identity, serial, sha256, &reason)) {

@@ -92,6 +92,7 @@ typedef struct pg_plugin {
 	char *uri_prefix_buf; /* storage behind id_opts.uri_prefixes */
 	X509 **pins;          /* pinned issuer CA certificates (may be 0) */
 	size_t npins;
+	hmap_t *pinned_ok; /* SHA-256 of leaf certificates already verified against a pin */
 	hmap_t *clients;  /* client id -> pg_client_t* */
 	hmap_t *failures; /* "addr:<ip>" / "id:<identity>" -> pg_failures_t* */
 	/* limits */
