@@ -29,6 +29,8 @@ class Demo(unittest.TestCase):
         self.assertIn("refused in the TLS handshake", out)
         self.assertIn("Stopped everything the demo started.", out)
         self.assertRegex(out, r"audit chain: +OK")
+        self.assertRegex(out, r"\b([3-9]|\d\d+) verified, 0 tampered, 0 unsigned, 0 gaps")
+        self.assertRegex(out, r"Summary: 0 critical")
         # Nothing it started is left running.
         left = subprocess.run(["pgrep", "-f", run], capture_output=True, text=True)
         self.assertEqual(left.stdout.strip(), "", "processes left running: " + left.stdout)
