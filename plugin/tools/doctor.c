@@ -79,17 +79,10 @@ typedef struct doctor_found {
 	char run_user[128];
 } doctor_found_t;
 
+/* strdup that passes NULL through. */
 static char *doctor_dup(const char *s)
 {
-	if(!s) {
-		return NULL;
-	}
-	size_t n = strlen(s) + 1;
-	char *d = malloc(n);
-	if(d) {
-		memcpy(d, s, n);
-	}
-	return d;
+	return s ? strdup(s) : NULL;
 }
 
 static void doctor_found_free(doctor_found_t *f)

@@ -18,17 +18,10 @@
 #include "doctor.h"
 #include "util.h"
 
+/* strdup that passes NULL through. */
 static char *doctor_report_dup(const char *s)
 {
-	if(!s) {
-		return NULL;
-	}
-	size_t n = strlen(s) + 1;
-	char *d = malloc(n);
-	if(d) {
-		memcpy(d, s, n);
-	}
-	return d;
+	return s ? strdup(s) : NULL;
 }
 
 int doctor_report_add(doctor_report_t *r, const char *id, doctor_sev_t sev, const char *evidence,
