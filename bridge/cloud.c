@@ -54,6 +54,11 @@ typedef struct cloud {
 	size_t n_inflight, window;
 	int64_t *acks; /* acknowledged seqs not yet deleted */
 	size_t n_acks;
+	/* Acknowledged seqs whose delete failed (e.g. the disk is full even for
+	 * a delete): retried every second until the queue takes them. */
+	int64_t *retry;
+	size_t n_retry, cap_retry;
+	int64_t retry_at;
 	int64_t last_sent_seq;
 	double tokens;
 	int64_t tokens_at;
@@ -152,12 +157,52 @@ static void flush_acks(cloud_t *c)
 	}
 	queue_rc_t qrc = queue_ack(c->b->queue, c->acks, c->n_acks);
 	if(qrc != QUEUE_OK) {
-		/* Not fatal: the messages stay queued and are resent after the next
-		 * reconnect (a duplicate, never a loss). */
-		blog(BLOG_WARN, "queue.delete_failed", "count=%zu reason=\"%s\"", c->n_acks,
-		     queue_strerror(qrc));
+		/* Not fatal: the cloud has these messages; only their delete is
+		 * owed.  Keep the seqs and retry every second, so the queue shrinks
+		 * as soon as the disk allows (a crash meanwhile means duplicates,
+		 * never a loss). */
+		if(c->n_retry + c->n_acks > c->cap_retry) {
+			size_t cap = c->cap_retry ? c->cap_retry : 1024;
+			while(cap < c->n_retry + c->n_acks) {
+				cap *= 2;
+			}
+			int64_t *nr = realloc(c->retry, cap * sizeof(*nr));
+			if(!nr) {
+				/* Out of memory too: reconnect, which resends from the oldest
+				 * queued message and acknowledges it again. */
+				c->lost = true;
+				c->n_acks = 0;
+				return;
+			}
+			c->retry = nr;
+			c->cap_retry = cap;
+		}
+		if(c->n_retry == 0) {
+			blog(BLOG_WARN, "queue.delete_failed",
+			     "count=%zu reason=\"%s\" action=\"delivered; deleting them again every second\" "
+			     "hint=\"free disk space on the queue's file system\"",
+			     c->n_acks, queue_strerror(qrc));
+		}
+		memcpy(c->retry + c->n_retry, c->acks, c->n_acks * sizeof(*c->acks));
+		c->n_retry += c->n_acks;
+		c->retry_at = bridge_mono_ms() + 1000;
 	}
 	c->n_acks = 0;
+}
+
+/* Retry the deletes that failed, once a second. */
+static void retry_deletes(cloud_t *c)
+{
+	if(!c->n_retry || bridge_mono_ms() < c->retry_at) {
+		return;
+	}
+	queue_rc_t qrc = queue_ack(c->b->queue, c->retry, c->n_retry);
+	if(qrc != QUEUE_OK) {
+		c->retry_at = bridge_mono_ms() + 1000;
+		return;
+	}
+	blog(BLOG_INFO, "queue.delete_resumed", "count=%zu", c->n_retry);
+	c->n_retry = 0;
 }
 
 static void cloud_drop(cloud_t *c, const char *reason)
@@ -522,6 +567,7 @@ void *cloud_run(void *arg)
 			rc = mosquitto_loop_misc(c.mosq);
 		}
 		flush_acks(&c);
+		retry_deletes(&c);
 		if(rc || c.lost) {
 			char reason[512];
 			util_snprintf(reason, sizeof(reason), "%s%s%s",
@@ -551,8 +597,11 @@ void *cloud_run(void *arg)
 	} else {
 		blog(BLOG_INFO, "cloud.stopped", NULL);
 	}
+	c.retry_at = 0;
+	retry_deletes(&c);
 	free(c.inflight);
 	free(c.acks);
+	free(c.retry);
 	/* OpenSSL keeps per-thread state (the error queue) until told. */
 	OPENSSL_thread_stop();
 	return NULL;

@@ -65,6 +65,7 @@ typedef struct plant {
 	char logged_reason[512]; /* the last connect failure logged */
 	char lib_error[256]; /* last error libmosquitto logged */
 	plant_batch_t batch;
+	int64_t disk_checkpointed; /* last WAL checkpoint taken for the disk guard */
 } plant_t;
 
 static void batch_clear(plant_batch_t *bt)
@@ -462,6 +463,15 @@ static bool plant_disk_low(plant_t *p)
 		return p->disk_low;
 	}
 	bool low = free_bytes < min;
+	if(low && now - p->disk_checkpointed >= 1000) {
+		/* Part of what is used may be the WAL, which only shrinks at a
+		 * checkpoint: take back that space before deciding. */
+		p->disk_checkpointed = now;
+		if(queue_checkpoint(b->queue) == QUEUE_OK &&
+		   queue_space_free(b->queue, &free_bytes) == QUEUE_OK) {
+			low = free_bytes < min;
+		}
+	}
 	if(low && !p->disk_low) {
 		blog(BLOG_ERROR, "queue.disk_low",
 		     "path=%s free=%llu min_free=%llu action=\"backpressure: not reading from the plant "

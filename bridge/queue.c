@@ -514,6 +514,14 @@ static int delete_step(queue_t *q, sqlite3_stmt *st, int64_t *count, uint64_t *b
 	return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
+queue_rc_t queue_checkpoint(queue_t *q)
+{
+	pthread_mutex_lock(&q->mu);
+	int rc = exec(q->db, "PRAGMA wal_checkpoint(TRUNCATE)");
+	pthread_mutex_unlock(&q->mu);
+	return map_rc(rc);
+}
+
 queue_rc_t queue_ack(queue_t *q, const int64_t *seqs, size_t n)
 {
 	if(n == 0) {
@@ -525,17 +533,32 @@ queue_rc_t queue_ack(queue_t *q, const int64_t *seqs, size_t n)
 	/* A delete lost to a power cut only means a resend (at-least-once), so
 	 * deletes skip the fsync; the next push's FULL commit syncs them too. */
 	exec(q->db, "PRAGMA synchronous=NORMAL");
-	int rc = exec(q->db, "BEGIN IMMEDIATE");
-	for(size_t i = 0; !rc && i < n; i++) {
-		sqlite3_bind_int64(q->st_delete, 1, seqs[i]);
-		rc = delete_step(q, q->st_delete, &count, &bytes, &deleted);
+	int rc;
+	for(int attempt = 0;; attempt++) {
+		count = q->count;
+		bytes = q->bytes;
+		deleted = 0;
+		rc = exec(q->db, "BEGIN IMMEDIATE");
+		for(size_t i = 0; !rc && i < n; i++) {
+			sqlite3_bind_int64(q->st_delete, 1, seqs[i]);
+			rc = delete_step(q, q->st_delete, &count, &bytes, &deleted);
+		}
+		if(!rc) {
+			rc = exec(q->db, "COMMIT");
+		}
+		if(!rc) {
+			break;
+		}
+		exec(q->db, "ROLLBACK");
+		/* A full disk can refuse even a delete, which needs room in the WAL.
+		 * Emptying the WAL into the database (checkpoint, truncate) frees
+		 * that room; without it the queue could never shrink again. */
+		if(attempt > 0 || (rc & 0xff) != SQLITE_FULL) {
+			break;
+		}
+		exec(q->db, "PRAGMA wal_checkpoint(TRUNCATE)");
 	}
 	if(!rc) {
-		rc = exec(q->db, "COMMIT");
-	}
-	if(rc) {
-		exec(q->db, "ROLLBACK");
-	} else {
 		q->count = count;
 		q->bytes = bytes;
 	}

@@ -110,4 +110,8 @@ queue_rc_t queue_space_free(queue_t *q, uint64_t *bytes);
 /* Free what queue_peek allocated in m; m is zeroed.  NULL is fine. */
 void queue_msg_clear(queue_msg_t *m);
 
+/* Copy the WAL into the database and truncate it: gives back the disk space
+ * the WAL took, e.g. while the disk is low.  Safe at any time. */
+queue_rc_t queue_checkpoint(queue_t *q);
+
 #endif
