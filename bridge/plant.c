@@ -32,8 +32,9 @@
 #include "util.h"
 
 /* Unacknowledged messages the plant broker may have in flight to us: the
- * upper bound of one group commit. */
-#define PLANT_RECEIVE_MAXIMUM 512
+ * upper bound of one group commit, and so of how far one commit can overshoot
+ * queue_max_messages under backpressure (documented in docs/bridge.md). */
+#define PLANT_RECEIVE_MAXIMUM 64
 /* One commit holds at most about this many bytes, so a burst of large
  * messages never needs a huge WAL (and disk) at once. */
 #define PLANT_BATCH_BYTES (64 * 1024)
@@ -462,14 +463,17 @@ static bool plant_disk_low(plant_t *p)
 	if(queue_space_free(b->queue, &free_bytes) != QUEUE_OK) {
 		return p->disk_low;
 	}
-	bool low = free_bytes < min;
+	/* Hysteresis: once low, reading resumes only with a quarter of min to
+	 * spare, so the state (and its log line) does not flap at the edge. */
+	uint64_t need = p->disk_low ? min + min / 4 : min;
+	bool low = free_bytes < need;
 	if(low && now - p->disk_checkpointed >= 1000) {
 		/* Part of what is used may be the WAL, which only shrinks at a
 		 * checkpoint: take back that space before deciding. */
 		p->disk_checkpointed = now;
 		if(queue_checkpoint(b->queue) == QUEUE_OK &&
 		   queue_space_free(b->queue, &free_bytes) == QUEUE_OK) {
-			low = free_bytes < min;
+			low = free_bytes < need;
 		}
 	}
 	if(low && !p->disk_low) {
