@@ -562,3 +562,29 @@ class Env:
     def anonymous_client(self, pki, broker, clientid="anon", protocol=5, **kw):
         """A client that trusts the broker but presents no certificate."""
         return Client(self, broker, clientid, pki.ca, None, None, protocol=protocol, **kw)
+
+
+def render(path, replacements):
+    """The text of a shipped config with each (old, new) replaced; fails loudly
+    when the file no longer contains `old`, so tests follow config changes."""
+    with open(path) as f:
+        text = f.read()
+    for old, new in replacements:
+        if old not in text:
+            raise AssertionError("%s no longer contains %r: update this test" % (path, old))
+        text = text.replace(old, new)
+    return text
+
+
+def shipped_plant_conf(env, pki, port, extra=()):
+    """config/mosquitto.conf with its /etc and /var paths moved into env and
+    pki, listening on 127.0.0.1:port, logging to stderr."""
+    return render(os.path.join(ROOT, "config", "mosquitto.conf"), [
+        ("/etc/plantgate/pki/", pki.dir + "/"),
+        ("/usr/lib/plantgate/plantgate_auth.so", plugin_path()),
+        ("/etc/plantgate/policy.conf", os.path.join(ROOT, "config", "policy.example")),
+        ("listener 8883 127.0.0.1", "listener %d 127.0.0.1" % port),
+        ("/var/lib/mosquitto/", env.tmp + "/"),
+        ("log_dest syslog", "log_dest stderr"),
+        ("/var/log/plantgate/", env.tmp + "/"),
+    ] + list(extra))

@@ -13,31 +13,13 @@ import harness as h  # noqa: E402
 CONFIG = os.path.join(h.ROOT, "config")
 
 
-def render(path, replacements):
-    with open(path) as f:
-        text = f.read()
-    for old, new in replacements:
-        if old not in text:
-            raise AssertionError("%s no longer contains %r: update this test" % (path, old))
-        text = text.replace(old, new)
-    return text
-
-
 class ShippedConfigs(unittest.TestCase):
     def test_plant_mosquitto_conf_loads_with_plugin_and_example_policy(self):
         with h.Env("cfg-plant") as env:
             pki = env.pki()
             pki.server("broker")
             port = h.free_port()
-            text = render(os.path.join(CONFIG, "mosquitto.conf"), [
-                ("/etc/plantgate/pki/", pki.dir + "/"),
-                ("/usr/lib/plantgate/plantgate_auth.so", h.plugin_path()),
-                ("/etc/plantgate/policy.conf", os.path.join(CONFIG, "policy.example")),
-                ("listener 8883 127.0.0.1", "listener %d 127.0.0.1" % port),
-                ("/var/lib/mosquitto/", env.tmp + "/"),
-                ("log_dest syslog", "log_dest stderr"),
-                ("/var/log/plantgate/", env.tmp + "/"),
-            ])
+            text = h.shipped_plant_conf(env, pki, port)
             broker = h.Broker(env, "plant", text, port)
             self.assertTrue(broker.wait_log(r"plantgate: policy .* loaded", 5), broker.log())
             # A certificate-less client is turned away by the shipped config.
@@ -49,7 +31,7 @@ class ShippedConfigs(unittest.TestCase):
             pki = env.pki("cloud-pki")
             pki.server("cloud")
             port = h.free_port()
-            text = render(os.path.join(CONFIG, "cloud-standin.conf"), [
+            text = h.render(os.path.join(CONFIG, "cloud-standin.conf"), [
                 ("/etc/plantgate/cloud-pki/", pki.dir + "/"),
                 ("listener 18883 127.0.0.1", "listener %d 127.0.0.1" % port),
             ])

@@ -37,16 +37,6 @@ def run_doctor(*args):
     return p
 
 
-def render(path, replacements):
-    with open(path) as f:
-        text = f.read()
-    for old, new in replacements:
-        if old not in text:
-            raise AssertionError("%s no longer contains %r: update this test" % (path, old))
-        text = text.replace(old, new)
-    return text
-
-
 class Health(http.server.BaseHTTPRequestHandler):
     status = 200
 
@@ -78,20 +68,13 @@ class Doctor(unittest.TestCase):
             cloud = env.pki("cloud")
             ccrt, ckey = cloud.bridge_cert("bridge-01")
             port = h.free_port()
-            conf = render(os.path.join(CONFIG, "mosquitto.conf"), [
-                ("/etc/plantgate/pki/", pki.dir + "/"),
-                ("/usr/lib/plantgate/plantgate_auth.so", h.plugin_path()),
-                ("/etc/plantgate/policy.conf", os.path.join(CONFIG, "policy.example")),
-                ("listener 8883 127.0.0.1", "listener %d 127.0.0.1" % port),
-                ("/var/lib/mosquitto/", env.tmp + "/"),
-                ("log_dest syslog", "log_dest stderr"),
-                ("/var/log/plantgate/", env.tmp + "/"),
+            conf = h.shipped_plant_conf(env, pki, port, [
                 ("plugin_opt_sys_interval 10s", "plugin_opt_sys_interval 1s"),
             ])
             conf_path = env.write("mosquitto.conf", conf)
             broker = h.Broker(env, "plant", conf, port)
             self.assertTrue(broker.wait_log(r"plantgate: policy .* loaded", 5), broker.log())
-            bridge = render(os.path.join(CONFIG, "bridge.example"), [
+            bridge = h.render(os.path.join(CONFIG, "bridge.example"), [
                 ("/etc/plantgate/pki/", pki.dir + "/"),
                 ("/etc/plantgate/cloud/ca.crt", cloud.ca),
                 ("/etc/plantgate/cloud/bridge-01.crt", ccrt),
@@ -173,7 +156,7 @@ class Doctor(unittest.TestCase):
                 "require_certificate false",
                 "use_identity_as_username true",
             ]) + "\n")
-            bridge = env.write("bridge.conf", render(os.path.join(FIXTURES, "weak", "bridge.conf"), [
+            bridge = env.write("bridge.conf", h.render(os.path.join(FIXTURES, "weak", "bridge.conf"), [
                 ("/tmp/plantgate-doctor-fixture-queue.db", env.path("queue.db"))]))
 
             # A broker that lets in a client without a certificate (no plugin).
