@@ -66,12 +66,12 @@ class Units(unittest.TestCase):
                     continue
                 for v in vals:
                     prog = v.lstrip("-@:+!").split()[0]
-                    stub = os.path.join(self.root, prog.lstrip("/"))
-                    if not os.path.exists(stub):
-                        os.makedirs(os.path.dirname(stub), exist_ok=True)
-                        with open(stub, "w") as f:
+                    standin = os.path.join(self.root, prog.lstrip("/"))
+                    if not os.path.exists(standin):
+                        os.makedirs(os.path.dirname(standin), exist_ok=True)
+                        with open(standin, "w") as f:
                             f.write("#!/bin/sh\n")
-                        os.chmod(stub, 0o755)
+                        os.chmod(standin, 0o755)
 
     def verify(self, *units):
         p = subprocess.run([ANALYZE, "verify", "--root=" + self.root, "--man=no",
