@@ -254,7 +254,9 @@ class StatusPage(unittest.TestCase):
                 time.sleep(2)
                 dom3 = browser.dom()
                 self.assertEqual(element(dom3, "plant-state"), "CONNECTED", dom3)
-                self.assertRegex(element(dom3, "health"), r"^Attention: cloud link down for \d+ s")
+                # "connecting" while a reconnect attempt is under way (as /healthz says).
+                self.assertRegex(element(dom3, "health"),
+                                 r"^Attention: cloud link (down|connecting) for \d+ s")
                 shot_down = env.path("status-cloud-down.png")
                 browser.screenshot(shot_down)
                 self.check_png(shot_down)
