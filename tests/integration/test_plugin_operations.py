@@ -15,6 +15,8 @@ import harness as h  # noqa: E402
 import policies  # noqa: E402
 
 AUDIT_TOOL = os.path.join(h.BUILD, "plugin", "plantgate-audit")
+# Seconds a kicked client may take to see its connection closed after SIGHUP.
+KICK_DEADLINE = 10
 
 
 class Operations(unittest.TestCase):
@@ -50,15 +52,20 @@ class Operations(unittest.TestCase):
         self.pki.revoke("sensor-1")
         t0 = time.monotonic()
         self.reload()
-        self.assertTrue(victim.wait_disconnect(1.0), "revoked device still connected after 1 s")
+        # About 0.1 s on an idle machine.  A plugin that does not kick leaves the
+        # device connected for good (keepalive keeps it up), so the deadline
+        # only needs to leave room for a loaded CI machine running ASan twins.
+        self.assertTrue(victim.wait_disconnect(KICK_DEADLINE),
+                        "revoked device still connected after %d s" % KICK_DEADLINE)
+        log("revoked device disconnected %.2f s after the reload signal" % (time.monotonic() - t0))
         self.assertFalse(bystander.disconnected.is_set(), "an unrevoked device was disconnected")
         victim.disconnect()
         again = self.env.client(self.pki, "sensor-1", self.b)
         self.assertNotEqual(again.connect(), 0, "a revoked device reconnected")
-        self.assertTrue(self.b.wait_log(r'kick: identity="sensor-1" reason="revoked"', 2))
+        self.assertTrue(self.b.wait_log(r'kick: identity="sensor-1" reason="revoked"', 5))
         # mosquitto re-reads its crlfile on reload too, so the TLS handshake
         # already refuses the revoked certificate.
-        self.assertTrue(self.b.wait_log(r"certificate verify failed|connect refused: .*sensor-1.*revo", 2))
+        self.assertTrue(self.b.wait_log(r"certificate verify failed|connect refused: .*sensor-1.*revo", 5))
 
     def test_identity_added_to_the_revocation_list_by_hand(self):
         # Not in the CRL: only the plugin can refuse it.
@@ -67,11 +74,12 @@ class Operations(unittest.TestCase):
         with open(os.path.join(self.pki.dir, "revoked.txt"), "a") as f:
             f.write("# revoked by hand\nidentity sensor-2\n")
         self.reload()
-        self.assertTrue(victim.wait_disconnect(1.0), "revoked identity still connected after 1 s")
+        self.assertTrue(victim.wait_disconnect(KICK_DEADLINE),
+                        "revoked identity still connected after %d s" % KICK_DEADLINE)
         victim.disconnect()
         again = self.env.client(self.pki, "sensor-2", self.b)
         self.assertNotEqual(again.connect(), 0, "a revoked identity reconnected")
-        self.assertTrue(self.b.wait_log(r'connect refused: .*identity="sensor-2" reason="identity is on the revocation list"', 2))
+        self.assertTrue(self.b.wait_log(r'connect refused: .*identity="sensor-2" reason="identity is on the revocation list"', 5))
 
     def test_broken_policy_on_reload_keeps_the_old_one(self):
         self.broker()
@@ -97,10 +105,11 @@ class Operations(unittest.TestCase):
             "  subscribe plant/%{site}/%{line}/+/telemetry/#\n  read      plant/%{site}/%{line}/+/telemetry/#\n", "")
         self.assertNotEqual(changed, policies.BASIC)
         self.reload(changed)
-        self.assertTrue(hmi.wait_disconnect(2), "hmi kept a subscription its new policy does not grant")
-        self.assertTrue(self.b.wait_log(r'kick: identity="hmi-1" reason="its rights changed', 2))
+        self.assertTrue(hmi.wait_disconnect(KICK_DEADLINE),
+                        "hmi kept a subscription its new policy does not grant")
+        self.assertTrue(self.b.wait_log(r'kick: identity="hmi-1" reason="its rights changed', 5))
         self.assertFalse(sensor.disconnected.is_set(), "sensor-1's rights did not change; it must stay")
-        self.assertTrue(self.b.wait_log(r"reloaded .*plant-policy.conf: roles", 2))
+        self.assertTrue(self.b.wait_log(r"reloaded .*plant-policy.conf: roles", 5))
         # Its persistent session must not deliver telemetry any more.
         hmi.disconnect()
         hmi2 = self.connect("hmi-1", clean=False)
@@ -127,8 +136,8 @@ class Operations(unittest.TestCase):
         self.assertLess(len(from_flooder), 200, "the flood was not limited")
         self.assertGreater(len(from_flooder), 0)
         self.assertTrue(self.b.wait_log(r'rate limit: identity="sensor-1" refused \d+ publishes', 3))
-        self.assertTrue(flooder.wait_disconnect(5), "a device flooding past flood_disconnect stays connected")
-        self.assertTrue(self.b.wait_log(r'kick: identity="sensor-1" reason="sustained flooding', 2))
+        self.assertTrue(flooder.wait_disconnect(KICK_DEADLINE), "a device flooding past flood_disconnect stays connected")
+        self.assertTrue(self.b.wait_log(r'kick: identity="sensor-1" reason="sustained flooding', 5))
         self.assertFalse(calm.disconnected.is_set())
 
     def test_role_limit_from_the_policy(self):
@@ -141,9 +150,9 @@ class Operations(unittest.TestCase):
         for i in range(100):
             s.publish("plant/hq/l1/sensor-1/telemetry/t", b"%d" % i, qos=0)
         self.assertTrue(self.b.wait_log(r'rate limit: identity="sensor-1" refused \d+ publishes \(limit 20 msg/s', 5))
+        self.assertTrue(h.wait_for(lambda: len(hmi.messages) > 0, 10))
         time.sleep(0.5)
         self.assertLess(len(hmi.messages), 60)
-        self.assertGreater(len(hmi.messages), 0)
 
     def test_audit_trail_records_and_detects_tampering(self):
         self.broker()
