@@ -89,7 +89,10 @@ class Doctor(unittest.TestCase):
                 p = run_doctor("--mosquitto-conf", conf_path, "--bridge-conf", bridge_path,
                                "--broker", "127.0.0.1:%d" % port, "--cert", ops[0], "--key", ops[1],
                                "--bridge-url", "http://127.0.0.1:%d" % srv.server_address[1],
-                               "--html", html, "-v")
+                               "--html", html, "-v",
+                               # 3 s by default; the live checks end as soon as they have
+                               # their answers, so this only gives a loaded machine time.
+                               "--timeout", "20000")
             finally:
                 srv.shutdown()
             out = p.stdout + p.stderr
