@@ -35,6 +35,13 @@ ASAN = os.environ.get("PG_ASAN") == "1"
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 PKI_SCRIPT = os.path.join(ROOT, "scripts", "pki")
 KEEP = os.environ.get("PG_KEEP_TMP") == "1"
+# Deadlines for things that happen (a log line, a message, an exit) are
+# stretched for the ASan+UBSan twins: ctest runs them with
+# fast_unwind_on_malloc=0, so malloc-heavy work is many times slower (the
+# bridge loading TLS contexts for HTTPS took 5-7 s instead of 0.1 s on a
+# loaded machine).  A wait ends as soon as its condition holds, so this
+# costs nothing when the test passes.
+SLOW = 3 if ASAN else 1
 
 
 def plugin_path():
@@ -52,6 +59,42 @@ def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def listening_inodes(port):
+    """Socket inodes listening on TCP `port` (any local address), from /proc/net."""
+    found = set()
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path) as f:
+                lines = f.read().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                found.add(fields[9])
+    return found
+
+
+def pid_listens(pid, port):
+    """Whether process `pid` itself holds a socket listening on `port`."""
+    inodes = listening_inodes(port)
+    if not inodes:
+        return False
+    fddir = "/proc/%d/fd" % pid
+    try:
+        fds = os.listdir(fddir)
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            target = os.readlink(os.path.join(fddir, fd))
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            return True
+    return False
 
 
 def wait_for(pred, timeout=10.0, interval=0.05):
@@ -208,7 +251,7 @@ class Proc:
         if self.alive():
             self.p.send_signal(sig)
 
-    def stop(self, timeout=10):
+    def stop(self, timeout=20):
         """SIGTERM, wait, then SIGKILL. Returns the exit code."""
         if self.p is None:
             return None
@@ -231,7 +274,7 @@ class Proc:
 
     def wait(self, timeout=10):
         try:
-            return self.p.wait(timeout)
+            return self.p.wait(timeout * SLOW)
         except subprocess.TimeoutExpired:
             return None
 
@@ -244,7 +287,7 @@ class Proc:
 
     def wait_log(self, regex, timeout=10.0):
         r = re.compile(regex)
-        return wait_for(lambda: r.search(self.log()), timeout)
+        return wait_for(lambda: r.search(self.log()), timeout * SLOW)
 
 
 # mosquitto started as root drops to the `mosquitto` user before it loads
@@ -273,17 +316,16 @@ class Broker(Proc):
         self._wait_ready()
 
     def _wait_ready(self):
+        # Ready when this mosquitto listens on the port: a connection alone could
+        # reach whoever else took the port in the moment since it was picked.
         def ready():
-            if not self.alive():
-                return True
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.5):
-                    return True
-            except OSError:
-                return False
-        wait_for(ready, 10)
+            return not self.alive() or pid_listens(self.pid, self.port)
+        up = wait_for(ready, 30)
         if not self.alive():
             raise RuntimeError("mosquitto %s did not start:\n%s" % (self.name, self.log()))
+        if not up:
+            raise RuntimeError("mosquitto %s does not accept connections on port %d after 30 s:\n%s"
+                               % (self.name, self.port, self.log()))
 
     def start(self):
         super().start()
@@ -351,9 +393,16 @@ class Client:
         if ev:
             ev.set()
 
-    def connect(self, timeout=10, keepalive=30):
+    def connect(self, timeout=20, keepalive=30):
         """Connect and wait for CONNACK. Returns the CONNACK code (0 = accepted), or -1
         when the TLS handshake or the connection itself failed."""
+        if self.loop_started:
+            # paho's network thread reconnects by itself after the broker went
+            # away; connecting from here as well races it (two CONNECTs on one
+            # connection: mosquitto calls that a protocol error, and the
+            # persistent session was gone when the client came back).
+            self.c.loop_stop()
+            self.loop_started = False
         self.connected.clear()
         self.disconnected.clear()
         self.connect_rc = None
@@ -383,7 +432,7 @@ class Client:
                 return -1  # the network thread died: TLS refused the connection
         return -1
 
-    def publish(self, topic, payload, qos=0, retain=False, props=None, timeout=5):
+    def publish(self, topic, payload, qos=0, retain=False, props=None, timeout=15):
         """Publish; for qos > 0 wait for the acknowledgement. Returns True when sent (and acked)."""
         properties = None
         if props and self.protocol == mqtt.MQTTv5:
@@ -400,7 +449,7 @@ class Client:
             return False
         return info.is_published()
 
-    def subscribe(self, filt, qos=1, timeout=5):
+    def subscribe(self, filt, qos=1, timeout=15):
         """Subscribe and wait for SUBACK; returns the list of granted codes (>= 0x80 = refused)."""
         ev = threading.Event()
         rc, mid = self.c.subscribe(filt, qos)
@@ -423,7 +472,7 @@ class Client:
             return list(self.messages)
 
     def wait_messages(self, n, timeout=10):
-        wait_for(lambda: len(self.messages) >= n, timeout)
+        wait_for(lambda: len(self.messages) >= n, timeout * SLOW)
         with self.lock:
             return list(self.messages)
 
@@ -434,7 +483,7 @@ class Client:
             return m
 
     def wait_disconnect(self, timeout=10):
-        return self.disconnected.wait(timeout)
+        return self.disconnected.wait(timeout * SLOW)
 
     def disconnect(self):
         try:
@@ -515,9 +564,22 @@ class Env:
     def pki(self, name="plant", rsa=False):
         return Pki(self, name, rsa=rsa)
 
+    def _broker(self, name, body_for, port):
+        """Start a Broker with the config body_for(port).  A port picked here
+        (port=None) is only free until mosquitto binds it, and tests run side by
+        side: when someone took it in between, pick another."""
+        for _ in range(4):
+            p = port or free_port()
+            try:
+                return Broker(self, name, body_for(p), p)
+            except RuntimeError as e:
+                if port or "Address already in use" not in str(e):
+                    raise
+                log("port %d was taken before mosquitto %s bound it; picking another" % (p, name))
+        raise RuntimeError("mosquitto %s: every port picked was taken before it could bind" % name)
+
     def plant_broker(self, pki, policy=None, plugin=True, persistence=False, extra="",
                      plugin_opts=None, name="plant", port=None):
-        port = port or free_port()
         cert, key = pki.server("localhost")
         body = ["per_listener_settings false", "allow_anonymous false", "log_dest stderr",
                 "log_type all", "connection_messages true"]
@@ -532,19 +594,22 @@ class Env:
             for k, v in (plugin_opts or {}).items():
                 body.append("plugin_opt_%s %s" % (k, v))
         body.append(extra)
-        body.append(PLANT_TLS.format(port=port, ca=pki.ca, cert=cert, key=key, crl=pki.crl))
-        return Broker(self, name, "\n".join(body) + "\n", port)
+        return self._broker(name, lambda p: "\n".join(body) + "\n" + PLANT_TLS.format(
+            port=p, ca=pki.ca, cert=cert, key=key, crl=pki.crl), port)
 
     def cloud_broker(self, pki, extra="", name="cloud", port=None):
-        """The cloud stand-in: plain mosquitto, mutual TLS with any cert of `pki`."""
-        port = port or free_port()
+        """The cloud stand-in: plain mosquitto, mutual TLS with any cert of `pki`.
+        It queues without limit for its subscribers: by default mosquitto drops
+        QoS 1 messages beyond 1000 queued for a slow client ("Outgoing messages
+        are being dropped"), and a Python subscriber on a loaded machine is slow
+        while the bridge drains a backlog; tests count every message."""
         cert, key = pki.server("localhost")
-        body = ["per_listener_settings false", "allow_anonymous true", "persistence false",
-                "log_dest stderr", "log_type all", extra,
-                "listener %d 127.0.0.1" % port, "cafile %s" % pki.ca, "certfile %s" % cert,
-                "keyfile %s" % key, "require_certificate true", "use_identity_as_username true",
-                "tls_version tlsv1.2"]
-        return Broker(self, name, "\n".join(body) + "\n", port)
+        return self._broker(name, lambda p: "\n".join([
+            "per_listener_settings false", "allow_anonymous true", "persistence false",
+            "log_dest stderr", "log_type all", "max_queued_messages 0", extra,
+            "listener %d 127.0.0.1" % p, "cafile %s" % pki.ca, "certfile %s" % cert,
+            "keyfile %s" % key, "require_certificate true", "use_identity_as_username true",
+            "tls_version tlsv1.2"]) + "\n", port)
 
     def bridge(self, config_text, name="bridge", args=None, extra_env=None):
         cfg = self.write(name + ".conf", config_text)
