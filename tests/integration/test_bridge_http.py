@@ -174,7 +174,7 @@ class Http(unittest.TestCase):
             def unhealthy():
                 s, body, _ = get(port, "/healthz")
                 return (s, body) if s == 503 and "5 messages queued" in body else None
-            got = h.wait_for(unhealthy, 10, 0.2)
+            got = h.wait_for(unhealthy, 30, 0.2)
             self.assertTrue(got, get(port, "/healthz"))
             self.assertRegex(got[1], r"^cloud link (down|connecting) for \d+ s; 5 messages "
                                      r"queued, oldest \d+ s\n$")

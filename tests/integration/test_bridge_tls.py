@@ -89,7 +89,7 @@ class CloudTls(unittest.TestCase):
                                         "-tls1_2", "-cert", crt, "-key", key, "-CAfile",
                                         w.cloud_pki.ca, "-Verify", "1", "-quiet"])
             old.port = port
-            self.assertTrue(h.wait_for(lambda: port_open(port), 5), old.log())
+            self.assertTrue(h.wait_for(lambda: port_open(port), 15), old.log())
             b = w.start_bridge(RULES, cloud_port=old.port, extra="cloud_tls_version 1.3\n")
             self.assertTrue(w.wait_plant_ready(b), b.log())
             pub = w.publisher()

@@ -274,7 +274,7 @@ class Integrity(unittest.TestCase):
             b = w.start_bridge(key)
             d7 = w.device("press-07")
             publish_telemetry(d7, 5)
-            self.assertTrue(h.wait_for(lambda: len(w.queue_seqs()) == 5, 10), b.log())
+            self.assertTrue(h.wait_for(lambda: len(w.queue_seqs()) == 5, 30), b.log())
             self.assertEqual(b.stop(), 0, b.log())
             seqs = w.queue_seqs()
             with sqlite3.connect(w.queue_path) as db:  # someone removes one message

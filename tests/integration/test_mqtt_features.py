@@ -99,7 +99,7 @@ class Features(unittest.TestCase):
         pub = self.client("a")
         for i in range(20):
             self.assertTrue(pub.publish("lab/jobs/%d" % i, b"job", qos=1))
-        h.wait_for(lambda: len(b.messages) + len(c.messages) >= 20, 10)
+        h.wait_for(lambda: len(b.messages) + len(c.messages) >= 20, 30)
         time.sleep(0.2)  # a duplicate would arrive now
         topics = sorted([m["topic"] for m in b.messages] + [m["topic"] for m in c.messages])
         self.assertEqual(topics, sorted("lab/jobs/%d" % i for i in range(20)))

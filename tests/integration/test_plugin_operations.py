@@ -128,7 +128,7 @@ class Operations(unittest.TestCase):
             if i % 40 == 0:
                 calm.publish("plant/hq/l1/sensor-2/telemetry/t", b"calm%d" % i, qos=0)
         self.assertTrue(calm.publish("plant/hq/l1/sensor-2/telemetry/t", b"calm-end", qos=1))
-        h.wait_for(lambda: any(m["payload"] == b"calm-end" for m in hmi.messages), 5)
+        h.wait_for(lambda: any(m["payload"] == b"calm-end" for m in hmi.messages), 15)
         got = hmi.take()
         from_flooder = [m for m in got if m["topic"].startswith("plant/hq/l1/sensor-1/")]
         from_calm = [m for m in got if m["topic"].startswith("plant/hq/l1/sensor-2/")]
@@ -161,7 +161,7 @@ class Operations(unittest.TestCase):
         self.env.client(self.pki, "stranger", self.b).connect()
         self.reload()
         self.assertTrue(self.b.wait_log(r"reloaded", 5))
-        h.wait_for(lambda: os.path.exists(self.audit) and "reload" in open(self.audit).read(), 5)
+        h.wait_for(lambda: os.path.exists(self.audit) and "reload" in open(self.audit).read(), 15)
         text = open(self.audit).read()
         for ev in ('"event":"start"', '"event":"connect"', '"event":"publish-denied"',
                    '"event":"connect-refused"', '"event":"reload"'):
@@ -209,7 +209,7 @@ class Operations(unittest.TestCase):
         ops = self.connect("ops-1")
         ops.subscribe("$SYS/plantgate/#", 0)
         ok = h.wait_for(lambda: any(m["topic"] == "$SYS/plantgate/connects/refused" and int(m["payload"]) >= 1
-                                    for m in ops.messages), 5)
+                                    for m in ops.messages), 15)
         self.assertTrue(ok, [m["topic"] for m in ops.messages][:20])
 
     def test_repeated_failed_connects_are_throttled_and_summarised(self):
@@ -240,7 +240,7 @@ class Operations(unittest.TestCase):
         self.assertTrue(self.b.alive())
         ops = self.connect("ops-1")
         ops.subscribe("$SYS/plantgate/audit/errors", 0)
-        self.assertTrue(h.wait_for(lambda: any(int(m["payload"]) > 0 for m in ops.messages), 5))
+        self.assertTrue(h.wait_for(lambda: any(int(m["payload"]) > 0 for m in ops.messages), 15))
 
 
 def log(msg):

@@ -41,7 +41,7 @@ class Policy(unittest.TestCase):
         for topic, kw in attempts:
             pub.publish(topic, b"x" * kw.pop("size", 1), **kw)
         self.assertTrue(pub.publish(marker, b"m", qos=1))
-        self.assertTrue(h.wait_for(lambda: any(m["topic"] == marker for m in self.eng.messages), 5),
+        self.assertTrue(h.wait_for(lambda: any(m["topic"] == marker for m in self.eng.messages), 15),
                         "the marker message never arrived: the subscriber is not receiving at all")
         return [m["topic"] for m in self.eng.take()]
 
