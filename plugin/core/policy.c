@@ -38,7 +38,9 @@
 typedef struct policy_role {
 	char *name;
 	int line;
-	ptrie_node_t *trie[3][2]; /* [access - 1][deny] */
+	/* [access - 1][deny]: built while parsing, compiled by policy_finish */
+	ptrie_node_t *build[3][2];
+	ptrie_t *trie[3][2];
 	size_t nallow, ndeny;
 	/* The role's rules as written, in order, while parsing; then their
 	 * SHA-256, which tells a reload whether the role's rights changed. */
@@ -124,7 +126,8 @@ static void policy_role_free(policy_role_t *r)
 	}
 	for(int a = 0; a < 3; a++) {
 		for(int d = 0; d < 2; d++) {
-			ptrie_free(r->trie[a][d]);
+			ptrie_free(r->build[a][d]);
+			ptrie_compiled_free(r->trie[a][d]);
 		}
 	}
 	free(r->sigbuf);
@@ -845,7 +848,7 @@ static int policy_kw_rule(policy_parse_t *ps, const conf_line_t *l, char *err, s
 	if(policy_parse_options(l, at + 2, r, err, errlen)) {
 		return -1;
 	}
-	ptrie_node_t **t = &ps->cur->trie[access - 1][deny ? 1 : 0];
+	ptrie_node_t **t = &ps->cur->build[access - 1][deny ? 1 : 0];
 	if(!*t && !(*t = ptrie_new())) {
 		return conf_error(l, err, errlen, "out of memory");
 	}
@@ -992,6 +995,23 @@ static int policy_finish(policy_parse_t *ps, char *err, size_t errlen)
 	}
 	if(p->unknown && policy_link(p, p->unknown, err, errlen)) {
 		return -1;
+	}
+	for(size_t i = 0; i < p->nroles; i++) {
+		policy_role_t *r = p->role_list[i];
+		for(int a = 0; a < 3; a++) {
+			for(int d = 0; d < 2; d++) {
+				if(!r->build[a][d]) {
+					continue;
+				}
+				r->trie[a][d] = ptrie_compile(r->build[a][d]);
+				if(!r->trie[a][d]) {
+					conf_line_t l = {.file = p->file, .line = r->line};
+					return conf_error(&l, err, errlen, "out of memory");
+				}
+				ptrie_free(r->build[a][d]);
+				r->build[a][d] = NULL;
+			}
+		}
 	}
 	return 0;
 }
@@ -1182,19 +1202,60 @@ static void policy_decide(policy_decision_t *out, bool allow, const char *reason
 	out->rule_text = r ? r->text : NULL;
 }
 
-/* Small topics are split on the stack; larger ones on the heap. */
-#define POLICY_STACK_TOPIC 512
+/* Topics of up to this many levels are split on the stack; more on the heap. */
 #define POLICY_STACK_LEVELS 64
+
+/* Byte classes for policy_split: 1 ends a level, 2 is a wildcard. */
+static const unsigned char policy_split_class[256] = {['\0'] = 1, ['/'] = 1, ['+'] = 2, ['#'] = 2};
+
+/* One pass over `topic`: store where each level starts and how long it is
+ * (the first `max` of them; no copy: the levels point into topic), and note
+ * its length, whether it holds a '+' or '#', and whether it holds bytes
+ * above 0x7f (only then can it be invalid UTF-8).  Returns the number of
+ * levels, which may be more than max. */
+static size_t policy_split(const char *topic, ptrie_level_t *lv, size_t max, size_t *len,
+                           bool *wild, bool *high)
+{
+	size_t n = 0;
+	const char *c = topic, *start = topic;
+	unsigned char hi = 0;
+	bool w = false;
+	for(;; c++) {
+		unsigned char ch = (unsigned char)*c;
+		unsigned char k = policy_split_class[ch];
+		hi |= ch;
+		if(!k) {
+			continue;
+		}
+		if(k == 2) {
+			w = true;
+			continue;
+		}
+		if(n < max) {
+			lv[n].s = start;
+			lv[n].len = (size_t)(c - start);
+		}
+		n++;
+		if(!ch) {
+			break;
+		}
+		start = c + 1;
+	}
+	*len = (size_t)(c - topic);
+	*wild = w;
+	*high = (hi & 0x80) != 0;
+	return n;
+}
 
 void policy_check_resolved(const policy_t *p, const policy_binding_t *b,
                            const policy_subject_t *who, const policy_request_t *req,
                            policy_decision_t *out)
 {
-	char sbuf[POLICY_STACK_TOPIC];
-	char *slev[POLICY_STACK_LEVELS];
-	char *buf = sbuf;
-	char **levels = slev;
+	ptrie_level_t slev[POLICY_STACK_LEVELS];
+	ptrie_level_t *levels = slev;
 	const char *topic;
+	size_t tlen, n;
+	bool wild, high;
 
 	if(!out) {
 		return;
@@ -1226,11 +1287,17 @@ void policy_check_resolved(const policy_t *p, const policy_binding_t *b,
 			out->reason = POLICY_R_BADFILTER;
 			goto out;
 		}
+		n = policy_split(topic, levels, POLICY_STACK_LEVELS, &tlen, &wild, &high);
 		break;
 	}
 	case POLICY_PUBLISH:
 	case POLICY_READ:
-		if(!topic_valid_name(topic)) {
+		/* topic_valid_name's checks, made on the one pass that splits the
+		 * topic: non-empty, at most TOPIC_MAX_LEN bytes, no '+' or '#',
+		 * valid UTF-8 (a C string has no NUL inside, and pure ASCII is
+		 * valid UTF-8, so only topics with high bytes need the check). */
+		n = policy_split(topic, levels, POLICY_STACK_LEVELS, &tlen, &wild, &high);
+		if(tlen == 0 || tlen > TOPIC_MAX_LEN || wild || (high && !util_utf8_valid(topic, tlen))) {
 			out->reason = POLICY_R_BADTOPIC;
 			goto out;
 		}
@@ -1238,31 +1305,18 @@ void policy_check_resolved(const policy_t *p, const policy_binding_t *b,
 	default:
 		goto out;
 	}
-	if(strncasecmp(topic, "$CONTROL", 8) == 0 && (topic[8] == '/' || topic[8] == '\0')) {
+	if(topic[0] == '$' && strncasecmp(topic, "$CONTROL", 8) == 0 &&
+	   (topic[8] == '/' || topic[8] == '\0')) {
 		out->reason = POLICY_R_CONTROL;
 		goto out;
 	}
-
-	size_t tlen = strlen(topic);
-	size_t nlev = topic_levels(topic);
-	if(tlen + 1 > sizeof(sbuf)) {
-		buf = malloc(tlen + 1);
-	}
-	if(nlev > POLICY_STACK_LEVELS) {
-		levels = malloc(nlev * sizeof(*levels));
-	}
-	if(!buf || !levels) {
-		out->reason = POLICY_R_NOMEM;
-		goto out;
-	}
-	memcpy(buf, topic, tlen + 1);
-	size_t n = 0;
-	levels[n++] = buf;
-	for(char *c = buf; *c; c++) {
-		if(*c == '/') {
-			*c = '\0';
-			levels[n++] = c + 1;
+	if(n > POLICY_STACK_LEVELS) {
+		levels = malloc(n * sizeof(*levels));
+		if(!levels) {
+			out->reason = POLICY_R_NOMEM;
+			goto out;
 		}
+		policy_split(topic, levels, n, &tlen, &wild, &high);
 	}
 
 	policy_var_ctx_t vctx = {.b = b, .who = who};
@@ -1303,9 +1357,6 @@ void policy_check_resolved(const policy_t *p, const policy_binding_t *b,
 		policy_decide(out, false, POLICY_R_NONE, NULL);
 	}
 out:
-	if(buf != sbuf) {
-		free(buf);
-	}
 	if(levels != slev) {
 		free(levels);
 	}

@@ -1,15 +1,23 @@
 /*
  * policy_trie.c — one role's rules compiled into a trie keyed by topic level
- * (see policy_trie.h).  Building allocates; the three walks only read, never
- * allocate, and visit each trie node at most once per query, so their cost is
- * bounded by the topic's levels times the (small, fixed) branching of '+',
- * '#' and variable children — not by the number of rules.  The one exception
- * is a '+' or '#' level in a filter checked by ptrie_overlap, which must look
- * at every literal child of the node it reaches; ptrie_overlap is only used
- * on deny-subscribe tries, which are small.
+ * (see policy_trie.h).  Building and compiling allocate; the three walks only
+ * read the compiled trie, never allocate, and visit each node at most once
+ * per query, so their cost is bounded by the topic's levels times the (small,
+ * fixed) branching of '+', '#' and variable children — not by the number of
+ * rules.  The one exception is a '+' or '#' level in a filter checked by
+ * ptrie_overlap, which must look at every literal child of the node it
+ * reaches; ptrie_overlap is only used on deny-subscribe tries, which are
+ * small.
+ *
+ * The walks on the compiled trie answer exactly what the same walks on the
+ * built trie did, node for node: a merged chain's inner nodes had no rules and
+ * no children but the next one, so all a walk could do there was compare the
+ * next level with the chain's next key (tests/unit/test_policy_trie.c checks
+ * the two against each other).
  */
 #include "policy_trie.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,19 +71,6 @@ void ptrie_free(ptrie_node_t *n)
 	free(n->vars);
 	free(n->rules);
 	free(n);
-}
-
-bool ptrie_value_usable(const char *v)
-{
-	if(!v || !v[0] || v[0] == '$') {
-		return false;
-	}
-	for(const unsigned char *c = (const unsigned char *)v; *c; c++) {
-		if(*c == '/' || *c == '+' || *c == '#' || *c < 0x20 || *c == 0x7f) {
-			return false;
-		}
-	}
-	return true;
 }
 
 /* `%{name}` → name (pointer into level, length in *len); NULL otherwise. */
@@ -217,31 +212,456 @@ out:
 	return rc;
 }
 
-static void ptrie_hit_all(const ptrie_node_t *n, const ptrie_query_t *q)
+/* ------------------------------------------------------------------------ */
+/* The compiled trie                                                         */
+
+typedef struct pt_node pt_node_t;
+
+/* A literal child, keyed by the first level of its label. */
+typedef struct pt_slot {
+	uint64_t hash;         /* pt_hash of the label's first level */
+	const pt_node_t *node; /* NULL: an empty slot */
+} pt_slot_t;
+
+typedef struct pt_var {
+	const char *name;
+	const pt_node_t *node;
+} pt_var_t;
+
+/* One node and the label of the edge that leads to it.  A literal edge may
+ * span several levels: the builder's chain of nodes with nothing but one
+ * literal child each is merged into the node at its end, so the label is the
+ * chain's levels joined by '/'.  Children of the root, '+', '#' and variable
+ * nodes have label_levels 0. */
+struct pt_node {
+	const pt_node_t *plus;
+	const pt_node_t *hash;    /* a leaf: '#' is always the last level */
+	const pt_slot_t *lits;    /* nlits children: a table of mask + 1 slots, or
+	                           * when mask is 0 an array of nlits */
+	const pt_var_t *vars;
+	const policy_rule_t *const *rules; /* rules whose filter ends here */
+	const policy_rule_t *first;        /* lowest seq in this subtree */
+	uint32_t nlits, mask;
+	uint32_t nvars, nrules;
+	uint32_t label_levels;
+	uint32_t label_len; /* bytes, without the NUL */
+	uint32_t first_len; /* bytes of the label's first level */
+	char label[];       /* NUL-terminated */
+};
+
+struct ptrie {
+	uint64_t seed;
+	const pt_node_t *root;
+	unsigned char *block; /* every node, label, table and array */
+	size_t size;
+};
+
+/* Up to this many literal children are scanned; more go in a hash table. */
+#define PT_LINEAR_MAX 4
+/* Nodes start on a cache line and carry their rules right after their
+ * label, so a node with a short label is one line; the rest is 8-aligned. */
+#define PT_LINE 64
+#define PT_ALIGN(x) (((x) + 7) & ~(size_t)7)
+
+/* Bytes of a node with its label and rules. */
+static size_t pt_node_bytes(size_t llen, size_t nrules)
 {
-	for(size_t i = 0; i < n->nrules; i++) {
+	return PT_ALIGN(sizeof(pt_node_t) + llen + 1) + nrules * sizeof(policy_rule_t *);
+}
+
+/* Reserve n bytes aligned to `align` at *used: where they start.  pt_measure
+ * and pt_emit both lay out through here, so they agree to the byte. */
+static size_t pt_reserve(size_t *used, size_t n, size_t align)
+{
+	size_t at = (*used + align - 1) & ~(align - 1);
+	*used = at + PT_ALIGN(n);
+	return at;
+}
+
+/* A short-key hash: 8 bytes at a time, seeded per compiled trie so that a
+ * hostile set of topic levels cannot be prepared against every plugin. */
+static uint64_t pt_hash(uint64_t seed, const char *s, size_t len)
+{
+	uint64_t h = seed ^ ((uint64_t)len * 0x9E3779B97F4A7C15ULL);
+	while(len >= 8) {
+		uint64_t w;
+		memcpy(&w, s, 8);
+		h = (h ^ w) * 0xbf58476d1ce4e5b9ULL;
+		h ^= h >> 31;
+		s += 8;
+		len -= 8;
+	}
+	uint64_t w = 0;
+	for(size_t k = 0; k < len; k++) {
+		w |= (uint64_t)(unsigned char)s[k] << (8 * k);
+	}
+	h = (h ^ w) * 0x94d049bb133111ebULL;
+	h ^= h >> 32;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 29;
+	return h;
+}
+
+/* n's only child when n merely passes through (no rules, no '+', '#' or
+ * variable children, exactly one literal child), with its key; else NULL. */
+static const ptrie_node_t *pt_chain_next(const ptrie_node_t *n, const char **key)
+{
+	if(n->nrules || n->plus || n->hash || n->nvars) {
+		return NULL;
+	}
+	if(n->lit1 && !n->lits) {
+		*key = n->lit1_key;
+		return n->lit1;
+	}
+	if(n->lits && hmap_count(n->lits) == 1) {
+		size_t it = 0;
+		void *val = NULL;
+		hmap_next(n->lits, &it, key, &val);
+		return val;
+	}
+	return NULL;
+}
+
+/* The node a literal edge from `key` leads to once its chain is merged, and
+ * the label's length and levels. */
+static const ptrie_node_t *pt_chain(const char *key, const ptrie_node_t *b, size_t *len,
+                                    uint32_t *levels)
+{
+	const char *k;
+	const ptrie_node_t *next;
+	*len = 0;
+	*levels = 0;
+	if(!key) {
+		return b;
+	}
+	*len = strlen(key);
+	*levels = 1;
+	while((next = pt_chain_next(b, &k)) != NULL) {
+		*len += 1 + strlen(k);
+		(*levels)++;
+		b = next;
+	}
+	return b;
+}
+
+static size_t pt_nlits_of(const ptrie_node_t *b)
+{
+	return (b->lit1 ? 1 : 0) + hmap_count(b->lits);
+}
+
+/* Slots for n literal children: all of them when scanned, else a power of two
+ * at least twice n, so probes stay short and always meet an empty slot. */
+static size_t pt_slots_for(size_t n)
+{
+	if(n <= PT_LINEAR_MAX) {
+		return n;
+	}
+	size_t cap = 8;
+	while(cap < 2 * n) {
+		cap *= 2;
+	}
+	return cap;
+}
+
+/* Advance *used past the bytes pt_emit takes for the subtree reached by
+ * `key` (NULL: no label), in the same order. */
+static void pt_measure(size_t *used, const char *key, const ptrie_node_t *b)
+{
+	size_t llen;
+	uint32_t levels;
+	const ptrie_node_t *e = pt_chain(key, b, &llen, &levels);
+	pt_reserve(used, pt_node_bytes(llen, e->nrules), PT_LINE);
+	pt_reserve(used, e->nvars * sizeof(pt_var_t), 8);
+	pt_reserve(used, pt_slots_for(pt_nlits_of(e)) * sizeof(pt_slot_t), 8);
+	for(size_t k = 0; k < e->nvars; k++) {
+		pt_reserve(used, strlen(e->vars[k].name) + 1, 8);
+		pt_measure(used, NULL, e->vars[k].node);
+	}
+	if(e->plus) {
+		pt_measure(used, NULL, e->plus);
+	}
+	if(e->hash) {
+		pt_measure(used, NULL, e->hash);
+	}
+	if(e->lit1) {
+		pt_measure(used, e->lit1_key, e->lit1);
+	}
+	if(e->lits) {
+		size_t it = 0;
+		const char *k;
+		void *val;
+		while(hmap_next(e->lits, &it, &k, &val)) {
+			pt_measure(used, k, val);
+		}
+	}
+}
+
+typedef struct pt_arena {
+	unsigned char *base; /* zeroed */
+	size_t used, size;
+	uint64_t seed;
+} pt_arena_t;
+
+static void *pt_take(pt_arena_t *a, size_t n, size_t align)
+{
+	size_t at = pt_reserve(&a->used, n, align);
+	if(a->used > a->size) {
+		return NULL; /* pt_measure and pt_emit disagree: never expected */
+	}
+	return a->base + at;
+}
+
+static pt_node_t *pt_emit(pt_arena_t *a, const char *key, const ptrie_node_t *b);
+
+/* Emit literal child `key` -> c of a node into its slots. */
+static int pt_emit_lit(pt_arena_t *a, pt_node_t *n, pt_slot_t *slots, const char *key,
+                       const ptrie_node_t *c)
+{
+	pt_node_t *cn = pt_emit(a, key, c);
+	if(!cn) {
+		return -1;
+	}
+	uint64_t h = pt_hash(a->seed, key, strlen(key));
+	size_t i = n->mask ? (size_t)h & n->mask : n->nlits;
+	while(slots[i].node) {
+		i = (i + 1) & n->mask;
+	}
+	slots[i].hash = h;
+	slots[i].node = cn;
+	n->nlits++;
+	return 0;
+}
+
+/* Lay out the subtree reached by `key` (NULL: no label) depth first: the
+ * node with its label, its rules, variables and child table, then its
+ * children.  NULL when the arena is short. */
+static pt_node_t *pt_emit(pt_arena_t *a, const char *key, const ptrie_node_t *b)
+{
+	size_t llen;
+	uint32_t levels;
+	const ptrie_node_t *e = pt_chain(key, b, &llen, &levels);
+	pt_node_t *n = pt_take(a, pt_node_bytes(llen, e->nrules), PT_LINE);
+	if(!n) {
+		return NULL;
+	}
+	n->label_levels = levels;
+	n->label_len = (uint32_t)llen;
+	if(key) {
+		const char *k = key;
+		const ptrie_node_t *at = b;
+		size_t o = strlen(key);
+		n->first_len = (uint32_t)o;
+		memcpy(n->label, key, o);
+		while(at != e) {
+			at = pt_chain_next(at, &k);
+			n->label[o++] = '/';
+			memcpy(n->label + o, k, strlen(k));
+			o += strlen(k);
+		}
+	}
+	n->first = e->first;
+
+	const policy_rule_t **rules =
+	    (const policy_rule_t **)((unsigned char *)n + PT_ALIGN(sizeof(pt_node_t) + llen + 1));
+	pt_var_t *vars = pt_take(a, e->nvars * sizeof(*vars), 8);
+	size_t nslots = pt_slots_for(pt_nlits_of(e));
+	pt_slot_t *slots = pt_take(a, nslots * sizeof(*slots), 8);
+	if(!vars || !slots) {
+		return NULL;
+	}
+	if(e->nrules) {
+		memcpy(rules, e->rules, e->nrules * sizeof(*rules));
+	}
+	n->rules = rules;
+	n->nrules = (uint32_t)e->nrules;
+	n->mask = nslots > PT_LINEAR_MAX ? (uint32_t)(nslots - 1) : 0;
+	n->lits = slots;
+	n->vars = vars;
+	for(size_t k = 0; k < e->nvars; k++) {
+		size_t nl = strlen(e->vars[k].name) + 1;
+		char *name = pt_take(a, nl, 8);
+		if(!name) {
+			return NULL;
+		}
+		memcpy(name, e->vars[k].name, nl);
+		vars[k].name = name;
+		if(!(vars[k].node = pt_emit(a, NULL, e->vars[k].node))) {
+			return NULL;
+		}
+	}
+	n->nvars = (uint32_t)e->nvars;
+	if(e->plus && !(n->plus = pt_emit(a, NULL, e->plus))) {
+		return NULL;
+	}
+	if(e->hash && !(n->hash = pt_emit(a, NULL, e->hash))) {
+		return NULL;
+	}
+	if(e->lit1 && pt_emit_lit(a, n, slots, e->lit1_key, e->lit1)) {
+		return NULL;
+	}
+	if(e->lits) {
+		size_t it = 0;
+		const char *k;
+		void *val;
+		while(hmap_next(e->lits, &it, &k, &val)) {
+			if(pt_emit_lit(a, n, slots, k, val)) {
+				return NULL;
+			}
+		}
+	}
+	return n;
+}
+
+ptrie_t *ptrie_compile(const ptrie_node_t *root)
+{
+	if(!root) {
+		return NULL;
+	}
+	ptrie_t *t = calloc(1, sizeof(*t));
+	if(!t) {
+		return NULL;
+	}
+	size_t used = 0;
+	pt_measure(&used, NULL, root);
+	t->size = (used + PT_LINE - 1) & ~(size_t)(PT_LINE - 1);
+	t->block = aligned_alloc(PT_LINE, t->size);
+	if(!t->block) {
+		free(t);
+		return NULL;
+	}
+	memset(t->block, 0, t->size);
+	/* Seed from the block's address: different per trie and per run. */
+	t->seed = (uint64_t)(uintptr_t)t->block * 0x9E3779B97F4A7C15ULL;
+	pt_arena_t a = {.base = t->block, .size = t->size, .seed = t->seed};
+	t->root = pt_emit(&a, NULL, root);
+	if(!t->root || a.used != used) {
+		ptrie_compiled_free(t);
+		return NULL;
+	}
+	return t;
+}
+
+void ptrie_compiled_free(ptrie_t *t)
+{
+	if(!t) {
+		return;
+	}
+	free(t->block);
+	free(t);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The walks                                                                 */
+
+typedef struct pt_walk {
+	const ptrie_query_t *q;
+	uint64_t seed;
+	bool dollar; /* the first level starts with '$' */
+} pt_walk_t;
+
+static void pt_walk_init(pt_walk_t *w, const ptrie_t *t, const ptrie_query_t *q)
+{
+	w->q = q;
+	w->seed = t->seed;
+	w->dollar = q->levels[0].len > 0 && q->levels[0].s[0] == '$';
+}
+
+static bool pt_is(const ptrie_level_t *l, char c)
+{
+	return l->len == 1 && l->s[0] == c;
+}
+
+static void pt_hit_all(const pt_node_t *n, const ptrie_query_t *q)
+{
+	for(uint32_t i = 0; i < n->nrules; i++) {
 		q->hit(q->acc, n->rules[i]);
 	}
 }
 
-/* Does variable child v stand for the literal level `text`?  A variable never
- * reaches a '$' first level (`dollar0`), like a wildcard. */
-static bool ptrie_var_is(const ptrie_query_t *q, const ptrie_var_t *v, const char *text,
-                         bool dollar0)
+/* The literal child of n whose label's first level is l, or NULL. */
+static const pt_node_t *pt_lit(const pt_walk_t *w, const pt_node_t *n, const ptrie_level_t *l)
+{
+	if(!n->mask) {
+		for(uint32_t k = 0; k < n->nlits; k++) {
+			const pt_node_t *c = n->lits[k].node;
+			if(c->first_len == l->len && memcmp(c->label, l->s, l->len) == 0) {
+				return c;
+			}
+		}
+		return NULL;
+	}
+	uint64_t h = pt_hash(w->seed, l->s, l->len);
+	for(size_t i = (size_t)h & n->mask;; i = (i + 1) & n->mask) {
+		const pt_node_t *c = n->lits[i].node;
+		if(!c) {
+			return NULL;
+		}
+		if(n->lits[i].hash == h && c->first_len == l->len &&
+		   memcmp(c->label, l->s, l->len) == 0) {
+			return c;
+		}
+	}
+}
+
+/* Do the query's levels from i on continue with the rest of c's label (its
+ * first level is known to be levels[i])?  The levels are contiguous in one
+ * string, like the label's, so one comparison covers them all. */
+static bool pt_label_rest(const ptrie_query_t *q, const pt_node_t *c, size_t i)
+{
+	if(c->label_levels == 1) {
+		return true;
+	}
+	if(c->label_levels > q->nlevels - i) {
+		return false;
+	}
+	const ptrie_level_t *last = &q->levels[i + c->label_levels - 1];
+	const char *s = q->levels[i].s;
+	size_t span = (size_t)(last->s + last->len - s);
+	return span == c->label_len &&
+	       memcmp(s + c->first_len, c->label + c->first_len, span - c->first_len) == 0;
+}
+
+/* Length of a usable value (see ptrie_value_usable) in *len, or false. */
+static bool pt_value_len(const char *v, size_t *len)
+{
+	if(!v || !v[0] || v[0] == '$') {
+		return false;
+	}
+	const unsigned char *c = (const unsigned char *)v;
+	for(; *c; c++) {
+		if(*c == '/' || *c == '+' || *c == '#' || *c < 0x20 || *c == 0x7f) {
+			return false;
+		}
+	}
+	*len = (size_t)(c - (const unsigned char *)v);
+	return true;
+}
+
+bool ptrie_value_usable(const char *v)
+{
+	size_t len;
+	return pt_value_len(v, &len);
+}
+
+/* Does variable v stand for the literal level l?  A variable never reaches a
+ * '$' first level (`dollar0`), like a wildcard. */
+static bool pt_var_is(const ptrie_query_t *q, const pt_var_t *v, const ptrie_level_t *l,
+                      bool dollar0)
 {
 	if(dollar0) {
 		return false;
 	}
+	size_t len;
 	const char *val = q->var(q->var_ctx, v->name);
-	if(ptrie_value_usable(val)) {
-		return strcmp(val, text) == 0;
+	if(pt_value_len(val, &len)) {
+		return len == l->len && memcmp(val, l->s, len) == 0;
 	}
 	return q->deny;
 }
 
-/* Can variable child v stand for *some* level that a '+' or '#' of the
- * query filter at depth i matches? */
-static bool ptrie_var_any(const ptrie_query_t *q, const ptrie_var_t *v, size_t i)
+/* Can variable v stand for *some* level that a '+' or '#' of the query
+ * filter at depth i matches? */
+static bool pt_var_any(const ptrie_query_t *q, const pt_var_t *v, size_t i)
 {
 	const char *val = q->var(q->var_ctx, v->name);
 	if(ptrie_value_usable(val)) {
@@ -250,201 +670,232 @@ static bool ptrie_var_any(const ptrie_query_t *q, const ptrie_var_t *v, size_t i
 	return q->deny;
 }
 
-static bool ptrie_is(const char *level, char c)
+static void pt_match_at(const pt_walk_t *w, const pt_node_t *n, size_t i)
 {
-	return level[0] == c && level[1] == '\0';
-}
-
-static void ptrie_match_at(const ptrie_node_t *n, const ptrie_query_t *q, size_t i)
-{
-	bool dollar0 = i == 0 && q->levels[0][0] == '$';
+	const ptrie_query_t *q = w->q;
+	bool dollar0 = i == 0 && w->dollar;
 	if(n->hash && !dollar0) {
-		ptrie_hit_all(n->hash, q); /* "a/#" matches "a" and everything below */
+		pt_hit_all(n->hash, q); /* "a/#" matches "a" and everything below */
 	}
 	if(i == q->nlevels) {
-		ptrie_hit_all(n, q);
+		pt_hit_all(n, q);
 		return;
 	}
-	const char *l = q->levels[i];
+	const ptrie_level_t *l = &q->levels[i];
 	if(n->plus && !dollar0) {
-		ptrie_match_at(n->plus, q, i + 1);
+		pt_match_at(w, n->plus, i + 1);
 	}
-	const ptrie_node_t *c = ptrie_lit_get(n, l);
-	if(c) {
-		ptrie_match_at(c, q, i + 1);
+	const pt_node_t *c = pt_lit(w, n, l);
+	if(c && pt_label_rest(q, c, i)) {
+		pt_match_at(w, c, i + c->label_levels);
 	}
-	for(size_t k = 0; k < n->nvars; k++) {
-		if(ptrie_var_is(q, &n->vars[k], l, dollar0)) {
-			ptrie_match_at(n->vars[k].node, q, i + 1);
+	for(uint32_t k = 0; k < n->nvars; k++) {
+		if(pt_var_is(q, &n->vars[k], l, dollar0)) {
+			pt_match_at(w, n->vars[k].node, i + 1);
 		}
 	}
 }
 
-void ptrie_match(const ptrie_node_t *root, const ptrie_query_t *q)
+void ptrie_match(const ptrie_t *t, const ptrie_query_t *q)
 {
-	if(root && q->nlevels > 0) {
-		ptrie_match_at(root, q, 0);
+	if(t && q->nlevels > 0) {
+		pt_walk_t w;
+		pt_walk_init(&w, t, q);
+		pt_match_at(&w, t->root, 0);
 	}
 }
 
-static void ptrie_cover_at(const ptrie_node_t *n, const ptrie_query_t *q, size_t i)
+static void pt_cover_at(const pt_walk_t *w, const pt_node_t *n, size_t i)
 {
-	bool dollar0 = i == 0 && q->levels[0][0] == '$';
+	const ptrie_query_t *q = w->q;
+	bool dollar0 = i == 0 && w->dollar;
 	if(n->hash && !dollar0) {
-		ptrie_hit_all(n->hash, q); /* '#' covers whatever the filter has left */
+		pt_hit_all(n->hash, q); /* '#' covers whatever the filter has left */
 	}
 	if(i == q->nlevels) {
-		ptrie_hit_all(n, q);
+		pt_hit_all(n, q);
 		return;
 	}
-	const char *l = q->levels[i];
-	if(ptrie_is(l, '#')) {
+	const ptrie_level_t *l = &q->levels[i];
+	if(pt_is(l, '#')) {
 		/* Only a '#' covers a '#' — and "P/+/#" covers "P/#" when P is the
 		 * empty topic, which is not valid (see topic_filter_covers). */
-		if((i == 0 || (i == 1 && q->levels[0][0] == '\0')) && n->plus && n->plus->hash) {
-			ptrie_hit_all(n->plus->hash, q);
+		if((i == 0 || (i == 1 && q->levels[0].len == 0)) && n->plus && n->plus->hash) {
+			pt_hit_all(n->plus->hash, q);
 		}
 		return;
 	}
 	if(n->plus && !dollar0) {
-		ptrie_cover_at(n->plus, q, i + 1);
+		pt_cover_at(w, n->plus, i + 1);
 	}
-	if(ptrie_is(l, '+')) {
+	if(pt_is(l, '+')) {
 		/* Only '+' (above) covers '+'; in a deny trie an unusable variable
 		 * acts as '+' too. */
-		for(size_t k = 0; k < n->nvars && q->deny; k++) {
-			const char *val = q->var(q->var_ctx, n->vars[k].name);
-			if(!ptrie_value_usable(val)) {
-				ptrie_cover_at(n->vars[k].node, q, i + 1);
+		for(uint32_t k = 0; k < n->nvars && q->deny; k++) {
+			if(!ptrie_value_usable(q->var(q->var_ctx, n->vars[k].name))) {
+				pt_cover_at(w, n->vars[k].node, i + 1);
 			}
 		}
 		return;
 	}
-	const ptrie_node_t *c = ptrie_lit_get(n, l);
-	if(c) {
-		ptrie_cover_at(c, q, i + 1);
+	/* A label's levels are literal: a '+' or '#' further on in the query
+	 * never equals one, as only '+' and '#' cover those. */
+	const pt_node_t *c = pt_lit(w, n, l);
+	if(c && pt_label_rest(q, c, i)) {
+		pt_cover_at(w, c, i + c->label_levels);
 	}
-	for(size_t k = 0; k < n->nvars; k++) {
-		if(ptrie_var_is(q, &n->vars[k], l, dollar0)) {
-			ptrie_cover_at(n->vars[k].node, q, i + 1);
+	for(uint32_t k = 0; k < n->nvars; k++) {
+		if(pt_var_is(q, &n->vars[k], l, dollar0)) {
+			pt_cover_at(w, n->vars[k].node, i + 1);
 		}
 	}
 }
 
-void ptrie_cover(const ptrie_node_t *root, const ptrie_query_t *q)
+void ptrie_cover(const ptrie_t *t, const ptrie_query_t *q)
 {
-	if(root && q->nlevels > 0) {
-		ptrie_cover_at(root, q, 0);
+	if(t && q->nlevels > 0) {
+		pt_walk_t w;
+		pt_walk_init(&w, t, q);
+		pt_cover_at(&w, t->root, 0);
 	}
 }
 
-/* Report the rules of subtree n, any of whose topics the query's trailing '#'
- * matches.  In a deny trie every node leads to a rule that matches something
- * (variables there match a value or anything), so the precomputed first rule
- * suffices; in an allow trie unusable variables cut branches off. */
-static void ptrie_hit_subtree(const ptrie_node_t *n, const ptrie_query_t *q, size_t i)
+/* Slots to look at for n's literal children (some may be empty). */
+static size_t pt_nslots(const pt_node_t *n)
 {
+	return n->mask ? (size_t)n->mask + 1 : n->nlits;
+}
+
+/* Report the rules of subtree n (at depth i), any of whose topics the query's
+ * trailing '#' matches.  In a deny trie every node leads to a rule that
+ * matches something (variables there match a value or anything), so the
+ * precomputed first rule suffices; in an allow trie unusable variables cut
+ * branches off. */
+static void pt_hit_subtree(const pt_walk_t *w, const pt_node_t *n, size_t i)
+{
+	const ptrie_query_t *q = w->q;
 	if(q->deny) {
 		if(n->first) {
 			q->hit(q->acc, n->first);
 		}
 		return;
 	}
-	ptrie_hit_all(n, q);
+	pt_hit_all(n, q);
 	if(n->hash) {
-		ptrie_hit_all(n->hash, q);
+		pt_hit_all(n->hash, q);
 	}
 	if(n->plus) {
-		ptrie_hit_subtree(n->plus, q, i + 1);
+		pt_hit_subtree(w, n->plus, i + 1);
 	}
-	if(n->lit1) {
-		ptrie_hit_subtree(n->lit1, q, i + 1);
-	}
-	if(n->lits) {
-		size_t it = 0;
-		const char *key;
-		void *val;
-		while(hmap_next(n->lits, &it, &key, &val)) {
-			ptrie_hit_subtree(val, q, i + 1);
+	for(size_t s = 0; s < pt_nslots(n); s++) {
+		const pt_node_t *c = n->lits[s].node;
+		if(c) {
+			pt_hit_subtree(w, c, i + c->label_levels);
 		}
 	}
-	for(size_t k = 0; k < n->nvars; k++) {
-		if(ptrie_var_any(q, &n->vars[k], i)) {
-			ptrie_hit_subtree(n->vars[k].node, q, i + 1);
+	for(uint32_t k = 0; k < n->nvars; k++) {
+		if(pt_var_any(q, &n->vars[k], i)) {
+			pt_hit_subtree(w, n->vars[k].node, i + 1);
 		}
 	}
 }
 
-static void ptrie_overlap_at(const ptrie_node_t *n, const ptrie_query_t *q, size_t i);
+static void pt_overlap_at(const pt_walk_t *w, const pt_node_t *n, size_t i);
 
-/* Visit child c of a node at depth i, reached by a wildcard level of the
- * query: for '#' the whole subtree overlaps, for '+' go on with the query. */
-static void ptrie_overlap_wild(const ptrie_node_t *c, const ptrie_query_t *q, size_t i,
-                               bool hash)
+/* Go on with literal child c of a node at depth i, whose label's first level
+ * the query's level i matched (literally or as '+'): the rest of the label
+ * must overlap the query's next levels, level by level — a '+' there matches
+ * any label level, a '#' the whole subtree. */
+static void pt_overlap_edge(const pt_walk_t *w, const pt_node_t *c, size_t i)
 {
-	if(hash) {
-		ptrie_hit_subtree(c, q, i + 1);
-	} else {
-		ptrie_overlap_at(c, q, i + 1);
+	const ptrie_query_t *q = w->q;
+	const char *lab = c->label + c->first_len;
+	const char *end = c->label + c->label_len;
+	for(uint32_t j = 1; j < c->label_levels; j++) {
+		if(i + j == q->nlevels) {
+			return; /* the query ends inside the chain, where no rule ends */
+		}
+		lab++; /* the '/' */
+		const char *slash = memchr(lab, '/', (size_t)(end - lab));
+		size_t len = slash ? (size_t)(slash - lab) : (size_t)(end - lab);
+		const ptrie_level_t *l = &q->levels[i + j];
+		if(pt_is(l, '#')) {
+			pt_hit_subtree(w, c, i + c->label_levels);
+			return;
+		}
+		if(!pt_is(l, '+') && (l->len != len || memcmp(l->s, lab, len) != 0)) {
+			return;
+		}
+		lab += len;
 	}
+	pt_overlap_at(w, c, i + c->label_levels);
 }
 
-static void ptrie_overlap_at(const ptrie_node_t *n, const ptrie_query_t *q, size_t i)
+static void pt_overlap_at(const pt_walk_t *w, const pt_node_t *n, size_t i)
 {
-	bool dollar0 = i == 0 && q->levels[0][0] == '$';
+	const ptrie_query_t *q = w->q;
+	bool dollar0 = i == 0 && w->dollar;
 	if(n->hash && !dollar0) {
-		ptrie_hit_all(n->hash, q);
+		pt_hit_all(n->hash, q);
 	}
 	if(i == q->nlevels) {
-		ptrie_hit_all(n, q);
+		pt_hit_all(n, q);
 		return;
 	}
-	const char *l = q->levels[i];
-	bool hash = ptrie_is(l, '#');
-	if(hash || ptrie_is(l, '+')) {
+	const ptrie_level_t *l = &q->levels[i];
+	bool hash = pt_is(l, '#');
+	if(hash || pt_is(l, '+')) {
 		if(hash && i > 0) {
-			ptrie_hit_all(n, q); /* "a/#" matches "a" */
+			pt_hit_all(n, q); /* "a/#" matches "a" */
 		}
 		if(n->plus) {
-			ptrie_overlap_wild(n->plus, q, i, hash);
-		}
-		if(n->lit1 && !(i == 0 && n->lit1_key[0] == '$')) {
-			ptrie_overlap_wild(n->lit1, q, i, hash);
-		}
-		if(n->lits) {
-			size_t it = 0;
-			const char *key;
-			void *val;
-			while(hmap_next(n->lits, &it, &key, &val)) {
-				if(!(i == 0 && key[0] == '$')) {
-					ptrie_overlap_wild(val, q, i, hash);
-				}
+			if(hash) {
+				pt_hit_subtree(w, n->plus, i + 1);
+			} else {
+				pt_overlap_at(w, n->plus, i + 1);
 			}
 		}
-		for(size_t k = 0; k < n->nvars; k++) {
-			if(ptrie_var_any(q, &n->vars[k], i)) {
-				ptrie_overlap_wild(n->vars[k].node, q, i, hash);
+		for(size_t s = 0; s < pt_nslots(n); s++) {
+			const pt_node_t *c = n->lits[s].node;
+			if(!c || (i == 0 && c->label[0] == '$')) {
+				continue;
+			}
+			if(hash) {
+				pt_hit_subtree(w, c, i + c->label_levels);
+			} else {
+				pt_overlap_edge(w, c, i);
+			}
+		}
+		for(uint32_t k = 0; k < n->nvars; k++) {
+			if(pt_var_any(q, &n->vars[k], i)) {
+				if(hash) {
+					pt_hit_subtree(w, n->vars[k].node, i + 1);
+				} else {
+					pt_overlap_at(w, n->vars[k].node, i + 1);
+				}
 			}
 		}
 		return;
 	}
 	if(n->plus && !dollar0) {
-		ptrie_overlap_at(n->plus, q, i + 1);
+		pt_overlap_at(w, n->plus, i + 1);
 	}
-	const ptrie_node_t *c = ptrie_lit_get(n, l);
+	const pt_node_t *c = pt_lit(w, n, l);
 	if(c) {
-		ptrie_overlap_at(c, q, i + 1);
+		pt_overlap_edge(w, c, i);
 	}
-	for(size_t k = 0; k < n->nvars; k++) {
-		if(ptrie_var_is(q, &n->vars[k], l, dollar0)) {
-			ptrie_overlap_at(n->vars[k].node, q, i + 1);
+	for(uint32_t k = 0; k < n->nvars; k++) {
+		if(pt_var_is(q, &n->vars[k], l, dollar0)) {
+			pt_overlap_at(w, n->vars[k].node, i + 1);
 		}
 	}
 }
 
-void ptrie_overlap(const ptrie_node_t *root, const ptrie_query_t *q)
+void ptrie_overlap(const ptrie_t *t, const ptrie_query_t *q)
 {
-	if(root && q->nlevels > 0) {
-		ptrie_overlap_at(root, q, 0);
+	if(t && q->nlevels > 0) {
+		pt_walk_t w;
+		pt_walk_init(&w, t, q);
+		pt_overlap_at(&w, t->root, 0);
 	}
 }

@@ -4,9 +4,18 @@
  * whatever the number of rules.  Internal to the policy engine (policy.c);
  * nothing outside plugin/core includes it.
  *
- * A node has literal children (one inline, more in an hmap), a '+' child, a '#'
- * child and variable children (`%{name}`, compared literally with the level
- * after substitution).  Rules hang off the node where their filter ends.
+ * A trie is built, then compiled, then only read:
+ *  - ptrie_new / ptrie_insert build a plain trie, one node per filter level.
+ *    A node has literal children, a '+' child, a '#' child and variable
+ *    children (`%{name}`, compared literally with the level after
+ *    substitution).  Rules hang off the node where their filter ends.
+ *  - ptrie_compile turns it into a ptrie_t: the same trie in one block of
+ *    memory, depth first, each chain of single literal children merged into
+ *    one node whose label spans several levels ("r17/a3/a4"), literal children
+ *    in an open-addressing table of (hash, node) beside their parent, and each
+ *    node's label and rules stored with it.  A decision then touches a few
+ *    cache lines per *branching* level instead of two or three allocations
+ *    per level.  The builder can be freed once compiled.
  *
  * Three walks answer the three questions the policy asks:
  *  - ptrie_match:   which rules' filters match this topic *name*;
@@ -48,15 +57,25 @@ typedef struct policy_rule {
 	char *text;            /* the rule as written, for explanations */
 } policy_rule_t;
 
-typedef struct ptrie_node ptrie_node_t;
+typedef struct ptrie_node ptrie_node_t; /* a trie being built */
+typedef struct ptrie ptrie_t;           /* a compiled trie */
 
 /* Returns the value of variable `name` for the client being checked, or NULL. */
 typedef const char *(*ptrie_var_fn)(const void *ctx, const char *name);
 /* Called once per rule found by a walk. */
 typedef void (*ptrie_hit_fn)(void *acc, const policy_rule_t *r);
 
+/* One level of a topic or filter: not NUL-terminated. */
+typedef struct ptrie_level {
+	const char *s;
+	size_t len;
+} ptrie_level_t;
+
 typedef struct ptrie_query {
-	char **levels;    /* the topic or filter split at '/', NUL-terminated each */
+	/* The topic or filter split at '/': all levels lie in one string, in
+	 * order, each separated from the next by exactly one '/' (the walks
+	 * compare a label spanning several levels with one memcmp). */
+	const ptrie_level_t *levels;
 	size_t nlevels;
 	bool deny;        /* walking a deny trie: unusable values act as '+' */
 	ptrie_var_fn var;
@@ -65,9 +84,10 @@ typedef struct ptrie_query {
 	void *acc;
 } ptrie_query_t;
 
-/* A new empty trie (root node), or NULL on ENOMEM. */
+/* A new empty trie to build (root node), or NULL on ENOMEM. */
 ptrie_node_t *ptrie_new(void);
-/* Free a trie; the rules are not freed (the policy owns them).  NULL is fine. */
+/* Free a trie being built; the rules are not freed (the policy owns them).
+ * NULL is fine. */
 void ptrie_free(ptrie_node_t *root);
 
 /* Add rule r under `filter`, a valid MQTT filter whose levels may also be
@@ -75,11 +95,19 @@ void ptrie_free(ptrie_node_t *root);
  * r.  Returns 0, or -1 on ENOMEM. */
 int ptrie_insert(ptrie_node_t *root, const char *filter, const policy_rule_t *r);
 
+/* Compile the trie built under root into one block.  root is only read, and
+ * may be freed afterwards; the result borrows the rules like root did.  The
+ * caller frees it with ptrie_compiled_free.  NULL on ENOMEM or a NULL root. */
+ptrie_t *ptrie_compile(const ptrie_node_t *root);
+/* Free a compiled trie; NULL is fine. */
+void ptrie_compiled_free(ptrie_t *t);
+
 /* The walks described above; each calls q->hit for every rule found (a rule
- * may be reported more than once by ptrie_overlap). */
-void ptrie_match(const ptrie_node_t *root, const ptrie_query_t *q);
-void ptrie_cover(const ptrie_node_t *root, const ptrie_query_t *q);
-void ptrie_overlap(const ptrie_node_t *root, const ptrie_query_t *q);
+ * may be reported more than once by ptrie_overlap, and in no particular
+ * order by any walk).  t may be NULL: no rules. */
+void ptrie_match(const ptrie_t *t, const ptrie_query_t *q);
+void ptrie_cover(const ptrie_t *t, const ptrie_query_t *q);
+void ptrie_overlap(const ptrie_t *t, const ptrie_query_t *q);
 
 /* True when a substituted value can stand for exactly one topic level:
  * non-NULL, non-empty, no leading '$', no '/', '+', '#' or control
