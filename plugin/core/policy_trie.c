@@ -17,6 +17,7 @@
  */
 #include "policy_trie.h"
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -215,58 +216,72 @@ out:
 /* ------------------------------------------------------------------------ */
 /* The compiled trie                                                         */
 
+/* Everything in the block is found by its byte offset from the block's
+ * start, which keeps the node header small.  Offset 0 is the root, nobody's
+ * child, so 0 also means "none". */
+typedef uint32_t pt_off_t;
+
 typedef struct pt_node pt_node_t;
 
 /* A literal child, keyed by the first level of its label. */
 typedef struct pt_slot {
-	uint64_t hash;         /* pt_hash of the label's first level */
-	const pt_node_t *node; /* NULL: an empty slot */
+	uint32_t hash; /* high half of pt_hash of that level */
+	pt_off_t node; /* 0: an empty slot */
 } pt_slot_t;
 
 typedef struct pt_var {
-	const char *name;
-	const pt_node_t *node;
+	const char *name; /* in the block */
+	pt_off_t node;
 } pt_var_t;
 
 /* One node and the label of the edge that leads to it.  A literal edge may
  * span several levels: the builder's chain of nodes with nothing but one
  * literal child each is merged into the node at its end, so the label is the
- * chain's levels joined by '/'.  Children of the root, '+', '#' and variable
- * nodes have label_levels 0. */
+ * chain's levels joined by '/'.  The root, '+', '#' and variable nodes have
+ * label_levels 0.  The node's rules follow the label, copied by value, so
+ * that reaching a node and deciding on its rules is one or two cache lines. */
 struct pt_node {
-	const pt_node_t *plus;
-	const pt_node_t *hash;    /* a leaf: '#' is always the last level */
-	const pt_slot_t *lits;    /* nlits children: a table of mask + 1 slots, or
-	                           * when mask is 0 an array of nlits */
-	const pt_var_t *vars;
-	const policy_rule_t *const *rules; /* rules whose filter ends here */
-	const policy_rule_t *first;        /* lowest seq in this subtree */
+	pt_off_t plus;
+	pt_off_t hash;  /* a leaf: '#' is always the last level */
+	pt_off_t lits;  /* nlits children: a table of mask + 1 slots, or when mask
+	                 * is 0 an array of nlits */
+	pt_off_t vars;  /* nvars of them */
+	pt_off_t first; /* the copy of the lowest-seq rule in this subtree */
 	uint32_t nlits, mask;
 	uint32_t nvars, nrules;
-	uint32_t label_levels;
-	uint32_t label_len; /* bytes, without the NUL */
-	uint32_t first_len; /* bytes of the label's first level */
-	char label[];       /* NUL-terminated */
+	uint16_t label_levels;
+	uint16_t label_len; /* bytes, without the NUL; a filter has at most 65535 */
+	uint16_t first_len; /* bytes of the label's first level */
+	char label[];       /* NUL-terminated, then the rules */
 };
 
 struct ptrie {
 	uint64_t seed;
-	const pt_node_t *root;
-	unsigned char *block; /* every node, label, table and array */
+	unsigned char *block; /* the root node first, then everything else */
 	size_t size;
 };
 
 /* Up to this many literal children are scanned; more go in a hash table. */
 #define PT_LINEAR_MAX 4
-/* Nodes start on a cache line and carry their rules right after their
- * label, so a node with a short label is one line; the rest is 8-aligned. */
-#define PT_LINE 64
 #define PT_ALIGN(x) (((x) + 7) & ~(size_t)7)
+
+/* Where a node's rules start, from the node. */
+static size_t pt_rules_at(size_t llen)
+{
+	return PT_ALIGN(offsetof(pt_node_t, label) + llen + 1);
+}
 
 /* Bytes of a node with its label and rules. */
 static size_t pt_node_bytes(size_t llen, size_t nrules)
 {
-	return PT_ALIGN(sizeof(pt_node_t) + llen + 1) + nrules * sizeof(policy_rule_t *);
+	return pt_rules_at(llen) + nrules * sizeof(policy_rule_t);
+}
+
+/* A node starts on a cache line, or on a pair of lines (which the CPU
+ * fetches together) when it needs two. */
+static size_t pt_node_align(size_t bytes)
+{
+	return bytes <= 64 ? 64 : 128;
 }
 
 /* Reserve n bytes aligned to `align` at *used: where they start.  pt_measure
@@ -325,7 +340,7 @@ static const ptrie_node_t *pt_chain_next(const ptrie_node_t *n, const char **key
 /* The node a literal edge from `key` leads to once its chain is merged, and
  * the label's length and levels. */
 static const ptrie_node_t *pt_chain(const char *key, const ptrie_node_t *b, size_t *len,
-                                    uint32_t *levels)
+                                    size_t *levels)
 {
 	const char *k;
 	const ptrie_node_t *next;
@@ -367,10 +382,10 @@ static size_t pt_slots_for(size_t n)
  * `key` (NULL: no label), in the same order. */
 static void pt_measure(size_t *used, const char *key, const ptrie_node_t *b)
 {
-	size_t llen;
-	uint32_t levels;
+	size_t llen, levels;
 	const ptrie_node_t *e = pt_chain(key, b, &llen, &levels);
-	pt_reserve(used, pt_node_bytes(llen, e->nrules), PT_LINE);
+	size_t bytes = pt_node_bytes(llen, e->nrules);
+	pt_reserve(used, bytes, pt_node_align(bytes));
 	pt_reserve(used, e->nvars * sizeof(pt_var_t), 8);
 	pt_reserve(used, pt_slots_for(pt_nlits_of(e)) * sizeof(pt_slot_t), 8);
 	for(size_t k = 0; k < e->nvars; k++) {
@@ -411,9 +426,26 @@ static void *pt_take(pt_arena_t *a, size_t n, size_t align)
 	return a->base + at;
 }
 
+static pt_off_t pt_off(const pt_arena_t *a, const void *p)
+{
+	return (pt_off_t)((const unsigned char *)p - a->base);
+}
+
+/* Make rule copy `cand` n's first when its seq is lower. */
+static void pt_note_first(const pt_arena_t *a, pt_node_t *n, pt_off_t cand)
+{
+	if(!cand) {
+		return;
+	}
+	const policy_rule_t *r = (const policy_rule_t *)(a->base + cand);
+	if(!n->first || r->seq < ((const policy_rule_t *)(a->base + n->first))->seq) {
+		n->first = cand;
+	}
+}
+
 static pt_node_t *pt_emit(pt_arena_t *a, const char *key, const ptrie_node_t *b);
 
-/* Emit literal child `key` -> c of a node into its slots. */
+/* Emit child c of n under `key` into n's literal slots. */
 static int pt_emit_lit(pt_arena_t *a, pt_node_t *n, pt_slot_t *slots, const char *key,
                        const ptrie_node_t *c)
 {
@@ -426,31 +458,46 @@ static int pt_emit_lit(pt_arena_t *a, pt_node_t *n, pt_slot_t *slots, const char
 	while(slots[i].node) {
 		i = (i + 1) & n->mask;
 	}
-	slots[i].hash = h;
-	slots[i].node = cn;
+	slots[i].hash = (uint32_t)(h >> 32);
+	slots[i].node = pt_off(a, cn);
 	n->nlits++;
+	pt_note_first(a, n, cn->first);
 	return 0;
 }
 
+/* Emit a '+', '#' or variable child; its offset, or 0 when short. */
+static pt_off_t pt_emit_child(pt_arena_t *a, pt_node_t *n, const ptrie_node_t *c)
+{
+	pt_node_t *cn = pt_emit(a, NULL, c);
+	if(!cn) {
+		return 0;
+	}
+	pt_note_first(a, n, cn->first);
+	return pt_off(a, cn);
+}
+
 /* Lay out the subtree reached by `key` (NULL: no label) depth first: the
- * node with its label, its rules, variables and child table, then its
+ * node with its label and rules, its variables and child table, then its
  * children.  NULL when the arena is short. */
 static pt_node_t *pt_emit(pt_arena_t *a, const char *key, const ptrie_node_t *b)
 {
-	size_t llen;
-	uint32_t levels;
+	size_t llen, levels;
 	const ptrie_node_t *e = pt_chain(key, b, &llen, &levels);
-	pt_node_t *n = pt_take(a, pt_node_bytes(llen, e->nrules), PT_LINE);
+	if(llen > UINT16_MAX || levels > UINT16_MAX) {
+		return NULL; /* longer than any valid filter */
+	}
+	size_t bytes = pt_node_bytes(llen, e->nrules);
+	pt_node_t *n = pt_take(a, bytes, pt_node_align(bytes));
 	if(!n) {
 		return NULL;
 	}
-	n->label_levels = levels;
-	n->label_len = (uint32_t)llen;
+	n->label_levels = (uint16_t)levels;
+	n->label_len = (uint16_t)llen;
 	if(key) {
 		const char *k = key;
 		const ptrie_node_t *at = b;
 		size_t o = strlen(key);
-		n->first_len = (uint32_t)o;
+		n->first_len = (uint16_t)o;
 		memcpy(n->label, key, o);
 		while(at != e) {
 			at = pt_chain_next(at, &k);
@@ -459,24 +506,22 @@ static pt_node_t *pt_emit(pt_arena_t *a, const char *key, const ptrie_node_t *b)
 			o += strlen(k);
 		}
 	}
-	n->first = e->first;
+	policy_rule_t *rules = (policy_rule_t *)((unsigned char *)n + pt_rules_at(llen));
+	for(size_t k = 0; k < e->nrules; k++) {
+		rules[k] = *e->rules[k];
+		pt_note_first(a, n, pt_off(a, &rules[k]));
+	}
+	n->nrules = (uint32_t)e->nrules;
 
-	const policy_rule_t **rules =
-	    (const policy_rule_t **)((unsigned char *)n + PT_ALIGN(sizeof(pt_node_t) + llen + 1));
 	pt_var_t *vars = pt_take(a, e->nvars * sizeof(*vars), 8);
 	size_t nslots = pt_slots_for(pt_nlits_of(e));
 	pt_slot_t *slots = pt_take(a, nslots * sizeof(*slots), 8);
 	if(!vars || !slots) {
 		return NULL;
 	}
-	if(e->nrules) {
-		memcpy(rules, e->rules, e->nrules * sizeof(*rules));
-	}
-	n->rules = rules;
-	n->nrules = (uint32_t)e->nrules;
+	n->vars = pt_off(a, vars);
+	n->lits = pt_off(a, slots);
 	n->mask = nslots > PT_LINEAR_MAX ? (uint32_t)(nslots - 1) : 0;
-	n->lits = slots;
-	n->vars = vars;
 	for(size_t k = 0; k < e->nvars; k++) {
 		size_t nl = strlen(e->vars[k].name) + 1;
 		char *name = pt_take(a, nl, 8);
@@ -485,15 +530,15 @@ static pt_node_t *pt_emit(pt_arena_t *a, const char *key, const ptrie_node_t *b)
 		}
 		memcpy(name, e->vars[k].name, nl);
 		vars[k].name = name;
-		if(!(vars[k].node = pt_emit(a, NULL, e->vars[k].node))) {
+		if(!(vars[k].node = pt_emit_child(a, n, e->vars[k].node))) {
 			return NULL;
 		}
 	}
 	n->nvars = (uint32_t)e->nvars;
-	if(e->plus && !(n->plus = pt_emit(a, NULL, e->plus))) {
+	if(e->plus && !(n->plus = pt_emit_child(a, n, e->plus))) {
 		return NULL;
 	}
-	if(e->hash && !(n->hash = pt_emit(a, NULL, e->hash))) {
+	if(e->hash && !(n->hash = pt_emit_child(a, n, e->hash))) {
 		return NULL;
 	}
 	if(e->lit1 && pt_emit_lit(a, n, slots, e->lit1_key, e->lit1)) {
@@ -523,8 +568,12 @@ ptrie_t *ptrie_compile(const ptrie_node_t *root)
 	}
 	size_t used = 0;
 	pt_measure(&used, NULL, root);
-	t->size = (used + PT_LINE - 1) & ~(size_t)(PT_LINE - 1);
-	t->block = aligned_alloc(PT_LINE, t->size);
+	t->size = (used + 127) & ~(size_t)127;
+	if(t->size > UINT32_MAX) {
+		free(t);
+		return NULL; /* offsets are 32 bits: some 40 million rules */
+	}
+	t->block = aligned_alloc(128, t->size);
 	if(!t->block) {
 		free(t);
 		return NULL;
@@ -533,8 +582,7 @@ ptrie_t *ptrie_compile(const ptrie_node_t *root)
 	/* Seed from the block's address: different per trie and per run. */
 	t->seed = (uint64_t)(uintptr_t)t->block * 0x9E3779B97F4A7C15ULL;
 	pt_arena_t a = {.base = t->block, .size = t->size, .seed = t->seed};
-	t->root = pt_emit(&a, NULL, root);
-	if(!t->root || a.used != used) {
+	if(pt_emit(&a, NULL, root) != (pt_node_t *)t->block || a.used != used) {
 		ptrie_compiled_free(t);
 		return NULL;
 	}
@@ -555,6 +603,7 @@ void ptrie_compiled_free(ptrie_t *t)
 
 typedef struct pt_walk {
 	const ptrie_query_t *q;
+	const unsigned char *base;
 	uint64_t seed;
 	bool dollar; /* the first level starts with '$' */
 } pt_walk_t;
@@ -562,8 +611,24 @@ typedef struct pt_walk {
 static void pt_walk_init(pt_walk_t *w, const ptrie_t *t, const ptrie_query_t *q)
 {
 	w->q = q;
+	w->base = t->block;
 	w->seed = t->seed;
 	w->dollar = q->levels[0].len > 0 && q->levels[0].s[0] == '$';
+}
+
+static const pt_node_t *pt_at(const pt_walk_t *w, pt_off_t off)
+{
+	return (const pt_node_t *)(w->base + off);
+}
+
+static const pt_slot_t *pt_slots(const pt_walk_t *w, const pt_node_t *n)
+{
+	return (const pt_slot_t *)(w->base + n->lits);
+}
+
+static const pt_var_t *pt_vars(const pt_walk_t *w, const pt_node_t *n)
+{
+	return (const pt_var_t *)(w->base + n->vars);
 }
 
 static bool pt_is(const ptrie_level_t *l, char c)
@@ -573,17 +638,20 @@ static bool pt_is(const ptrie_level_t *l, char c)
 
 static void pt_hit_all(const pt_node_t *n, const ptrie_query_t *q)
 {
+	const policy_rule_t *rules =
+	    (const policy_rule_t *)((const unsigned char *)n + pt_rules_at(n->label_len));
 	for(uint32_t i = 0; i < n->nrules; i++) {
-		q->hit(q->acc, n->rules[i]);
+		q->hit(q->acc, &rules[i]);
 	}
 }
 
 /* The literal child of n whose label's first level is l, or NULL. */
 static const pt_node_t *pt_lit(const pt_walk_t *w, const pt_node_t *n, const ptrie_level_t *l)
 {
+	const pt_slot_t *slots = pt_slots(w, n);
 	if(!n->mask) {
 		for(uint32_t k = 0; k < n->nlits; k++) {
-			const pt_node_t *c = n->lits[k].node;
+			const pt_node_t *c = pt_at(w, slots[k].node);
 			if(c->first_len == l->len && memcmp(c->label, l->s, l->len) == 0) {
 				return c;
 			}
@@ -591,14 +659,16 @@ static const pt_node_t *pt_lit(const pt_walk_t *w, const pt_node_t *n, const ptr
 		return NULL;
 	}
 	uint64_t h = pt_hash(w->seed, l->s, l->len);
+	uint32_t tag = (uint32_t)(h >> 32);
 	for(size_t i = (size_t)h & n->mask;; i = (i + 1) & n->mask) {
-		const pt_node_t *c = n->lits[i].node;
-		if(!c) {
+		if(!slots[i].node) {
 			return NULL;
 		}
-		if(n->lits[i].hash == h && c->first_len == l->len &&
-		   memcmp(c->label, l->s, l->len) == 0) {
-			return c;
+		if(slots[i].hash == tag) {
+			const pt_node_t *c = pt_at(w, slots[i].node);
+			if(c->first_len == l->len && memcmp(c->label, l->s, l->len) == 0) {
+				return c;
+			}
 		}
 	}
 }
@@ -675,7 +745,7 @@ static void pt_match_at(const pt_walk_t *w, const pt_node_t *n, size_t i)
 	const ptrie_query_t *q = w->q;
 	bool dollar0 = i == 0 && w->dollar;
 	if(n->hash && !dollar0) {
-		pt_hit_all(n->hash, q); /* "a/#" matches "a" and everything below */
+		pt_hit_all(pt_at(w, n->hash), q); /* "a/#" matches "a" and everything below */
 	}
 	if(i == q->nlevels) {
 		pt_hit_all(n, q);
@@ -683,15 +753,16 @@ static void pt_match_at(const pt_walk_t *w, const pt_node_t *n, size_t i)
 	}
 	const ptrie_level_t *l = &q->levels[i];
 	if(n->plus && !dollar0) {
-		pt_match_at(w, n->plus, i + 1);
+		pt_match_at(w, pt_at(w, n->plus), i + 1);
 	}
 	const pt_node_t *c = pt_lit(w, n, l);
 	if(c && pt_label_rest(q, c, i)) {
 		pt_match_at(w, c, i + c->label_levels);
 	}
+	const pt_var_t *vars = pt_vars(w, n);
 	for(uint32_t k = 0; k < n->nvars; k++) {
-		if(pt_var_is(q, &n->vars[k], l, dollar0)) {
-			pt_match_at(w, n->vars[k].node, i + 1);
+		if(pt_var_is(q, &vars[k], l, dollar0)) {
+			pt_match_at(w, pt_at(w, vars[k].node), i + 1);
 		}
 	}
 }
@@ -701,7 +772,7 @@ void ptrie_match(const ptrie_t *t, const ptrie_query_t *q)
 	if(t && q->nlevels > 0) {
 		pt_walk_t w;
 		pt_walk_init(&w, t, q);
-		pt_match_at(&w, t->root, 0);
+		pt_match_at(&w, pt_at(&w, 0), 0);
 	}
 }
 
@@ -710,30 +781,32 @@ static void pt_cover_at(const pt_walk_t *w, const pt_node_t *n, size_t i)
 	const ptrie_query_t *q = w->q;
 	bool dollar0 = i == 0 && w->dollar;
 	if(n->hash && !dollar0) {
-		pt_hit_all(n->hash, q); /* '#' covers whatever the filter has left */
+		pt_hit_all(pt_at(w, n->hash), q); /* '#' covers whatever the filter has left */
 	}
 	if(i == q->nlevels) {
 		pt_hit_all(n, q);
 		return;
 	}
 	const ptrie_level_t *l = &q->levels[i];
+	const pt_var_t *vars = pt_vars(w, n);
 	if(pt_is(l, '#')) {
 		/* Only a '#' covers a '#' — and "P/+/#" covers "P/#" when P is the
 		 * empty topic, which is not valid (see topic_filter_covers). */
-		if((i == 0 || (i == 1 && q->levels[0].len == 0)) && n->plus && n->plus->hash) {
-			pt_hit_all(n->plus->hash, q);
+		if((i == 0 || (i == 1 && q->levels[0].len == 0)) && n->plus &&
+		   pt_at(w, n->plus)->hash) {
+			pt_hit_all(pt_at(w, pt_at(w, n->plus)->hash), q);
 		}
 		return;
 	}
 	if(n->plus && !dollar0) {
-		pt_cover_at(w, n->plus, i + 1);
+		pt_cover_at(w, pt_at(w, n->plus), i + 1);
 	}
 	if(pt_is(l, '+')) {
 		/* Only '+' (above) covers '+'; in a deny trie an unusable variable
 		 * acts as '+' too. */
 		for(uint32_t k = 0; k < n->nvars && q->deny; k++) {
-			if(!ptrie_value_usable(q->var(q->var_ctx, n->vars[k].name))) {
-				pt_cover_at(w, n->vars[k].node, i + 1);
+			if(!ptrie_value_usable(q->var(q->var_ctx, vars[k].name))) {
+				pt_cover_at(w, pt_at(w, vars[k].node), i + 1);
 			}
 		}
 		return;
@@ -745,8 +818,8 @@ static void pt_cover_at(const pt_walk_t *w, const pt_node_t *n, size_t i)
 		pt_cover_at(w, c, i + c->label_levels);
 	}
 	for(uint32_t k = 0; k < n->nvars; k++) {
-		if(pt_var_is(q, &n->vars[k], l, dollar0)) {
-			pt_cover_at(w, n->vars[k].node, i + 1);
+		if(pt_var_is(q, &vars[k], l, dollar0)) {
+			pt_cover_at(w, pt_at(w, vars[k].node), i + 1);
 		}
 	}
 }
@@ -756,7 +829,7 @@ void ptrie_cover(const ptrie_t *t, const ptrie_query_t *q)
 	if(t && q->nlevels > 0) {
 		pt_walk_t w;
 		pt_walk_init(&w, t, q);
-		pt_cover_at(&w, t->root, 0);
+		pt_cover_at(&w, pt_at(&w, 0), 0);
 	}
 }
 
@@ -776,26 +849,28 @@ static void pt_hit_subtree(const pt_walk_t *w, const pt_node_t *n, size_t i)
 	const ptrie_query_t *q = w->q;
 	if(q->deny) {
 		if(n->first) {
-			q->hit(q->acc, n->first);
+			q->hit(q->acc, (const policy_rule_t *)(w->base + n->first));
 		}
 		return;
 	}
 	pt_hit_all(n, q);
 	if(n->hash) {
-		pt_hit_all(n->hash, q);
+		pt_hit_all(pt_at(w, n->hash), q);
 	}
 	if(n->plus) {
-		pt_hit_subtree(w, n->plus, i + 1);
+		pt_hit_subtree(w, pt_at(w, n->plus), i + 1);
 	}
+	const pt_slot_t *slots = pt_slots(w, n);
 	for(size_t s = 0; s < pt_nslots(n); s++) {
-		const pt_node_t *c = n->lits[s].node;
-		if(c) {
+		if(slots[s].node) {
+			const pt_node_t *c = pt_at(w, slots[s].node);
 			pt_hit_subtree(w, c, i + c->label_levels);
 		}
 	}
+	const pt_var_t *vars = pt_vars(w, n);
 	for(uint32_t k = 0; k < n->nvars; k++) {
-		if(pt_var_any(q, &n->vars[k], i)) {
-			pt_hit_subtree(w, n->vars[k].node, i + 1);
+		if(pt_var_any(q, &vars[k], i)) {
+			pt_hit_subtree(w, pt_at(w, vars[k].node), i + 1);
 		}
 	}
 }
@@ -811,7 +886,7 @@ static void pt_overlap_edge(const pt_walk_t *w, const pt_node_t *c, size_t i)
 	const ptrie_query_t *q = w->q;
 	const char *lab = c->label + c->first_len;
 	const char *end = c->label + c->label_len;
-	for(uint32_t j = 1; j < c->label_levels; j++) {
+	for(size_t j = 1; j < c->label_levels; j++) {
 		if(i + j == q->nlevels) {
 			return; /* the query ends inside the chain, where no rule ends */
 		}
@@ -836,13 +911,14 @@ static void pt_overlap_at(const pt_walk_t *w, const pt_node_t *n, size_t i)
 	const ptrie_query_t *q = w->q;
 	bool dollar0 = i == 0 && w->dollar;
 	if(n->hash && !dollar0) {
-		pt_hit_all(n->hash, q);
+		pt_hit_all(pt_at(w, n->hash), q);
 	}
 	if(i == q->nlevels) {
 		pt_hit_all(n, q);
 		return;
 	}
 	const ptrie_level_t *l = &q->levels[i];
+	const pt_var_t *vars = pt_vars(w, n);
 	bool hash = pt_is(l, '#');
 	if(hash || pt_is(l, '+')) {
 		if(hash && i > 0) {
@@ -850,14 +926,18 @@ static void pt_overlap_at(const pt_walk_t *w, const pt_node_t *n, size_t i)
 		}
 		if(n->plus) {
 			if(hash) {
-				pt_hit_subtree(w, n->plus, i + 1);
+				pt_hit_subtree(w, pt_at(w, n->plus), i + 1);
 			} else {
-				pt_overlap_at(w, n->plus, i + 1);
+				pt_overlap_at(w, pt_at(w, n->plus), i + 1);
 			}
 		}
+		const pt_slot_t *slots = pt_slots(w, n);
 		for(size_t s = 0; s < pt_nslots(n); s++) {
-			const pt_node_t *c = n->lits[s].node;
-			if(!c || (i == 0 && c->label[0] == '$')) {
+			if(!slots[s].node) {
+				continue;
+			}
+			const pt_node_t *c = pt_at(w, slots[s].node);
+			if(i == 0 && c->label[0] == '$') {
 				continue;
 			}
 			if(hash) {
@@ -867,26 +947,26 @@ static void pt_overlap_at(const pt_walk_t *w, const pt_node_t *n, size_t i)
 			}
 		}
 		for(uint32_t k = 0; k < n->nvars; k++) {
-			if(pt_var_any(q, &n->vars[k], i)) {
+			if(pt_var_any(q, &vars[k], i)) {
 				if(hash) {
-					pt_hit_subtree(w, n->vars[k].node, i + 1);
+					pt_hit_subtree(w, pt_at(w, vars[k].node), i + 1);
 				} else {
-					pt_overlap_at(w, n->vars[k].node, i + 1);
+					pt_overlap_at(w, pt_at(w, vars[k].node), i + 1);
 				}
 			}
 		}
 		return;
 	}
 	if(n->plus && !dollar0) {
-		pt_overlap_at(w, n->plus, i + 1);
+		pt_overlap_at(w, pt_at(w, n->plus), i + 1);
 	}
 	const pt_node_t *c = pt_lit(w, n, l);
 	if(c) {
 		pt_overlap_edge(w, c, i);
 	}
 	for(uint32_t k = 0; k < n->nvars; k++) {
-		if(pt_var_is(q, &n->vars[k], l, dollar0)) {
-			pt_overlap_at(w, n->vars[k].node, i + 1);
+		if(pt_var_is(q, &vars[k], l, dollar0)) {
+			pt_overlap_at(w, pt_at(w, vars[k].node), i + 1);
 		}
 	}
 }
@@ -896,6 +976,6 @@ void ptrie_overlap(const ptrie_t *t, const ptrie_query_t *q)
 	if(t && q->nlevels > 0) {
 		pt_walk_t w;
 		pt_walk_init(&w, t, q);
-		pt_overlap_at(&w, t->root, 0);
+		pt_overlap_at(&w, pt_at(&w, 0), 0);
 	}
 }

@@ -13,9 +13,10 @@
  *    memory, depth first, each chain of single literal children merged into
  *    one node whose label spans several levels ("r17/a3/a4"), literal children
  *    in an open-addressing table of (hash, node) beside their parent, and each
- *    node's label and rules stored with it.  A decision then touches a few
- *    cache lines per *branching* level instead of two or three allocations
- *    per level.  The builder can be freed once compiled.
+ *    node's label and a copy of its rules stored with it.  A decision then
+ *    touches one or two cache lines per *branching* level instead of two or
+ *    three allocations per level and one per rule.  The builder can be freed
+ *    once compiled.
  *
  * Three walks answer the three questions the policy asks:
  *  - ptrie_match:   which rules' filters match this topic *name*;
@@ -62,7 +63,9 @@ typedef struct ptrie ptrie_t;           /* a compiled trie */
 
 /* Returns the value of variable `name` for the client being checked, or NULL. */
 typedef const char *(*ptrie_var_fn)(const void *ctx, const char *name);
-/* Called once per rule found by a walk. */
+/* Called once per rule found by a walk.  r is the compiled trie's copy of
+ * the rule inserted (same fields, same borrowed file and text): valid while
+ * the trie is. */
 typedef void (*ptrie_hit_fn)(void *acc, const policy_rule_t *r);
 
 /* One level of a topic or filter: not NUL-terminated. */
@@ -96,8 +99,9 @@ void ptrie_free(ptrie_node_t *root);
 int ptrie_insert(ptrie_node_t *root, const char *filter, const policy_rule_t *r);
 
 /* Compile the trie built under root into one block.  root is only read, and
- * may be freed afterwards; the result borrows the rules like root did.  The
- * caller frees it with ptrie_compiled_free.  NULL on ENOMEM or a NULL root. */
+ * may be freed afterwards; the result holds copies of the rules (whose file
+ * and text it borrows, like the rules did).  The caller frees it with
+ * ptrie_compiled_free.  NULL on ENOMEM or a NULL root. */
 ptrie_t *ptrie_compile(const ptrie_node_t *root);
 /* Free a compiled trie; NULL is fine. */
 void ptrie_compiled_free(ptrie_t *t);
