@@ -350,7 +350,14 @@ class Client:
         self.clientid = clientid
         self.protocol = mqtt.MQTTv5 if protocol == 5 else mqtt.MQTTv311
         self.clean = clean
-        kw = {"client_id": clientid, "protocol": self.protocol}
+        # No reconnecting behind the test's back: after a broker restart paho's
+        # network thread would reconnect by itself and race the test's own
+        # connect() (two CONNECTs on one connection: mosquitto calls that a
+        # protocol error, and a persistent session was gone when the client
+        # came back), and a refused client would keep trying for the rest of
+        # the test (refusals in the broker's log and failure budget that the
+        # test never made).  Tests reconnect by calling connect().
+        kw = {"client_id": clientid, "protocol": self.protocol, "reconnect_on_failure": False}
         if self.protocol != mqtt.MQTTv5:
             kw["clean_session"] = clean
         self.c = mqtt.Client(**kw)
@@ -395,12 +402,17 @@ class Client:
 
     def connect(self, timeout=20, keepalive=30):
         """Connect and wait for CONNACK. Returns the CONNACK code (0 = accepted), or -1
-        when the TLS handshake or the connection itself failed."""
+        when the TLS handshake or the connection itself failed (or no CONNACK came in
+        time: then the attempt is abandoned, not left running)."""
+        rc = self._connect(timeout, keepalive)
+        if rc != 0:
+            self.disconnect()
+        return rc
+
+    def _connect(self, timeout, keepalive):
         if self.loop_started:
-            # paho's network thread reconnects by itself after the broker went
-            # away; connecting from here as well races it (two CONNECTs on one
-            # connection: mosquitto calls that a protocol error, and the
-            # persistent session was gone when the client came back).
+            # The network thread of the previous connection (ended when that
+            # connection did; see reconnect_on_failure above).
             self.c.loop_stop()
             self.loop_started = False
         self.connected.clear()
