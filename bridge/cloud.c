@@ -29,6 +29,12 @@
 #include "util.h"
 
 #define CLOUD_PAGE 64               /* messages read from the queue at a time */
+/* Acknowledged messages are deleted from the queue in batches: when this many
+ * are owed, when the oldest has waited CLOUD_ACK_DELAY_MS, when nothing is in
+ * flight, and always before a resend.  A crash in between means those
+ * messages are sent again (at-least-once), never lost. */
+#define CLOUD_ACK_BATCH 256
+#define CLOUD_ACK_DELAY_MS 20
 #define CLOUD_STOP_GRACE_MS 5000    /* SIGTERM: wait this long for PUBACKs */
 #define CLOUD_STATUS_EVERY_MS 60000 /* backlog summary while a backlog exists */
 
@@ -53,7 +59,8 @@ typedef struct cloud {
 	cloud_inflight_t *inflight; /* window entries, in send order */
 	size_t n_inflight, window;
 	int64_t *acks; /* acknowledged seqs not yet deleted */
-	size_t n_acks;
+	size_t n_acks, cap_acks;
+	int64_t first_ack_at; /* when acks[0] arrived */
 	/* Acknowledged seqs whose delete failed (e.g. the disk is full even for
 	 * a delete): retried every second until the queue takes them. */
 	int64_t *retry;
@@ -64,6 +71,8 @@ typedef struct cloud {
 	int64_t tokens_at;
 	int64_t last_expire, last_status;
 } cloud_t;
+
+static void flush_acks(cloud_t *c);
 
 static void on_log(struct mosquitto *mosq, void *obj, int level, const char *str)
 {
@@ -137,6 +146,12 @@ static void on_publish(struct mosquitto *mosq, void *obj, int mid, int reason,
 		} else {
 			atomic_fetch_add(&c->b->ctr.out_acked, 1);
 		}
+		if(c->n_acks == c->cap_acks) {
+			flush_acks(c); /* cannot happen by the sizing in cloud_run; stay safe */
+		}
+		if(c->n_acks == 0) {
+			c->first_ack_at = bridge_mono_ms();
+		}
 		c->acks[c->n_acks++] = seq;
 		return;
 	}
@@ -188,6 +203,15 @@ static void flush_acks(cloud_t *c)
 		c->retry_at = bridge_mono_ms() + 1000;
 	}
 	c->n_acks = 0;
+}
+
+/* Delete what the cloud acknowledged when a batch is due (see CLOUD_ACK_BATCH). */
+static void flush_acks_due(cloud_t *c)
+{
+	if(c->n_acks >= CLOUD_ACK_BATCH || (c->n_acks && c->n_inflight == 0) ||
+	   (c->n_acks && bridge_mono_ms() - c->first_ack_at >= CLOUD_ACK_DELAY_MS)) {
+		flush_acks(c);
+	}
 }
 
 /* Retry the deletes that failed, once a second. */
@@ -439,6 +463,9 @@ static int cloud_send(cloud_t *c)
 				     "seq=%lld topic=%s reason=\"%s\" action=\"deleted from queue\"",
 				     (long long)m->seq, blog_quote(m->remote_topic, q, sizeof(q)),
 				     mosquitto_strerror(rc));
+				if(c->n_acks == 0) {
+					c->first_ack_at = bridge_mono_ms();
+				}
 				c->acks[c->n_acks++] = m->seq;
 				c->last_sent_seq = m->seq;
 				flush_acks(c);
@@ -497,7 +524,10 @@ void *cloud_run(void *arg)
 	cloud_t c = {.b = b, .state = LINK_DOWN};
 	c.window = (size_t)b->cfg->drain_inflight;
 	c.inflight = calloc(c.window, sizeof(*c.inflight));
-	c.acks = calloc(c.window + CLOUD_PAGE, sizeof(*c.acks));
+	/* Room for a due batch plus one loop's worth of PUBACKs (at most the
+	 * window) and refusals (at most a page). */
+	c.cap_acks = CLOUD_ACK_BATCH + c.window + CLOUD_PAGE;
+	c.acks = calloc(c.cap_acks, sizeof(*c.acks));
 	if(!c.inflight || !c.acks) {
 		blog(BLOG_ERROR, "cloud.out_of_memory", NULL);
 		atomic_store(&b->fatal, true);
@@ -566,7 +596,7 @@ void *cloud_run(void *arg)
 		if(!rc) {
 			rc = mosquitto_loop_misc(c.mosq);
 		}
-		flush_acks(&c);
+		flush_acks_due(&c);
 		retry_deletes(&c);
 		if(rc || c.lost) {
 			char reason[512];

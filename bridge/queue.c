@@ -30,17 +30,26 @@
 #define QUEUE_SCHEMA 2
 #define QUEUE_SCHEMA_V1 1 /* before the device column; migrated at open */
 
+/* Two connections, so the cloud side never waits for the plant side's fsync:
+ *  - db (mutex mu): every write — the plant side's group commits, the cloud
+ *    side's deletes, expiry, checkpoints;
+ *  - rdb (mutex rmu): reads only — the cloud side's pages, the oldest row.
+ *    WAL mode lets a reader run while a writer commits; it sees the last
+ *    committed state, which is all the cloud side may send anyway.
+ * The counters have their own small mutex (smu) so /metrics and the status
+ * page never wait on disk either.  Lock order: mu before smu; rmu alone. */
 struct queue {
-	pthread_mutex_t mu;
-	sqlite3 *db;
+	pthread_mutex_t mu, rmu, smu;
+	sqlite3 *db, *rdb;
 	int lock_fd;
 	char *path;
-	queue_limits_t lim;
-	int64_t count;
+	queue_limits_t lim; /* under mu */
+	int64_t count;      /* under smu; changed only with mu held too */
 	uint64_t bytes;
 	uint64_t dropped_oldest;
 	uint64_t expired;
-	sqlite3_stmt *st_insert, *st_peek, *st_delete, *st_oldest, *st_expire;
+	sqlite3_stmt *st_insert, *st_delete, *st_oldest, *st_expire, *st_begin, *st_commit;
+	sqlite3_stmt *st_peek, *st_first; /* on rdb */
 };
 
 const char *queue_strerror(queue_rc_t rc)
@@ -86,6 +95,14 @@ static int exec(sqlite3 *db, const char *sql)
 	return sqlite3_exec(db, sql, NULL, NULL, NULL);
 }
 
+/* Run a prepared statement that returns no rows (BEGIN, COMMIT). */
+static int step_once(sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
 /* Run a one-row, one-integer query. */
 static int query_i64(sqlite3 *db, const char *sql, int64_t *out)
 {
@@ -120,10 +137,16 @@ void queue_close(queue_t *q)
 		return;
 	}
 	sqlite3_finalize(q->st_insert);
-	sqlite3_finalize(q->st_peek);
 	sqlite3_finalize(q->st_delete);
 	sqlite3_finalize(q->st_oldest);
 	sqlite3_finalize(q->st_expire);
+	sqlite3_finalize(q->st_begin);
+	sqlite3_finalize(q->st_commit);
+	sqlite3_finalize(q->st_peek);
+	sqlite3_finalize(q->st_first);
+	if(q->rdb) {
+		sqlite3_close(q->rdb);
+	}
 	if(q->db) {
 		sqlite3_close(q->db);
 	}
@@ -131,8 +154,28 @@ void queue_close(queue_t *q)
 		close(q->lock_fd);
 	}
 	pthread_mutex_destroy(&q->mu);
+	pthread_mutex_destroy(&q->rmu);
+	pthread_mutex_destroy(&q->smu);
 	free(q->path);
 	free(q);
+}
+
+/* Called by SQLite after each commit on the writer (mu held) with the WAL's
+ * size in pages.  Past QUEUE_WAL_PAGES, checkpoint with the read connection
+ * held idle (rmu): a read in progress would pin the WAL, the checkpoint would
+ * stop short, and the WAL would keep growing — on a nearly full disk it, not
+ * the queue, would take the last free space. */
+#define QUEUE_WAL_PAGES 64
+
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+	queue_t *q = arg;
+	if(pages >= QUEUE_WAL_PAGES) {
+		pthread_mutex_lock(&q->rmu);
+		sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+		pthread_mutex_unlock(&q->rmu);
+	}
+	return SQLITE_OK;
 }
 
 queue_rc_t queue_open(const char *path, const queue_limits_t *lim, queue_t **out, char *err,
@@ -148,6 +191,8 @@ queue_rc_t queue_open(const char *path, const queue_limits_t *lim, queue_t **out
 		return QUEUE_ERR_NOMEM;
 	}
 	pthread_mutex_init(&q->mu, NULL);
+	pthread_mutex_init(&q->rmu, NULL);
+	pthread_mutex_init(&q->smu, NULL);
 	q->lock_fd = -1;
 	q->lim = *lim;
 	q->path = strdup(path);
@@ -231,8 +276,10 @@ queue_rc_t queue_open(const char *path, const queue_limits_t *lim, queue_t **out
 		rc = exec(q->db, "PRAGMA journal_size_limit=1048576");
 	}
 	if(!rc) {
-		/* Checkpoint often: a small WAL keeps working on a nearly full disk. */
-		rc = exec(q->db, "PRAGMA wal_autocheckpoint=64");
+		/* Checkpoint often: a small WAL keeps working on a nearly full disk.
+		 * Our own hook instead of wal_autocheckpoint: it keeps the read
+		 * connection idle meanwhile (see wal_hook). */
+		sqlite3_wal_hook(q->db, wal_hook, q);
 	}
 	if(rc) {
 		qrc = map_rc(rc) == QUEUE_ERR_CORRUPT ? QUEUE_ERR_CORRUPT : QUEUE_ERR_OPEN;
@@ -300,25 +347,42 @@ queue_rc_t queue_open(const char *path, const queue_limits_t *lim, queue_t **out
 			goto out;
 		}
 	}
+	/* The schema exists now: open the read connection beside the writer. */
+	rc = sqlite3_open_v2(path, &q->rdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL);
+	if(!rc) {
+		sqlite3_busy_timeout(q->rdb, 5000);
+		sqlite3_extended_result_codes(q->rdb, 1);
+		rc = exec(q->rdb, "PRAGMA query_only=1");
+	}
+	if(rc) {
+		snprintf(err, errlen, "queue '%s': cannot open a second (read) connection: %s", path,
+		         q->rdb ? sqlite3_errmsg(q->rdb) : sqlite3_errstr(rc));
+		goto out;
+	}
 	struct {
+		sqlite3 *db;
 		sqlite3_stmt **st;
 		const char *sql;
 	} stmts[] = {
-	    {&q->st_insert, "INSERT INTO msg(rx_ms, expires_ms, qos, retain, local_topic,"
-	                    " remote_topic, payload, size, device) VALUES(?,?,?,?,?,?,?,?,?)"},
-	    {&q->st_peek, "SELECT seq, rx_ms, expires_ms, qos, retain, local_topic, remote_topic,"
-	                  " payload, device FROM msg WHERE seq > ?1 AND (expires_ms = 0 OR expires_ms > ?2)"
-	                  " ORDER BY seq LIMIT ?3"},
-	    {&q->st_delete, "DELETE FROM msg WHERE seq = ? RETURNING size"},
-	    {&q->st_oldest, "SELECT seq, size, rx_ms FROM msg ORDER BY seq LIMIT ?"},
-	    {&q->st_expire, "DELETE FROM msg WHERE expires_ms > 0 AND expires_ms <= ? RETURNING size"},
+	    {q->db, &q->st_insert, "INSERT INTO msg(rx_ms, expires_ms, qos, retain, local_topic,"
+	                           " remote_topic, payload, size, device) VALUES(?,?,?,?,?,?,?,?,?)"},
+	    {q->db, &q->st_delete, "DELETE FROM msg WHERE seq = ? RETURNING size"},
+	    {q->db, &q->st_oldest, "SELECT seq, size, rx_ms FROM msg ORDER BY seq LIMIT ?"},
+	    {q->db, &q->st_expire, "DELETE FROM msg WHERE expires_ms > 0 AND expires_ms <= ? RETURNING size"},
+	    {q->db, &q->st_begin, "BEGIN IMMEDIATE"},
+	    {q->db, &q->st_commit, "COMMIT"},
+	    {q->rdb, &q->st_peek, "SELECT seq, rx_ms, expires_ms, qos, retain, local_topic, remote_topic,"
+	                          " payload, device FROM msg WHERE seq > ?1 AND (expires_ms = 0 OR expires_ms > ?2)"
+	                          " ORDER BY seq LIMIT ?3"},
+	    {q->rdb, &q->st_first, "SELECT rx_ms FROM msg ORDER BY seq LIMIT 1"},
 	};
 	for(size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
-		rc = sqlite3_prepare_v3(q->db, stmts[i].sql, -1, SQLITE_PREPARE_PERSISTENT, stmts[i].st,
-		                        NULL);
+		rc = sqlite3_prepare_v3(stmts[i].db, stmts[i].sql, -1, SQLITE_PREPARE_PERSISTENT,
+		                        stmts[i].st, NULL);
 		if(rc) {
 			char what[512];
-			snprintf(what, sizeof(what), "has an unexpected layout (%s)", sqlite3_errmsg(q->db));
+			snprintf(what, sizeof(what), "has an unexpected layout (%s)",
+			         sqlite3_errmsg(stmts[i].db));
 			recovery_hint(err, errlen, path, what);
 			qrc = QUEUE_ERR_CORRUPT;
 			goto out;
@@ -336,7 +400,7 @@ queue_rc_t queue_open(const char *path, const queue_limits_t *lim, queue_t **out
 		qrc = map_rc(rc) == QUEUE_ERR_CORRUPT ? QUEUE_ERR_CORRUPT : QUEUE_ERR_IO;
 		goto out;
 	}
-	q->count = count;
+	q->count = count; /* nobody else has q yet */
 	q->bytes = (uint64_t)total;
 	*out = q;
 	return QUEUE_OK;
@@ -348,8 +412,22 @@ out:
 void queue_set_limits(queue_t *q, const queue_limits_t *lim)
 {
 	pthread_mutex_lock(&q->mu);
+	pthread_mutex_lock(&q->smu);
 	q->lim = *lim;
+	pthread_mutex_unlock(&q->smu);
 	pthread_mutex_unlock(&q->mu);
+}
+
+/* Publish the counters after a committed write (mu held). */
+static void set_counts(queue_t *q, int64_t count, uint64_t bytes, uint64_t dropped,
+                       uint64_t expired)
+{
+	pthread_mutex_lock(&q->smu);
+	q->count = count;
+	q->bytes = bytes;
+	q->dropped_oldest += dropped;
+	q->expired += expired;
+	pthread_mutex_unlock(&q->smu);
 }
 
 static uint64_t msg_size(const queue_msg_t *m)
@@ -372,9 +450,9 @@ queue_rc_t queue_push(queue_t *q, const queue_msg_t *msgs, size_t n, int64_t *dr
 		return QUEUE_OK;
 	}
 	pthread_mutex_lock(&q->mu);
-	int64_t count = q->count, ndrop = 0, first_new = 0;
+	int64_t count = q->count, ndrop = 0, first_new = 0; /* only writers change them: mu */
 	uint64_t bytes = q->bytes;
-	int rc = exec(q->db, "BEGIN IMMEDIATE");
+	int rc = step_once(q->st_begin);
 	for(size_t i = 0; !rc && i < n; i++) {
 		const queue_msg_t *m = &msgs[i];
 		sqlite3_stmt *st = q->st_insert;
@@ -424,16 +502,14 @@ queue_rc_t queue_push(queue_t *q, const queue_msg_t *msgs, size_t n, int64_t *dr
 		}
 	}
 	if(!rc) {
-		rc = exec(q->db, "COMMIT");
+		rc = step_once(q->st_commit);
 	}
 	queue_rc_t qrc = map_rc(rc);
 	if(rc) {
 		snprintf(err, errlen, "%s", sqlite3_errmsg(q->db));
 		exec(q->db, "ROLLBACK");
 	} else {
-		q->count = count;
-		q->bytes = bytes;
-		q->dropped_oldest += (uint64_t)ndrop;
+		set_counts(q, count, bytes, (uint64_t)ndrop, 0);
 		if(dropped) {
 			*dropped = ndrop;
 		}
@@ -444,9 +520,9 @@ queue_rc_t queue_push(queue_t *q, const queue_msg_t *msgs, size_t n, int64_t *dr
 
 bool queue_is_full(queue_t *q)
 {
-	pthread_mutex_lock(&q->mu);
+	pthread_mutex_lock(&q->smu);
 	bool full = q->count >= q->lim.max_messages || q->bytes >= q->lim.max_bytes;
-	pthread_mutex_unlock(&q->mu);
+	pthread_mutex_unlock(&q->smu);
 	return full;
 }
 
@@ -460,7 +536,7 @@ queue_rc_t queue_peek(queue_t *q, int64_t after_seq, int64_t now_ms, queue_msg_t
                       size_t max, size_t *n)
 {
 	*n = 0;
-	pthread_mutex_lock(&q->mu);
+	pthread_mutex_lock(&q->rmu);
 	sqlite3_stmt *st = q->st_peek;
 	sqlite3_bind_int64(st, 1, after_seq);
 	sqlite3_bind_int64(st, 2, now_ms);
@@ -496,7 +572,7 @@ queue_rc_t queue_peek(queue_t *q, int64_t after_seq, int64_t now_ms, queue_msg_t
 		qrc = map_rc(rc);
 	}
 	sqlite3_reset(st);
-	pthread_mutex_unlock(&q->mu);
+	pthread_mutex_unlock(&q->rmu);
 	return qrc;
 }
 
@@ -514,13 +590,51 @@ static int delete_step(queue_t *q, sqlite3_stmt *st, int64_t *count, uint64_t *b
 	return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
+/* Empty the WAL into the database and truncate it (mu held), with the read
+ * connection idle (see wal_hook). */
+static int checkpoint_truncate(queue_t *q)
+{
+	pthread_mutex_lock(&q->rmu);
+	int rc = exec(q->db, "PRAGMA wal_checkpoint(TRUNCATE)");
+	pthread_mutex_unlock(&q->rmu);
+	return rc;
+}
+
 queue_rc_t queue_checkpoint(queue_t *q)
 {
 	pthread_mutex_lock(&q->mu);
-	int rc = exec(q->db, "PRAGMA wal_checkpoint(TRUNCATE)");
+	int rc = checkpoint_truncate(q);
 	pthread_mutex_unlock(&q->mu);
 	return map_rc(rc);
 }
+
+/* Delete seqs[0..n) in one transaction (mu held); counters published on
+ * success.  Seqs already gone are fine (RETURNING yields nothing). */
+static int ack_txn(queue_t *q, const int64_t *seqs, size_t n)
+{
+	int64_t count = q->count, deleted = 0;
+	uint64_t bytes = q->bytes;
+	int rc = step_once(q->st_begin);
+	for(size_t i = 0; !rc && i < n; i++) {
+		sqlite3_bind_int64(q->st_delete, 1, seqs[i]);
+		rc = delete_step(q, q->st_delete, &count, &bytes, &deleted);
+	}
+	if(!rc) {
+		rc = step_once(q->st_commit);
+	}
+	if(rc) {
+		exec(q->db, "ROLLBACK");
+	} else {
+		set_counts(q, count, bytes, 0, 0);
+	}
+	return rc;
+}
+
+/* Deletes on a full disk: a small chunk at a time, emptying the WAL into the
+ * database (checkpoint, truncate) before each retry.  Every chunk deleted
+ * frees pages, which is what makes room for the next. */
+#define QUEUE_ACK_CHUNK 8
+#define QUEUE_ACK_TXN 64
 
 queue_rc_t queue_ack(queue_t *q, const int64_t *seqs, size_t n)
 {
@@ -528,39 +642,27 @@ queue_rc_t queue_ack(queue_t *q, const int64_t *seqs, size_t n)
 		return QUEUE_OK;
 	}
 	pthread_mutex_lock(&q->mu);
-	int64_t count = q->count, deleted = 0;
-	uint64_t bytes = q->bytes;
 	/* A delete lost to a power cut only means a resend (at-least-once), so
 	 * deletes skip the fsync; the next push's FULL commit syncs them too. */
 	exec(q->db, "PRAGMA synchronous=NORMAL");
-	int rc;
-	for(int attempt = 0;; attempt++) {
-		count = q->count;
-		bytes = q->bytes;
-		deleted = 0;
-		rc = exec(q->db, "BEGIN IMMEDIATE");
-		for(size_t i = 0; !rc && i < n; i++) {
-			sqlite3_bind_int64(q->st_delete, 1, seqs[i]);
-			rc = delete_step(q, q->st_delete, &count, &bytes, &deleted);
-		}
-		if(!rc) {
-			rc = exec(q->db, "COMMIT");
-		}
-		if(!rc) {
-			break;
-		}
-		exec(q->db, "ROLLBACK");
-		/* A full disk can refuse even a delete, which needs room in the WAL.
-		 * Emptying the WAL into the database (checkpoint, truncate) frees
-		 * that room; without it the queue could never shrink again. */
-		if(attempt > 0 || (rc & 0xff) != SQLITE_FULL) {
-			break;
-		}
-		exec(q->db, "PRAGMA wal_checkpoint(TRUNCATE)");
+	/* At most QUEUE_ACK_TXN rows per transaction: every page a delete touches
+	 * is written whole to the WAL, so one huge delete could need more disk
+	 * than a nearly full disk has (a 2 KiB message is about a page). */
+	int rc = SQLITE_OK;
+	for(size_t i = 0; !rc && i < n; i += QUEUE_ACK_TXN) {
+		rc = ack_txn(q, seqs + i, n - i < QUEUE_ACK_TXN ? n - i : QUEUE_ACK_TXN);
 	}
-	if(!rc) {
-		q->count = count;
-		q->bytes = bytes;
+	/* A full disk can refuse even a delete, which needs room in the WAL;
+	 * without the fallback the queue could never shrink again. */
+	if((rc & 0xff) == SQLITE_FULL) {
+		for(size_t i = 0; i < n; i += QUEUE_ACK_CHUNK) {
+			size_t k = n - i < QUEUE_ACK_CHUNK ? n - i : QUEUE_ACK_CHUNK;
+			checkpoint_truncate(q);
+			rc = ack_txn(q, seqs + i, k);
+			if(rc) {
+				break; /* full even for a few rows: the caller retries them all later */
+			}
+		}
 	}
 	exec(q->db, "PRAGMA synchronous=FULL");
 	pthread_mutex_unlock(&q->mu);
@@ -575,20 +677,18 @@ queue_rc_t queue_expire(queue_t *q, int64_t now_ms, int64_t *expired)
 	pthread_mutex_lock(&q->mu);
 	int64_t count = q->count, deleted = 0;
 	uint64_t bytes = q->bytes;
-	int rc = exec(q->db, "BEGIN IMMEDIATE");
+	int rc = step_once(q->st_begin);
 	if(!rc) {
 		sqlite3_bind_int64(q->st_expire, 1, now_ms);
 		rc = delete_step(q, q->st_expire, &count, &bytes, &deleted);
 	}
 	if(!rc) {
-		rc = exec(q->db, "COMMIT");
+		rc = step_once(q->st_commit);
 	}
 	if(rc) {
 		exec(q->db, "ROLLBACK");
 	} else {
-		q->count = count;
-		q->bytes = bytes;
-		q->expired += (uint64_t)deleted;
+		set_counts(q, count, bytes, 0, (uint64_t)deleted);
 		if(expired) {
 			*expired = deleted;
 		}
@@ -600,17 +700,18 @@ queue_rc_t queue_expire(queue_t *q, int64_t now_ms, int64_t *expired)
 void queue_get_stats(queue_t *q, queue_stats_t *st)
 {
 	memset(st, 0, sizeof(*st));
-	pthread_mutex_lock(&q->mu);
+	pthread_mutex_lock(&q->smu);
 	st->messages = q->count;
 	st->bytes = q->bytes;
 	st->dropped_oldest = q->dropped_oldest;
 	st->expired = q->expired;
-	sqlite3_bind_int64(q->st_oldest, 1, 1);
-	if(sqlite3_step(q->st_oldest) == SQLITE_ROW) {
-		st->oldest_rx_ms = sqlite3_column_int64(q->st_oldest, 2);
+	pthread_mutex_unlock(&q->smu);
+	pthread_mutex_lock(&q->rmu);
+	if(sqlite3_step(q->st_first) == SQLITE_ROW) {
+		st->oldest_rx_ms = sqlite3_column_int64(q->st_first, 0);
 	}
-	sqlite3_reset(q->st_oldest);
-	pthread_mutex_unlock(&q->mu);
+	sqlite3_reset(q->st_first);
+	pthread_mutex_unlock(&q->rmu);
 }
 
 queue_rc_t queue_space_free(queue_t *q, uint64_t *bytes)
