@@ -39,7 +39,7 @@ typedef struct policy_role {
 	char *name;
 	int line;
 	/* [access - 1][deny]: built while parsing, compiled by policy_finish */
-	ptrie_node_t *build[3][2];
+	ptrie_build_t *build[3][2];
 	ptrie_t *trie[3][2];
 	size_t nallow, ndeny;
 	/* The role's rules as written, in order, while parsing; then their
@@ -126,7 +126,7 @@ static void policy_role_free(policy_role_t *r)
 	}
 	for(int a = 0; a < 3; a++) {
 		for(int d = 0; d < 2; d++) {
-			ptrie_free(r->build[a][d]);
+			ptrie_build_free(r->build[a][d]);
 			ptrie_compiled_free(r->trie[a][d]);
 		}
 	}
@@ -848,8 +848,8 @@ static int policy_kw_rule(policy_parse_t *ps, const conf_line_t *l, char *err, s
 	if(policy_parse_options(l, at + 2, r, err, errlen)) {
 		return -1;
 	}
-	ptrie_node_t **t = &ps->cur->build[access - 1][deny ? 1 : 0];
-	if(!*t && !(*t = ptrie_new())) {
+	ptrie_build_t **t = &ps->cur->build[access - 1][deny ? 1 : 0];
+	if(!*t && !(*t = ptrie_build_new())) {
 		return conf_error(l, err, errlen, "out of memory");
 	}
 	if(ptrie_insert(*t, filter, r)) {
@@ -1008,7 +1008,7 @@ static int policy_finish(policy_parse_t *ps, char *err, size_t errlen)
 					conf_line_t l = {.file = p->file, .line = r->line};
 					return conf_error(&l, err, errlen, "out of memory");
 				}
-				ptrie_free(r->build[a][d]);
+				ptrie_build_free(r->build[a][d]);
 				r->build[a][d] = NULL;
 			}
 		}

@@ -9,11 +9,13 @@
  * reaches; ptrie_overlap is only used on deny-subscribe tries, which are
  * small.
  *
- * The walks on the compiled trie answer exactly what the same walks on the
- * built trie did, node for node: a merged chain's inner nodes had no rules and
- * no children but the next one, so all a walk could do there was compare the
- * next level with the chain's next key (tests/unit/test_policy_trie.c checks
- * the two against each other).
+ * Compiling sorts the rules by their filters' levels, so the rules under any
+ * node are one run of the sorted array, and lays the trie out depth first in
+ * one pass.  The walks answer exactly what the same walks on a trie with one
+ * node per level did (tests/unit/test_policy_trie.c checks the two against
+ * each other): a merged chain's inner nodes would have had no rules and no
+ * children but the next one, so all a walk could do there was compare the
+ * next level with the chain's next level.
  */
 #include "policy_trie.h"
 
@@ -22,195 +24,77 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hmap.h"
+/* ------------------------------------------------------------------------ */
+/* Building: the rules and their filters, in the order given                */
 
-typedef struct ptrie_var {
-	char *name;
-	ptrie_node_t *node;
-} ptrie_var_t;
+typedef struct pt_entry {
+	size_t filter; /* offset in text */
+	const policy_rule_t *rule;
+} pt_entry_t;
 
-struct ptrie_node {
-	/* Literal children: the first one inline (chains of single children are
-	 * the common case: plant/hq/line1/...), all of them in an hmap once there
-	 * are two. */
-	char *lit1_key;
-	ptrie_node_t *lit1;
-	hmap_t *lits;
-	ptrie_node_t *plus;
-	ptrie_node_t *hash; /* a leaf: '#' is always the last level */
-	ptrie_var_t *vars;
-	size_t nvars;
-	const policy_rule_t **rules; /* rules whose filter ends here */
-	size_t nrules;
-	const policy_rule_t *first;  /* lowest seq in this subtree */
+struct ptrie_build {
+	char *text; /* the filters, each NUL-terminated */
+	size_t textlen, textcap;
+	pt_entry_t *entries;
+	size_t n, cap;
+	size_t nlevels; /* over all filters */
 };
 
-ptrie_node_t *ptrie_new(void)
+ptrie_build_t *ptrie_build_new(void)
 {
-	return calloc(1, sizeof(ptrie_node_t));
+	return calloc(1, sizeof(ptrie_build_t));
 }
 
-static void ptrie_free_value(void *v)
+void ptrie_build_free(ptrie_build_t *b)
 {
-	ptrie_free(v);
-}
-
-void ptrie_free(ptrie_node_t *n)
-{
-	if(!n) {
+	if(!b) {
 		return;
 	}
-	free(n->lit1_key);
-	ptrie_free(n->lit1);
-	hmap_free(n->lits);
-	ptrie_free(n->plus);
-	ptrie_free(n->hash);
-	for(size_t i = 0; i < n->nvars; i++) {
-		free(n->vars[i].name);
-		ptrie_free(n->vars[i].node);
-	}
-	free(n->vars);
-	free(n->rules);
-	free(n);
+	free(b->text);
+	free(b->entries);
+	free(b);
 }
 
-/* `%{name}` → name (pointer into level, length in *len); NULL otherwise. */
-static const char *ptrie_var_name(const char *level, size_t *len)
+/* Make room for `more` bytes beyond *len in *buf (*cap allocated), doubling. */
+static int pt_room(void **buf, size_t *cap, size_t len, size_t more, size_t elem)
 {
-	size_t l = strlen(level);
-	if(l < 4 || level[0] != '%' || level[1] != '{' || level[l - 1] != '}') {
-		return NULL;
+	if(len + more <= *cap) {
+		return 0;
 	}
-	*len = l - 3;
-	return level + 2;
+	size_t ncap = *cap ? *cap : 64;
+	while(ncap < len + more) {
+		ncap *= 2;
+	}
+	void *nb = realloc(*buf, ncap * elem);
+	if(!nb) {
+		return -1;
+	}
+	*buf = nb;
+	*cap = ncap;
+	return 0;
 }
 
-static const ptrie_node_t *ptrie_lit_get(const ptrie_node_t *n, const char *key)
+int ptrie_insert(ptrie_build_t *b, const char *filter, const policy_rule_t *r)
 {
-	if(n->lits) {
-		return hmap_get(n->lits, key);
+	size_t len = strlen(filter) + 1;
+	if(pt_room((void **)&b->text, &b->textcap, b->textlen, len, 1) ||
+	   pt_room((void **)&b->entries, &b->cap, b->n, 1, sizeof(pt_entry_t))) {
+		return -1;
 	}
-	if(n->lit1_key && strcmp(n->lit1_key, key) == 0) {
-		return n->lit1;
-	}
-	return NULL;
-}
-
-/* Child for `level`, created when missing.  NULL on ENOMEM. */
-static ptrie_node_t *ptrie_child(ptrie_node_t *n, const char *level)
-{
-	ptrie_node_t **slot = NULL;
-	size_t vlen;
-	const char *vname;
-
-	if(strcmp(level, "+") == 0) {
-		slot = &n->plus;
-	} else if(strcmp(level, "#") == 0) {
-		slot = &n->hash;
-	} else if((vname = ptrie_var_name(level, &vlen)) != NULL) {
-		for(size_t i = 0; i < n->nvars; i++) {
-			if(strlen(n->vars[i].name) == vlen && memcmp(n->vars[i].name, vname, vlen) == 0) {
-				return n->vars[i].node;
-			}
+	memcpy(b->text + b->textlen, filter, len);
+	b->entries[b->n].filter = b->textlen;
+	b->entries[b->n].rule = r;
+	b->n++;
+	b->textlen += len;
+	for(const char *c = filter;; c++) {
+		if(*c == '/' || !*c) {
+			b->nlevels++;
 		}
-		ptrie_var_t *nv = realloc(n->vars, (n->nvars + 1) * sizeof(*nv));
-		if(!nv) {
-			return NULL;
-		}
-		n->vars = nv;
-		ptrie_var_t *v = &n->vars[n->nvars];
-		v->name = strndup(vname, vlen);
-		v->node = ptrie_new();
-		if(!v->name || !v->node) {
-			free(v->name);
-			ptrie_free(v->node);
-			return NULL;
-		}
-		n->nvars++;
-		return v->node;
-	} else {
-		ptrie_node_t *c = (ptrie_node_t *)ptrie_lit_get(n, level);
-		if(c) {
-			return c;
-		}
-		if(!n->lits && !n->lit1) {
-			n->lit1_key = strdup(level);
-			n->lit1 = ptrie_new();
-			if(!n->lit1_key || !n->lit1) {
-				free(n->lit1_key);
-				ptrie_free(n->lit1);
-				n->lit1_key = NULL;
-				n->lit1 = NULL;
-				return NULL;
-			}
-			return n->lit1;
-		}
-		if(!n->lits) {
-			hmap_t *m = hmap_new(ptrie_free_value);
-			if(!m || hmap_put(m, n->lit1_key, n->lit1)) {
-				hmap_free(m);
-				return NULL;
-			}
-			free(n->lit1_key);
-			n->lit1_key = NULL;
-			n->lit1 = NULL;
-			n->lits = m;
-		}
-		c = ptrie_new();
-		if(!c || hmap_put(n->lits, level, c)) {
-			ptrie_free(c);
-			return NULL;
-		}
-		return c;
-	}
-	if(!*slot) {
-		*slot = ptrie_new();
-	}
-	return *slot;
-}
-
-static void ptrie_note_first(ptrie_node_t *n, const policy_rule_t *r)
-{
-	if(!n->first || r->seq < n->first->seq) {
-		n->first = r;
-	}
-}
-
-int ptrie_insert(ptrie_node_t *root, const char *filter, const policy_rule_t *r)
-{
-	int rc = -1;
-	char *copy = strdup(filter);
-	if(!copy) {
-		goto out;
-	}
-	ptrie_node_t *n = root;
-	ptrie_note_first(n, r);
-	char *level = copy;
-	for(;;) {
-		char *slash = strchr(level, '/');
-		if(slash) {
-			*slash = '\0';
-		}
-		n = ptrie_child(n, level);
-		if(!n) {
-			goto out;
-		}
-		ptrie_note_first(n, r);
-		if(!slash) {
+		if(!*c) {
 			break;
 		}
-		level = slash + 1;
 	}
-	const policy_rule_t **nr = realloc(n->rules, (n->nrules + 1) * sizeof(*nr));
-	if(!nr) {
-		goto out;
-	}
-	n->rules = nr;
-	n->rules[n->nrules++] = r;
-	rc = 0;
-out:
-	free(copy);
-	return rc;
+	return 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -230,13 +114,13 @@ typedef struct pt_slot {
 } pt_slot_t;
 
 typedef struct pt_var {
-	const char *name; /* in the block */
+	pt_off_t name; /* NUL-terminated */
 	pt_off_t node;
 } pt_var_t;
 
 /* One node and the label of the edge that leads to it.  A literal edge may
- * span several levels: the builder's chain of nodes with nothing but one
- * literal child each is merged into the node at its end, so the label is the
+ * span several levels: a chain of nodes that would each have nothing but one
+ * literal child is merged into the node at its end, so the label is the
  * chain's levels joined by '/'.  The root, '+', '#' and variable nodes have
  * label_levels 0.  The node's rules follow the label, copied by value, so
  * that reaching a node and deciding on its rules is one or two cache lines. */
@@ -284,15 +168,6 @@ static size_t pt_node_align(size_t bytes)
 	return bytes <= 64 ? 64 : 128;
 }
 
-/* Reserve n bytes aligned to `align` at *used: where they start.  pt_measure
- * and pt_emit both lay out through here, so they agree to the byte. */
-static size_t pt_reserve(size_t *used, size_t n, size_t align)
-{
-	size_t at = (*used + align - 1) & ~(align - 1);
-	*used = at + PT_ALIGN(n);
-	return at;
-}
-
 /* A short-key hash: 8 bytes at a time, seeded per compiled trie so that a
  * hostile set of topic levels cannot be prepared against every plugin. */
 static uint64_t pt_hash(uint64_t seed, const char *s, size_t len)
@@ -317,53 +192,6 @@ static uint64_t pt_hash(uint64_t seed, const char *s, size_t len)
 	return h;
 }
 
-/* n's only child when n merely passes through (no rules, no '+', '#' or
- * variable children, exactly one literal child), with its key; else NULL. */
-static const ptrie_node_t *pt_chain_next(const ptrie_node_t *n, const char **key)
-{
-	if(n->nrules || n->plus || n->hash || n->nvars) {
-		return NULL;
-	}
-	if(n->lit1 && !n->lits) {
-		*key = n->lit1_key;
-		return n->lit1;
-	}
-	if(n->lits && hmap_count(n->lits) == 1) {
-		size_t it = 0;
-		void *val = NULL;
-		hmap_next(n->lits, &it, key, &val);
-		return val;
-	}
-	return NULL;
-}
-
-/* The node a literal edge from `key` leads to once its chain is merged, and
- * the label's length and levels. */
-static const ptrie_node_t *pt_chain(const char *key, const ptrie_node_t *b, size_t *len,
-                                    size_t *levels)
-{
-	const char *k;
-	const ptrie_node_t *next;
-	*len = 0;
-	*levels = 0;
-	if(!key) {
-		return b;
-	}
-	*len = strlen(key);
-	*levels = 1;
-	while((next = pt_chain_next(b, &k)) != NULL) {
-		*len += 1 + strlen(k);
-		(*levels)++;
-		b = next;
-	}
-	return b;
-}
-
-static size_t pt_nlits_of(const ptrie_node_t *b)
-{
-	return (b->lit1 ? 1 : 0) + hmap_count(b->lits);
-}
-
 /* Slots for n literal children: all of them when scanned, else a power of two
  * at least twice n, so probes stay short and always meet an empty slot. */
 static size_t pt_slots_for(size_t n)
@@ -378,215 +206,296 @@ static size_t pt_slots_for(size_t n)
 	return cap;
 }
 
-/* Advance *used past the bytes pt_emit takes for the subtree reached by
- * `key` (NULL: no label), in the same order. */
-static void pt_measure(size_t *used, const char *key, const ptrie_node_t *b)
+/* ---- compiling: the filters as sorted arrays of levels */
+
+enum { PT_LIT, PT_VAR, PT_PLUS, PT_HASH };
+
+typedef struct pt_lvl {
+	const char *s; /* the level, or for PT_VAR the variable's name */
+	size_t len;
+	int kind;
+} pt_lvl_t;
+
+typedef struct pt_item {
+	const pt_lvl_t *lv;
+	size_t n;
+	const policy_rule_t *rule;
+} pt_item_t;
+
+/* Split filter into lv (levels: literal, `%{name}`, '+' or '#'); their count. */
+static size_t pt_levels(const char *filter, pt_lvl_t *lv)
 {
-	size_t llen, levels;
-	const ptrie_node_t *e = pt_chain(key, b, &llen, &levels);
-	size_t bytes = pt_node_bytes(llen, e->nrules);
-	pt_reserve(used, bytes, pt_node_align(bytes));
-	pt_reserve(used, e->nvars * sizeof(pt_var_t), 8);
-	pt_reserve(used, pt_slots_for(pt_nlits_of(e)) * sizeof(pt_slot_t), 8);
-	for(size_t k = 0; k < e->nvars; k++) {
-		pt_reserve(used, strlen(e->vars[k].name) + 1, 8);
-		pt_measure(used, NULL, e->vars[k].node);
+	size_t n = 0;
+	const char *s = filter;
+	for(;;) {
+		const char *slash = strchr(s, '/');
+		size_t len = slash ? (size_t)(slash - s) : strlen(s);
+		pt_lvl_t *l = &lv[n++];
+		l->s = s;
+		l->len = len;
+		l->kind = PT_LIT;
+		if(len == 1 && s[0] == '+') {
+			l->kind = PT_PLUS;
+		} else if(len == 1 && s[0] == '#') {
+			l->kind = PT_HASH;
+		} else if(len >= 4 && s[0] == '%' && s[1] == '{' && s[len - 1] == '}') {
+			l->kind = PT_VAR;
+			l->s = s + 2;
+			l->len = len - 3;
+		}
+		if(!slash) {
+			return n;
+		}
+		s = slash + 1;
 	}
-	if(e->plus) {
-		pt_measure(used, NULL, e->plus);
+}
+
+static int pt_level_cmp(const pt_lvl_t *a, const pt_lvl_t *b)
+{
+	if(a->kind != b->kind) {
+		return a->kind < b->kind ? -1 : 1;
 	}
-	if(e->hash) {
-		pt_measure(used, NULL, e->hash);
+	int c = memcmp(a->s, b->s, a->len < b->len ? a->len : b->len);
+	if(c) {
+		return c;
 	}
-	if(e->lit1) {
-		pt_measure(used, e->lit1_key, e->lit1);
-	}
-	if(e->lits) {
-		size_t it = 0;
-		const char *k;
-		void *val;
-		while(hmap_next(e->lits, &it, &k, &val)) {
-			pt_measure(used, k, val);
+	return (a->len > b->len) - (a->len < b->len);
+}
+
+/* Level by level; a filter before the longer ones it starts; then file
+ * order.  So the rules under any node are one run, those ending there
+ * first. */
+static int pt_item_cmp(const void *x, const void *y)
+{
+	const pt_item_t *a = x, *b = y;
+	size_t m = a->n < b->n ? a->n : b->n;
+	for(size_t i = 0; i < m; i++) {
+		int c = pt_level_cmp(&a->lv[i], &b->lv[i]);
+		if(c) {
+			return c;
 		}
 	}
+	if(a->n != b->n) {
+		return a->n < b->n ? -1 : 1;
+	}
+	return (a->rule->seq > b->rule->seq) - (a->rule->seq < b->rule->seq);
 }
 
-typedef struct pt_arena {
-	unsigned char *base; /* zeroed */
-	size_t used, size;
+/* The block being written: grows by doubling, found by offsets. */
+typedef struct pt_out {
+	unsigned char *base; /* zeroed up to cap */
+	size_t used, cap;
 	uint64_t seed;
-} pt_arena_t;
+} pt_out_t;
 
-static void *pt_take(pt_arena_t *a, size_t n, size_t align)
+/* Take n bytes aligned to `align` (offsets are aligned; the final block is
+ * aligned to 128 like them): their offset in *at. */
+static int pt_take(pt_out_t *o, size_t n, size_t align, size_t *at)
 {
-	size_t at = pt_reserve(&a->used, n, align);
-	if(a->used > a->size) {
-		return NULL; /* pt_measure and pt_emit disagree: never expected */
+	size_t start = (o->used + align - 1) & ~(align - 1);
+	size_t end = start + PT_ALIGN(n);
+	if(end > UINT32_MAX) {
+		return -1; /* offsets are 32 bits: some 40 million rules */
 	}
-	return a->base + at;
-}
-
-static pt_off_t pt_off(const pt_arena_t *a, const void *p)
-{
-	return (pt_off_t)((const unsigned char *)p - a->base);
-}
-
-/* Make rule copy `cand` n's first when its seq is lower. */
-static void pt_note_first(const pt_arena_t *a, pt_node_t *n, pt_off_t cand)
-{
-	if(!cand) {
-		return;
+	if(end > o->cap) {
+		size_t ncap = o->cap ? o->cap : 4096;
+		while(ncap < end) {
+			ncap *= 2;
+		}
+		unsigned char *nb = realloc(o->base, ncap);
+		if(!nb) {
+			return -1;
+		}
+		memset(nb + o->cap, 0, ncap - o->cap);
+		o->base = nb;
+		o->cap = ncap;
 	}
-	const policy_rule_t *r = (const policy_rule_t *)(a->base + cand);
-	if(!n->first || r->seq < ((const policy_rule_t *)(a->base + n->first))->seq) {
-		n->first = cand;
-	}
-}
-
-static pt_node_t *pt_emit(pt_arena_t *a, const char *key, const ptrie_node_t *b);
-
-/* Emit child c of n under `key` into n's literal slots. */
-static int pt_emit_lit(pt_arena_t *a, pt_node_t *n, pt_slot_t *slots, const char *key,
-                       const ptrie_node_t *c)
-{
-	pt_node_t *cn = pt_emit(a, key, c);
-	if(!cn) {
-		return -1;
-	}
-	uint64_t h = pt_hash(a->seed, key, strlen(key));
-	size_t i = n->mask ? (size_t)h & n->mask : n->nlits;
-	while(slots[i].node) {
-		i = (i + 1) & n->mask;
-	}
-	slots[i].hash = (uint32_t)(h >> 32);
-	slots[i].node = pt_off(a, cn);
-	n->nlits++;
-	pt_note_first(a, n, cn->first);
+	o->used = end;
+	*at = start;
 	return 0;
 }
 
-/* Emit a '+', '#' or variable child; its offset, or 0 when short. */
-static pt_off_t pt_emit_child(pt_arena_t *a, pt_node_t *n, const ptrie_node_t *c)
+static pt_node_t *pt_node(const pt_out_t *o, size_t off)
 {
-	pt_node_t *cn = pt_emit(a, NULL, c);
-	if(!cn) {
-		return 0;
-	}
-	pt_note_first(a, n, cn->first);
-	return pt_off(a, cn);
+	return (pt_node_t *)(o->base + off);
 }
 
-/* Lay out the subtree reached by `key` (NULL: no label) depth first: the
- * node with its label and rules, its variables and child table, then its
- * children.  NULL when the arena is short. */
-static pt_node_t *pt_emit(pt_arena_t *a, const char *key, const ptrie_node_t *b)
+/* Make rule copy `cand` node n's first when its seq is lower. */
+static void pt_note_first(const pt_out_t *o, size_t n, pt_off_t cand)
 {
-	size_t llen, levels;
-	const ptrie_node_t *e = pt_chain(key, b, &llen, &levels);
-	if(llen > UINT16_MAX || levels > UINT16_MAX) {
-		return NULL; /* longer than any valid filter */
+	pt_node_t *nn = pt_node(o, n);
+	if(!cand) {
+		return;
 	}
-	size_t bytes = pt_node_bytes(llen, e->nrules);
-	pt_node_t *n = pt_take(a, bytes, pt_node_align(bytes));
-	if(!n) {
-		return NULL;
+	const policy_rule_t *r = (const policy_rule_t *)(o->base + cand);
+	if(!nn->first || r->seq < ((const policy_rule_t *)(o->base + nn->first))->seq) {
+		nn->first = cand;
 	}
-	n->label_levels = (uint16_t)levels;
-	n->label_len = (uint16_t)llen;
-	if(key) {
-		const char *k = key;
-		const ptrie_node_t *at = b;
-		size_t o = strlen(key);
-		n->first_len = (uint16_t)o;
-		memcpy(n->label, key, o);
-		while(at != e) {
-			at = pt_chain_next(at, &k);
-			n->label[o++] = '/';
-			memcpy(n->label + o, k, strlen(k));
-			o += strlen(k);
-		}
-	}
-	policy_rule_t *rules = (policy_rule_t *)((unsigned char *)n + pt_rules_at(llen));
-	for(size_t k = 0; k < e->nrules; k++) {
-		rules[k] = *e->rules[k];
-		pt_note_first(a, n, pt_off(a, &rules[k]));
-	}
-	n->nrules = (uint32_t)e->nrules;
+}
 
-	pt_var_t *vars = pt_take(a, e->nvars * sizeof(*vars), 8);
-	size_t nslots = pt_slots_for(pt_nlits_of(e));
-	pt_slot_t *slots = pt_take(a, nslots * sizeof(*slots), 8);
-	if(!vars || !slots) {
-		return NULL;
+/* End of the run of items from g on (before hi) with the same level d. */
+static size_t pt_run_end(const pt_item_t *it, size_t g, size_t hi, size_t d)
+{
+	size_t e = g + 1;
+	while(e < hi && pt_level_cmp(&it[e].lv[d], &it[g].lv[d]) == 0) {
+		e++;
 	}
-	n->vars = pt_off(a, vars);
-	n->lits = pt_off(a, slots);
-	n->mask = nslots > PT_LINEAR_MAX ? (uint32_t)(nslots - 1) : 0;
-	for(size_t k = 0; k < e->nvars; k++) {
-		size_t nl = strlen(e->vars[k].name) + 1;
-		char *name = pt_take(a, nl, 8);
-		if(!name) {
-			return NULL;
+	return e;
+}
+
+/* Emit the node for items [lo, hi), which share their levels [0, d) and of
+ * which those with d levels end here (they sort first); its label is levels
+ * [d0, d).  Then its children, depth first.  Its offset in *out. */
+static int pt_emit(pt_out_t *o, const pt_item_t *it, size_t lo, size_t hi, size_t d0, size_t d,
+                   size_t *out)
+{
+	size_t m = lo;
+	while(m < hi && it[m].n == d) {
+		m++;
+	}
+	size_t llen = 0;
+	for(size_t k = d0; k < d; k++) {
+		llen += it[lo].lv[k].len + (k > d0);
+	}
+	if(llen > UINT16_MAX || d - d0 > UINT16_MAX) {
+		return -1; /* longer than any valid filter */
+	}
+	size_t nlits = 0, nvars = 0;
+	for(size_t g = m; g < hi; g = pt_run_end(it, g, hi, d)) {
+		nlits += it[g].lv[d].kind == PT_LIT;
+		nvars += it[g].lv[d].kind == PT_VAR;
+	}
+	size_t bytes = pt_node_bytes(llen, m - lo);
+	size_t nslots = pt_slots_for(nlits);
+	size_t n, voff, soff;
+	if(pt_take(o, bytes, pt_node_align(bytes), &n) ||
+	   pt_take(o, nvars * sizeof(pt_var_t), 8, &voff) ||
+	   pt_take(o, nslots * sizeof(pt_slot_t), 8, &soff)) {
+		return -1;
+	}
+	pt_node_t *nn = pt_node(o, n);
+	nn->label_levels = (uint16_t)(d - d0);
+	nn->label_len = (uint16_t)llen;
+	nn->first_len = (uint16_t)(d > d0 ? it[lo].lv[d0].len : 0);
+	for(size_t k = d0, at = 0; k < d; k++) {
+		if(k > d0) {
+			nn->label[at++] = '/';
 		}
-		memcpy(name, e->vars[k].name, nl);
-		vars[k].name = name;
-		if(!(vars[k].node = pt_emit_child(a, n, e->vars[k].node))) {
-			return NULL;
-		}
+		memcpy(nn->label + at, it[lo].lv[k].s, it[lo].lv[k].len);
+		at += it[lo].lv[k].len;
 	}
-	n->nvars = (uint32_t)e->nvars;
-	if(e->plus && !(n->plus = pt_emit_child(a, n, e->plus))) {
-		return NULL;
+	policy_rule_t *rules = (policy_rule_t *)((unsigned char *)nn + pt_rules_at(llen));
+	for(size_t k = lo; k < m; k++) {
+		rules[k - lo] = *it[k].rule;
+		pt_note_first(o, n, (pt_off_t)((unsigned char *)&rules[k - lo] - o->base));
 	}
-	if(e->hash && !(n->hash = pt_emit_child(a, n, e->hash))) {
-		return NULL;
-	}
-	if(e->lit1 && pt_emit_lit(a, n, slots, e->lit1_key, e->lit1)) {
-		return NULL;
-	}
-	if(e->lits) {
-		size_t it = 0;
-		const char *k;
-		void *val;
-		while(hmap_next(e->lits, &it, &k, &val)) {
-			if(pt_emit_lit(a, n, slots, k, val)) {
-				return NULL;
+	nn->nrules = (uint32_t)(m - lo);
+	nn->vars = (pt_off_t)voff;
+	nn->nvars = (uint32_t)nvars;
+	nn->lits = (pt_off_t)soff;
+	nn->mask = nslots > PT_LINEAR_MAX ? (uint32_t)(nslots - 1) : 0;
+	/* nn is not valid past here: emitting children may move the block. */
+	size_t vi = 0;
+	for(size_t g = m; g < hi;) {
+		size_t ge = pt_run_end(it, g, hi, d);
+		const pt_lvl_t *l = &it[g].lv[d];
+		size_t c, e = d + 1, name = 0;
+		if(l->kind == PT_LIT) {
+			/* Merge the chain: go on while no rule ends and all go on with
+			 * the same literal level (the run is sorted: compare its ends;
+			 * a rule that ended would sort first). */
+			while(it[g].n > e && it[g].lv[e].kind == PT_LIT &&
+			      pt_level_cmp(&it[g].lv[e], &it[ge - 1].lv[e]) == 0) {
+				e++;
+			}
+			if(pt_emit(o, it, g, ge, d, e, &c)) {
+				return -1;
+			}
+			uint64_t h = pt_hash(o->seed, l->s, l->len);
+			pt_node_t *p = pt_node(o, n);
+			pt_slot_t *slots = (pt_slot_t *)(o->base + soff);
+			size_t i = p->mask ? (size_t)h & p->mask : p->nlits;
+			while(slots[i].node) {
+				i = (i + 1) & p->mask;
+			}
+			slots[i].hash = (uint32_t)(h >> 32);
+			slots[i].node = (pt_off_t)c;
+			p->nlits++;
+		} else {
+			if(l->kind == PT_VAR && pt_take(o, l->len + 1, 8, &name)) {
+				return -1;
+			}
+			if(l->kind == PT_VAR) {
+				memcpy(o->base + name, l->s, l->len); /* NUL: zeroed */
+			}
+			if(pt_emit(o, it, g, ge, e, e, &c)) {
+				return -1;
+			}
+			pt_node_t *p = pt_node(o, n);
+			if(l->kind == PT_PLUS) {
+				p->plus = (pt_off_t)c;
+			} else if(l->kind == PT_HASH) {
+				p->hash = (pt_off_t)c;
+			} else {
+				pt_var_t *vars = (pt_var_t *)(o->base + voff);
+				vars[vi].name = (pt_off_t)name;
+				vars[vi].node = (pt_off_t)c;
+				vi++;
 			}
 		}
+		pt_note_first(o, n, pt_node(o, c)->first);
+		g = ge;
 	}
-	return n;
+	*out = n;
+	return 0;
 }
 
-ptrie_t *ptrie_compile(const ptrie_node_t *root)
+ptrie_t *ptrie_compile(const ptrie_build_t *b)
 {
-	if(!root) {
+	ptrie_t *t = NULL;
+	pt_lvl_t *lv = NULL;
+	pt_item_t *it = NULL;
+	pt_out_t o = {0};
+	size_t root;
+	if(!b) {
 		return NULL;
 	}
-	ptrie_t *t = calloc(1, sizeof(*t));
-	if(!t) {
-		return NULL;
+	lv = malloc((b->nlevels ? b->nlevels : 1) * sizeof(*lv));
+	it = malloc((b->n ? b->n : 1) * sizeof(*it));
+	t = calloc(1, sizeof(*t));
+	if(!lv || !it || !t) {
+		goto fail;
 	}
-	size_t used = 0;
-	pt_measure(&used, NULL, root);
-	t->size = (used + 127) & ~(size_t)127;
-	if(t->size > UINT32_MAX) {
-		free(t);
-		return NULL; /* offsets are 32 bits: some 40 million rules */
+	for(size_t i = 0, at = 0; i < b->n; i++) {
+		it[i].lv = lv + at;
+		it[i].n = pt_levels(b->text + b->entries[i].filter, lv + at);
+		it[i].rule = b->entries[i].rule;
+		at += it[i].n;
 	}
+	qsort(it, b->n, sizeof(*it), pt_item_cmp);
+	/* Seed from the trie's address: different per trie and per run. */
+	t->seed = (uint64_t)(uintptr_t)t * 0x9E3779B97F4A7C15ULL;
+	o.seed = t->seed;
+	if(pt_emit(&o, it, 0, b->n, 0, 0, &root) || root != 0) {
+		goto fail;
+	}
+	t->size = (o.used + 127) & ~(size_t)127;
 	t->block = aligned_alloc(128, t->size);
 	if(!t->block) {
-		free(t);
-		return NULL;
+		goto fail;
 	}
-	memset(t->block, 0, t->size);
-	/* Seed from the block's address: different per trie and per run. */
-	t->seed = (uint64_t)(uintptr_t)t->block * 0x9E3779B97F4A7C15ULL;
-	pt_arena_t a = {.base = t->block, .size = t->size, .seed = t->seed};
-	if(pt_emit(&a, NULL, root) != (pt_node_t *)t->block || a.used != used) {
-		ptrie_compiled_free(t);
-		return NULL;
-	}
+	memcpy(t->block, o.base, o.used);
+	memset(t->block + o.used, 0, t->size - o.used);
+	free(o.base);
+	free(lv);
+	free(it);
 	return t;
+fail:
+	free(o.base);
+	free(lv);
+	free(it);
+	ptrie_compiled_free(t);
+	return NULL;
 }
 
 void ptrie_compiled_free(ptrie_t *t)
@@ -629,6 +538,11 @@ static const pt_slot_t *pt_slots(const pt_walk_t *w, const pt_node_t *n)
 static const pt_var_t *pt_vars(const pt_walk_t *w, const pt_node_t *n)
 {
 	return (const pt_var_t *)(w->base + n->vars);
+}
+
+static const char *pt_var_name(const pt_walk_t *w, const pt_var_t *v)
+{
+	return (const char *)(w->base + v->name);
 }
 
 static bool pt_is(const ptrie_level_t *l, char c)
@@ -715,14 +629,15 @@ bool ptrie_value_usable(const char *v)
 
 /* Does variable v stand for the literal level l?  A variable never reaches a
  * '$' first level (`dollar0`), like a wildcard. */
-static bool pt_var_is(const ptrie_query_t *q, const pt_var_t *v, const ptrie_level_t *l,
+static bool pt_var_is(const pt_walk_t *w, const pt_var_t *v, const ptrie_level_t *l,
                       bool dollar0)
 {
+	const ptrie_query_t *q = w->q;
 	if(dollar0) {
 		return false;
 	}
 	size_t len;
-	const char *val = q->var(q->var_ctx, v->name);
+	const char *val = q->var(q->var_ctx, pt_var_name(w, v));
 	if(pt_value_len(val, &len)) {
 		return len == l->len && memcmp(val, l->s, len) == 0;
 	}
@@ -731,9 +646,10 @@ static bool pt_var_is(const ptrie_query_t *q, const pt_var_t *v, const ptrie_lev
 
 /* Can variable v stand for *some* level that a '+' or '#' of the query
  * filter at depth i matches? */
-static bool pt_var_any(const ptrie_query_t *q, const pt_var_t *v, size_t i)
+static bool pt_var_any(const pt_walk_t *w, const pt_var_t *v, size_t i)
 {
-	const char *val = q->var(q->var_ctx, v->name);
+	const ptrie_query_t *q = w->q;
+	const char *val = q->var(q->var_ctx, pt_var_name(w, v));
 	if(ptrie_value_usable(val)) {
 		return !(i == 0 && val[0] == '$');
 	}
@@ -761,7 +677,7 @@ static void pt_match_at(const pt_walk_t *w, const pt_node_t *n, size_t i)
 	}
 	const pt_var_t *vars = pt_vars(w, n);
 	for(uint32_t k = 0; k < n->nvars; k++) {
-		if(pt_var_is(q, &vars[k], l, dollar0)) {
+		if(pt_var_is(w, &vars[k], l, dollar0)) {
 			pt_match_at(w, pt_at(w, vars[k].node), i + 1);
 		}
 	}
@@ -805,7 +721,7 @@ static void pt_cover_at(const pt_walk_t *w, const pt_node_t *n, size_t i)
 		/* Only '+' (above) covers '+'; in a deny trie an unusable variable
 		 * acts as '+' too. */
 		for(uint32_t k = 0; k < n->nvars && q->deny; k++) {
-			if(!ptrie_value_usable(q->var(q->var_ctx, vars[k].name))) {
+			if(!ptrie_value_usable(q->var(q->var_ctx, pt_var_name(w, &vars[k])))) {
 				pt_cover_at(w, pt_at(w, vars[k].node), i + 1);
 			}
 		}
@@ -818,7 +734,7 @@ static void pt_cover_at(const pt_walk_t *w, const pt_node_t *n, size_t i)
 		pt_cover_at(w, c, i + c->label_levels);
 	}
 	for(uint32_t k = 0; k < n->nvars; k++) {
-		if(pt_var_is(q, &vars[k], l, dollar0)) {
+		if(pt_var_is(w, &vars[k], l, dollar0)) {
 			pt_cover_at(w, pt_at(w, vars[k].node), i + 1);
 		}
 	}
@@ -869,7 +785,7 @@ static void pt_hit_subtree(const pt_walk_t *w, const pt_node_t *n, size_t i)
 	}
 	const pt_var_t *vars = pt_vars(w, n);
 	for(uint32_t k = 0; k < n->nvars; k++) {
-		if(pt_var_any(q, &vars[k], i)) {
+		if(pt_var_any(w, &vars[k], i)) {
 			pt_hit_subtree(w, pt_at(w, vars[k].node), i + 1);
 		}
 	}
@@ -947,7 +863,7 @@ static void pt_overlap_at(const pt_walk_t *w, const pt_node_t *n, size_t i)
 			}
 		}
 		for(uint32_t k = 0; k < n->nvars; k++) {
-			if(pt_var_any(q, &vars[k], i)) {
+			if(pt_var_any(w, &vars[k], i)) {
 				if(hash) {
 					pt_hit_subtree(w, pt_at(w, vars[k].node), i + 1);
 				} else {
@@ -965,7 +881,7 @@ static void pt_overlap_at(const pt_walk_t *w, const pt_node_t *n, size_t i)
 		pt_overlap_edge(w, c, i);
 	}
 	for(uint32_t k = 0; k < n->nvars; k++) {
-		if(pt_var_is(q, &vars[k], l, dollar0)) {
+		if(pt_var_is(w, &vars[k], l, dollar0)) {
 			pt_overlap_at(w, pt_at(w, vars[k].node), i + 1);
 		}
 	}

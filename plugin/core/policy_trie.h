@@ -4,19 +4,18 @@
  * whatever the number of rules.  Internal to the policy engine (policy.c);
  * nothing outside plugin/core includes it.
  *
- * A trie is built, then compiled, then only read:
- *  - ptrie_new / ptrie_insert build a plain trie, one node per filter level.
- *    A node has literal children, a '+' child, a '#' child and variable
- *    children (`%{name}`, compared literally with the level after
- *    substitution).  Rules hang off the node where their filter ends.
- *  - ptrie_compile turns it into a ptrie_t: the same trie in one block of
- *    memory, depth first, each chain of single literal children merged into
- *    one node whose label spans several levels ("r17/a3/a4"), literal children
- *    in an open-addressing table of (hash, node) beside their parent, and each
- *    node's label and a copy of its rules stored with it.  A decision then
- *    touches one or two cache lines per *branching* level instead of two or
- *    three allocations per level and one per rule.  The builder can be freed
- *    once compiled.
+ * A node has literal children, a '+' child, a '#' child and variable
+ * children (`%{name}`, compared literally with the level after
+ * substitution).  Rules hang off the node where their filter ends.
+ *
+ * The rules are collected (ptrie_build_new, ptrie_insert), then compiled
+ * (ptrie_compile) into a ptrie_t: the trie in one block of memory, depth
+ * first, each chain of single literal children merged into one node whose
+ * label spans several levels ("r17/a3/a4"), literal children in an
+ * open-addressing table of (hash, node) beside their parent, and each node's
+ * label and a copy of its rules stored with it.  A decision then touches one
+ * or two cache lines per *branching* level, not a few allocations per level
+ * and one per rule.
  *
  * Three walks answer the three questions the policy asks:
  *  - ptrie_match:   which rules' filters match this topic *name*;
@@ -58,8 +57,8 @@ typedef struct policy_rule {
 	char *text;            /* the rule as written, for explanations */
 } policy_rule_t;
 
-typedef struct ptrie_node ptrie_node_t; /* a trie being built */
-typedef struct ptrie ptrie_t;           /* a compiled trie */
+typedef struct ptrie_build ptrie_build_t; /* rules collected for a trie */
+typedef struct ptrie ptrie_t;             /* a compiled trie */
 
 /* Returns the value of variable `name` for the client being checked, or NULL. */
 typedef const char *(*ptrie_var_fn)(const void *ctx, const char *name);
@@ -87,22 +86,22 @@ typedef struct ptrie_query {
 	void *acc;
 } ptrie_query_t;
 
-/* A new empty trie to build (root node), or NULL on ENOMEM. */
-ptrie_node_t *ptrie_new(void);
-/* Free a trie being built; the rules are not freed (the policy owns them).
- * NULL is fine. */
-void ptrie_free(ptrie_node_t *root);
+/* A new empty collection of rules, or NULL on ENOMEM. */
+ptrie_build_t *ptrie_build_new(void);
+/* Free a collection; the rules are not freed (the policy owns them).  NULL
+ * is fine. */
+void ptrie_build_free(ptrie_build_t *b);
 
 /* Add rule r under `filter`, a valid MQTT filter whose levels may also be
- * `%{name}` variables (the caller has checked their syntax).  The trie borrows
- * r.  Returns 0, or -1 on ENOMEM. */
-int ptrie_insert(ptrie_node_t *root, const char *filter, const policy_rule_t *r);
+ * `%{name}` variables (the caller has checked their syntax).  The filter is
+ * copied; r is borrowed until compiled.  Returns 0, or -1 on ENOMEM. */
+int ptrie_insert(ptrie_build_t *b, const char *filter, const policy_rule_t *r);
 
-/* Compile the trie built under root into one block.  root is only read, and
- * may be freed afterwards; the result holds copies of the rules (whose file
- * and text it borrows, like the rules did).  The caller frees it with
- * ptrie_compiled_free.  NULL on ENOMEM or a NULL root. */
-ptrie_t *ptrie_compile(const ptrie_node_t *root);
+/* Compile the rules collected in b into one block.  b is only read, and may
+ * be freed afterwards; the result holds copies of the rules (whose file and
+ * text it borrows, like the rules did).  The caller frees it with
+ * ptrie_compiled_free.  NULL on ENOMEM or a NULL b. */
+ptrie_t *ptrie_compile(const ptrie_build_t *b);
 /* Free a compiled trie; NULL is fine. */
 void ptrie_compiled_free(ptrie_t *t);
 

@@ -32,7 +32,7 @@ typedef struct tt {
 	policy_rule_t rules[MAX_RULES];
 	char *filters[MAX_RULES];
 	size_t nrules;
-	ptrie_node_t *build;
+	ptrie_build_t *build;
 	oracle_node_t *oracle;
 	ptrie_t *trie;
 } tt_t;
@@ -40,7 +40,7 @@ typedef struct tt {
 static void tt_init(tt_t *t)
 {
 	memset(t, 0, sizeof(*t));
-	t->build = ptrie_new();
+	t->build = ptrie_build_new();
 	t->oracle = oracle_new();
 	assert_non_null(t->build);
 	assert_non_null(t->oracle);
@@ -63,13 +63,13 @@ static void tt_compile(tt_t *t)
 {
 	t->trie = ptrie_compile(t->build);
 	assert_non_null(t->trie);
-	ptrie_free(t->build); /* the compiled trie must not need it */
+	ptrie_build_free(t->build); /* the compiled trie must not need it */
 	t->build = NULL;
 }
 
 static void tt_free(tt_t *t)
 {
-	ptrie_free(t->build);
+	ptrie_build_free(t->build);
 	ptrie_compiled_free(t->trie);
 	oracle_free(t->oracle);
 	for(size_t i = 0; i < t->nrules; i++) {
