@@ -137,6 +137,11 @@ int bridge_connect(bridge_t *b, struct mosquitto *mosq, const char *host, int po
  * With `bytes` non-NULL, also stops once *bytes (updated by the message
  * callback) reaches max_bytes.  Returns the first error, or MOSQ_ERR_SUCCESS. */
 int bridge_read_available(struct mosquitto *mosq, int max_reads, const size_t *bytes, size_t max_bytes);
+/* True when TLS has read data off the socket that nobody has taken yet.  Both
+ * links read ahead (SSL_CTX_set_read_ahead: one read() for many records, not
+ * two per record), so such data is invisible to poll(): the loops check this
+ * first and do not wait when it is true. */
+bool bridge_tls_buffered(struct mosquitto *mosq);
 
 /* Clocks and randomness for the I/O side (the pure core gets them injected). */
 int64_t bridge_wall_ms(void);

@@ -578,8 +578,12 @@ void *cloud_run(void *arg)
 		if(!rc && pfd[0].fd < 0) {
 			rc = MOSQ_ERR_NO_CONN;
 		}
-		if(!rc && poll(pfd, 2, timeout) < 0 && errno != EINTR) {
+		bool buffered = !rc && bridge_tls_buffered(c.mosq);
+		if(!rc && poll(pfd, 2, buffered ? 0 : timeout) < 0 && errno != EINTR) {
 			rc = MOSQ_ERR_ERRNO;
+		}
+		if(buffered) {
+			pfd[0].revents |= POLLIN;
 		}
 		if(pfd[1].revents & POLLIN) {
 			char buf[64];

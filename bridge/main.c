@@ -69,12 +69,17 @@ bool bridge_remote_topic_ok(const bconf_t *cfg, const char *topic, const char **
 	return true;
 }
 
+bool bridge_tls_buffered(struct mosquitto *mosq)
+{
+	SSL *ssl = mosquitto_ssl_get(mosq);
+	return ssl && SSL_has_pending(ssl);
+}
+
 int bridge_read_available(struct mosquitto *mosq, int max_reads, const size_t *bytes, size_t max_bytes)
 {
 	int rc = mosquitto_loop_read(mosq, 1);
 	for(int i = 1; rc == MOSQ_ERR_SUCCESS && i < max_reads && !(bytes && *bytes >= max_bytes); i++) {
-		SSL *ssl = mosquitto_ssl_get(mosq);
-		if(!ssl || SSL_pending(ssl) <= 0) {
+		if(!bridge_tls_buffered(mosq)) {
 			struct pollfd pfd = {.fd = mosquitto_socket(mosq), .events = POLLIN};
 			if(pfd.fd < 0 || poll(&pfd, 1, 0) <= 0 || !(pfd.revents & POLLIN)) {
 				break;

@@ -545,10 +545,14 @@ void *plant_run(void *arg)
 			pfd.events |= POLLOUT;
 		}
 		int rc = MOSQ_ERR_SUCCESS;
+		bool buffered = !full && bridge_tls_buffered(p.mosq);
 		if(pfd.fd < 0) {
 			rc = MOSQ_ERR_NO_CONN;
-		} else if(poll(&pfd, 1, 100) < 0 && errno != EINTR) {
+		} else if(poll(&pfd, 1, buffered ? 0 : 100) < 0 && errno != EINTR) {
 			rc = MOSQ_ERR_ERRNO;
+		}
+		if(buffered) {
+			pfd.revents |= POLLIN;
 		}
 		if(!rc && !full && (pfd.revents & (POLLIN | POLLHUP | POLLERR))) {
 			rc = bridge_read_available(p.mosq, PLANT_RECEIVE_MAXIMUM, &p.batch.bytes, PLANT_BATCH_BYTES);
