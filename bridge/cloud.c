@@ -35,6 +35,11 @@
  * messages are sent again (at-least-once), never lost. */
 #define CLOUD_ACK_BATCH 256
 #define CLOUD_ACK_DELAY_MS 20
+/* Messages in flight and no PUBACK for two keepalive intervals (at least
+ * this long) on a connection that is up: something is wrong that keepalive
+ * cannot see, e.g. a broker or proxy that answers PINGREQ but swallows
+ * publishes.  Reconnect, which resends them from the queue. */
+#define CLOUD_STALL_MIN_MS 10000
 #define CLOUD_STOP_GRACE_MS 5000    /* SIGTERM: wait this long for PUBACKs */
 #define CLOUD_STATUS_EVERY_MS 60000 /* backlog summary while a backlog exists */
 
@@ -58,6 +63,7 @@ typedef struct cloud {
 
 	cloud_inflight_t *inflight; /* window entries, in send order */
 	size_t n_inflight, window;
+	int64_t progress_at; /* last PUBACK, or when the window became non-empty */
 	int64_t *acks; /* acknowledged seqs not yet deleted */
 	size_t n_acks, cap_acks;
 	int64_t first_ack_at; /* when acks[0] arrived */
@@ -135,6 +141,7 @@ static void on_publish(struct mosquitto *mosq, void *obj, int mid, int reason,
 		memmove(&c->inflight[i], &c->inflight[i + 1],
 		        (c->n_inflight - i - 1) * sizeof(c->inflight[0]));
 		c->n_inflight--;
+		c->progress_at = bridge_mono_ms();
 		if(reason >= 0x80) {
 			/* Refused for good (e.g. not authorised): resending would block
 			 * the queue behind it forever.  Counted and logged loudly. */
@@ -475,6 +482,9 @@ static int cloud_send(cloud_t *c)
 			if(rc) {
 				break;
 			}
+			if(c->n_inflight == 0) {
+				c->progress_at = bridge_mono_ms();
+			}
 			c->inflight[c->n_inflight].mid = mid;
 			c->inflight[c->n_inflight].seq = m->seq;
 			c->n_inflight++;
@@ -602,6 +612,24 @@ void *cloud_run(void *arg)
 		}
 		flush_acks_due(&c);
 		retry_deletes(&c);
+		if(!rc && !c.lost && c.state == LINK_UP && c.n_inflight > 0) {
+			int64_t stall_ms = 2 * b->cfg->cloud_keepalive_ms;
+			int64_t waited = bridge_mono_ms() - c.progress_at;
+			if(stall_ms < CLOUD_STALL_MIN_MS) {
+				stall_ms = CLOUD_STALL_MIN_MS;
+			}
+			if(waited > stall_ms) {
+				blog(BLOG_WARN, "cloud.stalled",
+				     "unacked=%zu waited_ms=%lld action=\"reconnecting; the unacknowledged "
+				     "messages are sent again\" hint=\"the cloud broker accepts the connection "
+				     "but does not acknowledge publishes: check its logs and quotas\"",
+				     c.n_inflight, (long long)waited);
+				util_snprintf(c.cb_reason, sizeof(c.cb_reason),
+				              "no PUBACK for %lld ms with %zu messages in flight",
+				              (long long)waited, c.n_inflight);
+				c.lost = true;
+			}
+		}
 		if(rc || c.lost) {
 			char reason[512];
 			util_snprintf(reason, sizeof(reason), "%s%s%s",
