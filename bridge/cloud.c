@@ -80,6 +80,18 @@ typedef struct cloud {
 
 static void flush_acks(cloud_t *c);
 
+/* Owe the queue a delete for seq (deleted in batches: flush_acks_due). */
+static void ack_add(cloud_t *c, int64_t seq)
+{
+	if(c->n_acks == c->cap_acks) {
+		flush_acks(c); /* cannot happen by the sizing in cloud_run; stay safe */
+	}
+	if(c->n_acks == 0) {
+		c->first_ack_at = bridge_mono_ms();
+	}
+	c->acks[c->n_acks++] = seq;
+}
+
 static void on_log(struct mosquitto *mosq, void *obj, int level, const char *str)
 {
 	cloud_t *c = obj;
@@ -153,13 +165,7 @@ static void on_publish(struct mosquitto *mosq, void *obj, int mid, int reason,
 		} else {
 			atomic_fetch_add(&c->b->ctr.out_acked, 1);
 		}
-		if(c->n_acks == c->cap_acks) {
-			flush_acks(c); /* cannot happen by the sizing in cloud_run; stay safe */
-		}
-		if(c->n_acks == 0) {
-			c->first_ack_at = bridge_mono_ms();
-		}
-		c->acks[c->n_acks++] = seq;
+		ack_add(c, seq);
 		return;
 	}
 }
@@ -470,10 +476,7 @@ static int cloud_send(cloud_t *c)
 				     "seq=%lld topic=%s reason=\"%s\" action=\"deleted from queue\"",
 				     (long long)m->seq, blog_quote(m->remote_topic, q, sizeof(q)),
 				     mosquitto_strerror(rc));
-				if(c->n_acks == 0) {
-					c->first_ack_at = bridge_mono_ms();
-				}
-				c->acks[c->n_acks++] = m->seq;
+				ack_add(c, m->seq);
 				c->last_sent_seq = m->seq;
 				flush_acks(c);
 				rc = MOSQ_ERR_SUCCESS;

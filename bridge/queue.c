@@ -37,7 +37,9 @@
  *    WAL mode lets a reader run while a writer commits; it sees the last
  *    committed state, which is all the cloud side may send anyway.
  * The counters have their own small mutex (smu) so /metrics and the status
- * page never wait on disk either.  Lock order: mu before smu; rmu alone. */
+ * page never wait on disk either.  Lock order: mu, then rmu or smu (never
+ * both).  SQLite calls wal_hook after the commit has released its write
+ * lock, so waiting there for the reader to finish cannot deadlock. */
 struct queue {
 	pthread_mutex_t mu, rmu, smu;
 	sqlite3 *db, *rdb;
