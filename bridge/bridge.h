@@ -142,6 +142,16 @@ int bridge_read_available(struct mosquitto *mosq, int max_reads, const size_t *b
  * two per record), so such data is invisible to poll(): the loops check this
  * first and do not wait when it is true. */
 bool bridge_tls_buffered(struct mosquitto *mosq);
+/* Writes go through a buffer below TLS once the handshake is done, so the
+ * PUBACKs of a batch (plant side) or the publishes of a page (cloud side)
+ * leave in one write() instead of one each.  bridge_write() lets libmosquitto
+ * write what it has queued, then flushes; bridge_want_write() is
+ * mosquitto_want_write() or bytes still buffered (the socket was full). */
+#define BRIDGE_TLS_WBUF (64 * 1024)
+int bridge_write(struct mosquitto *mosq);
+/* Flush and remove the buffer, then send DISCONNECT (graceful shutdown). */
+int bridge_disconnect(struct mosquitto *mosq);
+bool bridge_want_write(struct mosquitto *mosq);
 
 /* Clocks and randomness for the I/O side (the pure core gets them injected). */
 int64_t bridge_wall_ms(void);

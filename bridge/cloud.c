@@ -3,7 +3,7 @@
  * over mutually authenticated TLS, strictly in sequence order, with at most
  * drain_inflight unacknowledged and at most drain_rate per second; deletes a
  * message from the queue only when the cloud acknowledged it (QoS 1 PUBACK;
- * for QoS 0, once written to the socket).
+ * for QoS 0, once handed to TLS: written out at the end of the loop turn).
  *
  * Every connection uses a fresh libmosquitto object: libmosquitto keeps its
  * own in-memory copies of unacknowledged publishes and would resend them on
@@ -578,7 +578,7 @@ void *cloud_run(void *arg)
 		}
 		struct pollfd pfd[2] = {{.fd = mosquitto_socket(c.mosq), .events = POLLIN},
 		                        {.fd = b->wake[0], .events = POLLIN}};
-		if(mosquitto_want_write(c.mosq)) {
+		if(bridge_want_write(c.mosq)) {
 			pfd[0].events |= POLLOUT;
 		}
 		int timeout = 100;
@@ -607,8 +607,8 @@ void *cloud_run(void *arg)
 		if(!rc && (pfd[0].revents & (POLLIN | POLLHUP | POLLERR))) {
 			rc = bridge_read_available(c.mosq, 512, NULL, 0);
 		}
-		if(!rc && mosquitto_want_write(c.mosq)) {
-			rc = mosquitto_loop_write(c.mosq, 1);
+		if(!rc && bridge_want_write(c.mosq)) {
+			rc = bridge_write(c.mosq);
 		}
 		if(!rc) {
 			rc = mosquitto_loop_misc(c.mosq);
@@ -649,8 +649,7 @@ void *cloud_run(void *arg)
 	}
 	if(c.mosq) {
 		if(c.state == LINK_UP) {
-			mosquitto_disconnect_v5(c.mosq, 0, NULL);
-			mosquitto_loop_write(c.mosq, 1);
+			bridge_disconnect(c.mosq);
 		}
 		mosquitto_destroy(c.mosq);
 		c.mosq = NULL;

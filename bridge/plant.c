@@ -501,9 +501,8 @@ static void plant_shutdown(plant_t *p)
 	}
 	/* Everything read has been committed: let the PUBACKs out, then leave. */
 	if(p->state == LINK_UP) {
-		mosquitto_loop_write(p->mosq, 1);
-		mosquitto_disconnect_v5(p->mosq, 0, NULL);
-		mosquitto_loop_write(p->mosq, 1);
+		bridge_write(p->mosq);
+		bridge_disconnect(p->mosq);
 	}
 	mosquitto_destroy(p->mosq);
 	p->mosq = NULL;
@@ -541,7 +540,7 @@ void *plant_run(void *arg)
 		if(!full) {
 			pfd.events |= POLLIN;
 		}
-		if(mosquitto_want_write(p.mosq)) {
+		if(bridge_want_write(p.mosq)) {
 			pfd.events |= POLLOUT;
 		}
 		int rc = MOSQ_ERR_SUCCESS;
@@ -562,8 +561,8 @@ void *plant_run(void *arg)
 		if(plant_commit(&p)) {
 			continue;
 		}
-		if(!rc && mosquitto_want_write(p.mosq)) {
-			rc = mosquitto_loop_write(p.mosq, 1);
+		if(!rc && bridge_want_write(p.mosq)) {
+			rc = bridge_write(p.mosq);
 		}
 		if(!rc) {
 			rc = mosquitto_loop_misc(p.mosq);

@@ -137,6 +137,12 @@ class Relay(unittest.TestCase):
             self.assertTrue(h.wait_for(lambda: w.queue_count() == 0, 15))
             self.assertEqual(b.stop(), 0, b.log())
             self.assertRegex(b.log(), r"event=bridge\.stopped")
+            # A stopped bridge says goodbye to both brokers (MQTT DISCONNECT),
+            # also with its writes buffered below TLS.
+            self.assertTrue(w.plant.wait_log(r"Received DISCONNECT from %s" % BRIDGE_ID, 10),
+                            w.plant.log()[-2000:])
+            self.assertTrue(w.cloud.wait_log(r"Received DISCONNECT from plant-hq-bridge", 10),
+                            w.cloud.log()[-2000:])
 
     def test_cloud_outage_all_delivered_in_order(self):
         with h.Env("br-outage") as env:
