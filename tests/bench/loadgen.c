@@ -206,6 +206,7 @@ static struct opts {
 	int keepalive;
 	bool quiet;
 	bool nodelay;
+	bool persistent; /* subscribers keep their session (clean session off) */
 	const char *pidspec[8];
 	int npid;
 } O = {
@@ -240,6 +241,8 @@ static void usage(void)
 	      "  --size B --qos Q --sub-qos Q --rate R (total msg/s, 0 = flat out) --window W\n"
 	      "  --warmup S --duration S --count N --expect N --timeout S\n"
 	      "  --max-pending N (storm/hold) --hold S (hold) --workers N --protocol 4|5\n"
+	      "  --persistent        subscribers keep their session (MQTT 3.1.1 clean session off;\n"
+	      "      use with --protocol 4: an MQTT 5 session would end at disconnect)\n"
 	      "  --pid NAME:PID      report CPU of that process over the measured interval\n",
 	      stderr);
 	exit(2);
@@ -865,7 +868,7 @@ static void client_init(client_t *c, enum role role, int idx, const struct endpo
 	if(topic_tpl) {
 		expand_topic(c->topic, sizeof c->topic, topic_tpl, c->ident, n);
 	}
-	c->mosq = mosquitto_new(c->cid, true, c);
+	c->mosq = mosquitto_new(c->cid, !(O.persistent && role == R_SUB), c);
 	if(!c->mosq) {
 		die("mosquitto_new failed");
 	}
@@ -1063,7 +1066,7 @@ int main(int argc, char **argv)
 		o_subtopic, o_subids, o_subhost, o_subport, o_subca, o_subcert, o_subkey, o_refs,
 		o_reftopic, o_refids, o_size, o_qos, o_subqos, o_rate, o_window, o_warmup, o_duration,
 		o_count, o_expect, o_timeout, o_maxpending, o_hold, o_workers, o_protocol, o_pid, o_lines,
-		o_quiet, o_nodelay,
+		o_quiet, o_nodelay, o_persistent,
 	};
 	static const struct option lo[] = {
 		{"host", 1, 0, o_host}, {"port", 1, 0, o_port}, {"cafile", 1, 0, o_cafile},
@@ -1080,7 +1083,7 @@ int main(int argc, char **argv)
 		{"max-pending", 1, 0, o_maxpending}, {"hold", 1, 0, o_hold},
 		{"workers", 1, 0, o_workers}, {"protocol", 1, 0, o_protocol}, {"pid", 1, 0, o_pid},
 		{"lines", 1, 0, o_lines}, {"quiet", 0, 0, o_quiet},
-		{"nodelay", 0, 0, o_nodelay}, {0, 0, 0, 0},
+		{"nodelay", 0, 0, o_nodelay}, {"persistent", 0, 0, o_persistent}, {0, 0, 0, 0},
 	};
 	int ch;
 	optind = 2;
@@ -1123,6 +1126,7 @@ int main(int argc, char **argv)
 		case o_lines: O.lines = (int)parse_long("--lines", optarg, 1, 1000000); break;
 		case o_quiet: O.quiet = true; break;
 		case o_nodelay: O.nodelay = true; break;
+		case o_persistent: O.persistent = true; break;
 		case o_pid: {
 			const char *colon = strchr(optarg, ':');
 			if(!colon || O.npid == 8) {
