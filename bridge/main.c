@@ -69,28 +69,35 @@ bool bridge_remote_topic_ok(const bconf_t *cfg, const char *topic, const char **
 	return true;
 }
 
-/* The write side of the TLS link, with a buffer under it once the handshake
- * is done (see bridge_write), or NULL. */
-static BIO *tls_wbio(struct mosquitto *mosq)
+/* Our write buffer is marked (app data) so that it is never mistaken for the
+ * buffering BIO OpenSSL itself pushes while it writes a handshake. */
+static char tls_wbuf_mark;
+
+/* The write buffer below this link's TLS, or NULL when it has none. */
+static BIO *tls_wbuf(struct mosquitto *mosq)
 {
 	SSL *ssl = mosquitto_ssl_get(mosq);
-	if(!ssl || !SSL_is_init_finished(ssl)) {
-		return NULL;
+	BIO *w = ssl ? SSL_get_wbio(ssl) : NULL;
+	return w && BIO_get_app_data(w) == &tls_wbuf_mark ? w : NULL;
+}
+
+/* Put the write buffer on top of the socket once the handshake is done
+ * (OpenSSL has dropped its own handshake buffer by then). */
+static void tls_wbuf_install(struct mosquitto *mosq)
+{
+	SSL *ssl = mosquitto_ssl_get(mosq);
+	if(!ssl || !SSL_is_init_finished(ssl) || tls_wbuf(mosq)) {
+		return;
 	}
 	BIO *w = SSL_get_wbio(ssl);
-	if(w && BIO_method_type(w) != BIO_TYPE_BUFFER) {
-		/* First turn after the handshake (OpenSSL has dropped its own
-		 * handshake buffer by now): put ours on top of the socket. */
-		BIO *buf = BIO_new(BIO_f_buffer());
-		if(!buf || BIO_set_write_buffer_size(buf, BRIDGE_TLS_WBUF) != 1 || !BIO_up_ref(w)) {
-			BIO_free(buf);
-			return w; /* unbuffered still works */
-		}
-		BIO_push(buf, w);
-		SSL_set0_wbio(ssl, buf); /* drops SSL's reference to w; the chain holds ours */
-		w = buf;
+	BIO *buf = BIO_new(BIO_f_buffer());
+	if(!w || !buf || BIO_set_write_buffer_size(buf, BRIDGE_TLS_WBUF) != 1 || !BIO_up_ref(w)) {
+		BIO_free(buf);
+		return; /* unbuffered still works */
 	}
-	return w;
+	BIO_set_app_data(buf, &tls_wbuf_mark);
+	BIO_push(buf, w);
+	SSL_set0_wbio(ssl, buf); /* drops SSL's reference to w; the chain holds ours */
 }
 
 int bridge_disconnect(struct mosquitto *mosq)
@@ -98,15 +105,14 @@ int bridge_disconnect(struct mosquitto *mosq)
 	/* Write what is buffered, then take the buffer away: libmosquitto frees
 	 * the SSL right after it has written the DISCONNECT, so a DISCONNECT
 	 * left in our buffer would never leave. */
-	SSL *ssl = mosquitto_ssl_get(mosq);
-	BIO *w = ssl ? SSL_get_wbio(ssl) : NULL;
-	if(w && BIO_method_type(w) == BIO_TYPE_BUFFER && SSL_is_init_finished(ssl)) {
+	BIO *w = tls_wbuf(mosq);
+	if(w) {
 		for(int i = 0; i < 50 && BIO_wpending(w) > 0 && BIO_flush(w) <= 0 && BIO_should_retry(w);
 		    i++) {
 			struct pollfd pfd = {.fd = mosquitto_socket(mosq), .events = POLLOUT};
 			poll(&pfd, 1, 10);
 		}
-		SSL_set0_wbio(ssl, BIO_pop(w)); /* frees the buffer, keeps the socket */
+		SSL_set0_wbio(mosquitto_ssl_get(mosq), BIO_pop(w)); /* frees the buffer, keeps the socket */
 	}
 	int rc = mosquitto_disconnect_v5(mosq, 0, NULL);
 	if(!rc && mosquitto_want_write(mosq)) {
@@ -120,23 +126,20 @@ bool bridge_want_write(struct mosquitto *mosq)
 	if(mosquitto_want_write(mosq)) {
 		return true;
 	}
-	SSL *ssl = mosquitto_ssl_get(mosq);
-	BIO *w = ssl ? SSL_get_wbio(ssl) : NULL;
-	return w && BIO_method_type(w) == BIO_TYPE_BUFFER && BIO_wpending(w) > 0;
+	BIO *w = tls_wbuf(mosq);
+	return w && BIO_wpending(w) > 0;
 }
 
 int bridge_write(struct mosquitto *mosq)
 {
-	tls_wbio(mosq); /* installs the buffer once the handshake is done */
+	tls_wbuf_install(mosq);
 	int rc = MOSQ_ERR_SUCCESS;
 	if(mosquitto_want_write(mosq)) {
 		rc = mosquitto_loop_write(mosq, 1);
 	}
 	/* Asked again: writing a DISCONNECT makes libmosquitto free the SSL. */
-	SSL *ssl = mosquitto_ssl_get(mosq);
-	BIO *w = ssl ? SSL_get_wbio(ssl) : NULL;
-	if(w && BIO_method_type(w) == BIO_TYPE_BUFFER && BIO_wpending(w) > 0 && BIO_flush(w) <= 0 &&
-	   !BIO_should_retry(w)) {
+	BIO *w = tls_wbuf(mosq);
+	if(w && BIO_wpending(w) > 0 && BIO_flush(w) <= 0 && !BIO_should_retry(w)) {
 		/* The socket refused for good; the connection is lost. */
 		return rc ? rc : MOSQ_ERR_CONN_LOST;
 	}
