@@ -1,6 +1,6 @@
 /*
  * fuzz_doctor_mosqconf.c — libFuzzer target for plantgate-doctor's
- * mosquitto.conf reader (plugin/tools/doctor_mosq.c): any input must be read
+ * mosquitto.conf reader (doctor/doctor_mosq.c): any input must be read
  * or refused with a "file:line:" error, and the configuration checks must run
  * on whatever was read, without crashing, leaking or reading out of bounds.
  * include_dir is recorded but not followed for in-memory input.

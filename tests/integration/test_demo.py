@@ -27,6 +27,8 @@ class Demo(unittest.TestCase):
         self.assertGreaterEqual(len(refusals), 2, out)
         self.assertIn("sensor-b2's forged reading: 0 copies at the cloud", out, out)
         self.assertIn("refused in the TLS handshake", out, out)
+        # The doctor's report, from wherever the build puts plantgate-doctor.
+        self.assertIn("plantgate-doctor: security self-assessment of the plant hub", out, out)
         self.assertIn("Stopped everything the demo started.", out, out)
         self.assertRegex(out, r"audit chain: +OK", out)
         self.assertRegex(out, r"\b[1-9]\d* verified, 0 tampered, 0 unsigned, 0 gaps", out)

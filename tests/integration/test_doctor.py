@@ -23,7 +23,7 @@ FIXTURES = os.path.join(h.ROOT, "tests", "fixtures", "doctor")
 
 
 def doctor_path():
-    plain = os.path.join(h.BUILD, "plugin", "plantgate-doctor")
+    plain = os.path.join(h.BUILD, "doctor", "plantgate-doctor")
     asan = plain + "-asan"
     if os.environ.get("PG_SANITIZE") == "1" and os.path.exists(asan):
         return asan
