@@ -133,6 +133,103 @@ static void recovery_hint(char *err, size_t errlen, const char *path, const char
 	         path, what, path, path, path, path, path);
 }
 
+/* Create the tables of an empty database in one transaction. */
+static int schema_create(sqlite3 *db)
+{
+	char sql[1024];
+	snprintf(sql, sizeof(sql),
+	         "BEGIN IMMEDIATE;"
+	         "CREATE TABLE msg(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+	         " rx_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL DEFAULT 0,"
+	         " qos INTEGER NOT NULL, retain INTEGER NOT NULL,"
+	         " local_topic TEXT NOT NULL, remote_topic TEXT NOT NULL,"
+	         " payload BLOB NOT NULL, size INTEGER NOT NULL,"
+	         " device TEXT NOT NULL DEFAULT '');"
+	         "CREATE INDEX msg_expiry ON msg(expires_ms) WHERE expires_ms > 0;"
+	         "PRAGMA application_id=%d; PRAGMA user_version=%d; COMMIT;",
+	         QUEUE_APP_ID, QUEUE_SCHEMA);
+	int rc = exec(db, sql);
+	if(rc) {
+		exec(db, "ROLLBACK");
+	}
+	return rc;
+}
+
+/* Make a new queue at path: built under "<path>.new" and linked into place
+ * only once its schema is committed and synced.  So a queue file is never
+ * empty, and an empty one at open can only be damage (truncated, or a copy
+ * that never finished), not a creation cut short by a crash.  A concurrent
+ * creator wins the link; then this one simply opens its queue. */
+static queue_rc_t queue_create(const char *path, char *err, size_t errlen)
+{
+	char tmp[4096], side[4200];
+	queue_rc_t qrc = QUEUE_ERR_OPEN;
+	sqlite3 *db = NULL;
+	if(util_snprintf(tmp, sizeof(tmp), "%s.new", path) < 0) {
+		snprintf(err, errlen, "queue path '%s' is too long", path);
+		return QUEUE_ERR_OPEN;
+	}
+	int fd = open(tmp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if(fd < 0) {
+		snprintf(err, errlen, "queue '%s': cannot create '%s': %s", path, tmp, strerror(errno));
+		return QUEUE_ERR_OPEN;
+	}
+	if(flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		snprintf(err, errlen, "queue '%s' is being created by another process (another "
+		                      "plantgate-bridge?): stop it first", path);
+		goto out;
+	}
+	/* Left over from a creation cut short: it never held a message. */
+	if(ftruncate(fd, 0) != 0) {
+		snprintf(err, errlen, "queue '%s': cannot reset '%s': %s", path, tmp, strerror(errno));
+		goto out;
+	}
+	snprintf(side, sizeof(side), "%s-journal", tmp);
+	unlink(side);
+	snprintf(side, sizeof(side), "%s-wal", tmp);
+	unlink(side);
+	int rc = sqlite3_open_v2(tmp, &db, SQLITE_OPEN_READWRITE, NULL);
+	if(!rc) {
+		rc = exec(db, "PRAGMA synchronous=FULL");
+	}
+	if(!rc) {
+		rc = schema_create(db);
+	}
+	if(rc) {
+		snprintf(err, errlen, "queue '%s': cannot create the schema in '%s': %s", path, tmp,
+		         db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+		qrc = map_rc(rc) == QUEUE_ERR_FULL ? QUEUE_ERR_FULL : QUEUE_ERR_OPEN;
+		goto out;
+	}
+	sqlite3_close(db);
+	db = NULL;
+	if(fsync(fd) != 0 || (link(tmp, path) != 0 && errno != EEXIST)) {
+		snprintf(err, errlen, "queue '%s': cannot put the new queue in place: %s", path,
+		         strerror(errno));
+		goto out;
+	}
+	unlink(tmp);
+	/* The directory entry must survive a power cut too. */
+	char dir[4096];
+	util_strlcpy(dir, path, sizeof(dir));
+	char *slash = strrchr(dir, '/');
+	if(slash) {
+		*(slash == dir ? slash + 1 : slash) = '\0';
+	}
+	int dfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if(dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+	qrc = QUEUE_OK;
+out:
+	if(db) {
+		sqlite3_close(db);
+	}
+	close(fd);
+	return qrc;
+}
+
 void queue_close(queue_t *q)
 {
 	if(!q) {
@@ -208,6 +305,30 @@ queue_rc_t queue_open(const char *path, const queue_limits_t *lim, queue_t **out
 	if(existed && !S_ISREG(st.st_mode)) {
 		snprintf(err, errlen, "queue '%s' is not a regular file", path);
 		goto out;
+	}
+	if(existed && st.st_size == 0) {
+		/* Never a fresh queue: queue_create links a file in only once it
+		 * holds the schema. */
+		qrc = QUEUE_ERR_CORRUPT;
+		snprintf(err, errlen,
+		         "queue '%s' is empty (0 bytes): a queue file is never empty, so it was "
+		         "truncated or replaced (a restore or copy that did not finish, a full disk). "
+		         "Nothing was changed. To recover: stop the bridge; if '%s-wal' exists it may "
+		         "still hold queued messages: copy the file with its -wal aside and salvage with "
+		         "`sqlite3 '%s' .recover | sqlite3 '%s.salvaged'`; restore the queue from a "
+		         "backup if you have one; or, to start with a new empty queue, move the empty "
+		         "file aside (mv '%s' '%s.empty') and start the bridge (messages still held by "
+		         "the plant broker's persistent session will be delivered)",
+		         path, path, path, path, path, path);
+		goto out;
+	}
+	if(!existed) {
+		qrc = queue_create(path, err, errlen);
+		if(qrc != QUEUE_OK) {
+			goto out;
+		}
+		qrc = QUEUE_ERR_OPEN;
+		existed = true;
 	}
 	if(existed && access(path, R_OK | W_OK) != 0) {
 		snprintf(err, errlen,
@@ -328,23 +449,12 @@ queue_rc_t queue_open(const char *path, const queue_limits_t *lim, queue_t **out
 			}
 		}
 	} else {
-		char sql[512];
-		snprintf(sql, sizeof(sql),
-		         "BEGIN IMMEDIATE;"
-		         "CREATE TABLE msg(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-		         " rx_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL DEFAULT 0,"
-		         " qos INTEGER NOT NULL, retain INTEGER NOT NULL,"
-		         " local_topic TEXT NOT NULL, remote_topic TEXT NOT NULL,"
-		         " payload BLOB NOT NULL, size INTEGER NOT NULL,"
-		         " device TEXT NOT NULL DEFAULT '');"
-		         "CREATE INDEX msg_expiry ON msg(expires_ms) WHERE expires_ms > 0;"
-		         "PRAGMA application_id=%d; PRAGMA user_version=%d; COMMIT;",
-		         QUEUE_APP_ID, QUEUE_SCHEMA);
-		rc = exec(q->db, sql);
+		/* A valid SQLite file without tables (e.g. made with the sqlite3
+		 * shell): give it the schema. */
+		rc = schema_create(q->db);
 		if(rc) {
 			snprintf(err, errlen, "queue '%s': cannot create the schema: %s", path,
 			         sqlite3_errmsg(q->db));
-			exec(q->db, "ROLLBACK");
 			qrc = map_rc(rc) == QUEUE_ERR_FULL ? QUEUE_ERR_FULL : QUEUE_ERR_OPEN;
 			goto out;
 		}

@@ -191,6 +191,18 @@ class StartupAndConfig(unittest.TestCase):
             with open(w.queue_path, "rb") as f:
                 self.assertEqual(f.read(), junk)
 
+    def test_empty_queue_refused_and_kept(self):
+        # A zero-length file is damage (a truncated file, an unfinished copy),
+        # never silently replaced by a new empty queue.
+        with h.Env("br-empty") as env:
+            w = BridgeWorld(env)
+            open(w.queue_path, "wb").close()
+            b = w.start_bridge(RULES)
+            self.assertEqual(b.wait(10), 1, b.log())
+            self.assertIn("is empty (0 bytes)", b.log())
+            self.assertIn("Nothing was changed", b.log())
+            self.assertEqual(os.path.getsize(w.queue_path), 0)
+
     def test_check_mode(self):
         with h.Env("br-check") as env:
             w = BridgeWorld(env)

@@ -436,6 +436,39 @@ static void test_damaged_pages_refused(void **state)
 	assert_int_equal(file_size(f->path), size);
 }
 
+static void test_empty_file_refused_untouched(void **state)
+{
+	fx_t *f = *state;
+	write_file(f->path, "", 0);
+	queue_t *q = NULL;
+	char err[2048];
+	assert_int_equal(queue_open(f->path, &big, &q, err, sizeof(err)), QUEUE_ERR_CORRUPT);
+	assert_null(q);
+	assert_non_null(strstr(err, "empty (0 bytes)"));
+	assert_non_null(strstr(err, "Nothing was changed"));
+	assert_non_null(strstr(err, ".empty"));
+	assert_int_equal(file_size(f->path), 0);
+}
+
+/* A creation cut short leaves only "<path>.new", never an empty queue file;
+ * the next start builds the queue anew and it works. */
+static void test_interrupted_creation_recovers(void **state)
+{
+	fx_t *f = *state;
+	char tmp[160];
+	snprintf(tmp, sizeof(tmp), "%s.new", f->path);
+	write_file(tmp, "half", 4);
+	queue_t *q = open_ok(f->path, &big);
+	push_n(q, 0, 3, 0, NULL);
+	queue_close(q);
+	assert_true(file_size(f->path) > 0);
+	struct stat st;
+	assert_int_not_equal(stat(tmp, &st), 0);
+	q = open_ok(f->path, &big);
+	assert_int_equal(peek_all(q, 0, T0, NULL, NULL, 10), 3);
+	queue_close(q);
+}
+
 static void test_unreadable_path(void **state)
 {
 	queue_t *q = NULL;
@@ -461,6 +494,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_garbage_file_refused_untouched, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_foreign_database_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_damaged_pages_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_empty_file_refused_untouched, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_interrupted_creation_recovers, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unreadable_path, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
