@@ -50,6 +50,47 @@ uint32_t bridge_random(void)
 	return r;
 }
 
+/* Forward rules whose filters overlap without one covering the other: the
+ * plant broker sends a message matching both twice (one copy per
+ * subscription), and both copies are queued.  Covered filters are simply not
+ * subscribed (whitelist_subscriptions); these cannot be collapsed, so -n and
+ * every start warn.  Returns how many such pairs. */
+typedef struct overlap_ctx {
+	const char *path; /* NULL: log instead of stderr */
+} overlap_ctx_t;
+
+static void overlap_warn(void *arg, const wl_rule_t *a, const wl_rule_t *b)
+{
+	const overlap_ctx_t *o = arg;
+	if(o->path) {
+		fprintf(stderr,
+		        "%s:%d: warning: forward '%s' overlaps the rule at line %d ('%s') and neither "
+		        "covers the other: a plant message matching both arrives twice and is queued "
+		        "twice, under two sequence ids; make the filters disjoint, or replace them with "
+		        "one that covers both\n",
+		        o->path, b->line, b->filter, a->line, a->filter);
+	} else {
+		blog(BLOG_WARN, "config.overlap",
+		     "rule_line=%d filter=%s other_line=%d other_filter=%s note=\"a plant message "
+		     "matching both is forwarded twice, under two sequence ids; make the filters "
+		     "disjoint\"",
+		     b->line, b->filter, a->line, a->filter);
+	}
+}
+
+static size_t warn_overlaps(const whitelist_t *w, const char *path)
+{
+	bool *sub = calloc(w->count ? w->count : 1, sizeof(*sub));
+	if(!sub) {
+		return 0;
+	}
+	whitelist_subscriptions(w, sub);
+	overlap_ctx_t o = {.path = path};
+	size_t n = whitelist_overlaps(w, sub, overlap_warn, &o);
+	free(sub);
+	return n;
+}
+
 bool bridge_remote_topic_ok(const bconf_t *cfg, const char *topic, const char **why)
 {
 	if(!topic_valid_name(topic)) {
@@ -223,6 +264,7 @@ static void reload(bridge_t *b, const char *path)
 		return;
 	}
 	*wl = ncfg.whitelist;
+	warn_overlaps(wl, NULL);
 	ncfg.whitelist.rules = NULL;
 	ncfg.whitelist.count = 0;
 	bconf_free(&ncfg);
@@ -297,6 +339,7 @@ int main(int argc, char **argv)
 		if(print) {
 			bconf_print(&cfg, stdout);
 		}
+		warn_overlaps(&cfg.whitelist, path);
 		printf("configuration OK\n");
 		envelope_key_free(sign_key);
 		bconf_free(&cfg);
@@ -317,6 +360,7 @@ int main(int argc, char **argv)
 		     "sequence (docs/integrity.md)\" fix=\"scripts/pki signing-key NAME, then set "
 		     "site_id and sign_key\"");
 	}
+	warn_overlaps(&cfg.whitelist, NULL);
 	pthread_mutex_init(&b.mu, NULL);
 	pthread_mutex_init(&b.connect_mu, NULL);
 	const char *insecure = getenv("PLANTGATE_TEST_INSECURE_HOSTNAME");

@@ -92,18 +92,32 @@ static void on_log(struct mosquitto *mosq, void *obj, int level, const char *str
 	blog(BLOG_DEBUG, "plant.lib", "msg=%s", str);
 }
 
+/* Subscribe to the rules' filters, except those another rule's filter
+ * covers (whitelist_subscriptions): the broker would send such a message
+ * once per matching subscription, and it would be queued twice.  Covered
+ * filters are unsubscribed too, as a persistent session may still hold them
+ * from an earlier configuration. */
 static void subscribe_all(plant_t *p)
 {
+	bool *sub = calloc(p->wl.count ? p->wl.count : 1, sizeof(*sub));
+	if(!sub) {
+		p->batch.oom = true; /* reconnect and try again */
+		return;
+	}
+	whitelist_subscriptions(&p->wl, sub);
 	for(size_t i = 0; i < p->wl.count; i++) {
-		int rc = mosquitto_subscribe_v5(p->mosq, NULL, p->wl.rules[i].filter, 1,
-		                                MQTT_SUB_OPT_SEND_RETAIN_NEW |
-		                                    MQTT_SUB_OPT_RETAIN_AS_PUBLISHED,
-		                                NULL);
+		const char *f = p->wl.rules[i].filter;
+		int rc = sub[i] ? mosquitto_subscribe_v5(p->mosq, NULL, f, 1,
+		                                         MQTT_SUB_OPT_SEND_RETAIN_NEW |
+		                                             MQTT_SUB_OPT_RETAIN_AS_PUBLISHED,
+		                                         NULL)
+		                : mosquitto_unsubscribe(p->mosq, NULL, f);
 		if(rc) {
-			blog(BLOG_WARN, "plant.subscribe_failed", "filter=%s reason=\"%s\"",
-			     p->wl.rules[i].filter, mosquitto_strerror(rc));
+			blog(BLOG_WARN, sub[i] ? "plant.subscribe_failed" : "plant.unsubscribe_failed",
+			     "filter=%s reason=\"%s\"", f, mosquitto_strerror(rc));
 		}
 	}
+	free(sub);
 }
 
 static void on_connect(struct mosquitto *mosq, void *obj, int rc, int flags,
@@ -202,17 +216,19 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 		     (unsigned long long)r->max_payload, r->line);
 		return;
 	}
-	char remote[1024];
+	char *remote = NULL;
 	const char *why = NULL;
-	if(whitelist_remap(r, m->topic, remote, sizeof(remote))) {
-		why = "bad-cloud-topic";
-	} else if(!bridge_remote_topic_ok(b->cfg, remote, &why)) {
+	if(whitelist_remap(r, m->topic, &remote, &why) == 0 &&
+	   !bridge_remote_topic_ok(b->cfg, remote, &why)) {
 		/* why set */
 	}
 	if(why) {
+		/* Acknowledged and not forwarded: the cloud could never take it. */
 		atomic_fetch_add(&b->ctr.in_rejected, 1);
 		blog(BLOG_WARN, "plant.rejected", "reason=%s topic=%s cloud_topic=%s rule_line=%d", why,
-		     blog_quote(m->topic, q1, sizeof(q1)), blog_quote(remote, q2, sizeof(q2)), r->line);
+		     blog_quote(m->topic, q1, sizeof(q1)), blog_quote(remote ? remote : "", q2, sizeof(q2)),
+		     r->line);
+		free(remote);
 		return;
 	}
 	plant_batch_t *bt = &p->batch;
@@ -220,6 +236,7 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 		size_t ncap = bt->cap ? bt->cap * 2 : 64;
 		queue_msg_t *n = realloc(bt->msgs, ncap * sizeof(*n));
 		if(!n) {
+			free(remote);
 			bt->oom = true;
 			return;
 		}
@@ -233,7 +250,7 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 	q->qos = r->qos;
 	q->retain = r->retain && m->retain;
 	q->local_topic = strdup(m->topic);
-	q->remote_topic = strdup(remote);
+	q->remote_topic = remote;
 	q->device = plant_device(props);
 	q->len = (size_t)m->payloadlen;
 	q->payload = malloc(q->len ? q->len : 1);

@@ -185,6 +185,21 @@ int whitelist_rule_parse(wl_rule_t *r, int argc, char *const *argv, char *why, s
 		if(!remote_start && !strip && filter[0] == '$') {
 			return why_set(why, whylen, "'%s': $ topics refused unless `force`", filter);
 		}
+		/* strip= alone: the cloud topic starts where the strip ends. */
+		const char *rest = strip && !remote_start ? filter + strlen(strip) : NULL;
+		if(rest && rest[0] == '$') {
+			return why_set(why, whylen,
+			               "strip='%s' leaves cloud topics starting with '%s' (reserved by "
+			               "cloud brokers: $aws/..., $SYS/...): strip less, add prefix=, or add "
+			               "`force` if you really mean it",
+			               strip, rest);
+		}
+	}
+	if(strip && !prefix && !to && filter[strlen(strip)] == '\0') {
+		return why_set(why, whylen,
+		               "strip='%s' removes the whole topic '%s': the cloud topic would be "
+		               "empty; strip less, or add prefix= or to=",
+		               strip, filter);
 	}
 	r->filter = strdup(filter);
 	r->strip = strip ? strdup(strip) : NULL;
@@ -286,26 +301,49 @@ const wl_rule_t *whitelist_match(const whitelist_t *w, const char *topic)
 	return NULL;
 }
 
-int whitelist_remap(const wl_rule_t *r, const char *topic, char *out, size_t outlen)
+int whitelist_remap(const wl_rule_t *r, const char *topic, char **out, const char **why)
 {
-	if(!r || !topic || !outlen) {
+	*out = NULL;
+	*why = "bad-cloud-topic";
+	if(!r || !topic) {
 		return -1;
 	}
-	if(r->to) {
-		return util_strlcpy(out, r->to, outlen);
-	}
 	const char *rest = topic;
-	if(r->strip) {
+	if(!r->to && r->strip) {
 		size_t sl = strlen(r->strip);
 		if(strncmp(topic, r->strip, sl) != 0) {
 			return -1;
 		}
 		rest = topic + sl;
 	}
-	if(util_snprintf(out, outlen, "%s%s", r->prefix ? r->prefix : "", rest) < 0) {
+	const char *head = r->to ? r->to : r->prefix ? r->prefix : "";
+	const char *tail = r->to ? "" : rest;
+	size_t hl = strlen(head), tl = strlen(tail);
+	if(hl + tl > TOPIC_MAX_LEN) {
+		*why = "cloud-topic-too-long";
 		return -1;
 	}
-	return topic_valid_name(out) ? 0 : -1;
+	char *t = malloc(hl + tl + 1);
+	if(!t) {
+		*why = "out-of-memory";
+		return -1;
+	}
+	memcpy(t, head, hl);
+	memcpy(t + hl, tail, tl + 1);
+	if(!topic_valid_name(t)) {
+		free(t);
+		return -1;
+	}
+	/* Reserved at the cloud ($aws/..., $SYS/...): a wildcard after strip=
+	 * can reach a plant level that starts with '$'. */
+	if(t[0] == '$' && !r->force) {
+		free(t);
+		*why = "cloud-topic-reserved";
+		return -1;
+	}
+	*why = NULL;
+	*out = t;
+	return 0;
 }
 
 static int count_slashes(const char *s)
@@ -313,6 +351,40 @@ static int count_slashes(const char *s)
 	int n = 0;
 	for(; s && *s; s++) {
 		n += *s == '/';
+	}
+	return n;
+}
+
+void whitelist_subscriptions(const whitelist_t *w, bool *sub)
+{
+	for(size_t i = 0; i < w->count; i++) {
+		sub[i] = true;
+		for(size_t j = 0; j < w->count && sub[i]; j++) {
+			const char *fi = w->rules[i].filter, *fj = w->rules[j].filter;
+			/* Covered by j, and j not equally covered by i (then the
+			 * earlier of the two stays): some subscribed filter always
+			 * covers what is left out, since the relation has no cycles
+			 * other than such ties. */
+			if(j != i && topic_filter_covers(fj, fi) && (j < i || !topic_filter_covers(fi, fj))) {
+				sub[i] = false;
+			}
+		}
+	}
+}
+
+size_t whitelist_overlaps(const whitelist_t *w, const bool *sub,
+                          void (*cb)(void *arg, const wl_rule_t *a, const wl_rule_t *b), void *arg)
+{
+	size_t n = 0;
+	for(size_t i = 0; i < w->count; i++) {
+		for(size_t j = i + 1; j < w->count; j++) {
+			if(sub[i] && sub[j] && topic_filters_overlap(w->rules[i].filter, w->rules[j].filter)) {
+				n++;
+				if(cb) {
+					cb(arg, &w->rules[i], &w->rules[j]);
+				}
+			}
+		}
 	}
 	return n;
 }

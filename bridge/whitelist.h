@@ -56,9 +56,27 @@ int whitelist_copy(whitelist_t *dst, const whitelist_t *src);
  * pointer into w. */
 const wl_rule_t *whitelist_match(const whitelist_t *w, const char *topic);
 
-/* Build the cloud topic for `topic` under rule r into out.  Returns 0, or -1
- * when it does not fit or is not a valid topic name. */
-int whitelist_remap(const wl_rule_t *r, const char *topic, char *out, size_t outlen);
+/* Build the cloud topic for `topic` under rule r into *out (allocated; the
+ * caller frees it).  No fixed length limit below MQTT's 65,535 bytes.
+ * Returns 0, or -1 with *out NULL and *why a reason for logs and counters:
+ * "bad-cloud-topic" (empty or not a valid topic name), "cloud-topic-reserved"
+ * (starts with '$' and the rule has no `force`: cloud brokers reserve $aws/,
+ * $SYS/, ...), "cloud-topic-too-long", "out-of-memory". */
+int whitelist_remap(const wl_rule_t *r, const char *topic, char **out, const char **why);
+
+/* Which filters to subscribe to on the plant broker.  mosquitto delivers one
+ * copy of a message per matching subscription, so a filter that another rule's
+ * filter covers is left out (sub[i] false): that other subscription brings
+ * its messages, and whitelist_match still picks the first matching rule.  sub
+ * has w->count entries. */
+void whitelist_subscriptions(const whitelist_t *w, bool *sub);
+
+/* Pairs of subscribed rules (sub from whitelist_subscriptions) whose filters
+ * overlap without one covering the other: a message matching both arrives
+ * twice and is queued twice.  Calls cb (may be NULL) for each pair, earlier
+ * rule first; returns how many. */
+size_t whitelist_overlaps(const whitelist_t *w, const bool *sub,
+                          void (*cb)(void *arg, const wl_rule_t *a, const wl_rule_t *b), void *arg);
 
 /* Largest number of '/' a cloud topic produced by r can contain, or -1 when it
  * is unbounded (the filter ends in '#'). */

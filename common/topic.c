@@ -138,6 +138,41 @@ bool topic_filter_covers(const char *outer, const char *inner)
 	}
 }
 
+bool topic_filters_overlap(const char *a, const char *b)
+{
+	if(!a || !b || !a[0] || !b[0]) {
+		return false;
+	}
+	/* A wildcard first level never matches a $ topic. */
+	if((a[0] == '$' && (b[0] == '+' || b[0] == '#')) ||
+	   (b[0] == '$' && (a[0] == '+' || a[0] == '#'))) {
+		return false;
+	}
+	const char *x = a, *y = b;
+	for(;;) {
+		const char *xn, *yn;
+		size_t xl = level(x, &xn), yl = level(y, &yn);
+		if(is_level(x, xl, '#') || is_level(y, yl, '#')) {
+			return true; /* what remains of the other side is some topic */
+		}
+		if(!is_level(x, xl, '+') && !is_level(y, yl, '+') &&
+		   (xl != yl || memcmp(x, y, xl) != 0)) {
+			return false;
+		}
+		if(!xn || !yn) {
+			/* Both end here, or one ends and the other's rest is "#" (which
+			 * also matches its parent: "a/#" matches "a") — unless that
+			 * parent is the empty topic, which is no topic: "+" and "/#". */
+			if(xn == yn) {
+				return true;
+			}
+			return strcmp(xn ? xn : yn, "#") == 0 && !(x == a && (xl == 0 || yl == 0));
+		}
+		x = xn;
+		y = yn;
+	}
+}
+
 size_t topic_levels(const char *topic)
 {
 	if(!topic) {

@@ -31,6 +31,10 @@ bool topic_matches(const char *filter, const char *topic);
  * grant.  Conservative: false when it cannot prove inclusion. */
 bool topic_filter_covers(const char *outer, const char *inner);
 
+/* True when some topic name matches both filters (e.g. a/+/c and a/b/#):
+ * a client subscribed to both gets such a message twice.  Exact. */
+bool topic_filters_overlap(const char *a, const char *b);
+
 /* Number of levels ('/'-separated parts) in a topic or filter; 0 for NULL. */
 size_t topic_levels(const char *topic);
 

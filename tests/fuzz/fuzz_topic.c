@@ -8,6 +8,8 @@
  *  - a valid topic name matches itself, and a filter covers itself;
  *  - for a topic name T, topic_filter_covers(F, T) == topic_matches(F, T);
  *  - covers(F, G) and matches(G, T) imply matches(F, T);
+ *  - topic_filters_overlap is symmetric, equals topic_matches for a name,
+ *    and holds when one filter covers the other;
  *  - a one-rule policy `publish F` / `subscribe F` decides exactly as
  *    topic_matches / topic_filter_covers.
  */
@@ -123,11 +125,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		int m = topic_matches(f, t);
 		ft_check(m == ft_ref(f, t), "topic_matches == reference", f, t);
 		ft_check(topic_filter_covers(f, t) == m, "covers(F, name) == matches(F, name)", f, t);
+		ft_check(topic_filters_overlap(f, t) == m, "overlap(F, name) == matches(F, name)", f, t);
 		int pm = ft_policy(f, POLICY_PUBLISH, t);
 		ft_check(pm < 0 || pm == m, "policy publish == topic_matches", f, t);
 	}
 	if(vf && vtf) {
 		int c = topic_filter_covers(f, t);
+		int ov = topic_filters_overlap(f, t);
+		ft_check(ov == topic_filters_overlap(t, f), "overlap is symmetric", f, t);
+		ft_check(!c || ov, "covers implies overlap", f, t);
 		/* The policy strips $share from requests; topic.c does not. */
 		int pc = strncmp(t, "$share/", 7) ? ft_policy(f, POLICY_SUBSCRIBE, t) : -1;
 		ft_check(pc < 0 || pc == c, "policy subscribe == topic_filter_covers", f, t);

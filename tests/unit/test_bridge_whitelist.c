@@ -70,25 +70,128 @@ static void test_dollar_topics_never_match_wildcards(void **state)
 	whitelist_clear(&w);
 }
 
+static void remap_ok(const wl_rule_t *r, const char *topic, const char *want)
+{
+	char *out = NULL;
+	const char *why = "unset";
+	assert_int_equal(whitelist_remap(r, topic, &out, &why), 0);
+	assert_null(why);
+	assert_string_equal(out, want);
+	free(out);
+}
+
+static void remap_refused(const wl_rule_t *r, const char *topic, const char *reason)
+{
+	char *out = (char *)"unset";
+	const char *why = NULL;
+	assert_int_equal(whitelist_remap(r, topic, &out, &why), -1);
+	assert_null(out);
+	assert_string_equal(why, reason);
+}
+
 static void test_remap(void **state)
 {
 	whitelist_t w = {0};
-	char out[256];
 	add(&w, "plant/+/telemetry/# strip=plant/ prefix=sites/osaka/");
 	add(&w, "raw/x to=fixed/topic");
 	add(&w, "keep/# qos=0");
-	add(&w, "only/strip strip=only/strip");
-	assert_int_equal(whitelist_remap(&w.rules[0], "plant/line1/telemetry/t", out, sizeof(out)), 0);
-	assert_string_equal(out, "sites/osaka/line1/telemetry/t");
-	assert_int_equal(whitelist_remap(&w.rules[1], "raw/x", out, sizeof(out)), 0);
-	assert_string_equal(out, "fixed/topic");
-	assert_int_equal(whitelist_remap(&w.rules[2], "keep/a/b", out, sizeof(out)), 0);
-	assert_string_equal(out, "keep/a/b");
+	add(&w, "only/# strip=only/");
+	remap_ok(&w.rules[0], "plant/line1/telemetry/t", "sites/osaka/line1/telemetry/t");
+	remap_ok(&w.rules[1], "raw/x", "fixed/topic");
+	remap_ok(&w.rules[2], "keep/a/b", "keep/a/b");
 	assert_int_equal(w.rules[2].qos, 0);
 	/* Stripping everything leaves no topic: refused, never sent as "". */
-	assert_int_equal(whitelist_remap(&w.rules[3], "only/strip", out, sizeof(out)), -1);
-	/* Too long for the buffer. */
-	assert_int_equal(whitelist_remap(&w.rules[0], "plant/line1/telemetry/t", out, 10), -1);
+	remap_refused(&w.rules[3], "only", "bad-cloud-topic");
+	/* No fixed buffer: a 5,000-byte cloud topic is built whole. */
+	char *longt = malloc(5100), *want = malloc(5200);
+	strcpy(longt, "plant/l/telemetry/");
+	memset(longt + 18, 'x', 5000);
+	longt[5018] = '\0';
+	snprintf(want, 5200, "sites/osaka/%s", longt + 6);
+	remap_ok(&w.rules[0], longt, want);
+	free(longt);
+	free(want);
+	whitelist_clear(&w);
+}
+
+/* Issue 12, item 7: no rule without `force` can produce a '$' cloud topic,
+ * neither at config check nor at run time. */
+static void test_no_dollar_cloud_topic_without_force(void **state)
+{
+	char why[256];
+	wl_rule_t r;
+	char *lit[] = {"plant/$aws/things/#", "strip=plant/"};
+	assert_int_equal(whitelist_rule_parse(&r, 2, lit, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "reserved"));
+	char *sys[] = {"x/$SYS/broker/#", "strip=x/"};
+	assert_int_equal(whitelist_rule_parse(&r, 2, sys, why, sizeof(why)), -1);
+	char *empty[] = {"a/b", "strip=a/b"};
+	assert_int_equal(whitelist_rule_parse(&r, 2, empty, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "empty"));
+	whitelist_t w = {0};
+	add(&w, "plant/+/# strip=plant/");
+	add(&w, "edge/# strip=edge/ force");
+	/* '+' matches a '$' level below the first: refused per message. */
+	remap_refused(&w.rules[0], "plant/$aws/things/t1/shadow/update", "cloud-topic-reserved");
+	remap_refused(&w.rules[0], "plant/$SYS/x", "cloud-topic-reserved");
+	remap_ok(&w.rules[0], "plant/l1/t", "l1/t");
+	remap_ok(&w.rules[1], "edge/$aws/rules/r1", "$aws/rules/r1");
+	whitelist_clear(&w);
+}
+
+static void collect(void *arg, const wl_rule_t *a, const wl_rule_t *b)
+{
+	int *lines = arg;
+	lines[0]++;
+	lines[1] = a->line;
+	lines[2] = b->line;
+}
+
+/* Issue 12, item 3: a filter covered by another rule's is not subscribed
+ * (mosquitto would deliver the message once per subscription); overlaps
+ * that are no coverage are reported. */
+static void test_subscriptions_without_overlap(void **state)
+{
+	whitelist_t w = {0};
+	add(&w, "plant/hq/energy/+/telemetry/power ttl=2h");
+	add(&w, "plant/hq/+/+/telemetry/# strip=plant/ prefix=sites/");
+	add(&w, "plant/osaka/line1/press/status");
+	add(&w, "+/# force");
+	add(&w, "# force");
+	add(&w, "x/+/c");
+	add(&w, "x/b/+");
+	bool sub[7];
+	whitelist_subscriptions(&w, sub);
+	/* everything is covered by "+/#" and "#" (equal sets): the earlier stays */
+	assert_false(sub[0]);
+	assert_false(sub[1]);
+	assert_false(sub[2]);
+	assert_true(sub[3]);
+	assert_false(sub[4]);
+	assert_false(sub[5]);
+	assert_false(sub[6]);
+	assert_int_equal(whitelist_overlaps(&w, sub, NULL, NULL), 0);
+	whitelist_clear(&w);
+
+	add(&w, "plant/hq/energy/+/telemetry/power ttl=2h");
+	add(&w, "plant/hq/+/+/telemetry/# strip=plant/ prefix=sites/");
+	add(&w, "x/+/c");
+	add(&w, "x/b/+");
+	add(&w, "y/#");
+	whitelist_subscriptions(&w, sub);
+	assert_false(sub[0]);
+	assert_true(sub[1]);
+	assert_true(sub[2]);
+	assert_true(sub[3]);
+	assert_true(sub[4]);
+	for(size_t i = 0; i < w.count; i++) {
+		w.rules[i].line = (int)i + 10;
+	}
+	int seen[3] = {0};
+	assert_int_equal(whitelist_overlaps(&w, sub, collect, seen), 1);
+	assert_int_equal(seen[0], 1);
+	assert_int_equal(seen[1], 12);
+	assert_int_equal(seen[2], 13);
 	whitelist_clear(&w);
 }
 
@@ -150,6 +253,8 @@ int main(void)
 	    cmocka_unit_test(test_match_first_rule_wins),
 	    cmocka_unit_test(test_dollar_topics_never_match_wildcards),
 	    cmocka_unit_test(test_remap),
+	    cmocka_unit_test(test_no_dollar_cloud_topic_without_force),
+	    cmocka_unit_test(test_subscriptions_without_overlap),
 	    cmocka_unit_test(test_max_slashes),
 	    cmocka_unit_test(test_copy_and_format),
 	    cmocka_unit_test(test_backoff_grows_to_cap_with_jitter),

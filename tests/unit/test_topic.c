@@ -131,6 +131,33 @@ static void test_covers_table(void **state)
 	assert_false(topic_filter_covers("a", NULL));
 }
 
+static void test_overlap_table(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *a, *b;
+		bool o;
+	} cases[] = {
+	    {"a/+/c", "a/b/+", true},  {"a/+/c", "a/b/d", false}, {"a/#", "a", true},
+	    {"a", "a/#", true},        {"a/+", "a", false},       {"#", "$SYS/x", false},
+	    {"+/x", "$SYS/+", false},  {"$SYS/#", "$SYS/a", true}, {"a/b/#", "a/+/c/d", true},
+	    {"a/b", "a/b/c", false},   {"a//b", "a/+/b", true},   {"x/+/y", "+/z/#", true}, {"+", "/#", false}, {"/", "/#", true},
+	    {"plant/hq/energy/+/telemetry/power", "plant/hq/+/+/telemetry/#", true},
+	    {"plant/+/telemetry/#", "plant/hq/+/status", true},
+	    {"plant/+/telemetry/#", "plant/hq/status/+", false},
+	    {"", "a", false},          {"a", NULL, false},
+	};
+	for(size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		if(topic_filters_overlap(cases[i].a, cases[i].b) != cases[i].o ||
+		   topic_filters_overlap(cases[i].b, cases[i].a) != cases[i].o) {
+			print_error("topic_filters_overlap(%s, %s) != %d\n", cases[i].a,
+			            cases[i].b ? cases[i].b : "NULL", cases[i].o);
+		}
+		assert_int_equal(topic_filters_overlap(cases[i].a, cases[i].b), cases[i].o);
+		assert_int_equal(topic_filters_overlap(cases[i].b, cases[i].a), cases[i].o);
+	}
+}
+
 static void test_levels(void **state)
 {
 	(void)state;
@@ -314,6 +341,15 @@ static void test_covers_exhaustive(void **state)
 			}
 			assert_int_equal(got, want);
 			yes += got;
+			/* and topic_filters_overlap(o, i): some topic matches both */
+			bool any = false;
+			for(size_t w = 0; w < words && !any; w++) {
+				any = (bits[i * words + w] & bits[o * words + w]) != 0;
+			}
+			if(any != topic_filters_overlap(fs[o].s, fs[i].s)) {
+				print_error("topic_filters_overlap(%s, %s) != %d\n", fs[o].s, fs[i].s, any);
+			}
+			assert_int_equal(topic_filters_overlap(fs[o].s, fs[i].s), any);
 		}
 	}
 	assert_true(yes > 500);
@@ -327,6 +363,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_valid_name),         cmocka_unit_test(test_valid_filter),
 	    cmocka_unit_test(test_matches_table),      cmocka_unit_test(test_covers_table),
+	    cmocka_unit_test(test_overlap_table),
 	    cmocka_unit_test(test_levels),             cmocka_unit_test(test_strip_share),
 	    cmocka_unit_test(test_matches_exhaustive), cmocka_unit_test(test_covers_exhaustive),
 	};

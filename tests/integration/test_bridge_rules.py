@@ -1,0 +1,80 @@
+"""Forward rules end to end (issue 12, items 3 and 7).
+
+- The two rules of config/bridge.example overlap (the energy rule is covered by
+  the telemetry rule): mosquitto delivers one copy per matching subscription,
+  so the bridge subscribes only to filters no other rule covers. Ten energy
+  messages must reach the cloud once each, under ten sequence ids.
+- A rule whose wildcard, after strip=, reaches a plant level starting with '$'
+  must never produce a '$' cloud topic ($aws/..., $SYS/...): such a message is
+  acknowledged, logged and counted as rejected, and never leaves.
+- A whitelisted topic whose cloud topic is longer than 1,023 bytes is
+  forwarded (there is no fixed buffer any more), not silently dropped.
+"""
+import os
+import re
+import sys
+import time
+import unittest
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+from test_bridge_relay import BridgeWorld  # noqa: E402
+
+
+def example_rules():
+    path = os.path.join(h.ROOT, "config", "bridge.example")
+    with open(path) as f:
+        return [l.split(None, 1)[1].strip() for l in f if l.startswith("forward ")]
+
+
+class Rules(unittest.TestCase):
+    def test_overlap_once_no_dollar_topic_no_length_limit(self):
+        rules = example_rules()
+        self.assertEqual(len(rules), 2, rules)
+        rules.append("edge/+/dollar/# qos=1 strip=edge/")
+        rules.append("long/# qos=1 prefix=sites/")
+        with h.Env("br-rules") as env:
+            w = BridgeWorld(env)
+            sub = w.cloud_subscriber("#")
+            port = h.free_port()
+            b = w.start_bridge(rules, extra="http_listen 127.0.0.1:%d\n" % port)
+            self.assertTrue(w.wait_plant_ready(b), b.log())
+            self.assertTrue(b.wait_log(r"event=cloud\.connected", 15), b.log())
+            pub = w.publisher()
+            for i in range(10):
+                self.assertTrue(pub.publish("plant/hq/energy/m%d/telemetry/power" % i, b"%d" % i,
+                                            qos=1))
+            self.assertTrue(pub.publish("plant/hq/line1/press-01/telemetry/temp", b"t", qos=1))
+            self.assertTrue(pub.publish("edge/$aws/dollar/things/t1/shadow/update", b"s", qos=1))
+            long_topic = "long/" + "/".join(["x" * 99] * 15)  # 1,504 bytes
+            self.assertTrue(pub.publish(long_topic, b"long", qos=1))
+            sub.wait_messages(12, 30)
+            time.sleep(1.5)  # a second copy or a leak would have arrived by now
+            got = sub.take()
+            energy = sorted(m["topic"] for m in got if "/energy/" in m["topic"])
+            self.assertEqual(energy, ["sites/hq/energy/m%d/telemetry/power" % i for i in range(10)],
+                             "each energy message exactly once: %s" % energy)
+            seqs = [m["props"]["plantgate-seq"] for m in got if "/energy/" in m["topic"]]
+            self.assertEqual(len(set(seqs)), 10, seqs)
+            self.assertIn("sites/hq/line1/press-01/telemetry/temp", [m["topic"] for m in got])
+            longs = [m for m in got if m["topic"].startswith("sites/long/")]
+            self.assertEqual(len(longs), 1, "the long topic was dropped: %s" % b.log()[-2000:])
+            self.assertEqual(longs[0]["topic"], "sites/" + long_topic)
+            self.assertFalse([m for m in got if m["topic"].startswith("$")], got)
+            self.assertEqual(len(got), 12, [m["topic"][:60] for m in got])
+            self.assertRegex(b.log(), r"event=plant\.rejected reason=cloud-topic-reserved "
+                                      r"topic=\"?edge/\$aws/dollar/")
+            # The example's rules are collapsed (covered filter not subscribed):
+            # nothing left to warn about.
+            self.assertNotIn("event=config.overlap", b.log())
+            metrics = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5).read()
+            m = re.search(rb"\nplantgate_bridge_messages_dropped_total\{reason=\"rejected\"\} (\d+)", metrics)
+            self.assertIsNotNone(m, metrics[:3000])
+            self.assertEqual(int(m.group(1)), 1)
+            self.assertTrue(h.wait_for(lambda: w.queue_count() == 0, 10))
+            self.assertEqual(b.stop(), 0, b.log()[-3000:])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
