@@ -819,3 +819,22 @@ void bconf_free(bconf_t *cfg)
 	free(cfg->path);
 	memset(cfg, 0, sizeof(*cfg));
 }
+
+bool bconf_cloud_topic_ok(const bconf_t *cfg, const char *topic, const char **why)
+{
+	if(!topic_valid_name(topic)) {
+		*why = "bad-cloud-topic";
+		return false;
+	}
+	if(cfg->cloud_profile == BCONF_PROFILE_AWS_IOT) {
+		int slashes = 0;
+		for(const char *p = topic; *p; p++) {
+			slashes += *p == '/';
+		}
+		if(slashes > BCONF_AWS_MAX_SLASHES) {
+			*why = "cloud-topic-too-deep";
+			return false;
+		}
+	}
+	return true;
+}

@@ -1,14 +1,16 @@
 /*
  * bridge.h — runtime state shared by the threads of plantgate-bridge:
  *
- *   main thread   signals (SIGTERM/SIGINT stop, SIGHUP reloads the whitelist)
+ *   main thread   main.c: signals (SIGTERM/SIGINT stop, SIGHUP reloads the
+ *                 forward rules)
  *   plant thread  plant.c: subscribes to the plant broker, commits each read
  *                 batch to the queue, then lets the PUBACKs out
  *   cloud thread  cloud.c: publishes from the queue in sequence order, deletes
  *                 on the cloud's PUBACK
+ *   HTTP thread   http.c: /healthz, /metrics and the status page
  *
- * The two links meet only in the queue (queue.h, internally locked) and in
- * the counters below, which the /metrics endpoint of issue 6 will read.
+ * Both MQTT links run on link.c.  The threads meet only in the queue
+ * (queue.h, internally locked) and in the counters below, which http.c reads.
  */
 #ifndef PG_BRIDGE_H
 #define PG_BRIDGE_H
@@ -17,8 +19,6 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <string.h>
-#include <time.h>
 
 #include "bconf.h"
 #include "envelope.h"
@@ -69,13 +69,6 @@ typedef struct bridge_counters {
 	atomic_uint_fast64_t commit_count, commit_us_sum;
 } bridge_counters_t;
 
-static inline int64_t bridge_mono_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* Record one batch commit that took `us` microseconds. */
 static inline void bridge_commit_observe(bridge_counters_t *c, int64_t us)
 {
@@ -86,13 +79,6 @@ static inline void bridge_commit_observe(bridge_counters_t *c, int64_t us)
 	atomic_fetch_add(&c->commit_buckets[i], 1);
 	atomic_fetch_add(&c->commit_count, 1);
 	atomic_fetch_add(&c->commit_us_sum, (uint64_t)(us < 0 ? 0 : us));
-}
-
-/* True when a failed connect's reason says the TLS layer refused it. */
-static inline bool bridge_reason_is_tls(const char *reason)
-{
-	return strstr(reason, "OpenSSL") || strstr(reason, "SSL routines") ||
-	       strstr(reason, "TLS") || strstr(reason, "certificate");
 }
 
 typedef struct bridge {
@@ -109,7 +95,7 @@ typedef struct bridge {
 	pthread_mutex_t mu;
 	whitelist_t *pending_whitelist; /* from SIGHUP, taken by the plant thread */
 
-	pthread_mutex_t connect_mu; /* see bridge_connect */
+	pthread_mutex_t connect_mu; /* serialises the first TLS connect (link.c) */
 	atomic_bool tls_ready;
 
 	secrets_t secrets; /* TLS contexts, loaded before any privilege drop */
@@ -117,49 +103,8 @@ typedef struct bridge {
 	bridge_counters_t ctr;
 } bridge_t;
 
+/* The thread bodies (pthread_create); the argument is the bridge_t. */
 void *plant_run(void *bridge);
 void *cloud_run(void *bridge);
-
-struct mosquitto;
-struct mqtt5__property;
-/* mosquitto_connect_bind_v5, but the first TLS connects of the two threads
- * are serialised: libmosquitto 2.0.11 creates a process-wide OpenSSL
- * UI_METHOD lazily, without a lock, on the first TLS connect, and two
- * threads racing there leak one (found by ASan).  Once one connect has
- * succeeded the object exists and connects run in parallel. */
-int bridge_connect(bridge_t *b, struct mosquitto *mosq, const char *host, int port, int keepalive,
-                   const struct mqtt5__property *props);
-
-/* mosquitto_loop_read() reads one packet per call (plus what TLS already
- * decrypted).  This keeps reading while the socket or TLS has data, up to
- * max_reads packets, so one commit (plant side) or one delete transaction
- * (cloud side) covers everything that arrived together: group commit.
- * With `bytes` non-NULL, also stops once *bytes (updated by the message
- * callback) reaches max_bytes.  Returns the first error, or MOSQ_ERR_SUCCESS. */
-int bridge_read_available(struct mosquitto *mosq, int max_reads, const size_t *bytes, size_t max_bytes);
-/* True when TLS has read data off the socket that nobody has taken yet.  Both
- * links read ahead (SSL_CTX_set_read_ahead: one read() for many records, not
- * two per record), so such data is invisible to poll(): the loops check this
- * first and do not wait when it is true. */
-bool bridge_tls_buffered(struct mosquitto *mosq);
-/* Writes go through a buffer below TLS once the handshake is done, so the
- * PUBACKs of a batch (plant side) or the publishes of a page (cloud side)
- * leave in one write() instead of one each.  bridge_write() lets libmosquitto
- * write what it has queued, then flushes; bridge_want_write() is
- * mosquitto_want_write() or bytes still buffered (the socket was full). */
-#define BRIDGE_TLS_WBUF (64 * 1024)
-int bridge_write(struct mosquitto *mosq);
-/* Flush and remove the buffer, then send DISCONNECT (graceful shutdown). */
-int bridge_disconnect(struct mosquitto *mosq);
-bool bridge_want_write(struct mosquitto *mosq);
-
-/* Clocks and randomness for the I/O side (the pure core gets them injected). */
-int64_t bridge_wall_ms(void);
-int64_t bridge_mono_ms(void);
-uint32_t bridge_random(void);
-
-/* True when a cloud topic respects the profile's limits (checked per message
- * because a '#' rule cannot be bounded at config check). */
-bool bridge_remote_topic_ok(const bconf_t *cfg, const char *topic, const char **why);
 
 #endif

@@ -12,20 +12,22 @@
  *
  * Outbound only: the bridge never subscribes on the cloud side; anything the
  * cloud sends is counted and dropped.
+ *
+ * The connection itself (connect, backoff, failure reasons, TLS buffering)
+ * is link.c's; this file is the cloud's protocol only.
  */
-#include <errno.h>
 #include <mosquitto.h>
-#include <openssl/crypto.h>
 #include <mqtt_protocol.h>
+#include <openssl/crypto.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "backoff.h"
 #include "blog.h"
 #include "bridge.h"
+#include "link.h"
 #include "util.h"
 
 #define CLOUD_PAGE 64               /* messages read from the queue at a time */
@@ -50,16 +52,7 @@ typedef struct cloud_inflight {
 
 typedef struct cloud {
 	bridge_t *b;
-	struct mosquitto *mosq;
-	int state;
-	bool lost;
-	backoff_t bo;
-	int64_t next_attempt;
-	int64_t down_since;
-	unsigned failures_since_up;
-	char cb_reason[512];
-	char logged_reason[512];
-	char lib_error[256];
+	link_t link;
 
 	cloud_inflight_t *inflight; /* window entries, in send order */
 	size_t n_inflight, window;
@@ -87,64 +80,29 @@ static void ack_add(cloud_t *c, int64_t seq)
 		flush_acks(c); /* cannot happen by the sizing in cloud_run; stay safe */
 	}
 	if(c->n_acks == 0) {
-		c->first_ack_at = bridge_mono_ms();
+		c->first_ack_at = util_mono_ms();
 	}
 	c->acks[c->n_acks++] = seq;
 }
 
-static void on_log(struct mosquitto *mosq, void *obj, int level, const char *str)
+/* link_conf_t.up: connected (link.c counted it). */
+static void cloud_up(void *owner, int flags)
 {
-	cloud_t *c = obj;
-	if(level == MOSQ_LOG_ERR) {
-		util_strlcpy(c->lib_error, str, sizeof(c->lib_error));
-	}
-	blog(BLOG_DEBUG, "cloud.lib", "msg=\"%s\"", str);
-}
-
-static void on_connect(struct mosquitto *mosq, void *obj, int rc, int flags,
-                       const mosquitto_property *props)
-{
-	cloud_t *c = obj;
+	cloud_t *c = owner;
 	const bconf_t *cfg = c->b->cfg;
-	if(rc) {
-		snprintf(c->cb_reason, sizeof(c->cb_reason), "cloud refused the connection: %s",
-		         cfg->cloud_protocol == 5 ? mosquitto_reason_string(rc)
-		                                  : mosquitto_connack_string(rc));
-		c->lost = true;
-		return;
-	}
-	c->state = LINK_UP;
-	atomic_store(&c->b->ctr.cloud_state, LINK_UP);
-	atomic_fetch_add(&c->b->ctr.cloud_connects, 1);
 	queue_stats_t st;
 	queue_get_stats(c->b->queue, &st);
 	blog(BLOG_INFO, "cloud.connected",
 	     "host=%s port=%lld protocol=%s after_failures=%u down_ms=%lld backlog=%lld",
 	     cfg->cloud_host, (long long)cfg->cloud_port, cfg->cloud_protocol == 5 ? "5" : "3.1.1",
-	     c->failures_since_up, (long long)(bridge_mono_ms() - c->down_since),
+	     c->link.failures_since_up, (long long)(util_mono_ms() - c->link.down_since),
 	     (long long)st.messages);
-	c->failures_since_up = 0;
-	c->logged_reason[0] = '\0';
-	backoff_reset(&c->bo);
-}
-
-static void on_disconnect(struct mosquitto *mosq, void *obj, int rc,
-                          const mosquitto_property *props)
-{
-	cloud_t *c = obj;
-	c->lost = true;
-	if(rc && !c->cb_reason[0]) {
-		snprintf(c->cb_reason, sizeof(c->cb_reason), "%s",
-		         rc == MOSQ_ERR_KEEPALIVE ? "keepalive timeout"
-		                                  : rc < 128 ? mosquitto_strerror(rc)
-		                                             : mosquitto_reason_string(rc));
-	}
 }
 
 static void on_publish(struct mosquitto *mosq, void *obj, int mid, int reason,
                        const mosquitto_property *props)
 {
-	cloud_t *c = obj;
+	cloud_t *c = link_owner(obj);
 	for(size_t i = 0; i < c->n_inflight; i++) {
 		if(c->inflight[i].mid != mid) {
 			continue;
@@ -153,7 +111,7 @@ static void on_publish(struct mosquitto *mosq, void *obj, int mid, int reason,
 		memmove(&c->inflight[i], &c->inflight[i + 1],
 		        (c->n_inflight - i - 1) * sizeof(c->inflight[0]));
 		c->n_inflight--;
-		c->progress_at = bridge_mono_ms();
+		c->progress_at = util_mono_ms();
 		if(reason >= 0x80) {
 			/* Refused for good (e.g. not authorised): resending would block
 			 * the queue behind it forever.  Counted and logged loudly. */
@@ -173,7 +131,7 @@ static void on_publish(struct mosquitto *mosq, void *obj, int mid, int reason,
 static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto_message *m,
                        const mosquitto_property *props)
 {
-	cloud_t *c = obj;
+	cloud_t *c = link_owner(obj);
 	/* Data-diode: nothing flows from the cloud into the plant. */
 	atomic_fetch_add(&c->b->ctr.cloud_ignored, 1);
 }
@@ -198,7 +156,7 @@ static void flush_acks(cloud_t *c)
 			if(!nr) {
 				/* Out of memory too: reconnect, which resends from the oldest
 				 * queued message and acknowledges it again. */
-				c->lost = true;
+				c->link.lost = true;
 				c->n_acks = 0;
 				return;
 			}
@@ -213,7 +171,7 @@ static void flush_acks(cloud_t *c)
 		}
 		memcpy(c->retry + c->n_retry, c->acks, c->n_acks * sizeof(*c->acks));
 		c->n_retry += c->n_acks;
-		c->retry_at = bridge_mono_ms() + 1000;
+		c->retry_at = util_mono_ms() + 1000;
 	}
 	c->n_acks = 0;
 }
@@ -222,7 +180,7 @@ static void flush_acks(cloud_t *c)
 static void flush_acks_due(cloud_t *c)
 {
 	if(c->n_acks >= CLOUD_ACK_BATCH || (c->n_acks && c->n_inflight == 0) ||
-	   (c->n_acks && bridge_mono_ms() - c->first_ack_at >= CLOUD_ACK_DELAY_MS)) {
+	   (c->n_acks && util_mono_ms() - c->first_ack_at >= CLOUD_ACK_DELAY_MS)) {
 		flush_acks(c);
 	}
 }
@@ -230,134 +188,52 @@ static void flush_acks_due(cloud_t *c)
 /* Retry the deletes that failed, once a second. */
 static void retry_deletes(cloud_t *c)
 {
-	if(!c->n_retry || bridge_mono_ms() < c->retry_at) {
+	if(!c->n_retry || util_mono_ms() < c->retry_at) {
 		return;
 	}
 	queue_rc_t qrc = queue_ack(c->b->queue, c->retry, c->n_retry);
 	if(qrc != QUEUE_OK) {
-		c->retry_at = bridge_mono_ms() + 1000;
+		c->retry_at = util_mono_ms() + 1000;
 		return;
 	}
 	blog(BLOG_INFO, "queue.delete_resumed", "count=%zu", c->n_retry);
 	c->n_retry = 0;
 }
 
-static void cloud_drop(cloud_t *c, const char *reason)
+/* link_conf_t.down: delete what was acknowledged; what was in flight is
+ * resent from the queue after the next connect. */
+static void cloud_down(void *owner, char *detail, size_t detail_len)
 {
-	if(c->mosq) {
-		mosquitto_destroy(c->mosq);
-		c->mosq = NULL;
-	}
+	cloud_t *c = owner;
 	flush_acks(c);
-	if(c->state == LINK_UP) {
-		c->down_since = bridge_mono_ms();
-		blog(BLOG_WARN, "cloud.disconnected", "reason=\"%s\" unacked=%zu action=\"resending "
-		                                       "from the oldest unacknowledged message after "
-		                                       "reconnect\"",
-		     reason && reason[0] ? reason : "connection lost", c->n_inflight);
-	}
-	c->state = LINK_DOWN;
-	atomic_store(&c->b->ctr.cloud_state, LINK_DOWN);
-	c->lost = false;
-	c->cb_reason[0] = '\0';
+	util_snprintf(detail, detail_len,
+	              "unacked=%zu action=\"resending from the oldest unacknowledged message after "
+	              "reconnect\"",
+	              c->n_inflight);
 	c->n_inflight = 0;
 	c->last_sent_seq = 0;
-	c->next_attempt = bridge_mono_ms() + backoff_next(&c->bo, bridge_random());
 }
 
-/* What an operator should check for a TLS failure reason. */
-static const char *tls_hint(const char *reason)
+/* libmosquitto options, callbacks and credentials of the cloud's protocol. */
+static int cloud_setup(void *owner, struct mosquitto *mosq)
 {
-	if(strstr(reason, "certificate verify failed")) {
-		return " hint=\"the cloud's certificate was refused: not issued by cloud_cafile, expired, "
-		       "or not for the name in cloud_host\"";
-	}
-	if(strstr(reason, "protocol version")) {
-		return " hint=\"the cloud does not offer the TLS version required by "
-		       "cloud_tls_version\"";
-	}
-	if(strstr(reason, "alert") || strstr(reason, "certificate")) {
-		return " hint=\"the cloud refused the bridge's certificate (cloud_certfile) or the TLS "
-		       "settings\"";
-	}
-	return "";
-}
-
-static void cloud_connect_failed(cloud_t *c, const char *reason)
-{
-	atomic_fetch_add(&c->b->ctr.cloud_failures, 1);
-	if(bridge_reason_is_tls(reason)) {
-		atomic_fetch_add(&c->b->ctr.cloud_tls_failures, 1);
-	}
-	c->failures_since_up++;
-	if(strcmp(reason, c->logged_reason) != 0) {
-		blog(BLOG_WARN, "cloud.connect_failed",
-		     "host=%s port=%lld reason=\"%s\"%s attempts=%u note=\"messages stay queued; "
-		     "retrying with backoff; logged again only if the reason changes\"",
-		     c->b->cfg->cloud_host, (long long)c->b->cfg->cloud_port, reason, tls_hint(reason),
-		     c->failures_since_up);
-		util_strlcpy(c->logged_reason, reason, sizeof(c->logged_reason));
-	}
-	c->state = LINK_DOWN;
-	cloud_drop(c, NULL);
-}
-
-static void cloud_connect(cloud_t *c)
-{
+	cloud_t *c = owner;
 	const bconf_t *cfg = c->b->cfg;
-	char reason[512];
-	int rc;
-	c->lib_error[0] = '\0';
-	c->lost = false;
-	c->mosq = mosquitto_new(cfg->cloud_client_id, true, c);
-	if(!c->mosq) {
-		cloud_connect_failed(c, "out of memory");
-		return;
+	int rc = MOSQ_ERR_SUCCESS;
+	mosquitto_int_option(mosq, MOSQ_OPT_SEND_MAXIMUM, (int)cfg->drain_inflight);
+	mosquitto_publish_v5_callback_set(mosq, on_publish);
+	mosquitto_message_v5_callback_set(mosq, on_message);
+	if(cfg->cloud_username) {
+		rc = mosquitto_username_pw_set(mosq, cfg->cloud_username, NULL);
 	}
-	mosquitto_int_option(c->mosq, MOSQ_OPT_PROTOCOL_VERSION,
-	                     cfg->cloud_protocol == 5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311);
-	mosquitto_threaded_set(c->mosq, true);
-	mosquitto_int_option(c->mosq, MOSQ_OPT_SEND_MAXIMUM, (int)cfg->drain_inflight);
-	mosquitto_connect_v5_callback_set(c->mosq, on_connect);
-	mosquitto_disconnect_v5_callback_set(c->mosq, on_disconnect);
-	mosquitto_publish_v5_callback_set(c->mosq, on_publish);
-	mosquitto_message_v5_callback_set(c->mosq, on_message);
-	mosquitto_log_callback_set(c->mosq, on_log);
-	/* CA (and system trust), certificate, key, minimum TLS version, ALPN and
-	 * the host name check were loaded once at start (secrets.c), before any
-	 * privilege drop.  Host name verification is always on; the only way
-	 * around it is the test-only environment variable, logged at every
-	 * connect. */
-	rc = mosquitto_void_option(c->mosq, MOSQ_OPT_SSL_CTX, c->b->secrets.cloud_tls);
-	if(!rc) {
-		rc = mosquitto_int_option(c->mosq, MOSQ_OPT_SSL_CTX_WITH_DEFAULTS, 0);
-	}
-	if(!rc && cfg->cloud_username) {
-		rc = mosquitto_username_pw_set(c->mosq, cfg->cloud_username, NULL);
-	}
-	if(rc) {
-		snprintf(reason, sizeof(reason),
-		         "TLS setup: %s (check cloud_cafile, cloud_certfile, cloud_keyfile)",
-		         mosquitto_strerror(rc));
-		cloud_connect_failed(c, reason);
-		return;
-	}
+	/* Host name verification is always on; the only way around it is the
+	 * test-only environment variable, logged at every connect. */
 	if(c->b->insecure_hostname) {
 		blog(BLOG_WARN, "cloud.INSECURE",
 		     "reason=\"PLANTGATE_TEST_INSECURE_HOSTNAME=1: the cloud's host name is NOT "
 		     "verified; for tests only, never in production\"");
 	}
-	c->state = LINK_CONNECTING;
-	atomic_store(&c->b->ctr.cloud_state, LINK_CONNECTING);
-	errno = 0;
-	rc = bridge_connect(c->b, c->mosq, cfg->cloud_host, (int)cfg->cloud_port,
-	                    (int)(cfg->cloud_keepalive_ms / 1000), NULL);
-	if(rc) {
-		util_snprintf(reason, sizeof(reason), "%s%s%s",
-		         rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc),
-		         c->lib_error[0] ? ": " : "", c->lib_error);
-		cloud_connect_failed(c, reason);
-	}
+	return rc;
 }
 
 /* What is sent for message m besides its topic.  With a signing key, the
@@ -386,7 +262,7 @@ static int cloud_message_props(const bridge_t *b, const queue_msg_t *m,
 	                .topic = m->local_topic,
 	                .seq = m->seq,
 	                .rx_ms = m->rx_ms,
-	                .ts_ms = bridge_wall_ms()};
+	                .ts_ms = util_wall_ms()};
 	envelope_rc_t erc = envelope_sign(&e, b->sign_key, m->remote_topic, m->payload, m->len);
 	if(erc == ENVELOPE_OK && cfg->cloud_protocol != 5) {
 		erc = envelope_to_json(&e, m->payload, m->len, wrapped, wlen);
@@ -431,7 +307,7 @@ static int cloud_send(cloud_t *c)
 	bridge_t *b = c->b;
 	const bconf_t *cfg = b->cfg;
 	queue_msg_t page[CLOUD_PAGE];
-	refill_tokens(c, bridge_mono_ms());
+	refill_tokens(c, util_mono_ms());
 	while(c->n_inflight < c->window && (cfg->drain_rate == 0 || c->tokens >= 1.0)) {
 		size_t want = c->window - c->n_inflight;
 		if(cfg->drain_rate && (size_t)c->tokens < want) {
@@ -441,7 +317,7 @@ static int cloud_send(cloud_t *c)
 			want = CLOUD_PAGE;
 		}
 		size_t n = 0;
-		queue_rc_t qrc = queue_peek(b->queue, c->last_sent_seq, bridge_wall_ms(), page, want, &n);
+		queue_rc_t qrc = queue_peek(b->queue, c->last_sent_seq, util_wall_ms(), page, want, &n);
 		if(qrc != QUEUE_OK) {
 			blog(BLOG_ERROR, "queue.read_failed", "reason=\"%s\"", queue_strerror(qrc));
 			return -1;
@@ -459,7 +335,7 @@ static int cloud_send(cloud_t *c)
 			size_t wlen = 0;
 			rc = cloud_message_props(b, m, &props, &wrapped, &wlen);
 			if(!rc) {
-				rc = mosquitto_publish_v5(c->mosq, &mid, m->remote_topic,
+				rc = mosquitto_publish_v5(c->link.mosq, &mid, m->remote_topic,
 				                          wrapped ? (int)wlen : (int)m->len,
 				                          wrapped ? (const void *)wrapped : m->payload, m->qos,
 				                          m->retain, props);
@@ -486,7 +362,7 @@ static int cloud_send(cloud_t *c)
 				break;
 			}
 			if(c->n_inflight == 0) {
-				c->progress_at = bridge_mono_ms();
+				c->progress_at = util_mono_ms();
 			}
 			c->inflight[c->n_inflight].mid = mid;
 			c->inflight[c->n_inflight].seq = m->seq;
@@ -498,7 +374,7 @@ static int cloud_send(cloud_t *c)
 			queue_msg_clear(&page[j]);
 		}
 		if(rc) {
-			snprintf(c->cb_reason, sizeof(c->cb_reason), "publish failed: %s",
+			snprintf(c->link.cb_reason, sizeof(c->link.cb_reason), "publish failed: %s",
 			         mosquitto_strerror(rc));
 			return -1;
 		}
@@ -512,7 +388,7 @@ static void cloud_housekeeping(cloud_t *c, int64_t now)
 	if(now - c->last_expire >= 1000) {
 		c->last_expire = now;
 		int64_t n = 0;
-		if(queue_expire(b->queue, bridge_wall_ms(), &n) == QUEUE_OK && n > 0) {
+		if(queue_expire(b->queue, util_wall_ms(), &n) == QUEUE_OK && n > 0) {
 			atomic_fetch_add(&b->ctr.expired, (uint64_t)n);
 			blog(BLOG_WARN, "queue.expired", "count=%lld reason=ttl", (long long)n);
 		}
@@ -525,8 +401,8 @@ static void cloud_housekeeping(cloud_t *c, int64_t now)
 			blog(BLOG_INFO, "queue.status",
 			     "messages=%lld bytes=%llu oldest_age_ms=%lld cloud=%s", (long long)st.messages,
 			     (unsigned long long)st.bytes,
-			     (long long)(st.oldest_rx_ms ? bridge_wall_ms() - st.oldest_rx_ms : 0),
-			     c->state == LINK_UP ? "up" : "down");
+			     (long long)(st.oldest_rx_ms ? util_wall_ms() - st.oldest_rx_ms : 0),
+			     c->link.state == LINK_UP ? "up" : "down");
 		}
 	}
 }
@@ -534,8 +410,9 @@ static void cloud_housekeeping(cloud_t *c, int64_t now)
 void *cloud_run(void *arg)
 {
 	bridge_t *b = arg;
-	cloud_t c = {.b = b, .state = LINK_DOWN};
-	c.window = (size_t)b->cfg->drain_inflight;
+	const bconf_t *cfg = b->cfg;
+	cloud_t c = {.b = b};
+	c.window = (size_t)cfg->drain_inflight;
 	c.inflight = calloc(c.window, sizeof(*c.inflight));
 	/* Room for a due batch plus one loop's worth of PUBACKs (at most the
 	 * window) and refusals (at most a page). */
@@ -549,75 +426,73 @@ void *cloud_run(void *arg)
 		free(c.acks);
 		return NULL;
 	}
-	backoff_init(&c.bo, b->cfg->reconnect_min_ms, b->cfg->reconnect_max_ms);
-	c.down_since = c.tokens_at = bridge_mono_ms();
+	link_conf_t lc = {.name = "cloud",
+	                  .peer = "cloud",
+	                  .host = cfg->cloud_host,
+	                  .port = (int)cfg->cloud_port,
+	                  .keepalive_s = (int)(cfg->cloud_keepalive_ms / 1000),
+	                  .protocol = cfg->cloud_protocol == 5 ? 5 : 4,
+	                  .client_id = cfg->cloud_client_id,
+	                  .persistent = false,
+	                  .tls = b->secrets.cloud_tls,
+	                  .failed_note = "messages stay queued; ",
+	                  .state_ctr = &b->ctr.cloud_state,
+	                  .connects = &b->ctr.cloud_connects,
+	                  .failures = &b->ctr.cloud_failures,
+	                  .tls_failures = &b->ctr.cloud_tls_failures,
+	                  .owner = &c,
+	                  .setup = cloud_setup,
+	                  .up = cloud_up,
+	                  .down = cloud_down};
+	link_init(&c.link, b, &lc);
+	c.tokens_at = util_mono_ms();
 	int64_t stop_at = 0;
 	for(;;) {
-		int64_t now = bridge_mono_ms();
+		int64_t now = util_mono_ms();
 		if(atomic_load(&b->stop)) {
 			if(!stop_at) {
 				stop_at = now + CLOUD_STOP_GRACE_MS;
 			}
-			if(!c.mosq || c.state != LINK_UP || c.n_inflight == 0 || now >= stop_at) {
+			if(!c.link.mosq || c.link.state != LINK_UP || c.n_inflight == 0 || now >= stop_at) {
 				break;
 			}
 		}
 		cloud_housekeeping(&c, now);
-		if(!c.mosq) {
-			if(now >= c.next_attempt) {
-				cloud_connect(&c);
-			} else {
-				int64_t wait = c.next_attempt - now;
-				usleep((useconds_t)(wait > 100 || wait < 1 ? 100 : wait) * 1000);
-			}
+		if(!c.link.mosq) {
+			link_idle(&c.link, true);
 			continue;
 		}
 		int rc = MOSQ_ERR_SUCCESS;
-		if(c.state == LINK_UP && !atomic_load(&b->stop) && cloud_send(&c)) {
+		if(c.link.state == LINK_UP && !atomic_load(&b->stop) && cloud_send(&c)) {
 			rc = MOSQ_ERR_UNKNOWN;
 		}
-		struct pollfd pfd[2] = {{.fd = mosquitto_socket(c.mosq), .events = POLLIN},
-		                        {.fd = b->wake[0], .events = POLLIN}};
-		if(bridge_want_write(c.mosq)) {
-			pfd[0].events |= POLLOUT;
-		}
 		int timeout = 100;
-		if(b->cfg->drain_rate && c.state == LINK_UP && c.n_inflight < c.window) {
-			timeout = 1000 / (int)b->cfg->drain_rate + 1;
+		if(cfg->drain_rate && c.link.state == LINK_UP && c.n_inflight < c.window) {
+			timeout = 1000 / (int)cfg->drain_rate + 1;
 			if(timeout > 100) {
 				timeout = 100;
 			}
 		}
-		if(!rc && pfd[0].fd < 0) {
-			rc = MOSQ_ERR_NO_CONN;
+		struct pollfd wake = {.fd = b->wake[0], .events = POLLIN};
+		bool readable = false;
+		if(!rc) {
+			rc = link_poll(&c.link, true, &wake, timeout, &readable);
 		}
-		bool buffered = !rc && bridge_tls_buffered(c.mosq);
-		if(!rc && poll(pfd, 2, buffered ? 0 : timeout) < 0 && errno != EINTR) {
-			rc = MOSQ_ERR_ERRNO;
-		}
-		if(buffered) {
-			pfd[0].revents |= POLLIN;
-		}
-		if(pfd[1].revents & POLLIN) {
+		if(wake.revents & POLLIN) {
 			char buf[64];
 			if(read(b->wake[0], buf, sizeof(buf)) < 0) {
 				/* nonblocking; nothing to drain */
 			}
 		}
-		if(!rc && (pfd[0].revents & (POLLIN | POLLHUP | POLLERR))) {
-			rc = bridge_read_available(c.mosq, 512, NULL, 0);
+		if(!rc && readable) {
+			rc = link_read(&c.link, 512, NULL, 0);
 		}
-		if(!rc && bridge_want_write(c.mosq)) {
-			rc = bridge_write(c.mosq);
-		}
-		if(!rc) {
-			rc = mosquitto_loop_misc(c.mosq);
-		}
+		rc = link_write(&c.link, rc);
 		flush_acks_due(&c);
 		retry_deletes(&c);
-		if(!rc && !c.lost && c.state == LINK_UP && c.n_inflight > 0) {
-			int64_t stall_ms = 2 * b->cfg->cloud_keepalive_ms;
-			int64_t waited = bridge_mono_ms() - c.progress_at;
+		if(!rc && !c.link.lost && c.link.state == LINK_UP && c.n_inflight > 0) {
+			int64_t stall_ms = 2 * cfg->cloud_keepalive_ms;
+			int64_t waited = util_mono_ms() - c.progress_at;
 			if(stall_ms < CLOUD_STALL_MIN_MS) {
 				stall_ms = CLOUD_STALL_MIN_MS;
 			}
@@ -627,33 +502,15 @@ void *cloud_run(void *arg)
 				     "messages are sent again\" hint=\"the cloud broker accepts the connection "
 				     "but does not acknowledge publishes: check its logs and quotas\"",
 				     c.n_inflight, (long long)waited);
-				util_snprintf(c.cb_reason, sizeof(c.cb_reason),
+				util_snprintf(c.link.cb_reason, sizeof(c.link.cb_reason),
 				              "no PUBACK for %lld ms with %zu messages in flight",
 				              (long long)waited, c.n_inflight);
-				c.lost = true;
+				c.link.lost = true;
 			}
 		}
-		if(rc || c.lost) {
-			char reason[512];
-			util_snprintf(reason, sizeof(reason), "%s%s%s",
-			         c.cb_reason[0] ? c.cb_reason
-			         : rc == MOSQ_ERR_ERRNO ? strerror(errno)
-			                                : mosquitto_strerror(rc ? rc : MOSQ_ERR_CONN_LOST),
-			         c.lib_error[0] ? ": " : "", c.lib_error);
-			if(c.state == LINK_UP) {
-				cloud_drop(&c, reason);
-			} else {
-				cloud_connect_failed(&c, reason);
-			}
-		}
+		link_settle(&c.link, rc);
 	}
-	if(c.mosq) {
-		if(c.state == LINK_UP) {
-			bridge_disconnect(c.mosq);
-		}
-		mosquitto_destroy(c.mosq);
-		c.mosq = NULL;
-	}
+	link_close(&c.link);
 	flush_acks(&c);
 	if(c.n_inflight) {
 		blog(BLOG_INFO, "cloud.stopped",

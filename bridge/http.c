@@ -234,11 +234,11 @@ static void http_snapshot(http_t *h, http_snap_t *s)
 	s->state[HTTP_CLOUD] = atomic_load(&c->cloud_state);
 	s->blocked = atomic_load(&c->ingest_blocked);
 	queue_get_stats(h->b->queue, &s->q);
-	s->now_ms = bridge_wall_ms();
+	s->now_ms = util_wall_ms();
 	s->oldest_age_ms = s->q.oldest_rx_ms && s->now_ms > s->q.oldest_rx_ms
 	                       ? s->now_ms - s->q.oldest_rx_ms
 	                       : 0;
-	int64_t mono = bridge_mono_ms();
+	int64_t mono = util_mono_ms();
 	http_track_links(h, s->state, mono);
 	for(int i = 0; i < 2; i++) {
 		s->down_ms[i] = h->down_since_mono[i] ? mono - h->down_since_mono[i] : 0;
@@ -305,7 +305,7 @@ static void http_sample(http_t *h)
 {
 	http_snap_t s;
 	http_snapshot(h, &s);
-	int64_t mono = bridge_mono_ms();
+	int64_t mono = util_mono_ms();
 	double dt = h->last_sample_mono ? (double)(mono - h->last_sample_mono) / 1000.0 : 0;
 	http_sample_t *smp = &h->hist[h->hist_head];
 	smp->t_ms = s.now_ms;
@@ -343,11 +343,11 @@ static void http_build_sample_json(http_t *h, const http_snap_t *s, const http_s
 	                (long long)smp->t_ms, http_state_name(s->state[0]),
 	                http_state_name(s->state[1]),
 	                (long long)((s->state[0] == LINK_UP
-	                                 ? bridge_mono_ms() - h->up_since_mono[0]
+	                                 ? util_mono_ms() - h->up_since_mono[0]
 	                                 : s->down_ms[0]) /
 	                            1000),
 	                (long long)((s->state[1] == LINK_UP
-	                                 ? bridge_mono_ms() - h->up_since_mono[1]
+	                                 ? util_mono_ms() - h->up_since_mono[1]
 	                                 : s->down_ms[1]) /
 	                            1000),
 	                smp->in_rate, smp->out_rate, (long long)s->q.messages,
@@ -560,7 +560,7 @@ static void http_build_metrics(http_t *h, http_buf_t *m)
 
 static void http_log_status(http_t *h, struct lws *wsi, int status, const char *path)
 {
-	int64_t now = bridge_mono_ms();
+	int64_t now = util_mono_ms();
 	if(now - h->log_window_start >= HTTP_LOG_WINDOW_MS) {
 		if(h->log_suppressed) {
 			blog(BLOG_INFO, "http.responses_suppressed", "count=%u window_s=%d",
@@ -804,7 +804,7 @@ static void http_on_links_tick(lws_sorted_usec_list_t *sul)
 {
 	http_t *h = lws_container_of(sul, http_t, sul_links);
 	int state[2] = {atomic_load(&h->b->ctr.plant_state), atomic_load(&h->b->ctr.cloud_state)};
-	http_track_links(h, state, bridge_mono_ms());
+	http_track_links(h, state, util_mono_ms());
 	lws_sul_schedule(h->ctx, 0, &h->sul_links, http_on_links_tick, 100 * LWS_US_PER_MS);
 }
 
@@ -848,7 +848,7 @@ int http_create(bridge_t *b, http_t **out, char *err, size_t errlen)
 		return -1;
 	}
 	h->b = b;
-	h->start_ms = bridge_wall_ms();
+	h->start_ms = util_wall_ms();
 	lws_set_log_level(LLL_ERR | LLL_WARN, http_lws_log);
 
 	struct lws_context_creation_info info;

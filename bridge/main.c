@@ -13,42 +13,18 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <mosquitto.h>
-#include <openssl/ssl.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "blog.h"
 #include "bridge.h"
-#include "sign.h"
 #include "http.h"
 #include "priv.h"
-#include "topic.h"
-#include "util.h"
-
-int64_t bridge_wall_ms(void)
-{
-	return util_wall_ms();
-}
-
-int64_t bridge_mono_ms(void)
-{
-	return util_mono_ms();
-}
-
-uint32_t bridge_random(void)
-{
-	uint32_t r;
-	if(getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r)) {
-		r = (uint32_t)bridge_mono_ms() * 2654435761u;
-	}
-	return r;
-}
+#include "sign.h"
 
 /* Forward rules whose filters overlap without one covering the other: the
  * plant broker sends a message matching both twice (one copy per
@@ -89,138 +65,6 @@ static size_t warn_overlaps(const whitelist_t *w, const char *path)
 	size_t n = whitelist_overlaps(w, sub, overlap_warn, &o);
 	free(sub);
 	return n;
-}
-
-bool bridge_remote_topic_ok(const bconf_t *cfg, const char *topic, const char **why)
-{
-	if(!topic_valid_name(topic)) {
-		*why = "bad-cloud-topic";
-		return false;
-	}
-	if(cfg->cloud_profile == BCONF_PROFILE_AWS_IOT) {
-		int slashes = 0;
-		for(const char *p = topic; *p; p++) {
-			slashes += *p == '/';
-		}
-		if(slashes > BCONF_AWS_MAX_SLASHES) {
-			*why = "cloud-topic-too-deep";
-			return false;
-		}
-	}
-	return true;
-}
-
-/* Our write buffer is marked (app data) so that it is never mistaken for the
- * buffering BIO OpenSSL itself pushes while it writes a handshake. */
-static char tls_wbuf_mark;
-
-/* The write buffer below this link's TLS, or NULL when it has none. */
-static BIO *tls_wbuf(struct mosquitto *mosq)
-{
-	SSL *ssl = mosquitto_ssl_get(mosq);
-	BIO *w = ssl ? SSL_get_wbio(ssl) : NULL;
-	return w && BIO_get_app_data(w) == &tls_wbuf_mark ? w : NULL;
-}
-
-/* Put the write buffer on top of the socket once the handshake is done
- * (OpenSSL has dropped its own handshake buffer by then). */
-static void tls_wbuf_install(struct mosquitto *mosq)
-{
-	SSL *ssl = mosquitto_ssl_get(mosq);
-	if(!ssl || !SSL_is_init_finished(ssl) || tls_wbuf(mosq)) {
-		return;
-	}
-	BIO *w = SSL_get_wbio(ssl);
-	BIO *buf = BIO_new(BIO_f_buffer());
-	if(!w || !buf || BIO_set_write_buffer_size(buf, BRIDGE_TLS_WBUF) != 1 || !BIO_up_ref(w)) {
-		BIO_free(buf);
-		return; /* unbuffered still works */
-	}
-	BIO_set_app_data(buf, &tls_wbuf_mark);
-	BIO_push(buf, w);
-	SSL_set0_wbio(ssl, buf); /* drops SSL's reference to w; the chain holds ours */
-}
-
-int bridge_disconnect(struct mosquitto *mosq)
-{
-	/* Write what is buffered, then take the buffer away: libmosquitto frees
-	 * the SSL right after it has written the DISCONNECT, so a DISCONNECT
-	 * left in our buffer would never leave. */
-	BIO *w = tls_wbuf(mosq);
-	if(w) {
-		for(int i = 0; i < 50 && BIO_wpending(w) > 0 && BIO_flush(w) <= 0 && BIO_should_retry(w);
-		    i++) {
-			struct pollfd pfd = {.fd = mosquitto_socket(mosq), .events = POLLOUT};
-			poll(&pfd, 1, 10);
-		}
-		SSL_set0_wbio(mosquitto_ssl_get(mosq), BIO_pop(w)); /* frees the buffer, keeps the socket */
-	}
-	int rc = mosquitto_disconnect_v5(mosq, 0, NULL);
-	if(!rc && mosquitto_want_write(mosq)) {
-		rc = mosquitto_loop_write(mosq, 1);
-	}
-	return rc;
-}
-
-bool bridge_want_write(struct mosquitto *mosq)
-{
-	if(mosquitto_want_write(mosq)) {
-		return true;
-	}
-	BIO *w = tls_wbuf(mosq);
-	return w && BIO_wpending(w) > 0;
-}
-
-int bridge_write(struct mosquitto *mosq)
-{
-	tls_wbuf_install(mosq);
-	int rc = MOSQ_ERR_SUCCESS;
-	if(mosquitto_want_write(mosq)) {
-		rc = mosquitto_loop_write(mosq, 1);
-	}
-	/* Asked again: writing a DISCONNECT makes libmosquitto free the SSL. */
-	BIO *w = tls_wbuf(mosq);
-	if(w && BIO_wpending(w) > 0 && BIO_flush(w) <= 0 && !BIO_should_retry(w)) {
-		/* The socket refused for good; the connection is lost. */
-		return rc ? rc : MOSQ_ERR_CONN_LOST;
-	}
-	return rc;
-}
-
-bool bridge_tls_buffered(struct mosquitto *mosq)
-{
-	SSL *ssl = mosquitto_ssl_get(mosq);
-	return ssl && SSL_has_pending(ssl);
-}
-
-int bridge_read_available(struct mosquitto *mosq, int max_reads, const size_t *bytes, size_t max_bytes)
-{
-	int rc = mosquitto_loop_read(mosq, 1);
-	for(int i = 1; rc == MOSQ_ERR_SUCCESS && i < max_reads && !(bytes && *bytes >= max_bytes); i++) {
-		if(!bridge_tls_buffered(mosq)) {
-			struct pollfd pfd = {.fd = mosquitto_socket(mosq), .events = POLLIN};
-			if(pfd.fd < 0 || poll(&pfd, 1, 0) <= 0 || !(pfd.revents & POLLIN)) {
-				break;
-			}
-		}
-		rc = mosquitto_loop_read(mosq, 1);
-	}
-	return rc;
-}
-
-int bridge_connect(bridge_t *b, struct mosquitto *mosq, const char *host, int port, int keepalive,
-                   const mosquitto_property *props)
-{
-	if(atomic_load(&b->tls_ready)) {
-		return mosquitto_connect_bind_v5(mosq, host, port, keepalive, NULL, props);
-	}
-	pthread_mutex_lock(&b->connect_mu);
-	int rc = mosquitto_connect_bind_v5(mosq, host, port, keepalive, NULL, props);
-	if(rc == MOSQ_ERR_SUCCESS) {
-		atomic_store(&b->tls_ready, true);
-	}
-	pthread_mutex_unlock(&b->connect_mu);
-	return rc;
 }
 
 static void usage(FILE *f)

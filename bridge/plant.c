@@ -2,33 +2,33 @@
  * plant.c — the plant link: subscribes to the whitelisted filters on the plant
  * broker and stores what arrives in the durable queue before acknowledging it.
  *
- * Persist-before-acknowledge (see DESIGN.md, "Client library"): with
- * mosquitto_threaded_set(true), libmosquitto only queues the PUBACK of a QoS 1
- * message when on_message returns; it leaves when we call
- * mosquitto_loop_write().  So each turn of the loop is
+ * Persist-before-acknowledge (docs/bridge.md, "Nothing acknowledged is
+ * lost"): link.c runs libmosquitto in threaded mode, where the PUBACK of a
+ * QoS 1 message is only queued when on_message returns and leaves at
+ * link_write().  So each turn of the loop is
  *
- *     poll → mosquitto_loop_read()   (on_message copies matches into a batch)
- *          → queue_push(batch)       (one SQLite transaction, fsync)
- *          → mosquitto_loop_write()  (the PUBACKs of that batch leave)
+ *     link_poll → link_read()   (on_message copies matches into a batch)
+ *               → queue_push()  (one SQLite transaction, fsync)
+ *               → link_write()  (the PUBACKs of that batch leave)
  *
  * and if the commit fails the connection is dropped without writing, so the
  * broker keeps the messages and sends them again.  Backpressure is simply not
  * reading: the broker holds the messages in our persistent session.
+ *
+ * The connection itself (connect, backoff, failure reasons, TLS buffering)
+ * is link.c's; this file is the plant's protocol only.
  */
-#include <errno.h>
 #include <mosquitto.h>
-#include <openssl/crypto.h>
 #include <mqtt_protocol.h>
-#include <poll.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "backoff.h"
 #include "blog.h"
 #include "bridge.h"
-#include "topic.h"
+#include "link.h"
 #include "util.h"
 
 /* Unacknowledged messages the plant broker may have in flight to us: the
@@ -50,22 +50,13 @@ typedef struct plant_batch {
 
 typedef struct plant {
 	bridge_t *b;
-	struct mosquitto *mosq;
+	link_t link;
 	whitelist_t wl;
-	int state;
-	bool lost;        /* on_disconnect fired */
 	bool ingest_down; /* a commit failed: hold off until the retry */
 	bool blocked_logged;
 	bool disk_low;
 	int64_t disk_checked;
 	uint64_t disk_free; /* at the last check */
-	backoff_t bo;
-	int64_t next_attempt;
-	int64_t down_since;
-	unsigned failures_since_up;
-	char cb_reason[512];     /* why, as told by a callback (CONNACK, DISCONNECT) */
-	char logged_reason[512]; /* the last connect failure logged */
-	char lib_error[256]; /* last error libmosquitto logged */
 	plant_batch_t batch;
 	int64_t disk_checkpointed; /* last WAL checkpoint taken for the disk guard */
 } plant_t;
@@ -83,15 +74,6 @@ static void batch_clear(plant_batch_t *bt)
 	bt->oom = false;
 }
 
-static void on_log(struct mosquitto *mosq, void *obj, int level, const char *str)
-{
-	plant_t *p = obj;
-	if(level == MOSQ_LOG_ERR) {
-		util_strlcpy(p->lib_error, str, sizeof(p->lib_error));
-	}
-	blog(BLOG_DEBUG, "plant.lib", "msg=%s", str);
-}
-
 /* Subscribe to the rules' filters, except those another rule's filter
  * covers (whitelist_subscriptions): the broker would send such a message
  * once per matching subscription, and it would be queued twice.  Covered
@@ -107,11 +89,11 @@ static void subscribe_all(plant_t *p)
 	whitelist_subscriptions(&p->wl, sub);
 	for(size_t i = 0; i < p->wl.count; i++) {
 		const char *f = p->wl.rules[i].filter;
-		int rc = sub[i] ? mosquitto_subscribe_v5(p->mosq, NULL, f, 1,
+		int rc = sub[i] ? mosquitto_subscribe_v5(p->link.mosq, NULL, f, 1,
 		                                         MQTT_SUB_OPT_SEND_RETAIN_NEW |
 		                                             MQTT_SUB_OPT_RETAIN_AS_PUBLISHED,
 		                                         NULL)
-		                : mosquitto_unsubscribe(p->mosq, NULL, f);
+		                : mosquitto_unsubscribe(p->link.mosq, NULL, f);
 		if(rc) {
 			blog(BLOG_WARN, sub[i] ? "plant.subscribe_failed" : "plant.unsubscribe_failed",
 			     "filter=%s reason=\"%s\"", f, mosquitto_strerror(rc));
@@ -120,44 +102,17 @@ static void subscribe_all(plant_t *p)
 	free(sub);
 }
 
-static void on_connect(struct mosquitto *mosq, void *obj, int rc, int flags,
-                       const mosquitto_property *props)
+/* link_conf_t.up: connected (link.c counted it). */
+static void plant_up(void *owner, int flags)
 {
-	plant_t *p = obj;
-	if(rc) {
-		snprintf(p->cb_reason, sizeof(p->cb_reason), "broker refused the connection: %s",
-		         mosquitto_reason_string(rc));
-		p->lost = true;
-		return;
-	}
-	p->state = LINK_UP;
-	atomic_store(&p->b->ctr.plant_state, LINK_UP);
-	atomic_fetch_add(&p->b->ctr.plant_connects, 1);
-	/* While the queue cannot be written we reconnect only to retry: keep
-	 * the backoff growing and the log quiet (queue.write_failed said it). */
-	blog(p->ingest_down ? BLOG_DEBUG : BLOG_INFO, "plant.connected",
+	plant_t *p = owner;
+	/* While the queue cannot be written we reconnect only to retry: the link
+	 * keeps the backoff growing and the log quiet (queue.write_failed said it). */
+	blog(p->link.quiet ? BLOG_DEBUG : BLOG_INFO, "plant.connected",
 	     "host=%s port=%lld session_present=%d after_failures=%u down_ms=%lld",
 	     p->b->cfg->plant_host, (long long)p->b->cfg->plant_port, flags & 1,
-	     p->failures_since_up, (long long)(bridge_mono_ms() - p->down_since));
-	p->failures_since_up = 0;
-	p->logged_reason[0] = '\0';
-	if(!p->ingest_down) {
-		backoff_reset(&p->bo);
-	}
+	     p->link.failures_since_up, (long long)(util_mono_ms() - p->link.down_since));
 	subscribe_all(p);
-}
-
-static void on_disconnect(struct mosquitto *mosq, void *obj, int rc,
-                          const mosquitto_property *props)
-{
-	plant_t *p = obj;
-	p->lost = true;
-	if(rc && !p->cb_reason[0]) {
-		snprintf(p->cb_reason, sizeof(p->cb_reason), "%s",
-		         rc == MOSQ_ERR_KEEPALIVE ? "keepalive timeout"
-		                                  : rc < 128 ? mosquitto_strerror(rc)
-		                                             : mosquitto_reason_string(rc));
-	}
 }
 
 /* The verified sender of a plant message: the one `plantgate-device` user
@@ -195,7 +150,7 @@ static char *plant_device(const mosquitto_property *props)
 static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto_message *m,
                        const mosquitto_property *props)
 {
-	plant_t *p = obj;
+	plant_t *p = link_owner(obj);
 	bridge_t *b = p->b;
 	char q1[300], q2[300];
 	atomic_fetch_add(&b->ctr.in_received, 1);
@@ -219,7 +174,7 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 	char *remote = NULL;
 	const char *why = NULL;
 	if(whitelist_remap(r, m->topic, &remote, &why) == 0 &&
-	   !bridge_remote_topic_ok(b->cfg, remote, &why)) {
+	   !bconf_cloud_topic_ok(b->cfg, remote, &why)) {
 		/* why set */
 	}
 	if(why) {
@@ -245,7 +200,7 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 	}
 	queue_msg_t *q = &bt->msgs[bt->n];
 	memset(q, 0, sizeof(*q));
-	q->rx_ms = bridge_wall_ms();
+	q->rx_ms = util_wall_ms();
 	q->expires_ms = r->ttl_ms ? q->rx_ms + r->ttl_ms : 0;
 	q->qos = r->qos;
 	q->retain = r->retain && m->retain;
@@ -269,100 +224,25 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 	bt->bytes += q->len + strlen(q->local_topic) + strlen(q->remote_topic);
 }
 
-/* Drop the connection without writing anything more: PUBACKs still queued in
- * libmosquitto are thrown away, so the broker redelivers those messages. */
-static void plant_drop(plant_t *p, const char *reason)
+/* link_conf_t.down: what was read on the lost connection was not
+ * acknowledged; the broker sends it again. */
+static void plant_down(void *owner, char *detail, size_t detail_len)
 {
-	if(p->mosq) {
-		mosquitto_destroy(p->mosq);
-		p->mosq = NULL;
-	}
-	if(p->state == LINK_UP) {
-		p->down_since = bridge_mono_ms();
-		blog(p->ingest_down ? BLOG_DEBUG : BLOG_WARN, "plant.disconnected", "reason=\"%s\"",
-		     reason && reason[0] ? reason : "connection lost");
-	}
-	p->cb_reason[0] = '\0';
-	p->state = LINK_DOWN;
-	atomic_store(&p->b->ctr.plant_state, LINK_DOWN);
-	p->lost = false;
+	plant_t *p = owner;
 	batch_clear(&p->batch);
-	p->next_attempt = bridge_mono_ms() + backoff_next(&p->bo, bridge_random());
 }
 
-static void plant_connect_failed(plant_t *p, const char *reason)
+/* libmosquitto options and callbacks of the plant's protocol. */
+static int plant_setup(void *owner, struct mosquitto *mosq)
 {
-	atomic_fetch_add(&p->b->ctr.plant_failures, 1);
-	if(bridge_reason_is_tls(reason)) {
-		atomic_fetch_add(&p->b->ctr.plant_tls_failures, 1);
-	}
-	p->failures_since_up++;
-	/* Log a failure once per distinct reason, not once per attempt. */
-	if(strcmp(reason, p->logged_reason) != 0) {
-		blog(BLOG_WARN, "plant.connect_failed",
-		     "host=%s port=%lld reason=\"%s\" attempts=%u note=\"retrying with backoff; "
-		     "logged again only if the reason changes\"",
-		     p->b->cfg->plant_host, (long long)p->b->cfg->plant_port, reason,
-		     p->failures_since_up);
-		util_strlcpy(p->logged_reason, reason, sizeof(p->logged_reason));
-	}
-	p->state = LINK_DOWN; /* no "disconnected" line for a failed attempt */
-	plant_drop(p, NULL);
-}
-
-static void plant_connect(plant_t *p)
-{
-	const bconf_t *c = p->b->cfg;
-	char reason[512];
-	int rc;
-	p->lib_error[0] = '\0';
-	p->lost = false;
-	p->mosq = mosquitto_new(c->plant_client_id, false, p);
-	if(!p->mosq) {
-		plant_connect_failed(p, "out of memory");
-		return;
-	}
-	mosquitto_int_option(p->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
 	/* MQTT 5 Receive Maximum: how many unacknowledged QoS 1 messages the plant
 	 * broker may send us at once.  libmosquitto's default of 20 would cap each
 	 * group commit at 20 messages; one fsync per several hundred is what makes
 	 * persist-before-acknowledge cheap.  Nothing is acknowledged before its
 	 * commit either way. */
-	mosquitto_int_option(p->mosq, MOSQ_OPT_RECEIVE_MAXIMUM, PLANT_RECEIVE_MAXIMUM);
-	mosquitto_threaded_set(p->mosq, true);
-	mosquitto_connect_v5_callback_set(p->mosq, on_connect);
-	mosquitto_disconnect_v5_callback_set(p->mosq, on_disconnect);
-	mosquitto_message_v5_callback_set(p->mosq, on_message);
-	mosquitto_log_callback_set(p->mosq, on_log);
-	/* CA, certificate, key, TLS 1.2 minimum and the host name check were
-	 * loaded once at start (secrets.c), before any privilege drop. */
-	rc = mosquitto_void_option(p->mosq, MOSQ_OPT_SSL_CTX, p->b->secrets.plant_tls);
-	if(!rc) {
-		rc = mosquitto_int_option(p->mosq, MOSQ_OPT_SSL_CTX_WITH_DEFAULTS, 0);
-	}
-	if(rc) {
-		snprintf(reason, sizeof(reason), "TLS setup: %s (check plant_cafile, plant_certfile, "
-		                                 "plant_keyfile)",
-		         mosquitto_strerror(rc));
-		plant_connect_failed(p, reason);
-		return;
-	}
-	/* A persistent session that outlives the bridge: the broker queues for us
-	 * while we are down, and redelivers what we did not acknowledge. */
-	mosquitto_property *props = NULL;
-	mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, UINT32_MAX);
-	p->state = LINK_CONNECTING;
-	atomic_store(&p->b->ctr.plant_state, LINK_CONNECTING);
-	errno = 0;
-	rc = bridge_connect(p->b, p->mosq, c->plant_host, (int)c->plant_port,
-	                    (int)(c->plant_keepalive_ms / 1000), props);
-	mosquitto_property_free_all(&props);
-	if(rc) {
-		util_snprintf(reason, sizeof(reason), "%s%s%s",
-		         rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc),
-		         p->lib_error[0] ? ": " : "", p->lib_error);
-		plant_connect_failed(p, reason);
-	}
+	mosquitto_int_option(mosq, MOSQ_OPT_RECEIVE_MAXIMUM, PLANT_RECEIVE_MAXIMUM);
+	mosquitto_message_v5_callback_set(mosq, on_message);
+	return MOSQ_ERR_SUCCESS;
 }
 
 /* Take a whitelist installed by SIGHUP and fix the subscriptions. */
@@ -376,21 +256,21 @@ static void plant_take_whitelist(plant_t *p)
 	if(!nw) {
 		return;
 	}
-	if(p->mosq && p->state == LINK_UP) {
+	if(p->link.mosq && p->link.state == LINK_UP) {
 		for(size_t i = 0; i < p->wl.count; i++) {
 			bool kept = false;
 			for(size_t j = 0; j < nw->count && !kept; j++) {
 				kept = strcmp(p->wl.rules[i].filter, nw->rules[j].filter) == 0;
 			}
 			if(!kept) {
-				mosquitto_unsubscribe(p->mosq, NULL, p->wl.rules[i].filter);
+				mosquitto_unsubscribe(p->link.mosq, NULL, p->wl.rules[i].filter);
 			}
 		}
 	}
 	whitelist_clear(&p->wl);
 	p->wl = *nw;
 	free(nw);
-	if(p->mosq && p->state == LINK_UP) {
+	if(p->link.mosq && p->link.state == LINK_UP) {
 		subscribe_all(p);
 	}
 	blog(BLOG_INFO, "plant.whitelist_applied", "rules=%zu", p->wl.count);
@@ -403,7 +283,7 @@ static int plant_commit(plant_t *p)
 	plant_batch_t *bt = &p->batch;
 	if(bt->oom) {
 		blog(BLOG_ERROR, "plant.out_of_memory", "action=reconnect");
-		plant_drop(p, "out of memory");
+		link_drop(&p->link, "out of memory");
 		return -1;
 	}
 	if(bt->n == 0) {
@@ -411,9 +291,9 @@ static int plant_commit(plant_t *p)
 	}
 	char err[256] = "";
 	int64_t dropped = 0;
-	int64_t t0 = bridge_mono_us();
+	int64_t t0 = util_mono_us();
 	queue_rc_t qrc = queue_push(b->queue, bt->msgs, bt->n, &dropped, err, sizeof(err));
-	bridge_commit_observe(&b->ctr, bridge_mono_us() - t0);
+	bridge_commit_observe(&b->ctr, util_mono_us() - t0);
 	if(qrc != QUEUE_OK) {
 		atomic_store(&b->ctr.ingest_blocked, true);
 		if(!p->ingest_down) {
@@ -424,13 +304,13 @@ static int plant_commit(plant_t *p)
 			     qrc == QUEUE_ERR_FULL ? " hint=\"free disk space on the queue's file system\""
 			                           : "");
 		}
-		p->ingest_down = true;
-		plant_drop(p, qrc == QUEUE_ERR_FULL ? "queue disk full" : "queue write failed");
+		p->ingest_down = p->link.quiet = true;
+		link_drop(&p->link, qrc == QUEUE_ERR_FULL ? "queue disk full" : "queue write failed");
 		return -1;
 	}
 	if(p->ingest_down) {
 		blog(BLOG_INFO, "queue.write_resumed", "path=%s", b->cfg->queue_path);
-		p->ingest_down = false;
+		p->ingest_down = p->link.quiet = false;
 		atomic_store(&b->ctr.ingest_blocked, false);
 	}
 	atomic_fetch_add(&b->ctr.in_queued, bt->n);
@@ -472,7 +352,7 @@ static bool plant_disk_low(plant_t *p)
 {
 	bridge_t *b = p->b;
 	uint64_t min = b->cfg->queue_min_free_disk;
-	int64_t now = bridge_mono_ms();
+	int64_t now = util_mono_ms();
 	/* Every 20 ms, and before every commit when near the edge: at tens of
 	 * MB/s a 20 ms gap could cross a small margin in between. */
 	if(min == 0 || (now - p->disk_checked < 20 && p->disk_free >= 4 * min)) {
@@ -511,95 +391,59 @@ static bool plant_disk_low(plant_t *p)
 	return low;
 }
 
-static void plant_shutdown(plant_t *p)
-{
-	if(!p->mosq) {
-		return;
-	}
-	/* Everything read has been committed: let the PUBACKs out, then leave. */
-	if(p->state == LINK_UP) {
-		bridge_write(p->mosq);
-		bridge_disconnect(p->mosq);
-	}
-	mosquitto_destroy(p->mosq);
-	p->mosq = NULL;
-}
-
 void *plant_run(void *arg)
 {
 	bridge_t *b = arg;
-	plant_t p = {.b = b, .state = LINK_DOWN};
-	if(whitelist_copy(&p.wl, &b->cfg->whitelist)) {
+	const bconf_t *c = b->cfg;
+	plant_t p = {.b = b};
+	if(whitelist_copy(&p.wl, &c->whitelist)) {
 		blog(BLOG_ERROR, "plant.out_of_memory", NULL);
 		atomic_store(&b->fatal, true);
 		atomic_store(&b->stop, true);
 		return NULL;
 	}
-	backoff_init(&p.bo, b->cfg->reconnect_min_ms, b->cfg->reconnect_max_ms);
-	p.down_since = bridge_mono_ms();
+	link_conf_t lc = {.name = "plant",
+	                  .peer = "plant broker",
+	                  .host = c->plant_host,
+	                  .port = (int)c->plant_port,
+	                  .keepalive_s = (int)(c->plant_keepalive_ms / 1000),
+	                  .protocol = 5,
+	                  .client_id = c->plant_client_id,
+	                  .persistent = true,
+	                  .tls = b->secrets.plant_tls,
+	                  .failed_note = "",
+	                  .state_ctr = &b->ctr.plant_state,
+	                  .connects = &b->ctr.plant_connects,
+	                  .failures = &b->ctr.plant_failures,
+	                  .tls_failures = &b->ctr.plant_tls_failures,
+	                  .owner = &p,
+	                  .setup = plant_setup,
+	                  .up = plant_up,
+	                  .down = plant_down};
+	link_init(&p.link, b, &lc);
 	while(!atomic_load(&b->stop)) {
 		plant_take_whitelist(&p);
-		bool full = queue_is_full(b->queue) &&
-		            b->cfg->queue_when_full == BCONF_FULL_BACKPRESSURE;
+		bool full = queue_is_full(b->queue) && c->queue_when_full == BCONF_FULL_BACKPRESSURE;
 		plant_check_blocked(&p, full);
 		full = plant_disk_low(&p) || full;
-		int64_t now = bridge_mono_ms();
-		if(!p.mosq) {
-			if(now >= p.next_attempt && !full) {
-				plant_connect(&p);
-			} else {
-				int64_t wait = p.next_attempt - now;
-				usleep((useconds_t)(wait > 100 || wait < 1 ? 100 : wait) * 1000);
-			}
+		if(!p.link.mosq) {
+			link_idle(&p.link, !full);
 			continue;
 		}
-		struct pollfd pfd = {.fd = mosquitto_socket(p.mosq), .events = 0};
-		if(!full) {
-			pfd.events |= POLLIN;
-		}
-		if(bridge_want_write(p.mosq)) {
-			pfd.events |= POLLOUT;
-		}
-		int rc = MOSQ_ERR_SUCCESS;
-		bool buffered = !full && bridge_tls_buffered(p.mosq);
-		if(pfd.fd < 0) {
-			rc = MOSQ_ERR_NO_CONN;
-		} else if(poll(&pfd, 1, buffered ? 0 : 100) < 0 && errno != EINTR) {
-			rc = MOSQ_ERR_ERRNO;
-		}
-		if(buffered) {
-			pfd.revents |= POLLIN;
-		}
-		if(!rc && !full && (pfd.revents & (POLLIN | POLLHUP | POLLERR))) {
-			rc = bridge_read_available(p.mosq, PLANT_RECEIVE_MAXIMUM, &p.batch.bytes, PLANT_BATCH_BYTES);
+		bool readable;
+		int rc = link_poll(&p.link, !full, NULL, 100, &readable);
+		if(!rc && readable) {
+			rc = link_read(&p.link, PLANT_RECEIVE_MAXIMUM, &p.batch.bytes, PLANT_BATCH_BYTES);
 		}
 		/* Commit what was read, even if the read then failed: the broker
 		 * resends what it did not see acknowledged, at worst a duplicate. */
 		if(plant_commit(&p)) {
 			continue;
 		}
-		if(!rc && bridge_want_write(p.mosq)) {
-			rc = bridge_write(p.mosq);
-		}
-		if(!rc) {
-			rc = mosquitto_loop_misc(p.mosq);
-		}
-		if(rc || p.lost) {
-			char reason[512];
-			util_snprintf(reason, sizeof(reason), "%s%s%s",
-			         p.cb_reason[0] ? p.cb_reason
-			         : rc == MOSQ_ERR_ERRNO ? strerror(errno)
-			                                : mosquitto_strerror(rc ? rc : MOSQ_ERR_CONN_LOST),
-			         p.lib_error[0] ? ": " : "", p.lib_error);
-			if(p.state == LINK_UP) {
-				plant_drop(&p, reason);
-			} else {
-				plant_connect_failed(&p, reason);
-			}
-		}
+		link_settle(&p.link, link_write(&p.link, rc));
 	}
 	plant_commit(&p);
-	plant_shutdown(&p);
+	link_close(&p.link);
 	batch_clear(&p.batch);
 	free(p.batch.msgs);
 	whitelist_clear(&p.wl);

@@ -45,7 +45,7 @@ static struct ssl_ctx_st *secrets_client_ctx(const char *side, const char *host,
 	SSL_CTX_set_min_proto_version(ctx, min_version);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-	SSL_CTX_set_read_ahead(ctx, 1); /* see bridge_tls_buffered() */
+	SSL_CTX_set_read_ahead(ctx, 1); /* see link_tls_buffered() in link.c */
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	if(system_trust && SSL_CTX_set_default_verify_paths(ctx) != 1) {
 		snprintf(key, sizeof(key), "%s_use_system_trust", side);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 bool util_utf8_valid(const char *str, size_t len)
@@ -199,19 +200,33 @@ const char *util_log_safe(const char *s, char *out, size_t outlen)
 	return out;
 }
 
-static int64_t util_clock_ms(clockid_t id)
+static int64_t util_clock_us(clockid_t id)
 {
 	struct timespec ts;
 	clock_gettime(id, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 int64_t util_mono_ms(void)
 {
-	return util_clock_ms(CLOCK_MONOTONIC);
+	return util_clock_us(CLOCK_MONOTONIC) / 1000;
+}
+
+int64_t util_mono_us(void)
+{
+	return util_clock_us(CLOCK_MONOTONIC);
 }
 
 int64_t util_wall_ms(void)
 {
-	return util_clock_ms(CLOCK_REALTIME);
+	return util_clock_us(CLOCK_REALTIME) / 1000;
+}
+
+uint32_t util_random32(void)
+{
+	uint32_t r;
+	if(getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r)) {
+		r = (uint32_t)util_mono_us() * 2654435761u; /* entropy pool not ready: jitter only */
+	}
+	return r;
 }

@@ -34,11 +34,15 @@ int util_snprintf(char *dst, size_t dstlen, const char *fmt, ...)
 /* Lower-case hex of len bytes into out (2*len+1 bytes). */
 void util_hex(const unsigned char *in, size_t len, char *out);
 
-/* Milliseconds from CLOCK_MONOTONIC (intervals, rate limits) and from
- * CLOCK_REALTIME (UTC timestamps).  For the I/O side only: the pure core takes
- * the time as an argument. */
+/* Milliseconds (and microseconds) from CLOCK_MONOTONIC (intervals, rate
+ * limits) and milliseconds from CLOCK_REALTIME (UTC timestamps); a random
+ * 32-bit value for jitter (getrandom, never blocks; not for keys).  The one
+ * set of clocks of plugin, bridge and tools, for the I/O side only: the pure
+ * core takes the time and randomness as arguments. */
 int64_t util_mono_ms(void);
+int64_t util_mono_us(void);
 int64_t util_wall_ms(void);
+uint32_t util_random32(void);
 
 /* Copy `s` for a log line: printable ASCII and valid UTF-8 stay, control
  * characters and invalid bytes become '?', the result is cut at outlen-1 and

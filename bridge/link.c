@@ -1,0 +1,437 @@
+/*
+ * link.c — one MQTT connection of the bridge (see link.h): the libmosquitto
+ * lifecycle shared by the plant and cloud links, their backoff and failure
+ * reasons, and the TLS buffering that makes group commit pay.
+ */
+#include "link.h"
+
+#include <errno.h>
+#include <mosquitto.h>
+#include <mqtt_protocol.h>
+#include <openssl/ssl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "blog.h"
+#include "util.h"
+
+void *link_owner(void *obj)
+{
+	return ((link_t *)obj)->conf.owner;
+}
+
+/* "<name>.<what>" into ev, for blog(). */
+static const char *link_event(const link_t *l, const char *what, char *ev, size_t len)
+{
+	util_snprintf(ev, len, "%s.%s", l->conf.name, what);
+	return ev;
+}
+
+/* --- the write buffer below TLS ------------------------------------------ */
+
+/* Our write buffer is marked (app data) so that it is never mistaken for the
+ * buffering BIO OpenSSL itself pushes while it writes a handshake. */
+static char link_wbuf_mark;
+
+/* The write buffer below this connection's TLS, or NULL when it has none. */
+static BIO *link_wbuf(struct mosquitto *mosq)
+{
+	SSL *ssl = mosquitto_ssl_get(mosq);
+	BIO *w = ssl ? SSL_get_wbio(ssl) : NULL;
+	return w && BIO_get_app_data(w) == &link_wbuf_mark ? w : NULL;
+}
+
+/* Put the write buffer on top of the socket once the handshake is done
+ * (OpenSSL has dropped its own handshake buffer by then). */
+static void link_wbuf_install(struct mosquitto *mosq)
+{
+	SSL *ssl = mosquitto_ssl_get(mosq);
+	if(!ssl || !SSL_is_init_finished(ssl) || link_wbuf(mosq)) {
+		return;
+	}
+	BIO *w = SSL_get_wbio(ssl);
+	BIO *buf = BIO_new(BIO_f_buffer());
+	if(!w || !buf || BIO_set_write_buffer_size(buf, LINK_TLS_WBUF) != 1 || !BIO_up_ref(w)) {
+		BIO_free(buf);
+		return; /* unbuffered still works */
+	}
+	BIO_set_app_data(buf, &link_wbuf_mark);
+	BIO_push(buf, w);
+	SSL_set0_wbio(ssl, buf); /* drops SSL's reference to w; the chain holds ours */
+}
+
+/* mosquitto_want_write(), or bytes still in our buffer (the socket was full). */
+static bool link_want_write(struct mosquitto *mosq)
+{
+	if(mosquitto_want_write(mosq)) {
+		return true;
+	}
+	BIO *w = link_wbuf(mosq);
+	return w && BIO_wpending(w) > 0;
+}
+
+/* Let libmosquitto write what it has queued, then flush our buffer. */
+static int link_flush(struct mosquitto *mosq)
+{
+	link_wbuf_install(mosq);
+	int rc = MOSQ_ERR_SUCCESS;
+	if(mosquitto_want_write(mosq)) {
+		rc = mosquitto_loop_write(mosq, 1);
+	}
+	/* Asked again: writing a DISCONNECT makes libmosquitto free the SSL. */
+	BIO *w = link_wbuf(mosq);
+	if(w && BIO_wpending(w) > 0 && BIO_flush(w) <= 0 && !BIO_should_retry(w)) {
+		/* The socket refused for good; the connection is lost. */
+		return rc ? rc : MOSQ_ERR_CONN_LOST;
+	}
+	return rc;
+}
+
+/* Flush and remove the buffer, then send DISCONNECT. */
+static int link_disconnect(struct mosquitto *mosq)
+{
+	/* Write what is buffered, then take the buffer away: libmosquitto frees
+	 * the SSL right after it has written the DISCONNECT, so a DISCONNECT
+	 * left in our buffer would never leave. */
+	BIO *w = link_wbuf(mosq);
+	if(w) {
+		for(int i = 0; i < 50 && BIO_wpending(w) > 0 && BIO_flush(w) <= 0 && BIO_should_retry(w);
+		    i++) {
+			struct pollfd pfd = {.fd = mosquitto_socket(mosq), .events = POLLOUT};
+			poll(&pfd, 1, 10);
+		}
+		SSL_set0_wbio(mosquitto_ssl_get(mosq), BIO_pop(w)); /* frees the buffer, keeps the socket */
+	}
+	int rc = mosquitto_disconnect_v5(mosq, 0, NULL);
+	if(!rc && mosquitto_want_write(mosq)) {
+		rc = mosquitto_loop_write(mosq, 1);
+	}
+	return rc;
+}
+
+/* True when TLS has read data off the socket that nobody has taken yet.  Both
+ * links read ahead (SSL_CTX_set_read_ahead: one read() for many records, not
+ * two per record), so such data is invisible to poll(). */
+static bool link_tls_buffered(struct mosquitto *mosq)
+{
+	SSL *ssl = mosquitto_ssl_get(mosq);
+	return ssl && SSL_has_pending(ssl);
+}
+
+/* --- callbacks ------------------------------------------------------------ */
+
+static void link_on_log(struct mosquitto *mosq, void *obj, int level, const char *str)
+{
+	link_t *l = obj;
+	char ev[32], q[512];
+	if(level == MOSQ_LOG_ERR) {
+		util_strlcpy(l->lib_error, str, sizeof(l->lib_error));
+	}
+	blog(BLOG_DEBUG, link_event(l, "lib", ev, sizeof(ev)), "msg=%s", blog_quote(str, q, sizeof(q)));
+}
+
+static void link_on_connect(struct mosquitto *mosq, void *obj, int rc, int flags,
+                            const mosquitto_property *props)
+{
+	link_t *l = obj;
+	if(rc) {
+		snprintf(l->cb_reason, sizeof(l->cb_reason), "%s refused the connection: %s",
+		         l->conf.peer,
+		         l->conf.protocol == 5 ? mosquitto_reason_string(rc) : mosquitto_connack_string(rc));
+		l->lost = true;
+		return;
+	}
+	l->state = LINK_UP;
+	atomic_store(l->conf.state_ctr, LINK_UP);
+	atomic_fetch_add(l->conf.connects, 1);
+	if(l->conf.up) {
+		l->conf.up(l->conf.owner, flags);
+	}
+	l->failures_since_up = 0;
+	l->logged_reason[0] = '\0';
+	if(!l->quiet) {
+		backoff_reset(&l->bo);
+	}
+}
+
+static void link_on_disconnect(struct mosquitto *mosq, void *obj, int rc,
+                               const mosquitto_property *props)
+{
+	link_t *l = obj;
+	l->lost = true;
+	if(rc && !l->cb_reason[0]) {
+		snprintf(l->cb_reason, sizeof(l->cb_reason), "%s",
+		         rc == MOSQ_ERR_KEEPALIVE ? "keepalive timeout"
+		                                  : rc < 128 ? mosquitto_strerror(rc)
+		                                             : mosquitto_reason_string(rc));
+	}
+}
+
+/* --- connect, fail, drop --------------------------------------------------- */
+
+void link_init(link_t *l, bridge_t *b, const link_conf_t *conf)
+{
+	memset(l, 0, sizeof(*l));
+	l->conf = *conf;
+	l->b = b;
+	l->state = LINK_DOWN;
+	backoff_init(&l->bo, b->cfg->reconnect_min_ms, b->cfg->reconnect_max_ms);
+	l->down_since = util_mono_ms();
+}
+
+void link_drop(link_t *l, const char *reason)
+{
+	char detail[256] = "", ev[32];
+	if(l->mosq) {
+		mosquitto_destroy(l->mosq);
+		l->mosq = NULL;
+	}
+	if(l->conf.down) {
+		l->conf.down(l->conf.owner, detail, sizeof(detail));
+	}
+	if(l->state == LINK_UP) {
+		l->down_since = util_mono_ms();
+		blog(l->quiet ? BLOG_DEBUG : BLOG_WARN, link_event(l, "disconnected", ev, sizeof(ev)),
+		     "reason=\"%s\"%s%s", reason && reason[0] ? reason : "connection lost",
+		     detail[0] ? " " : "", detail);
+	}
+	l->cb_reason[0] = '\0';
+	l->state = LINK_DOWN;
+	atomic_store(l->conf.state_ctr, LINK_DOWN);
+	l->lost = false;
+	l->next_attempt = util_mono_ms() + backoff_next(&l->bo, util_random32());
+}
+
+/* True when a failed connect's reason says the TLS layer refused it. */
+static bool link_reason_is_tls(const char *reason)
+{
+	return strstr(reason, "OpenSSL") || strstr(reason, "SSL routines") ||
+	       strstr(reason, "TLS") || strstr(reason, "certificate");
+}
+
+/* What an operator should check for a TLS failure reason. */
+static void link_tls_hint(const link_t *l, const char *reason, char *out, size_t len)
+{
+	const char *n = l->conf.name, *peer = l->conf.peer;
+	out[0] = '\0';
+	if(strstr(reason, "certificate verify failed")) {
+		util_snprintf(out, len,
+		              " hint=\"the %s's certificate was refused: not issued by %s_cafile, "
+		              "expired, or not for the name in %s_host\"",
+		              peer, n, n);
+	} else if(strstr(reason, "protocol version")) {
+		util_snprintf(out, len,
+		              " hint=\"the %s does not offer the TLS version required by "
+		              "%s_tls_version\"",
+		              peer, n);
+	} else if(strstr(reason, "alert") || strstr(reason, "certificate")) {
+		util_snprintf(out, len,
+		              " hint=\"the %s refused the bridge's certificate (%s_certfile) or the TLS "
+		              "settings\"",
+		              peer, n);
+	}
+}
+
+static void link_connect_failed(link_t *l, const char *reason)
+{
+	char ev[32], hint[256];
+	atomic_fetch_add(l->conf.failures, 1);
+	if(link_reason_is_tls(reason)) {
+		atomic_fetch_add(l->conf.tls_failures, 1);
+	}
+	l->failures_since_up++;
+	/* Log a failure once per distinct reason, not once per attempt. */
+	if(strcmp(reason, l->logged_reason) != 0) {
+		link_tls_hint(l, reason, hint, sizeof(hint));
+		blog(BLOG_WARN, link_event(l, "connect_failed", ev, sizeof(ev)),
+		     "host=%s port=%d reason=\"%s\"%s attempts=%u note=\"%sretrying with backoff; "
+		     "logged again only if the reason changes\"",
+		     l->conf.host, l->conf.port, reason, hint, l->failures_since_up, l->conf.failed_note);
+		util_strlcpy(l->logged_reason, reason, sizeof(l->logged_reason));
+	}
+	l->state = LINK_DOWN; /* no "disconnected" line for a failed attempt */
+	link_drop(l, NULL);
+}
+
+/* mosquitto_connect_bind_v5, but the first TLS connects of the two threads
+ * are serialised: libmosquitto 2.0.11 creates a process-wide OpenSSL
+ * UI_METHOD lazily, without a lock, on the first TLS connect, and two
+ * threads racing there leak one (found by ASan).  Once one connect has
+ * succeeded the object exists and connects run in parallel. */
+static int link_connect_serialised(link_t *l, const mosquitto_property *props)
+{
+	bridge_t *b = l->b;
+	if(atomic_load(&b->tls_ready)) {
+		return mosquitto_connect_bind_v5(l->mosq, l->conf.host, l->conf.port, l->conf.keepalive_s,
+		                                 NULL, props);
+	}
+	pthread_mutex_lock(&b->connect_mu);
+	int rc = mosquitto_connect_bind_v5(l->mosq, l->conf.host, l->conf.port, l->conf.keepalive_s,
+	                                   NULL, props);
+	if(rc == MOSQ_ERR_SUCCESS) {
+		atomic_store(&b->tls_ready, true);
+	}
+	pthread_mutex_unlock(&b->connect_mu);
+	return rc;
+}
+
+static void link_connect(link_t *l)
+{
+	char reason[512];
+	int rc;
+	l->lib_error[0] = '\0';
+	l->lost = false;
+	/* A fresh client per attempt: libmosquitto keeps its own in-memory copies
+	 * of unacknowledged messages, which the queue, not it, must own. */
+	l->mosq = mosquitto_new(l->conf.client_id, !l->conf.persistent, l);
+	if(!l->mosq) {
+		link_connect_failed(l, "out of memory");
+		return;
+	}
+	mosquitto_int_option(l->mosq, MOSQ_OPT_PROTOCOL_VERSION,
+	                     l->conf.protocol == 5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311);
+	/* Threaded mode: a PUBACK is only queued when on_message returns and
+	 * leaves at link_write(), after the commit (docs/bridge.md, "Design
+	 * notes"; unthreaded, libmosquitto 2.0.11 acknowledges before on_message:
+	 * upstream issue #2884). */
+	mosquitto_threaded_set(l->mosq, true);
+	mosquitto_connect_v5_callback_set(l->mosq, link_on_connect);
+	mosquitto_disconnect_v5_callback_set(l->mosq, link_on_disconnect);
+	mosquitto_log_callback_set(l->mosq, link_on_log);
+	/* CA, certificate, key, minimum TLS version, ALPN and the host name check
+	 * were loaded once at start (secrets.c), before any privilege drop. */
+	rc = mosquitto_void_option(l->mosq, MOSQ_OPT_SSL_CTX, l->conf.tls);
+	if(!rc) {
+		rc = mosquitto_int_option(l->mosq, MOSQ_OPT_SSL_CTX_WITH_DEFAULTS, 0);
+	}
+	if(rc) {
+		snprintf(reason, sizeof(reason), "TLS setup: %s (check %s_cafile, %s_certfile, %s_keyfile)",
+		         mosquitto_strerror(rc), l->conf.name, l->conf.name, l->conf.name);
+		link_connect_failed(l, reason);
+		return;
+	}
+	rc = l->conf.setup ? l->conf.setup(l->conf.owner, l->mosq) : MOSQ_ERR_SUCCESS;
+	if(rc) {
+		snprintf(reason, sizeof(reason), "client setup: %s", mosquitto_strerror(rc));
+		link_connect_failed(l, reason);
+		return;
+	}
+	/* A persistent session that outlives the bridge: the broker queues for
+	 * us while we are down, and redelivers what we did not acknowledge. */
+	mosquitto_property *props = NULL;
+	if(l->conf.persistent && l->conf.protocol == 5) {
+		mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, UINT32_MAX);
+	}
+	l->state = LINK_CONNECTING;
+	atomic_store(l->conf.state_ctr, LINK_CONNECTING);
+	errno = 0;
+	rc = link_connect_serialised(l, props);
+	mosquitto_property_free_all(&props);
+	if(rc) {
+		util_snprintf(reason, sizeof(reason), "%s%s%s",
+		              rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc),
+		              l->lib_error[0] ? ": " : "", l->lib_error);
+		link_connect_failed(l, reason);
+	}
+}
+
+/* --- one turn of the loop -------------------------------------------------- */
+
+void link_idle(link_t *l, bool may_connect)
+{
+	int64_t now = util_mono_ms();
+	if(now >= l->next_attempt && may_connect) {
+		link_connect(l);
+		return;
+	}
+	int64_t wait = l->next_attempt - now;
+	usleep((useconds_t)(wait > 100 || wait < 1 ? 100 : wait) * 1000);
+}
+
+int link_poll(link_t *l, bool want_read, struct pollfd *extra, int timeout_ms, bool *readable)
+{
+	struct pollfd pfd[2] = {{.fd = mosquitto_socket(l->mosq), .events = want_read ? POLLIN : 0}};
+	nfds_t n = 1;
+	*readable = false;
+	if(extra) {
+		extra->revents = 0;
+		pfd[n++] = *extra;
+	}
+	if(pfd[0].fd < 0) {
+		return MOSQ_ERR_NO_CONN;
+	}
+	if(link_want_write(l->mosq)) {
+		pfd[0].events |= POLLOUT;
+	}
+	bool buffered = want_read && link_tls_buffered(l->mosq);
+	if(poll(pfd, n, buffered ? 0 : timeout_ms) < 0 && errno != EINTR) {
+		return MOSQ_ERR_ERRNO;
+	}
+	if(extra) {
+		extra->revents = pfd[1].revents;
+	}
+	*readable = want_read && (buffered || (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)));
+	return MOSQ_ERR_SUCCESS;
+}
+
+int link_read(link_t *l, int max_reads, const size_t *bytes, size_t max_bytes)
+{
+	int rc = mosquitto_loop_read(l->mosq, 1);
+	for(int i = 1; rc == MOSQ_ERR_SUCCESS && i < max_reads && !(bytes && *bytes >= max_bytes); i++) {
+		if(!link_tls_buffered(l->mosq)) {
+			struct pollfd pfd = {.fd = mosquitto_socket(l->mosq), .events = POLLIN};
+			if(pfd.fd < 0 || poll(&pfd, 1, 0) <= 0 || !(pfd.revents & POLLIN)) {
+				break;
+			}
+		}
+		rc = mosquitto_loop_read(l->mosq, 1);
+	}
+	return rc;
+}
+
+int link_write(link_t *l, int rc)
+{
+	if(!rc && link_want_write(l->mosq)) {
+		rc = link_flush(l->mosq);
+	}
+	if(!rc) {
+		rc = mosquitto_loop_misc(l->mosq);
+	}
+	return rc;
+}
+
+bool link_settle(link_t *l, int rc)
+{
+	if(!rc && !l->lost) {
+		return false;
+	}
+	char reason[512];
+	util_snprintf(reason, sizeof(reason), "%s%s%s",
+	              l->cb_reason[0] ? l->cb_reason
+	              : rc == MOSQ_ERR_ERRNO ? strerror(errno)
+	                                     : mosquitto_strerror(rc ? rc : MOSQ_ERR_CONN_LOST),
+	              l->lib_error[0] ? ": " : "", l->lib_error);
+	if(l->state == LINK_UP) {
+		link_drop(l, reason);
+	} else {
+		link_connect_failed(l, reason);
+	}
+	return true;
+}
+
+void link_close(link_t *l)
+{
+	if(!l->mosq) {
+		return;
+	}
+	/* Everything read has been committed: let the PUBACKs out, then leave. */
+	if(l->state == LINK_UP) {
+		link_flush(l->mosq);
+		link_disconnect(l->mosq);
+	}
+	mosquitto_destroy(l->mosq);
+	l->mosq = NULL;
+}

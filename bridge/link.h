@@ -1,0 +1,135 @@
+/*
+ * link.h — one MQTT connection of the bridge, as the plant and cloud threads
+ * both use it: the libmosquitto lifecycle (a fresh client per attempt,
+ * threaded mode, the TLS context loaded at start), reconnect backoff, the
+ * reason a connection failed (logged once per distinct reason), the write
+ * buffer below TLS, and the pieces of one turn of the thread's loop:
+ *
+ *     link_idle()  when there is no connection: connect when the backoff
+ *                  allows, else sleep a little
+ *     link_poll()  wait for the socket (and one extra fd), not at all when
+ *                  TLS holds decrypted data that poll() cannot see
+ *     link_read()  read what has arrived, up to a bound (group commit)
+ *     ...          the protocol's own work (plant: commit; cloud: send)
+ *     link_write() let out what libmosquitto queued, then keepalive
+ *     link_settle() if the turn or a callback found the connection gone,
+ *                  drop it (or count a failed attempt) and schedule the next
+ *
+ * plant.c and cloud.c keep only their protocol: what to set on a new client
+ * (link_conf_t.setup), what to do once connected (.up) and what to forget
+ * when the connection goes (.down).  Log events are "<name>.connected"
+ * (written by .up), "<name>.disconnected", "<name>.connect_failed" and
+ * "<name>.lib" (libmosquitto's own debug lines).
+ *
+ * A link belongs to one thread; only the counters it points at are shared.
+ */
+#ifndef PG_LINK_H
+#define PG_LINK_H
+
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backoff.h"
+#include "bridge.h"
+
+struct mosquitto;
+struct ssl_ctx_st;
+
+/* Bytes of the write buffer put below TLS once the handshake is done, so
+ * the PUBACKs of a batch (plant) or the publishes of a page (cloud) leave in
+ * one write() instead of one each. */
+#define LINK_TLS_WBUF (64 * 1024)
+
+typedef struct link_conf {
+	const char *name;  /* "plant" or "cloud": the log events' prefix and the config keys' */
+	const char *peer;  /* "plant broker", "cloud": who refused, in reasons */
+	const char *host;
+	int port;
+	int keepalive_s;
+	int protocol;      /* 5 or 4 (MQTT 3.1.1) */
+	const char *client_id;
+	bool persistent;   /* clean start off and a session that never expires */
+	struct ssl_ctx_st *tls; /* borrowed; loaded before the privilege drop */
+	const char *failed_note; /* said first in connect_failed's note ("" or "...; ") */
+	/* Counters for /metrics, borrowed from bridge_t. */
+	atomic_int *state_ctr;
+	atomic_uint_fast64_t *connects, *failures, *tls_failures;
+	/* The protocol.  The libmosquitto callbacks it sets get the link_t as
+	 * their obj: link_owner(obj) is `owner`. */
+	void *owner;
+	/* Options, callbacks and credentials of a new client; a libmosquitto
+	 * error code (then the attempt counts as failed).  May be NULL. */
+	int (*setup)(void *owner, struct mosquitto *mosq);
+	/* CONNACK accepted: log "<name>.connected", subscribe.  failures_since_up
+	 * and down_since still describe the outage.  May be NULL. */
+	void (*up)(void *owner, int flags);
+	/* The client was destroyed: forget what belonged to the connection.
+	 * May write key=value fields for the "<name>.disconnected" line into
+	 * detail (empty by default).  May be NULL. */
+	void (*down)(void *owner, char *detail, size_t detail_len);
+} link_conf_t;
+
+typedef struct link {
+	link_conf_t conf;
+	bridge_t *b;
+	struct mosquitto *mosq; /* NULL while down */
+	int state;              /* enum link_state */
+	bool lost;              /* a callback or the protocol says: connection gone */
+	/* Connected only to retry (the plant's queue cannot be written): keep the
+	 * backoff growing and the connect/disconnect lines at debug level. */
+	bool quiet;
+	backoff_t bo;
+	int64_t next_attempt; /* monotonic ms */
+	int64_t down_since;   /* monotonic ms */
+	unsigned failures_since_up;
+	char cb_reason[512];     /* why, as told by a callback (CONNACK, DISCONNECT) or the protocol */
+	char logged_reason[512]; /* the last connect failure logged */
+	char lib_error[256];     /* the last error libmosquitto logged */
+} link_t;
+
+/* Set up *l (down, first attempt due now) with a copy of conf; backoff from
+ * b's configuration.  Nothing to free until link_close. */
+void link_init(link_t *l, bridge_t *b, const link_conf_t *conf);
+
+/* The owner of the link_t that libmosquitto passes as obj. */
+void *link_owner(void *obj);
+
+/* No connection: start one when the backoff allows and `may_connect`, else
+ * sleep until then (at most 100 ms). */
+void link_idle(link_t *l, bool may_connect);
+
+/* Wait up to timeout_ms for the socket: readable (when `want_read`),
+ * writable (when anything is queued), or `extra` (may be NULL; its revents
+ * are set).  *readable says whether to call link_read.  Returns a
+ * libmosquitto error code. */
+int link_poll(link_t *l, bool want_read, struct pollfd *extra, int timeout_ms, bool *readable);
+
+/* mosquitto_loop_read() reads one packet per call (plus what TLS already
+ * decrypted).  This keeps reading while the socket or TLS has data, up to
+ * max_reads packets, so one commit (plant) or one delete transaction (cloud)
+ * covers everything that arrived together.  With `bytes` non-NULL (updated
+ * by the message callback), also stops once *bytes reaches max_bytes.
+ * Returns the first error, or MOSQ_ERR_SUCCESS. */
+int link_read(link_t *l, int max_reads, const size_t *bytes, size_t max_bytes);
+
+/* Unless rc is already an error: write what libmosquitto queued (through the
+ * TLS write buffer), then its keepalive work.  Returns the first error. */
+int link_write(link_t *l, int rc);
+
+/* When rc is an error or l->lost is set, drop the connection (it was up) or
+ * count a failed attempt (it was not), with the most specific reason known,
+ * and schedule the next attempt.  Returns true when the link went down. */
+bool link_settle(link_t *l, int rc);
+
+/* Destroy the client without writing anything more (queued PUBACKs are
+ * thrown away: the plant broker redelivers), log "<name>.disconnected" if it
+ * was up, call .down, and schedule the next attempt with backoff. */
+void link_drop(link_t *l, const char *reason);
+
+/* Graceful end: write what is queued, send DISCONNECT, destroy the client. */
+void link_close(link_t *l);
+
+#endif
