@@ -3,8 +3,10 @@
  * parsed by a table (a row per key: name, argument count, type, field), so
  * every key is checked the same way.  Unknown keys are refused, a key given
  * twice "is duplicate", every error carries "file:line:".  After parsing,
- * bconf_validate() checks the combination (required keys, the cloud profile's
- * limits) and bconf_check_files() that the named files can be read.
+ * bconf_load() applies the defaults and checks the combination (required
+ * keys, the cloud profile's limits); bconf_check_files() checks that the
+ * named files can be read, and bconf_cloud_topic_ok() checks each message's
+ * cloud topic at run time.
  *
  * See docs/bridge.md for the reference and config/bridge.example.
  */
@@ -171,5 +173,10 @@ void bconf_free(bconf_t *cfg);
 const char *bconf_key_name(enum bconf_key k);
 
 const char *bconf_profile_name(int64_t profile);
+
+/* True when a cloud topic respects the profile's limits; otherwise *why is a
+ * short reason for the log ("cloud-topic-too-deep").  Checked per message,
+ * because a '#' rule cannot be bounded at config check. */
+bool bconf_cloud_topic_ok(const bconf_t *cfg, const char *topic, const char **why);
 
 #endif
