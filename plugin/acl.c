@@ -112,6 +112,7 @@ int acl_check(int event, void *event_data, void *userdata)
 	policy_request_t req = {0};
 	policy_decision_t d = {0};
 
+	pg->reload_pass = false; /* the reload pass (auth.c) is over */
 	switch(ed->access) {
 	case MOSQ_ACL_UNSUBSCRIBE:
 		return MOSQ_ERR_SUCCESS; /* dropping a subscription never grants anything */

@@ -129,6 +129,46 @@ static const char *fix_for_identity(const char *reason)
 	return "issue the certificate with a plain identity: letters, digits, '.', '_', '-', ':'";
 }
 
+/* Is this BASIC_AUTH mosquitto's re-check of a session that has no
+ * connection?  On reload, mosquitto 2.0.11 re-runs BASIC_AUTH for every
+ * context in db.contexts_by_id, offline persistent sessions included
+ * (src/security_default.c, mosquitto_security_apply_default), and such a
+ * session has no socket and so no certificate.  Refusing it is not harmless:
+ * apply_default sets it to mosq_cs_disconnecting and calls do_disconnect()
+ * on a session that is already disconnected, context__disconnect() then adds
+ * it to the session-expiry list a second time (src/session_expiry.c,
+ * session_expiry__add), and when it expires the first entry is left behind
+ * pointing at the freed context: mosquitto crashes on a later expiry check.
+ *
+ * It is such a re-check when all of these hold:
+ *  - we are inside the reload pass: control_reload() ran and the main loop
+ *    has not yet reached the next tick or any ACL check (src/loop.c runs the
+ *    reload, then apply_default, then the tick, with no packet handled in
+ *    between);
+ *  - and either the context has no address — mosquitto gives every accepted
+ *    connection one (src/context.c, context__init refuses a socket without
+ *    one) and only a session restored from persistence lacks it — or it is
+ *    the very context whose disconnect we saw for this client id and no
+ *    connection has taken the id since.
+ * A new connect without a certificate meets neither, so it is still refused.
+ * The answer is "success" without a log line or audit line: the session
+ * keeps no rights it did not have (its binding was re-resolved by the
+ * reload, so a revoked or refused session is denied every READ), and when
+ * the device comes back it goes through the whole check with its
+ * certificate. */
+static bool offline_recheck(pg_plugin_t *pg, const struct mosquitto *client)
+{
+	const char *cid = mosquitto_client_id(client);
+	if(!pg->reload_pass || !cid) {
+		return false;
+	}
+	if(!mosquitto_client_address(client)) {
+		return true;
+	}
+	const pg_client_t *rec = hmap_get(pg->clients, cid);
+	return rec && !rec->client && rec->session == client;
+}
+
 int auth_basic(int event, void *event_data, void *userdata)
 {
 	struct mosquitto_evt_basic_auth *ed = event_data;
@@ -144,6 +184,10 @@ int auth_basic(int event, void *event_data, void *userdata)
 	const char *addr = mosquitto_client_address(client);
 	X509 *cert = mosquitto_client_certificate(client);
 	if(!cert) {
+		if(offline_recheck(pg, client)) {
+			pg->stats.offline_rechecks++;
+			return MOSQ_ERR_SUCCESS;
+		}
 		return refuse(pg, client, NULL, "no client certificate",
 		              "connect with the device's own certificate; this listener needs require_certificate true");
 	}
@@ -219,7 +263,13 @@ int auth_basic(int event, void *event_data, void *userdata)
 	util_strlcpy(rec->address, mosquitto_client_address(client), sizeof(rec->address));
 	rec->binding = binding;
 	rec->client = client;
-	rec->kick_pending = false;
+	rec->session = NULL;
+	/* Its session may still hold subscriptions the new rights do not grant
+	 * (a takeover keeps them without a SUBSCRIBE check): one kick makes
+	 * mosquitto re-check them (check_subscription_acls in
+	 * src/plugin_public.c), after which the device reconnects cleanly. */
+	rec->kick_pending = rec->rights_changed && !recheck;
+	rec->rights_changed = false;
 	/* Frees ed->username: do not read it after this. */
 	rc = mosquitto_set_username(client, identity);
 	if(rc) {

@@ -150,6 +150,14 @@ int control_reload(int event, void *event_data, void *userdata)
 			why = "its rights changed in the new policy";
 		}
 		rec->binding = nb;
+		/* Only a live connection is kicked.  Kicking (or refusing) an
+		 * offline session makes mosquitto disconnect it a second time and
+		 * list it twice for session expiry (see auth.c, offline_recheck):
+		 * an offline session whose rights changed is kicked once when it
+		 * comes back instead, and a revoked one is refused then. */
+		if(why && !rec->client) {
+			rec->rights_changed = nb != NULL;
+		}
 		if(why && rec->client && (kick_ids[nkick] = strdup(cid)) != NULL) {
 			kick_why[nkick++] = why;
 		}
@@ -181,6 +189,8 @@ int control_reload(int event, void *event_data, void *userdata)
 	}
 	free(kick_ids);
 	free(kick_why);
+	/* Set last: the kicks above run ACL checks, which end the pass. */
+	pg->reload_pass = true;
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -199,6 +209,7 @@ int control_disconnect(int event, void *event_data, void *userdata)
 		return MOSQ_ERR_SUCCESS;
 	}
 	rec->client = NULL;
+	rec->session = ed->client;
 	if(mosquitto_client_clean_session(ed->client)) {
 		/* No session survives: nothing will be queued for it. */
 		hmap_del(pg->clients, cid);
@@ -228,6 +239,7 @@ static void publish_stats(pg_plugin_t *pg)
 	publish_stat("reloads", s->reloads);
 	publish_stat("reload-failures", s->reload_failures);
 	publish_stat("forged-properties", s->forged_properties);
+	publish_stat("offline-rechecks", s->offline_rechecks);
 	publish_stat("audit/errors", s->audit_errors);
 	publish_stat("clients/known", hmap_count(pg->clients));
 }
@@ -262,6 +274,7 @@ int control_tick(int event, void *event_data, void *userdata)
 	pg_plugin_t *pg = userdata;
 	int64_t now = control_mono_ms();
 
+	pg->reload_pass = false;
 	/* Devices that kept flooding: disconnect them here, outside the ACL
 	 * callback of their own publish. */
 	char *ids[32];

@@ -44,6 +44,11 @@ typedef struct pg_client {
 	char address[64];
 	const policy_binding_t *binding; /* into pg->policy; NULL = refused */
 	const struct mosquitto *client;  /* the live connection, NULL when offline */
+	/* The connection that went offline last, kept as a tag (never
+	 * dereferenced): on reload mosquitto re-checks the session it left with
+	 * this very pointer (see auth.c, offline_recheck). */
+	const struct mosquitto *session;
+	bool rights_changed; /* a reload changed its rights while it was offline */
 	ratelimit_bucket_t msgs, bytes;
 	ratelimit_strikes_t strikes;
 	uint64_t limited;          /* publishes refused by the rate limit, total */
@@ -76,6 +81,7 @@ typedef struct pg_stats {
 	uint64_t reloads;
 	uint64_t reload_failures;
 	uint64_t forged_properties;
+	uint64_t offline_rechecks; /* reload re-checks of sessions with no connection */
 	uint64_t audit_errors;
 } pg_stats_t;
 
@@ -106,6 +112,9 @@ typedef struct pg_plugin {
 	bool stamp_received;
 	int64_t sys_interval_ms; /* $SYS/plantgate/ publish interval; 0 = off */
 	int64_t last_sys_ms;
+	/* Between our RELOAD callback and the next tick mosquitto re-runs
+	 * BASIC_AUTH for every session it holds (auth.c, offline_recheck). */
+	bool reload_pass;
 	pg_stats_t stats;
 } pg_plugin_t;
 

@@ -300,7 +300,7 @@ RUN_AS = "user root\n" if os.geteuid() == 0 else ""
 class Broker(Proc):
     """A mosquitto broker on 127.0.0.1 with the given config body."""
 
-    def __init__(self, env, name, conf_body, port):
+    def __init__(self, env, name, conf_body, port, extra_env=None):
         conf_body = RUN_AS + conf_body
         self.host = "127.0.0.1"
         self.port = port
@@ -312,6 +312,8 @@ class Broker(Proc):
             libasan = subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True,
                                      text=True).stdout.strip()
             extra = {"LD_PRELOAD": libasan, "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1"}
+        for k, v in (extra_env or {}).items():
+            extra[k] = extra[k] + ":" + v if k in extra else v
         super().__init__(env, name, [MOSQUITTO, "-c", self.confpath], extra)
         self._wait_ready()
 
@@ -344,8 +346,11 @@ class Client:
     """A paho MQTT client with a device certificate, run on its own thread."""
 
     def __init__(self, env, broker, clientid, ca, cert=None, key=None, protocol=5,
-                 clean=True, username=None, password=None):
+                 clean=True, username=None, password=None, session_expiry=None):
         self.env = env
+        # MQTT 5 Session Expiry Interval sent at CONNECT: None = 3600 s for a
+        # persistent session (clean=False), none at all for a clean one.
+        self.session_expiry = session_expiry
         self.broker = broker
         self.clientid = clientid
         self.protocol = mqtt.MQTTv5 if protocol == 5 else mqtt.MQTTv311
@@ -421,7 +426,9 @@ class Client:
         try:
             if self.protocol == mqtt.MQTTv5:
                 props = Properties(PacketTypes.CONNECT)
-                if not self.clean:
+                if self.session_expiry is not None:
+                    props.SessionExpiryInterval = self.session_expiry
+                elif not self.clean:
                     props.SessionExpiryInterval = 3600
                 self.c.connect(self.broker.host, self.broker.port, keepalive,
                                clean_start=self.clean, properties=props)
@@ -519,6 +526,17 @@ crlfile {crl}
 """
 
 
+def poisoned_free_env():
+    """Environment for a broker whose freed memory is overwritten at once, so a
+    use after free in mosquitto crashes it deterministically instead of
+    reading stale but plausible bytes: glibc without its per-thread cache
+    (which would keep small freed blocks intact) and with MALLOC_PERTURB_, or
+    under ASan (which replaces malloc) its own fill of freed memory."""
+    if ASAN:
+        return {"ASAN_OPTIONS": "max_free_fill_size=65536:free_fill_byte=197"}
+    return {"MALLOC_PERTURB_": "197", "GLIBC_TUNABLES": "glibc.malloc.tcache_count=0"}
+
+
 class Env:
     """One test's world: a temp dir, and everything started in it."""
 
@@ -576,14 +594,14 @@ class Env:
     def pki(self, name="plant", rsa=False):
         return Pki(self, name, rsa=rsa)
 
-    def _broker(self, name, body_for, port):
+    def _broker(self, name, body_for, port, extra_env=None):
         """Start a Broker with the config body_for(port).  A port picked here
         (port=None) is only free until mosquitto binds it, and tests run side by
         side: when someone took it in between, pick another."""
         for _ in range(4):
             p = port or free_port()
             try:
-                return Broker(self, name, body_for(p), p)
+                return Broker(self, name, body_for(p), p, extra_env)
             except RuntimeError as e:
                 if port or "Address already in use" not in str(e):
                     raise
@@ -591,7 +609,7 @@ class Env:
         raise RuntimeError("mosquitto %s: every port picked was taken before it could bind" % name)
 
     def plant_broker(self, pki, policy=None, plugin=True, persistence=False, extra="",
-                     plugin_opts=None, name="plant", port=None):
+                     plugin_opts=None, name="plant", port=None, extra_env=None):
         cert, key = pki.server("localhost")
         body = ["per_listener_settings false", "allow_anonymous false", "log_dest stderr",
                 "log_type all", "connection_messages true"]
@@ -607,7 +625,7 @@ class Env:
                 body.append("plugin_opt_%s %s" % (k, v))
         body.append(extra)
         return self._broker(name, lambda p: "\n".join(body) + "\n" + PLANT_TLS.format(
-            port=p, ca=pki.ca, cert=cert, key=key, crl=pki.crl), port)
+            port=p, ca=pki.ca, cert=cert, key=key, crl=pki.crl), port, extra_env)
 
     def cloud_broker(self, pki, extra="", name="cloud", port=None):
         """The cloud stand-in: plain mosquitto, mutual TLS with any cert of `pki`.
