@@ -157,6 +157,28 @@ int acl_check(int event, void *event_data, void *userdata)
 	} else {
 		policy_check(pg->policy, &who, &req, &d);
 	}
+	/* A WRITE check from a connection that is not the client's live one is
+	 * mosquitto about to send that connection's will (src/context.c,
+	 * context__send_will): a PUBLISH only ever comes from the live
+	 * connection, and auth.c makes every new connection the live one before
+	 * mosquitto closes the one it takes over.  See provenance.c. */
+	bool will = req.access == POLICY_PUBLISH && (!rec || rec->client != ed->client);
+	char topic[256], id[128];
+	if(d.allow && will) {
+		int rc = provenance_will(pg, ed, identity);
+		if(rc) {
+			mosquitto_log_printf(MOSQ_LOG_ERR, PG_LOG_PREFIX "will not sent: identity=\"%s\" topic=\"%s\" "
+			                     "reason=\"cannot publish the stamped copy (error %d)\"",
+			                     util_log_safe(identity, id, sizeof(id)),
+			                     util_log_safe(ed->topic, topic, sizeof(topic)), rc);
+		} else {
+			mosquitto_log_printf(MOSQ_LOG_INFO, PG_LOG_PREFIX "will sent with the verified sender: "
+			                     "identity=\"%s\" topic=\"%s\" qos=%d retain=%d",
+			                     util_log_safe(identity, id, sizeof(id)),
+			                     util_log_safe(ed->topic, topic, sizeof(topic)), ed->qos, ed->retain);
+		}
+		return MOSQ_ERR_ACL_DENIED; /* mosquitto's own, unstamped copy */
+	}
 	if(d.allow) {
 		if(req.access == POLICY_PUBLISH && !within_rate(pg, rec, ed)) {
 			return MOSQ_ERR_ACL_DENIED;
@@ -165,9 +187,11 @@ int acl_check(int event, void *event_data, void *userdata)
 	}
 
 	const char *ev = AUDIT_EV_PUBLISH_DENIED;
+	const char *access = will ? "will" : policy_access_name(req.access);
 	switch(req.access) {
 	case POLICY_PUBLISH:
 		pg->stats.publish_denied++;
+		pg->stats.wills_denied += will;
 		break;
 	case POLICY_SUBSCRIBE:
 		pg->stats.subscribe_denied++;
@@ -178,15 +202,15 @@ int acl_check(int event, void *event_data, void *userdata)
 		ev = AUDIT_EV_READ_DENIED;
 		break;
 	}
-	char topic[256], id[128], why[512], rule[300] = "";
+	char why[512], rule[300] = "";
 	policy_decision_format(&d, &req, why, sizeof(why));
 	if(d.rule_file) {
 		util_snprintf(rule, sizeof(rule), "%s:%d", d.rule_file, d.rule_line);
 	}
-	if(log_refusal(rec, policy_access_name(req.access), ed->topic)) {
+	if(log_refusal(will ? NULL : rec, access, ed->topic)) {
 		mosquitto_log_printf(MOSQ_LOG_NOTICE,
 	                     PG_LOG_PREFIX "%s denied: identity=\"%s\" topic=\"%s\" qos=%d retain=%d reason=\"%s\"",
-	                     policy_access_name(req.access), util_log_safe(identity, id, sizeof(id)),
+	                     access, util_log_safe(identity, id, sizeof(id)),
 	                     util_log_safe(ed->topic, topic, sizeof(topic)), req.qos, req.retain, why);
 	}
 	control_audit(pg,
@@ -195,7 +219,7 @@ int acl_check(int event, void *event_data, void *userdata)
 	                               .clientid = cid,
 	                               .address = rec ? rec->address : NULL,
 	                               .topic = ed->topic,
-	                               .access = policy_access_name(req.access),
+	                               .access = access,
 	                               .decision = "deny",
 	                               .reason = d.reason ? d.reason : "no rule grants it",
 	                               .rule = rule[0] ? rule : NULL},

@@ -248,9 +248,8 @@ int auth_basic(int event, void *event_data, void *userdata)
 	 * reload: a re-check of a connection we admitted, not a new connect. */
 	bool recheck = rec && rec->client == client && !strcmp(rec->identity, identity);
 	if(!rec || strcmp(rec->identity, identity)) {
-		rec = calloc(1, sizeof(*rec));
-		if(!rec || hmap_put(pg->clients, cid, rec)) {
-			free(rec);
+		rec = control_client_new(pg, cid);
+		if(!rec) {
 			rc = MOSQ_ERR_NOMEM;
 			goto out;
 		}
@@ -262,8 +261,7 @@ int auth_basic(int event, void *event_data, void *userdata)
 	util_strlcpy(rec->sha256, sha256, sizeof(rec->sha256));
 	util_strlcpy(rec->address, mosquitto_client_address(client), sizeof(rec->address));
 	rec->binding = binding;
-	rec->client = client;
-	rec->session = NULL;
+	control_client_online(pg, rec, client);
 	/* Its session may still hold subscriptions the new rights do not grant
 	 * (a takeover keeps them without a SUBSCRIBE check): one kick makes
 	 * mosquitto re-check them (check_subscription_acls in

@@ -194,6 +194,41 @@ int control_reload(int event, void *event_data, void *userdata)
 	return MOSQ_ERR_SUCCESS;
 }
 
+pg_client_t *control_client_new(pg_plugin_t *pg, const char *cid)
+{
+	pg_client_t *old = hmap_get(pg->clients, cid);
+	pg_client_t *rec = calloc(1, sizeof(*rec));
+	if(!rec) {
+		return NULL;
+	}
+	bool counted = old && !old->client && old->offline_ms;
+	if(counted) {
+		pg->offline--;
+		pg->forgettable -= old->forget;
+	}
+	if(hmap_put(pg->clients, cid, rec)) { /* frees `old` on success only */
+		if(counted) {
+			pg->offline++;
+			pg->forgettable += old->forget;
+		}
+		free(rec);
+		return NULL;
+	}
+	return rec;
+}
+
+void control_client_online(pg_plugin_t *pg, pg_client_t *rec, const struct mosquitto *client)
+{
+	if(!rec->client && rec->offline_ms) {
+		pg->offline--;
+		pg->forgettable -= rec->forget;
+	}
+	rec->forget = false;
+	rec->offline_ms = 0;
+	rec->client = client;
+	rec->session = NULL;
+}
+
 int control_disconnect(int event, void *event_data, void *userdata)
 {
 	struct mosquitto_evt_disconnect *ed = event_data;
@@ -210,11 +245,91 @@ int control_disconnect(int event, void *event_data, void *userdata)
 	}
 	rec->client = NULL;
 	rec->session = ed->client;
-	if(mosquitto_client_clean_session(ed->client)) {
-		/* No session survives: nothing will be queued for it. */
-		hmap_del(pg->clients, cid);
+	rec->offline_ms = control_mono_ms() | 1; /* never 0: 0 = not offline */
+	pg->offline++;
+	/* MQTT 3.1.1 clean session: no session survives and there is no will
+	 * delay; the will's WRITE check comes right after this callback
+	 * (src/context.c, context__disconnect), so the record goes at the next
+	 * tick.  MQTT 5 keeps a session for its expiry interval even with clean
+	 * start, and a will may wait for its delay: kept (see plugin_int.h). */
+	if(mosquitto_client_clean_session(ed->client) && mosquitto_client_protocol_version(ed->client) != 5) {
+		rec->forget = true;
+		pg->forgettable++;
 	}
 	return MOSQ_ERR_SUCCESS;
+}
+
+static void forget(pg_plugin_t *pg, const char *cid)
+{
+	pg_client_t *rec = hmap_get(pg->clients, cid);
+	if(rec && !rec->client && rec->offline_ms) {
+		pg->offline--;
+		pg->forgettable -= rec->forget;
+		hmap_del(pg->clients, cid);
+	}
+}
+
+static int by_offline_ms(const void *a, const void *b)
+{
+	const pg_client_t *x = *(pg_client_t *const *)a, *y = *(pg_client_t *const *)b;
+	return (x->offline_ms > y->offline_ms) - (x->offline_ms < y->offline_ms);
+}
+
+/* Drop the records marked `forget`, and beyond plugin_opt_offline_sessions
+ * the offline records that went offline first (down to 90 %), logging how
+ * many.  mosquitto asking about an evicted session later gets what an
+ * unknown client gets: the policy without its certificate attributes, which
+ * fails closed, and its will is still stamped (from the username). */
+static void expire_records(pg_plugin_t *pg)
+{
+	if(!pg->forgettable && pg->offline <= pg->max_offline) {
+		return;
+	}
+	size_t n = 0, it = 0, cap = pg->offline;
+	const char *cid;
+	void *v;
+	pg_client_t **offline = calloc(cap ? cap : 1, sizeof(*offline));
+	char **keys = calloc(cap ? cap : 1, sizeof(*keys));
+	if(!offline || !keys) {
+		free(offline);
+		free(keys);
+		return;
+	}
+	while(n < cap && hmap_next(pg->clients, &it, &cid, &v)) {
+		pg_client_t *rec = v;
+		if(!rec->client && rec->offline_ms) {
+			offline[n++] = rec;
+		}
+	}
+	size_t keep = pg->offline > pg->max_offline ? pg->max_offline - pg->max_offline / 10 : pg->offline;
+	qsort(offline, n, sizeof(*offline), by_offline_ms);
+	size_t nkeys = 0, evicted = 0;
+	/* Map records back to their keys: a second pass (the map owns the keys). */
+	for(size_t i = 0; i < n; i++) {
+		bool drop = offline[i]->forget || i < n - (keep < n ? keep : n);
+		evicted += drop && !offline[i]->forget;
+		offline[i]->evict = drop;
+	}
+	it = 0;
+	while(nkeys < n && hmap_next(pg->clients, &it, &cid, &v)) {
+		pg_client_t *rec = v;
+		if(!rec->client && rec->evict && (keys[nkeys] = strdup(cid)) != NULL) {
+			nkeys++;
+		}
+	}
+	for(size_t i = 0; i < nkeys; i++) {
+		forget(pg, keys[i]);
+		free(keys[i]);
+	}
+	if(evicted) {
+		pg->stats.sessions_evicted += evicted;
+		mosquitto_log_printf(MOSQ_LOG_WARNING,
+		                     PG_LOG_PREFIX "%zu offline sessions forgotten (more than plugin_opt_offline_sessions "
+		                     "%zu): mosquitto's checks for them now fail closed until each device reconnects",
+		                     evicted, pg->max_offline);
+	}
+	free(offline);
+	free(keys);
 }
 
 static void publish_stat(const char *name, uint64_t value)
@@ -240,6 +355,9 @@ static void publish_stats(pg_plugin_t *pg)
 	publish_stat("reload-failures", s->reload_failures);
 	publish_stat("forged-properties", s->forged_properties);
 	publish_stat("offline-rechecks", s->offline_rechecks);
+	publish_stat("wills/stamped", s->wills_stamped);
+	publish_stat("wills/denied", s->wills_denied);
+	publish_stat("sessions-evicted", s->sessions_evicted);
 	publish_stat("audit/errors", s->audit_errors);
 	publish_stat("clients/known", hmap_count(pg->clients));
 }
@@ -275,6 +393,7 @@ int control_tick(int event, void *event_data, void *userdata)
 	int64_t now = control_mono_ms();
 
 	pg->reload_pass = false;
+	expire_records(pg);
 	/* Devices that kept flooding: disconnect them here, outside the ACL
 	 * callback of their own publish. */
 	char *ids[32];

@@ -190,6 +190,11 @@ static int parse_options(pg_plugin_t *pg, struct mosquitto_opt *options, int opt
 				return bad_option(k, v, "give failed connects per minute before throttling, 0 = never");
 			}
 			pg->connect_failures = (uint32_t)n;
+		} else if(!strcmp(k, "offline_sessions")) {
+			if(util_parse_i64(v, 1, 10000000, &n)) {
+				return bad_option(k, v, "give the number of offline sessions remembered, 1 to 10000000");
+			}
+			pg->max_offline = (size_t)n;
 		} else if(!strcmp(k, "stamp_received")) {
 			if(strcmp(v, "true") && strcmp(v, "false")) {
 				return bad_option(k, v, "use true or false");
@@ -234,6 +239,7 @@ EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userd
 	pg->connect_failures = 20;
 	pg->connect_window_ms = 60000;
 	pg->sys_interval_ms = 10000;
+	pg->max_offline = 20000;
 	if(set_uri_prefixes(pg, "urn:plantgate:device:,urn:plantgate:bridge:") ||
 	   parse_options(pg, options, option_count)) {
 		goto fail;

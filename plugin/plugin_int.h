@@ -32,9 +32,15 @@
 
 /* What the plugin remembers of a client from its connect: the identity the
  * certificate proved, its attributes and ids, and the policy entry it
- * resolved to.  Keyed by client id (bound to the identity); kept across
- * disconnects of persistent sessions so their queued messages are checked
- * with the same facts; re-resolved on every reload. */
+ * resolved to.  Keyed by client id (bound to the identity); re-resolved on
+ * every reload.  Kept after the disconnect for as long as mosquitto may still
+ * ask about the client: its will is checked after the DISCONNECT event (or
+ * after a will delay), and an MQTT 5 session — clean start or not — lives on
+ * for its session expiry interval, which plugins cannot read, with messages
+ * queued for it and READ-checked.  An MQTT 3.1.1 clean session is forgotten
+ * at the next tick (its will was checked right after the disconnect); every
+ * other offline record is kept, the oldest dropped beyond
+ * plugin_opt_offline_sessions (control.c). */
 typedef struct pg_client {
 	char identity[IDENTITY_MAX + 1];
 	char site[IDENTITY_MAX + 1];
@@ -49,6 +55,9 @@ typedef struct pg_client {
 	 * this very pointer (see auth.c, offline_recheck). */
 	const struct mosquitto *session;
 	bool rights_changed; /* a reload changed its rights while it was offline */
+	bool forget;         /* offline with no session left: drop at the next tick */
+	int64_t offline_ms;  /* when it went offline (monotonic, never 0); 0 = live */
+	bool evict;          /* marked for dropping (control.c, expire_records) */
 	ratelimit_bucket_t msgs, bytes;
 	ratelimit_strikes_t strikes;
 	uint64_t limited;          /* publishes refused by the rate limit, total */
@@ -82,6 +91,9 @@ typedef struct pg_stats {
 	uint64_t reload_failures;
 	uint64_t forged_properties;
 	uint64_t offline_rechecks; /* reload re-checks of sessions with no connection */
+	uint64_t wills_stamped;    /* wills the plugin published with the stamp */
+	uint64_t wills_denied;     /* wills the policy refused */
+	uint64_t sessions_evicted; /* offline records dropped to bound memory */
 	uint64_t audit_errors;
 } pg_stats_t;
 
@@ -100,6 +112,9 @@ typedef struct pg_plugin {
 	size_t npins;
 	hmap_t *pinned_ok; /* SHA-256 of leaf certificates already verified against a pin */
 	hmap_t *clients;  /* client id -> pg_client_t* */
+	size_t offline;   /* records in `clients` without a live connection */
+	size_t max_offline; /* plugin_opt_offline_sessions */
+	size_t forgettable; /* records marked `forget` */
 	hmap_t *failures; /* "addr:<ip>" / "id:<identity>" -> pg_failures_t* */
 	/* limits */
 	double rate_msgs;  /* default messages/s per device; 0 = unlimited */
@@ -126,6 +141,11 @@ int acl_check(int event, void *event_data, void *userdata);
 int control_reload(int event, void *event_data, void *userdata);
 int control_tick(int event, void *event_data, void *userdata);
 int control_disconnect(int event, void *event_data, void *userdata);
+/* Make `rec` (the record of client id `cid`, possibly offline) the one of the
+ * live connection `client`, keeping the offline count right. */
+void control_client_online(pg_plugin_t *pg, pg_client_t *rec, const struct mosquitto *client);
+/* Replace the record of `cid` by a new, zeroed one; NULL on ENOMEM. */
+pg_client_t *control_client_new(pg_plugin_t *pg, const char *cid);
 int64_t control_mono_ms(void); /* monotonic clock, for rate limits */
 int64_t control_wall_ms(void); /* UTC wall clock, for audit lines */
 /* Write an audit line; counts and logs (once per minute) audit failures.
@@ -133,5 +153,9 @@ int64_t control_wall_ms(void); /* UTC wall clock, for audit lines */
 void control_audit(pg_plugin_t *pg, const audit_event_t *ev, bool limited);
 /* provenance.c */
 int provenance_message(int event, void *event_data, void *userdata);
+/* Publish the will this WRITE check is about, stamped with `identity`
+ * (borrowed), as the plugin's own message; 0 or a MOSQ_ERR_*.  The caller
+ * then denies the check so mosquitto drops its unstamped copy. */
+int provenance_will(pg_plugin_t *pg, const struct mosquitto_evt_acl_check *ed, const char *identity);
 
 #endif

@@ -1,13 +1,34 @@
 /*
- * provenance.c — stamps every accepted PUBLISH with who really sent it.
+ * provenance.c — stamps every message a device sends, its will included,
+ * with who really sent it.
  *
- * Runs on MOSQ_EVT_MESSAGE, after the ACL check allowed the publish.  Removes
- * every `plantgate-device` (and `plantgate-received`) user property the
- * client sent, then adds `plantgate-device = <verified identity>` and, when
- * enabled, `plantgate-received = <broker receive time, UTC ISO-8601 ms>`.
- * MQTT 5 subscribers and the bridge can therefore trust these two properties:
- * no client can set them.  (MQTT 3.1.1 subscribers do not receive
- * properties at all.)
+ * PUBLISH: runs on MOSQ_EVT_MESSAGE, after the ACL check allowed the
+ * publish.  Removes every `plantgate-device` (and `plantgate-received`) user
+ * property the client sent, then adds `plantgate-device = <verified
+ * identity>` and, when enabled, `plantgate-received = <broker receive time,
+ * UTC ISO-8601 ms>`.
+ *
+ * Wills: mosquitto 2.0.11 never passes a will through MOSQ_EVT_MESSAGE; it
+ * only asks ACL_CHECK (WRITE) when it is about to send one
+ * (src/context.c, context__send_will — at disconnect, after the will delay
+ * in src/will_delay.c, at session expiry, or when a new connection takes
+ * the client id over), and that check carries no properties
+ * (src/security.c, mosquitto_acl_check sets event_data.properties = NULL).
+ * So the plugin cannot clean a will's properties, and cannot even see
+ * whether they are forged.  It therefore never lets mosquitto send a will:
+ * acl.c recognises the will's WRITE check (it comes from a connection that
+ * is no longer the client's live one), checks it against the policy like a
+ * PUBLISH, publishes a copy itself with mosquitto_broker_publish_copy() —
+ * same topic, payload, QoS and retain, carrying only the plantgate stamp —
+ * and answers the check "denied", which makes context__send_will drop
+ * mosquitto's copy with the client's properties.  Cost: a will's own MQTT 5
+ * properties (user properties, content type, message expiry, ...) are not
+ * carried; mosquitto does not show them to plugins.  A refused will is sent
+ * by nobody.
+ *
+ * MQTT 5 subscribers and the bridge can therefore trust these two
+ * properties: no client can set them, on any message.  (MQTT 3.1.1
+ * subscribers do not receive properties at all.)
  */
 #include "plugin_int.h"
 
@@ -111,6 +132,38 @@ static void now_iso(char *out, size_t outlen)
 	         tm.tm_sec % 100, (int)(ts.tv_nsec / 1000000) % 1000);
 }
 
+/* Append the stamp (plantgate-device, and plantgate-received when enabled)
+ * to *out. */
+static int stamp(const pg_plugin_t *pg, const char *identity, mosquitto_property **out)
+{
+	int rc = mosquitto_property_add_string_pair(out, MQTT_PROP_USER_PROPERTY, PG_PROP_DEVICE, identity);
+	if(rc || !pg->stamp_received) {
+		return rc;
+	}
+	char ts[40];
+	now_iso(ts, sizeof(ts));
+	return mosquitto_property_add_string_pair(out, MQTT_PROP_USER_PROPERTY, PG_PROP_RECEIVED, ts);
+}
+
+int provenance_will(pg_plugin_t *pg, const struct mosquitto_evt_acl_check *ed, const char *identity)
+{
+	mosquitto_property *props = NULL;
+	int rc = stamp(pg, identity, &props);
+	if(!rc) {
+		/* Takes props on success; delivered from the next main-loop pass
+		 * (src/loop.c, queue_plugin_msgs), through every subscriber's READ
+		 * check, retained if the will was. */
+		rc = mosquitto_broker_publish_copy(NULL, ed->topic, (int)ed->payloadlen, ed->payload, ed->qos,
+		                                   ed->retain, props);
+	}
+	if(rc) {
+		mosquitto_property_free_all(&props);
+		return rc;
+	}
+	pg->stats.wills_stamped++;
+	return MOSQ_ERR_SUCCESS;
+}
+
 int provenance_message(int event, void *event_data, void *userdata)
 {
 	struct mosquitto_evt_message *ed = event_data;
@@ -134,17 +187,9 @@ int provenance_message(int event, void *event_data, void *userdata)
 			goto fail;
 		}
 	}
-	rc = mosquitto_property_add_string_pair(&out, MQTT_PROP_USER_PROPERTY, PG_PROP_DEVICE, identity);
+	rc = stamp(pg, identity, &out);
 	if(rc) {
 		goto fail;
-	}
-	if(pg->stamp_received) {
-		char ts[40];
-		now_iso(ts, sizeof(ts));
-		rc = mosquitto_property_add_string_pair(&out, MQTT_PROP_USER_PROPERTY, PG_PROP_RECEIVED, ts);
-		if(rc) {
-			goto fail;
-		}
 	}
 	mosquitto_property_free_all(&ed->properties);
 	ed->properties = out;

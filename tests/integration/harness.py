@@ -392,12 +392,15 @@ class Client:
         self.disconnected.set()
 
     def _on_message(self, c, u, msg):
-        props = {}
+        pairs = []
         if getattr(msg, "properties", None) is not None and hasattr(msg.properties, "UserProperty"):
-            props = dict(msg.properties.UserProperty)
+            pairs = list(msg.properties.UserProperty)
         with self.lock:
+            # props: the user properties as a dict (the last of a repeated
+            # key wins); props_list: all of them, in order, repeats included.
             self.messages.append({"topic": msg.topic, "payload": msg.payload, "qos": msg.qos,
-                                  "retain": bool(msg.retain), "props": props})
+                                  "retain": bool(msg.retain), "props": dict(pairs),
+                                  "props_list": pairs})
 
     def _on_subscribe(self, c, u, mid, granted, props=None):
         self.sub_results[mid] = [g.value if hasattr(g, "value") else int(g) for g in granted]
