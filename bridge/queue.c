@@ -1,12 +1,20 @@
 /*
  * queue.c — durable message queue in SQLite (see queue.h).
  *
- * Schema (version 2, application_id 'PGBQ'):
+ * Schema (version 3, application_id 'PGBQ'):
  *   msg(seq INTEGER PRIMARY KEY AUTOINCREMENT, rx_ms, expires_ms, qos, retain,
  *       local_topic, remote_topic, payload BLOB, size, device)
- * Version 1 (no device column) is migrated in place at open: one transaction
- * adds the column (ALTER TABLE ADD COLUMN, default '': "no device identity
- * recorded"), so no queued message is lost or rewritten.
+ *   ingest(seq INTEGER PRIMARY KEY, mid, hash BLOB)
+ *       the plant packet id and content hash of the last QUEUE_INGEST_WINDOW
+ *       stored plant messages, written in the same transaction as the
+ *       message: what a redelivery after a crash is recognised by
+ *   dead_letter(seq INTEGER PRIMARY KEY, <the msg columns>, reason,
+ *       attempts, first_failure_ms, last_failure_ms)
+ *       messages the cloud would never take, set aside (queue_dead_letter)
+ * Versions 1 (no device column) and 2 (no ingest, dead_letter) are migrated
+ * in place at open, in one transaction (ALTER TABLE ADD COLUMN with default
+ * '' = "no device identity recorded", CREATE TABLE), so no queued message is
+ * lost or rewritten.
  * AUTOINCREMENT matters: a plain rowid would restart from 1 once the queue is
  * empty, and consumers that drop duplicates by seq would then drop new data.
  */
@@ -14,6 +22,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -27,8 +36,23 @@
 #include "util.h"
 
 #define QUEUE_APP_ID 0x50474251 /* 'PGBQ' */
-#define QUEUE_SCHEMA 2
+#define QUEUE_SCHEMA 3
 #define QUEUE_SCHEMA_V1 1 /* before the device column; migrated at open */
+#define QUEUE_SCHEMA_V2 2 /* before ingest and dead_letter; migrated at open */
+/* Stored plant messages remembered for recognising a redelivery: the plant
+ * broker redelivers at most its in-flight window (the bridge's Receive
+ * Maximum, 64), so this is ample, and far below the 65,535 packet ids after
+ * which an id comes round again. */
+#define QUEUE_INGEST_WINDOW 1024
+
+#define QUEUE_TABLES_V3                                                                       \
+	"CREATE TABLE ingest(seq INTEGER PRIMARY KEY, mid INTEGER NOT NULL, hash BLOB NOT NULL);" \
+	"CREATE TABLE dead_letter(seq INTEGER PRIMARY KEY, rx_ms INTEGER NOT NULL,"              \
+	" expires_ms INTEGER NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL,"            \
+	" local_topic TEXT NOT NULL, remote_topic TEXT NOT NULL, payload BLOB NOT NULL,"          \
+	" size INTEGER NOT NULL, device TEXT NOT NULL, reason TEXT NOT NULL,"                     \
+	" attempts INTEGER NOT NULL, first_failure_ms INTEGER NOT NULL,"                          \
+	" last_failure_ms INTEGER NOT NULL);"
 
 /* Two connections, so the cloud side never waits for the plant side's fsync:
  *  - db (mutex mu): every write — the plant side's group commits, the cloud
@@ -50,8 +74,11 @@ struct queue {
 	uint64_t bytes;
 	uint64_t dropped_oldest;
 	uint64_t expired;
+	int64_t dead; /* rows in dead_letter; under smu */
+	bool readonly; /* queue_open_readonly: rdb only, no lock */
 	sqlite3_stmt *st_insert, *st_delete, *st_oldest, *st_expire, *st_begin, *st_commit;
-	sqlite3_stmt *st_peek, *st_first; /* on rdb */
+	sqlite3_stmt *st_ingest, *st_ingest_trim;
+	sqlite3_stmt *st_peek, *st_first, *st_seen; /* on rdb */
 };
 
 const char *queue_strerror(queue_rc_t rc)
@@ -136,7 +163,7 @@ static void recovery_hint(char *err, size_t errlen, const char *path, const char
 /* Create the tables of an empty database in one transaction. */
 static int schema_create(sqlite3 *db)
 {
-	char sql[1024];
+	char sql[2048];
 	snprintf(sql, sizeof(sql),
 	         "BEGIN IMMEDIATE;"
 	         "CREATE TABLE msg(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
@@ -145,7 +172,7 @@ static int schema_create(sqlite3 *db)
 	         " local_topic TEXT NOT NULL, remote_topic TEXT NOT NULL,"
 	         " payload BLOB NOT NULL, size INTEGER NOT NULL,"
 	         " device TEXT NOT NULL DEFAULT '');"
-	         "CREATE INDEX msg_expiry ON msg(expires_ms) WHERE expires_ms > 0;"
+	         "CREATE INDEX msg_expiry ON msg(expires_ms) WHERE expires_ms > 0;" QUEUE_TABLES_V3
 	         "PRAGMA application_id=%d; PRAGMA user_version=%d; COMMIT;",
 	         QUEUE_APP_ID, QUEUE_SCHEMA);
 	int rc = exec(db, sql);
@@ -241,8 +268,11 @@ void queue_close(queue_t *q)
 	sqlite3_finalize(q->st_expire);
 	sqlite3_finalize(q->st_begin);
 	sqlite3_finalize(q->st_commit);
+	sqlite3_finalize(q->st_ingest);
+	sqlite3_finalize(q->st_ingest_trim);
 	sqlite3_finalize(q->st_peek);
 	sqlite3_finalize(q->st_first);
+	sqlite3_finalize(q->st_seen);
 	if(q->rdb) {
 		sqlite3_close(q->rdb);
 	}
@@ -383,7 +413,8 @@ queue_rc_t queue_open(const char *path, const queue_limits_t *lim, queue_t **out
 		              "is an SQLite database but not a plantgate queue (wrong application_id)");
 		goto out;
 	}
-	if(app_id == QUEUE_APP_ID && version != QUEUE_SCHEMA && version != QUEUE_SCHEMA_V1) {
+	if(app_id == QUEUE_APP_ID && version != QUEUE_SCHEMA && version != QUEUE_SCHEMA_V1 &&
+	   version != QUEUE_SCHEMA_V2) {
 		qrc = QUEUE_ERR_CORRUPT;
 		snprintf(err, errlen,
 		         "queue '%s' has schema version %lld, this bridge knows %d: use the matching "
@@ -428,21 +459,24 @@ queue_rc_t queue_open(const char *path, const queue_limits_t *lim, queue_t **out
 			goto out;
 		}
 		sqlite3_finalize(chk);
-		if(version == QUEUE_SCHEMA_V1) {
-			/* Written by the previous bridge version: add the device column in
-			 * one transaction; every queued row stays as it was. */
-			char sql[256];
+		if(version == QUEUE_SCHEMA_V1 || version == QUEUE_SCHEMA_V2) {
+			/* Written by an earlier bridge version: add the device column
+			 * (v1) and the tables of v3 in one transaction; every queued row
+			 * stays as it was. */
+			char sql[2048];
 			snprintf(sql, sizeof(sql),
-			         "BEGIN IMMEDIATE; ALTER TABLE msg ADD COLUMN device TEXT NOT NULL DEFAULT '';"
-			         " PRAGMA user_version=%d; COMMIT;",
+			         "BEGIN IMMEDIATE; %s" QUEUE_TABLES_V3 " PRAGMA user_version=%d; COMMIT;",
+			         version == QUEUE_SCHEMA_V1
+			             ? "ALTER TABLE msg ADD COLUMN device TEXT NOT NULL DEFAULT '';"
+			             : "",
 			         QUEUE_SCHEMA);
 			rc = exec(q->db, sql);
 			if(rc) {
 				snprintf(err, errlen,
-				         "queue '%s': cannot upgrade the schema from version %d to %d: %s; nothing "
-				         "was changed (free disk space, or run the previous bridge version to drain "
-				         "it)",
-				         path, QUEUE_SCHEMA_V1, QUEUE_SCHEMA, sqlite3_errmsg(q->db));
+				         "queue '%s': cannot upgrade the schema from version %lld to %d: %s; "
+				         "nothing was changed (free disk space, or run the previous bridge version "
+				         "to drain it)",
+				         path, (long long)version, QUEUE_SCHEMA, sqlite3_errmsg(q->db));
 				exec(q->db, "ROLLBACK");
 				qrc = map_rc(rc) == QUEUE_ERR_FULL ? QUEUE_ERR_FULL : QUEUE_ERR_OPEN;
 				goto out;
@@ -487,6 +521,10 @@ queue_rc_t queue_open(const char *path, const queue_limits_t *lim, queue_t **out
 	                          " payload, device FROM msg WHERE seq > ?1 AND (expires_ms = 0 OR expires_ms > ?2)"
 	                          " ORDER BY seq LIMIT ?3"},
 	    {q->rdb, &q->st_first, "SELECT rx_ms FROM msg ORDER BY seq LIMIT 1"},
+	    {q->db, &q->st_ingest, "INSERT INTO ingest(seq, mid, hash) VALUES(?,?,?)"},
+	    {q->db, &q->st_ingest_trim, "DELETE FROM ingest WHERE seq <= ?"},
+	    {q->rdb, &q->st_seen, "SELECT seq FROM ingest WHERE mid = ? AND hash = ?"
+	                          " ORDER BY seq DESC LIMIT 1"},
 	};
 	for(size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
 		rc = sqlite3_prepare_v3(stmts[i].db, stmts[i].sql, -1, SQLITE_PREPARE_PERSISTENT,
@@ -504,6 +542,9 @@ queue_rc_t queue_open(const char *path, const queue_limits_t *lim, queue_t **out
 	rc = query_i64(q->db, "SELECT count(*) FROM msg", &count);
 	if(!rc) {
 		rc = query_i64(q->db, "SELECT coalesce(sum(size), 0) FROM msg", &total);
+	}
+	if(!rc) {
+		rc = query_i64(q->db, "SELECT count(*) FROM dead_letter", &q->dead);
 	}
 	if(rc) {
 		char what[512];
@@ -552,6 +593,63 @@ static bool over(const queue_t *q, int64_t count, uint64_t bytes)
 	return count > q->lim.max_messages || bytes > q->lim.max_bytes;
 }
 
+/* What a redelivered copy has in common with the stored message: plant
+ * topic, verified device and payload (not the cloud topic or QoS, which
+ * follow the rules).  Each field is length-prefixed, so no two different
+ * messages hash the same input. */
+static int ingest_hash(const queue_msg_t *m, unsigned char out[32])
+{
+	const void *part[3] = {m->local_topic, m->device ? m->device : "", m->payload};
+	uint64_t len[3] = {strlen(m->local_topic), m->device ? strlen(m->device) : 0, m->len};
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned int n = 0;
+	int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1;
+	for(int i = 0; ok && i < 3; i++) {
+		ok = EVP_DigestUpdate(ctx, &len[i], sizeof(len[i])) == 1 &&
+		     (len[i] == 0 || EVP_DigestUpdate(ctx, part[i], len[i]) == 1);
+	}
+	ok = ok && EVP_DigestFinal_ex(ctx, out, &n) == 1 && n == 32;
+	EVP_MD_CTX_free(ctx);
+	return ok ? 0 : -1;
+}
+
+/* Remember message m, stored as seq (mu held, inside the push transaction). */
+static int ingest_record(queue_t *q, int64_t seq, const queue_msg_t *m)
+{
+	unsigned char h[32];
+	if(ingest_hash(m, h)) {
+		return SQLITE_NOMEM;
+	}
+	sqlite3_stmt *st = q->st_ingest;
+	sqlite3_bind_int64(st, 1, seq);
+	sqlite3_bind_int(st, 2, m->plant_mid);
+	sqlite3_bind_blob(st, 3, h, sizeof(h), SQLITE_TRANSIENT);
+	return step_once(st);
+}
+
+queue_rc_t queue_ingest_seen(queue_t *q, const queue_msg_t *m, int64_t *seq)
+{
+	*seq = 0;
+	unsigned char h[32];
+	if(m->plant_mid <= 0) {
+		return QUEUE_OK;
+	}
+	if(ingest_hash(m, h)) {
+		return QUEUE_ERR_NOMEM;
+	}
+	pthread_mutex_lock(&q->rmu);
+	sqlite3_stmt *st = q->st_seen;
+	sqlite3_bind_int(st, 1, m->plant_mid);
+	sqlite3_bind_blob(st, 2, h, sizeof(h), SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	if(rc == SQLITE_ROW) {
+		*seq = sqlite3_column_int64(st, 0);
+	}
+	sqlite3_reset(st);
+	pthread_mutex_unlock(&q->rmu);
+	return map_rc(rc);
+}
+
 queue_rc_t queue_push(queue_t *q, const queue_msg_t *msgs, size_t n, int64_t *dropped, char *err,
                       size_t errlen)
 {
@@ -562,7 +660,8 @@ queue_rc_t queue_push(queue_t *q, const queue_msg_t *msgs, size_t n, int64_t *dr
 		return QUEUE_OK;
 	}
 	pthread_mutex_lock(&q->mu);
-	int64_t count = q->count, ndrop = 0, first_new = 0; /* only writers change them: mu */
+	int64_t count = q->count, ndrop = 0, first_new = 0, last_new = 0; /* writers: mu */
+	bool ingested = false;
 	uint64_t bytes = q->bytes;
 	int rc = step_once(q->st_begin);
 	for(size_t i = 0; !rc && i < n; i++) {
@@ -583,12 +682,21 @@ queue_rc_t queue_push(queue_t *q, const queue_msg_t *msgs, size_t n, int64_t *dr
 		sqlite3_clear_bindings(st);
 		if(rc == SQLITE_DONE) {
 			rc = SQLITE_OK;
+			last_new = sqlite3_last_insert_rowid(q->db);
 			if(!first_new) {
-				first_new = sqlite3_last_insert_rowid(q->db);
+				first_new = last_new;
 			}
 			count++;
 			bytes += sz;
 		}
+		if(!rc && m->plant_mid > 0) {
+			rc = ingest_record(q, last_new, m);
+			ingested = true;
+		}
+	}
+	if(!rc && ingested && last_new > QUEUE_INGEST_WINDOW) {
+		sqlite3_bind_int64(q->st_ingest_trim, 1, last_new - QUEUE_INGEST_WINDOW);
+		rc = step_once(q->st_ingest_trim);
 	}
 	/* drop-oldest: evict from the front, never this batch itself. */
 	if(!rc && q->lim.when_full == QUEUE_DROP_OLDEST && over(q, count, bytes)) {
@@ -817,6 +925,7 @@ void queue_get_stats(queue_t *q, queue_stats_t *st)
 	st->bytes = q->bytes;
 	st->dropped_oldest = q->dropped_oldest;
 	st->expired = q->expired;
+	st->dead_letters = q->dead;
 	pthread_mutex_unlock(&q->smu);
 	pthread_mutex_lock(&q->rmu);
 	if(sqlite3_step(q->st_first) == SQLITE_ROW) {
@@ -858,4 +967,201 @@ void queue_msg_clear(queue_msg_t *m)
 	free(m->device);
 	free(m->payload);
 	memset(m, 0, sizeof(*m));
+}
+
+/* --- dead letters -------------------------------------------------------- */
+
+#define QUEUE_MSG_COLS                                                                     \
+	"rx_ms, expires_ms, qos, retain, local_topic, remote_topic, payload, size, device"
+
+void queue_dead_clear(queue_dead_t *d)
+{
+	if(!d) {
+		return;
+	}
+	queue_msg_clear(&d->msg);
+	free(d->reason);
+	memset(d, 0, sizeof(*d));
+}
+
+queue_rc_t queue_dead_letter(queue_t *q, int64_t seq, const char *reason, int attempts,
+                             int64_t first_failure_ms, int64_t last_failure_ms, bool *moved)
+{
+	*moved = false;
+	pthread_mutex_lock(&q->mu);
+	int64_t count = q->count, deleted = 0;
+	uint64_t bytes = q->bytes;
+	sqlite3_stmt *st = NULL;
+	int rc = step_once(q->st_begin);
+	if(!rc) {
+		rc = sqlite3_prepare_v2(q->db,
+		                        "INSERT INTO dead_letter(seq, " QUEUE_MSG_COLS ", reason, attempts,"
+		                        " first_failure_ms, last_failure_ms) SELECT seq, " QUEUE_MSG_COLS
+		                        ", ?2, ?3, ?4, ?5 FROM msg WHERE seq = ?1",
+		                        -1, &st, NULL);
+	}
+	if(!rc) {
+		sqlite3_bind_int64(st, 1, seq);
+		sqlite3_bind_text(st, 2, reason, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 3, attempts);
+		sqlite3_bind_int64(st, 4, first_failure_ms);
+		sqlite3_bind_int64(st, 5, last_failure_ms);
+		rc = step_once(st);
+	}
+	if(!rc) {
+		sqlite3_bind_int64(q->st_delete, 1, seq);
+		rc = delete_step(q, q->st_delete, &count, &bytes, &deleted);
+	}
+	if(!rc) {
+		rc = step_once(q->st_commit);
+	}
+	sqlite3_finalize(st);
+	if(rc) {
+		exec(q->db, "ROLLBACK");
+	} else {
+		set_counts(q, count, bytes, 0, 0);
+		pthread_mutex_lock(&q->smu);
+		q->dead += deleted;
+		pthread_mutex_unlock(&q->smu);
+		*moved = deleted > 0;
+	}
+	pthread_mutex_unlock(&q->mu);
+	return map_rc(rc);
+}
+
+queue_rc_t queue_dead_list(queue_t *q, int64_t seq, int64_t max,
+                           void (*cb)(void *arg, const queue_dead_t *d), void *arg)
+{
+	sqlite3_stmt *st;
+	pthread_mutex_lock(&q->rmu);
+	int rc = sqlite3_prepare_v2(q->rdb,
+	                            "SELECT seq, " QUEUE_MSG_COLS ", reason, attempts, first_failure_ms,"
+	                            " last_failure_ms FROM dead_letter WHERE ?1 = 0 OR seq = ?1"
+	                            " ORDER BY seq LIMIT ?2",
+	                            -1, &st, NULL);
+	if(!rc) {
+		sqlite3_bind_int64(st, 1, seq);
+		sqlite3_bind_int64(st, 2, max > 0 ? max : -1);
+		while((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			queue_dead_t d = {.msg = {.seq = sqlite3_column_int64(st, 0),
+			                          .rx_ms = sqlite3_column_int64(st, 1),
+			                          .expires_ms = sqlite3_column_int64(st, 2),
+			                          .qos = sqlite3_column_int(st, 3),
+			                          .retain = sqlite3_column_int(st, 4) != 0,
+			                          .local_topic = (char *)sqlite3_column_text(st, 5),
+			                          .remote_topic = (char *)sqlite3_column_text(st, 6),
+			                          .payload = (void *)sqlite3_column_blob(st, 7),
+			                          .len = (size_t)sqlite3_column_bytes(st, 7),
+			                          .device = (char *)sqlite3_column_text(st, 9)},
+			                  .reason = (char *)sqlite3_column_text(st, 10),
+			                  .attempts = sqlite3_column_int(st, 11),
+			                  .first_failure_ms = sqlite3_column_int64(st, 12),
+			                  .last_failure_ms = sqlite3_column_int64(st, 13)};
+			cb(arg, &d);
+		}
+		rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+	}
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&q->rmu);
+	return map_rc(rc);
+}
+
+/* Run `sql` (with ?1 = seq, 0 = all) in the write transaction of a dead-letter
+ * command; *n = rows changed by the last statement. */
+static queue_rc_t dead_change(queue_t *q, const char *const *sql, size_t nsql, int64_t seq,
+                              int64_t *n)
+{
+	*n = 0;
+	if(q->readonly) {
+		return QUEUE_ERR_OPEN;
+	}
+	pthread_mutex_lock(&q->mu);
+	int rc = step_once(q->st_begin);
+	for(size_t i = 0; !rc && i < nsql; i++) {
+		sqlite3_stmt *st;
+		rc = sqlite3_prepare_v2(q->db, sql[i], -1, &st, NULL);
+		if(!rc) {
+			sqlite3_bind_int64(st, 1, seq);
+			rc = step_once(st);
+			sqlite3_finalize(st);
+			*n = sqlite3_changes(q->db);
+		}
+	}
+	int64_t count = 0, total = 0, dead = 0;
+	if(!rc) {
+		rc = step_once(q->st_commit);
+	}
+	if(rc) {
+		exec(q->db, "ROLLBACK");
+		*n = 0;
+	} else if(!query_i64(q->db, "SELECT count(*) FROM msg", &count) &&
+	          !query_i64(q->db, "SELECT coalesce(sum(size), 0) FROM msg", &total) &&
+	          !query_i64(q->db, "SELECT count(*) FROM dead_letter", &dead)) {
+		set_counts(q, count, (uint64_t)total, 0, 0);
+		pthread_mutex_lock(&q->smu);
+		q->dead = dead;
+		pthread_mutex_unlock(&q->smu);
+	}
+	pthread_mutex_unlock(&q->mu);
+	return map_rc(rc);
+}
+
+queue_rc_t queue_dead_replay(queue_t *q, int64_t seq, int64_t *n)
+{
+	static const char *const sql[] = {
+	    "INSERT INTO msg(" QUEUE_MSG_COLS ") SELECT rx_ms, 0, qos, retain, local_topic,"
+	    " remote_topic, payload, size, device FROM dead_letter WHERE ?1 = 0 OR seq = ?1"
+	    " ORDER BY seq",
+	    "DELETE FROM dead_letter WHERE ?1 = 0 OR seq = ?1",
+	};
+	return dead_change(q, sql, 2, seq, n);
+}
+
+queue_rc_t queue_dead_purge(queue_t *q, int64_t seq, int64_t *n)
+{
+	static const char *const sql[] = {"DELETE FROM dead_letter WHERE ?1 = 0 OR seq = ?1"};
+	return dead_change(q, sql, 1, seq, n);
+}
+
+queue_rc_t queue_open_readonly(const char *path, queue_t **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	queue_t *q = calloc(1, sizeof(*q));
+	if(!q) {
+		snprintf(err, errlen, "out of memory");
+		return QUEUE_ERR_NOMEM;
+	}
+	pthread_mutex_init(&q->mu, NULL);
+	pthread_mutex_init(&q->rmu, NULL);
+	pthread_mutex_init(&q->smu, NULL);
+	q->lock_fd = -1;
+	q->readonly = true;
+	queue_rc_t qrc = QUEUE_ERR_OPEN;
+	int64_t app_id = 0, version = 0;
+	int rc = sqlite3_open_v2(path, &q->rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, NULL);
+	if(!rc) {
+		sqlite3_busy_timeout(q->rdb, 5000);
+		rc = query_i64(q->rdb, "PRAGMA application_id", &app_id);
+	}
+	if(!rc) {
+		rc = query_i64(q->rdb, "PRAGMA user_version", &version);
+	}
+	if(rc) {
+		snprintf(err, errlen, "queue '%s': cannot open for reading: %s", path,
+		         q->rdb ? sqlite3_errmsg(q->rdb) : sqlite3_errstr(rc));
+	} else if(app_id != QUEUE_APP_ID) {
+		qrc = QUEUE_ERR_CORRUPT;
+		snprintf(err, errlen, "'%s' is not a plantgate queue", path);
+	} else if(version != QUEUE_SCHEMA) {
+		qrc = QUEUE_ERR_CORRUPT;
+		snprintf(err, errlen,
+		         "queue '%s' has schema version %lld (this tool reads %d): start the bridge "
+		         "once, which upgrades it",
+		         path, (long long)version, QUEUE_SCHEMA);
+	} else {
+		*out = q;
+		return QUEUE_OK;
+	}
+	queue_close(q);
+	return qrc;
 }

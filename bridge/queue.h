@@ -43,6 +43,8 @@ typedef struct queue_msg {
 	                     * sender); "" or NULL = none.  Signed into the envelope */
 	void *payload;
 	size_t len;
+	int plant_mid; /* queue_push: the plant broker's packet id of a QoS 1
+	                * delivery, remembered for queue_ingest_seen; 0 = none */
 } queue_msg_t;
 
 typedef struct queue_stats {
@@ -51,6 +53,7 @@ typedef struct queue_stats {
 	int64_t oldest_rx_ms; /* 0 when empty */
 	uint64_t dropped_oldest; /* evicted by drop-oldest since open */
 	uint64_t expired;        /* removed by TTL since open */
+	int64_t dead_letters;    /* messages held in the dead-letter table */
 } queue_stats_t;
 
 /* Result codes, append-only. */
@@ -82,6 +85,53 @@ void queue_set_limits(queue_t *q, const queue_limits_t *lim);
  * the caller stops reading (queue_is_full).  err gets SQLite's message. */
 queue_rc_t queue_push(queue_t *q, const queue_msg_t *msgs, size_t n, int64_t *dropped, char *err,
                       size_t errlen);
+
+/* Was m (local_topic, device, payload, plant_mid) stored already?  After a
+ * crash the plant broker redelivers the messages whose PUBACK never left,
+ * with their packet ids; queue_push remembers packet id and a hash of the
+ * content of the last 1,024 messages in the same transaction as the
+ * messages, so such a redelivery is recognised: *seq is its sequence number,
+ * or 0 when not seen (or m has no packet id).  The caller decides when a
+ * match can only be a redelivery (see plant.c). */
+queue_rc_t queue_ingest_seen(queue_t *q, const queue_msg_t *m, int64_t *seq);
+
+/* --- dead letters --------------------------------------------------------
+ * A message the cloud would never take (it drops the connection whenever the
+ * message is sent) is moved out of the way into the table dead_letter of the
+ * same file: kept, inspectable, replayable by an operator. */
+
+/* One dead letter; strings owned (queue_dead_clear). */
+typedef struct queue_dead {
+	queue_msg_t msg; /* msg.seq: its original sequence number */
+	char *reason;
+	int attempts;
+	int64_t first_failure_ms, last_failure_ms; /* wall clock */
+} queue_dead_t;
+
+void queue_dead_clear(queue_dead_t *d);
+
+/* Move message seq from the queue to the dead letters, in one transaction.
+ * QUEUE_OK also when seq is no longer queued (then *moved is false). */
+queue_rc_t queue_dead_letter(queue_t *q, int64_t seq, const char *reason, int attempts,
+                             int64_t first_failure_ms, int64_t last_failure_ms, bool *moved);
+
+/* Call cb for each dead letter with seq == `seq` (0 = all), in seq order,
+ * at most `max` (0 = no limit).  d is borrowed for the call. */
+queue_rc_t queue_dead_list(queue_t *q, int64_t seq, int64_t max,
+                           void (*cb)(void *arg, const queue_dead_t *d), void *arg);
+
+/* Put dead letter seq (0 = all) back at the end of the queue, under a new
+ * sequence number (consumers drop a seq at or below the highest they saw),
+ * without its ttl; *n gets how many.  Needs the queue opened by queue_open. */
+queue_rc_t queue_dead_replay(queue_t *q, int64_t seq, int64_t *n);
+
+/* Delete dead letter seq (0 = all); *n gets how many. */
+queue_rc_t queue_dead_purge(queue_t *q, int64_t seq, int64_t *n);
+
+/* Open the queue for reading only, beside a running bridge (no lock, no
+ * schema change): for queue_dead_list and queue_get_stats.  Close with
+ * queue_close. */
+queue_rc_t queue_open_readonly(const char *path, queue_t **out, char *err, size_t errlen);
 
 /* True when the queue holds max_messages or max_bytes. */
 bool queue_is_full(queue_t *q);

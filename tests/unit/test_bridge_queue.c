@@ -469,6 +469,175 @@ static void test_interrupted_creation_recovers(void **state)
 	queue_close(q);
 }
 
+/* Issue 12, item 2: a redelivery (same plant packet id, same content) of a
+ * stored message is recognised; other content, another id, or a message that
+ * left the window of remembered ingests is not. */
+static void test_ingest_seen(void **state)
+{
+	fx_t *f = *state;
+	queue_t *q = open_ok(f->path, &big);
+	char err[256];
+	queue_msg_t m = {.rx_ms = T0, .qos = 1, .local_topic = "plant/a", .remote_topic = "c/a",
+	                 .device = "press-01", .payload = "v1", .len = 2, .plant_mid = 7};
+	assert_int_equal(queue_push(q, &m, 1, NULL, err, sizeof(err)), QUEUE_OK);
+	int64_t seq = -1;
+	assert_int_equal(queue_ingest_seen(q, &m, &seq), QUEUE_OK);
+	assert_int_equal(seq, 1);
+	queue_msg_t other = m;
+	other.payload = "v2";
+	assert_int_equal(queue_ingest_seen(q, &other, &seq), QUEUE_OK);
+	assert_int_equal(seq, 0);
+	other = m;
+	other.plant_mid = 8;
+	assert_int_equal(queue_ingest_seen(q, &other, &seq), QUEUE_OK);
+	assert_int_equal(seq, 0);
+	other = m;
+	other.device = "press-02";
+	assert_int_equal(queue_ingest_seen(q, &other, &seq), QUEUE_OK);
+	assert_int_equal(seq, 0);
+	other = m;
+	other.plant_mid = 0; /* QoS 0: never taken for a redelivery */
+	assert_int_equal(queue_ingest_seen(q, &other, &seq), QUEUE_OK);
+	assert_int_equal(seq, 0);
+	/* The same packet id and content again later (ids come round): the
+	 * newest stored one is reported. */
+	assert_int_equal(queue_push(q, &m, 1, NULL, err, sizeof(err)), QUEUE_OK);
+	assert_int_equal(queue_ingest_seen(q, &m, &seq), QUEUE_OK);
+	assert_int_equal(seq, 2);
+	/* Remembered across a reopen (it is in the file, like the message). */
+	queue_close(q);
+	q = open_ok(f->path, &big);
+	assert_int_equal(queue_ingest_seen(q, &m, &seq), QUEUE_OK);
+	assert_int_equal(seq, 2);
+	/* 1,100 other messages later it has left the window. */
+	queue_msg_t batch[50];
+	for(int i = 0; i < 22; i++) {
+		for(int j = 0; j < 50; j++) {
+			batch[j] = m;
+			batch[j].plant_mid = 100 + j;
+		}
+		assert_int_equal(queue_push(q, batch, 50, NULL, err, sizeof(err)), QUEUE_OK);
+	}
+	assert_int_equal(queue_ingest_seen(q, &m, &seq), QUEUE_OK);
+	assert_int_equal(seq, 0);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM ingest", -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_true(sqlite3_column_int(st, 0) <= 1024);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	queue_close(q);
+}
+
+typedef struct dl_seen {
+	int n;
+	int64_t seq[8];
+	char reason[8][64];
+	int attempts[8];
+	char payload[8][16];
+} dl_seen_t;
+
+static void dl_collect(void *arg, const queue_dead_t *d)
+{
+	dl_seen_t *s = arg;
+	if(s->n < 8) {
+		s->seq[s->n] = d->msg.seq;
+		snprintf(s->reason[s->n], sizeof(s->reason[0]), "%s", d->reason);
+		s->attempts[s->n] = d->attempts;
+		snprintf(s->payload[s->n], sizeof(s->payload[0]), "%.*s", (int)d->msg.len,
+		         (const char *)d->msg.payload);
+	}
+	s->n++;
+}
+
+/* Issue 12, item 1: a message moved to the dead letters leaves the queue,
+ * is kept with its reason and attempts, and can be listed (also read-only
+ * beside the running bridge), replayed under a new seq, or purged. */
+static void test_dead_letters(void **state)
+{
+	fx_t *f = *state;
+	queue_t *q = open_ok(f->path, &big);
+	push_n(q, 0, 5, T0 + 1000, NULL); /* seqs 1..5, with a ttl */
+	bool moved = false;
+	assert_int_equal(queue_dead_letter(q, 3, "connection-closed", 5, T0, T0 + 9, &moved), QUEUE_OK);
+	assert_true(moved);
+	assert_int_equal(queue_dead_letter(q, 3, "again", 1, T0, T0, &moved), QUEUE_OK);
+	assert_false(moved);
+	queue_stats_t st;
+	queue_get_stats(q, &st);
+	assert_int_equal(st.messages, 4);
+	assert_int_equal(st.dead_letters, 1);
+	int64_t seqs[8];
+	assert_int_equal(peek_all(q, 0, T0, NULL, seqs, 8), 4);
+	assert_int_equal(seqs[2], 4);
+	/* Listed read-only while the queue is open (the bridge running). */
+	queue_t *ro = NULL;
+	char err[512];
+	assert_int_equal(queue_open_readonly(f->path, &ro, err, sizeof(err)), QUEUE_OK);
+	dl_seen_t seen = {0};
+	assert_int_equal(queue_dead_list(ro, 0, 0, dl_collect, &seen), QUEUE_OK);
+	assert_int_equal(seen.n, 1);
+	assert_int_equal(seen.seq[0], 3);
+	assert_string_equal(seen.reason[0], "connection-closed");
+	assert_int_equal(seen.attempts[0], 5);
+	assert_string_equal(seen.payload[0], "m2");
+	int64_t n = 0;
+	assert_int_not_equal(queue_dead_replay(ro, 0, &n), QUEUE_OK); /* read-only */
+	queue_close(ro);
+	/* Replayed: back at the end, under a new seq, without its ttl. */
+	assert_int_equal(queue_dead_replay(q, 3, &n), QUEUE_OK);
+	assert_int_equal(n, 1);
+	queue_get_stats(q, &st);
+	assert_int_equal(st.messages, 5);
+	assert_int_equal(st.dead_letters, 0);
+	char out[8][16];
+	assert_int_equal(peek_all(q, 0, T0 + 5000, out, seqs, 8), 1); /* the others expired */
+	assert_int_equal(seqs[0], 6);
+	assert_string_equal(out[0], "m2");
+	/* Purge one, then all. */
+	assert_int_equal(queue_dead_letter(q, 1, "r", 5, T0, T0, &moved), QUEUE_OK);
+	assert_int_equal(queue_dead_letter(q, 2, "r", 5, T0, T0, &moved), QUEUE_OK);
+	assert_int_equal(queue_dead_purge(q, 1, &n), QUEUE_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(queue_dead_purge(q, 0, &n), QUEUE_OK);
+	assert_int_equal(n, 1);
+	queue_get_stats(q, &st);
+	assert_int_equal(st.dead_letters, 0);
+	assert_int_equal(st.messages, 3);
+	queue_close(q);
+}
+
+/* A version 2 queue (before ingest and dead_letter) is upgraded in place at
+ * open; its messages stay. */
+static void test_v2_upgraded(void **state)
+{
+	fx_t *f = *state;
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_exec(db,
+	                 "CREATE TABLE msg(seq INTEGER PRIMARY KEY AUTOINCREMENT, rx_ms INTEGER NOT NULL,"
+	                 " expires_ms INTEGER NOT NULL DEFAULT 0, qos INTEGER NOT NULL,"
+	                 " retain INTEGER NOT NULL, local_topic TEXT NOT NULL, remote_topic TEXT NOT NULL,"
+	                 " payload BLOB NOT NULL, size INTEGER NOT NULL, device TEXT NOT NULL DEFAULT '');"
+	                 "INSERT INTO msg(rx_ms, qos, retain, local_topic, remote_topic, payload, size)"
+	                 " VALUES(1, 1, 0, 'p/a', 'c/a', 'old', 9);"
+	                 "PRAGMA application_id=1346847313; PRAGMA user_version=2;",
+	                 NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+	queue_t *q = open_ok(f->path, &big);
+	char out[4][16];
+	assert_int_equal(peek_all(q, 0, T0, out, NULL, 4), 1);
+	assert_string_equal(out[0], "old");
+	bool moved = false;
+	assert_int_equal(queue_dead_letter(q, 1, "r", 1, T0, T0, &moved), QUEUE_OK);
+	assert_true(moved);
+	queue_close(q);
+}
+
 static void test_unreadable_path(void **state)
 {
 	queue_t *q = NULL;
@@ -496,6 +665,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_damaged_pages_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_empty_file_refused_untouched, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_interrupted_creation_recovers, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_ingest_seen, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_dead_letters, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_v2_upgraded, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unreadable_path, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
