@@ -121,6 +121,8 @@ static const bconf_row_t rows[BK_COUNT] = {
                        "1000", NULL},
     [BK_DRAIN_INFLIGHT] = {"drain_inflight", T_INT, OFF(drain_inflight), false, false, 1, 65535,
                            NULL, "20", NULL},
+    [BK_DEAD_LETTER_AFTER] = {"dead_letter_after", T_INT, OFF(dead_letter_after), false, false,
+                              0, 1000, NULL, "5", NULL},
     [BK_RECONNECT_MIN] = {"reconnect_min", T_DURATION, OFF(reconnect_min_ms), false, false, 100,
                           3600000, NULL, "1s", NULL},
     [BK_RECONNECT_MAX] = {"reconnect_max", T_DURATION, OFF(reconnect_max_ms), false, false, 100,

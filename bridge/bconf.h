@@ -67,6 +67,7 @@ enum bconf_key {
 	BK_QUEUE_MIN_FREE_DISK,
 	BK_DRAIN_RATE,
 	BK_DRAIN_INFLIGHT,
+	BK_DEAD_LETTER_AFTER,
 	BK_RECONNECT_MIN,
 	BK_RECONNECT_MAX,
 	BK_LOG_LEVEL,
@@ -120,6 +121,8 @@ typedef struct bconf {
 
 	int64_t drain_rate;     /* messages per second, 0 = unpaced */
 	int64_t drain_inflight; /* unacknowledged QoS 1 publishes at the cloud */
+	int64_t dead_letter_after; /* the cloud dropped the link this many times in a row on
+	                            * one message: set it aside; 0 = never */
 	int64_t reconnect_min_ms;
 	int64_t reconnect_max_ms;
 	int64_t log_level; /* enum blog_level */

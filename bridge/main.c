@@ -6,6 +6,7 @@
  *   plantgate-bridge -c FILE            run
  *   plantgate-bridge -n -c FILE         check the configuration and exit
  *   plantgate-bridge -n -p -c FILE      ... and print the effective configuration
+ *   plantgate-bridge deadletter ...     dead letters (deadletter.c)
  *   --no-file-checks                    with -n: skip checking that the
  *                                       certificate, key and queue paths exist
  */
@@ -22,6 +23,7 @@
 
 #include "blog.h"
 #include "bridge.h"
+#include "deadletter.h"
 #include "http.h"
 #include "priv.h"
 #include "sign.h"
@@ -70,6 +72,7 @@ static size_t warn_overlaps(const whitelist_t *w, const char *path)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: plantgate-bridge -c FILE [-n [-p] [--no-file-checks]]\n"
+	           "       plantgate-bridge deadletter list|show|replay|purge ... -c FILE\n"
 	           "  -c FILE            configuration file (see docs/bridge.md)\n"
 	           "  -n                 check the configuration, print \"configuration OK\" "
 	           "or the errors, exit\n"
@@ -132,6 +135,9 @@ int main(int argc, char **argv)
 	static const struct option longopts[] = {{"no-file-checks", no_argument, NULL, 'F'},
 	                                         {"help", no_argument, NULL, 'h'},
 	                                         {NULL, 0, NULL, 0}};
+	if(argc > 1 && strcmp(argv[1], "deadletter") == 0) {
+		return deadletter_main(argc - 1, argv + 1);
+	}
 	int opt;
 	while((opt = getopt_long(argc, argv, "c:nph", longopts, NULL)) != -1) {
 		switch(opt) {
