@@ -56,6 +56,8 @@ typedef struct bridge_counters {
 	atomic_uint_fast64_t in_rejected;  /* too large / bad cloud topic */
 	atomic_uint_fast64_t out_acked;    /* acknowledged by the cloud, deleted */
 	atomic_uint_fast64_t out_refused;  /* refused by the cloud (v5 reason >= 0x80) */
+	atomic_uint_fast64_t in_redelivered; /* stored already: a redelivery, acked, not stored */
+	atomic_uint_fast64_t out_dead_lettered; /* moved to the dead-letter table */
 	atomic_uint_fast64_t dropped_oldest;
 	atomic_uint_fast64_t expired;
 	atomic_uint_fast64_t cloud_ignored; /* messages the cloud sent us (dropped) */

@@ -59,7 +59,7 @@ typedef struct http_sample {
 /* One consistent-enough reading of everything (each value read atomically). */
 typedef struct http_snap {
 	uint64_t received, queued, unmatched, rejected, acked, refused, dropped_oldest, expired,
-	    ignored;
+	    ignored, redelivered, dead_lettered;
 	uint64_t connects[2], failures[2], tls_failures[2];
 	int state[2];
 	bool blocked;
@@ -224,6 +224,8 @@ static void http_snapshot(http_t *h, http_snap_t *s)
 	s->dropped_oldest = atomic_load(&c->dropped_oldest);
 	s->expired = atomic_load(&c->expired);
 	s->ignored = atomic_load(&c->cloud_ignored);
+	s->redelivered = atomic_load(&c->in_redelivered);
+	s->dead_lettered = atomic_load(&c->out_dead_lettered);
 	s->connects[HTTP_PLANT] = atomic_load(&c->plant_connects);
 	s->connects[HTTP_CLOUD] = atomic_load(&c->cloud_connects);
 	s->failures[HTTP_PLANT] = atomic_load(&c->plant_failures);
@@ -454,6 +456,19 @@ static void http_build_metrics(http_t *h, http_buf_t *m)
 	                (unsigned long long)s.unmatched, (unsigned long long)s.rejected,
 	                (unsigned long long)s.refused, (unsigned long long)s.dropped_oldest,
 	                (unsigned long long)s.expired);
+	http_metric_head(m, "plant_redelivered_total", "counter",
+	                 "Messages the plant broker delivered again (after a bridge restart or a lost "
+	                 "connection) that were already stored: acknowledged, not stored twice.");
+	http_buf_printf(m, "plantgate_bridge_plant_redelivered_total %llu\n",
+	                (unsigned long long)s.redelivered);
+	http_metric_head(m, "dead_letters_total", "counter",
+	                 "Messages moved to the dead-letter table because the cloud dropped the "
+	                 "connection each time they were sent (dead_letter_after).");
+	http_buf_printf(m, "plantgate_bridge_dead_letters_total %llu\n",
+	                (unsigned long long)s.dead_lettered);
+	http_metric_head(m, "dead_letters", "gauge",
+	                 "Messages held in the dead-letter table (plantgate-bridge deadletter list).");
+	http_buf_printf(m, "plantgate_bridge_dead_letters %lld\n", (long long)s.q.dead_letters);
 	http_metric_head(m, "cloud_messages_ignored_total", "counter",
 	                 "Messages the cloud sent to the bridge; dropped (outbound only).");
 	http_buf_printf(m, "plantgate_bridge_cloud_messages_ignored_total %llu\n",
