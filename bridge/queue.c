@@ -307,6 +307,19 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 	return SQLITE_OK;
 }
 
+/* A fresh queue_t: nothing open yet, mutexes ready.  NULL when out of memory. */
+static queue_t *queue_alloc(void)
+{
+	queue_t *q = calloc(1, sizeof(*q));
+	if(q) {
+		pthread_mutex_init(&q->mu, NULL);
+		pthread_mutex_init(&q->rmu, NULL);
+		pthread_mutex_init(&q->smu, NULL);
+		q->lock_fd = -1;
+	}
+	return q;
+}
+
 queue_rc_t queue_open(const char *path, const queue_limits_t *lim, queue_t **out, char *err,
                       size_t errlen)
 {
@@ -314,15 +327,11 @@ queue_rc_t queue_open(const char *path, const queue_limits_t *lim, queue_t **out
 	int rc;
 	*out = NULL;
 	err[0] = '\0';
-	queue_t *q = calloc(1, sizeof(*q));
+	queue_t *q = queue_alloc();
 	if(!q) {
 		snprintf(err, errlen, "out of memory");
 		return QUEUE_ERR_NOMEM;
 	}
-	pthread_mutex_init(&q->mu, NULL);
-	pthread_mutex_init(&q->rmu, NULL);
-	pthread_mutex_init(&q->smu, NULL);
-	q->lock_fd = -1;
 	q->lim = *lim;
 	q->path = strdup(path);
 	if(!q->path) {
@@ -1126,15 +1135,11 @@ queue_rc_t queue_dead_purge(queue_t *q, int64_t seq, int64_t *n)
 queue_rc_t queue_open_readonly(const char *path, queue_t **out, char *err, size_t errlen)
 {
 	*out = NULL;
-	queue_t *q = calloc(1, sizeof(*q));
+	queue_t *q = queue_alloc();
 	if(!q) {
 		snprintf(err, errlen, "out of memory");
 		return QUEUE_ERR_NOMEM;
 	}
-	pthread_mutex_init(&q->mu, NULL);
-	pthread_mutex_init(&q->rmu, NULL);
-	pthread_mutex_init(&q->smu, NULL);
-	q->lock_fd = -1;
 	q->readonly = true;
 	queue_rc_t qrc = QUEUE_ERR_OPEN;
 	int64_t app_id = 0, version = 0;
