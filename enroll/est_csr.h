@@ -1,0 +1,90 @@
+/*
+ * est_csr.h — the certificate half of the EST core (plantgate-est): decode a
+ * PKCS#10 request as an EST client sends it (base64 DER, RFC 7030 4.2.1),
+ * check it (self-signature, key type, no foreign identity), and issue a device
+ * certificate with exactly scripts/pki's device profile (certs/openssl.cnf
+ * [device_ext]).  The subject and every extension come from the identity the
+ * caller vouches for (a redeemed token or the current certificate); the only
+ * thing taken from the request is its public key.
+ *
+ * Pure: no clock, no randomness, no files.  The caller passes the time and the
+ * serial's random bytes, so cmocka tests issue certificates deterministically.
+ */
+#ifndef PG_EST_CSR_H
+#define PG_EST_CSR_H
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+/* Errors of the EST core; est_strerror() is a switch without default. */
+typedef enum est_err {
+	EST_OK = 0,
+	EST_E_MALFORMED, /* not base64, not a DER PKCS#10 request, too large */
+	EST_E_SIGNATURE, /* the request's self-signature does not verify */
+	EST_E_KEYTYPE,   /* key type or size not allowed */
+	EST_E_IDENTITY,  /* the request or the login names another identity */
+	EST_E_TOKEN,     /* no such token, expired, or missing */
+	EST_E_REPLAY,    /* the token was already used */
+	EST_E_CERT,      /* the client certificate is not acceptable */
+	EST_E_RATE,      /* too many requests */
+	EST_E_INTERNAL,  /* out of memory, OpenSSL failure, I/O */
+} est_err_t;
+
+const char *est_strerror(est_err_t e);
+
+/* Longest request body accepted, bytes (base64 of a CSR with an RSA-8192
+ * key is about 2.5 KiB). */
+#define EST_BODY_MAX 16384
+/* Bytes of a certificate serial (random, positive, first bit clear). */
+#define EST_SERIAL_BYTES 16
+
+/* Decode `body` (len bytes): base64 of a DER PKCS#10 request, line breaks and
+ * blanks allowed, or the same in PEM armour.  On success *out is the request
+ * (the caller frees it with X509_REQ_free).  Otherwise why says what is
+ * wrong. */
+est_err_t est_csr_decode(const char *body, size_t len, X509_REQ **out, char *why, size_t whylen);
+
+/* Check a decoded request for `identity`: its self-signature verifies, its key
+ * is EC P-256 / P-384 or RSA 3072..8192 bits, and a commonName in its subject,
+ * if any, equals identity.  The rest of the subject and every requested
+ * extension are ignored.  Borrows req. */
+est_err_t est_csr_check(X509_REQ *req, const char *identity, char *why, size_t whylen);
+
+/* What the new certificate says: identity (CN and SAN
+ * URI:urn:plantgate:device:ID), site (L, may be "") and line (OU, may be ""). */
+typedef struct est_subject {
+	const char *identity;
+	const char *site;
+	const char *line;
+} est_subject_t;
+
+/* Issue a device certificate for s with the public key of req (already
+ * checked with est_csr_check), valid from now for `days` days, serial from
+ * `serial_rand` (made positive and of fixed length), signed by issuer/key
+ * with SHA-256.  Borrows everything; the caller frees the result. */
+X509 *est_issue(X509 *issuer, EVP_PKEY *issuer_key, X509_REQ *req, const est_subject_t *s,
+                time_t now, long days, const unsigned char serial_rand[EST_SERIAL_BYTES],
+                char *why, size_t whylen);
+
+/* Serial as the `openssl ca` database writes it: upper-case hex, even
+ * length.  0 or -1. */
+int est_serial_hex(X509 *cert, char *out, size_t outlen);
+
+/* The index.txt row `openssl ca` would write for cert (status V), ending in a
+ * newline: "V\tYYMMDDHHMMSSZ\t\tSERIAL\tunknown\t/L=../OU=../CN=..\n".  0 or -1. */
+int est_index_row(X509 *cert, char *out, size_t outlen);
+
+/* index.txt text with the row of `serial` turned into a revoked one (status R,
+ * revocation time `now`, reason "superseded").  Returns a new string the caller
+ * frees, or NULL when the serial has no valid row. */
+char *est_index_revoke(const char *index, size_t len, const char *serial, time_t now);
+
+/* The PKCS#7 certs-only structure of RFC 7030 4.1.3 / 4.2.3 holding `n`
+ * certificates, DER then base64 with line breaks every 64 characters.
+ * Returns a malloc'ed NUL-terminated string, or NULL. */
+char *est_certs_only_b64(X509 *const *certs, size_t n, size_t *len);
+
+#endif
