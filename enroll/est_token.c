@@ -178,8 +178,8 @@ est_err_t est_tokens_redeem(est_tokens_t *t, const char *identity, const char *t
 			return EST_E_IDENTITY;
 		}
 		if(k->used) {
-			util_strlcpy(why, "the token was already used (a token works once; ask the "
-			                  "operator for a new one: scripts/pki enroll-token)",
+			util_strlcpy(why, "a token works once; ask the operator for a new one "
+			                  "(scripts/pki enroll-token)",
 			             whylen);
 			return EST_E_REPLAY;
 		}

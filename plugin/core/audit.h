@@ -56,6 +56,8 @@
 #define AUDIT_EV_CHAIN_RESTART "chain-restart"
 #define AUDIT_EV_START "start"
 #define AUDIT_EV_STOP "stop"
+#define AUDIT_EV_ENROLL "enroll"                 /* plantgate-est issued a certificate */
+#define AUDIT_EV_ENROLL_REFUSED "enroll-refused" /* plantgate-est refused a request */
 
 typedef struct audit audit_t;
 
