@@ -53,6 +53,23 @@ static est_err_t csr_fail(est_err_t e, char *why, size_t whylen, const char *msg
 	return e;
 }
 
+long est_b64_decode_loose(const char *in, size_t len, unsigned char *out, size_t outlen)
+{
+	char *b64 = malloc(len + 1);
+	if(!b64) {
+		return -1;
+	}
+	size_t n = 0;
+	for(size_t i = 0; i < len; i++) {
+		if(in[i] != ' ' && in[i] != '\t' && in[i] != '\r' && in[i] != '\n') {
+			b64[n++] = in[i];
+		}
+	}
+	long got = n ? envelope_b64_decode(b64, n, out, outlen) : 0;
+	free(b64);
+	return n && got == 0 ? -1 : got;
+}
+
 est_err_t est_csr_decode(const char *body, size_t len, X509_REQ **out, char *why, size_t whylen)
 {
 	*out = NULL;
@@ -80,26 +97,18 @@ est_err_t est_csr_decode(const char *body, size_t len, X509_REQ **out, char *why
 			                "PEM request without its END CERTIFICATE REQUEST line");
 		}
 	}
-	char *b64 = malloc(len + 1);
 	unsigned char *der = malloc(len + 1);
 	est_err_t rc = EST_E_MALFORMED;
-	if(!b64 || !der) {
+	if(!der) {
 		rc = csr_fail(EST_E_INTERNAL, why, whylen, "out of memory");
 		goto out;
 	}
-	size_t n = 0;
-	for(; p < end; p++) {
-		if(*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') {
-			continue;
-		}
-		b64[n++] = *p;
-	}
-	if(n == 0) {
+	long got = est_b64_decode_loose(p, (size_t)(end - p), der, len + 1);
+	if(got == 0) {
 		csr_fail(rc, why, whylen, "empty request body; send the base64 DER PKCS#10 request");
 		goto out;
 	}
-	long got = envelope_b64_decode(b64, n, der, len + 1);
-	if(got <= 0) {
+	if(got < 0) {
 		csr_fail(rc, why, whylen, "request body is not base64 (RFC 7030: base64 of the DER PKCS#10)");
 		goto out;
 	}
@@ -117,7 +126,6 @@ est_err_t est_csr_decode(const char *body, size_t len, X509_REQ **out, char *why
 	*out = req;
 	rc = EST_OK;
 out:
-	free(b64);
 	free(der);
 	return rc;
 }
@@ -356,6 +364,30 @@ char *est_index_revoke(const char *index, size_t len, const char *serial, time_t
 		return NULL;
 	}
 	return out;
+}
+
+X509 *est_certs_only_first(const char *body, size_t len, char *why, size_t whylen)
+{
+	X509 *c = NULL;
+	PKCS7 *p7 = NULL;
+	unsigned char *der = len <= 4 * EST_BODY_MAX ? malloc(len + 1) : NULL;
+	long got = der ? est_b64_decode_loose(body, len, der, len + 1) : -1;
+	const unsigned char *dp = der;
+	if(got <= 0 || !(p7 = d2i_PKCS7(NULL, &dp, got)) || dp != der + got) {
+		util_strlcpy(why, "the response is not base64 of a DER PKCS#7", whylen);
+		goto out;
+	}
+	STACK_OF(X509) *certs = PKCS7_type_is_signed(p7) && p7->d.sign ? p7->d.sign->cert : NULL;
+	if(!certs || sk_X509_num(certs) < 1) {
+		util_strlcpy(why, "the PKCS#7 response holds no certificate", whylen);
+		goto out;
+	}
+	c = sk_X509_value(certs, 0);
+	X509_up_ref(c);
+out:
+	PKCS7_free(p7);
+	free(der);
+	return c;
 }
 
 char *est_certs_only_b64(X509 *const *certs, size_t n, size_t *len)

@@ -41,6 +41,11 @@ const char *est_strerror(est_err_t e);
 /* Bytes of a certificate serial (random, positive, first bit clear). */
 #define EST_SERIAL_BYTES 16
 
+/* Base64 with line breaks and blanks ignored, padding required.  Returns the
+ * decoded length, 0 for input that is all blanks, -1 when not base64 or out is
+ * too small (outlen >= len is always enough). */
+long est_b64_decode_loose(const char *in, size_t len, unsigned char *out, size_t outlen);
+
 /* Decode `body` (len bytes): base64 of a DER PKCS#10 request, line breaks and
  * blanks allowed, or the same in PEM armour.  On success *out is the request
  * (the caller frees it with X509_REQ_free).  Otherwise why says what is
@@ -86,5 +91,9 @@ char *est_index_revoke(const char *index, size_t len, const char *serial, time_t
  * certificates, DER then base64 with line breaks every 64 characters.
  * Returns a malloc'ed NUL-terminated string, or NULL. */
 char *est_certs_only_b64(X509 *const *certs, size_t n, size_t *len);
+
+/* The first certificate of a base64 certs-only PKCS#7 (an EST enroll
+ * response).  Returns a certificate the caller frees, or NULL with why. */
+X509 *est_certs_only_first(const char *body, size_t len, char *why, size_t whylen);
 
 #endif
