@@ -63,6 +63,28 @@ typedef struct opts {
 	char port[8];
 } opts_t;
 
+/* What main() holds, here so that every exit path (fail() included) leaves
+ * it reachable and main's single cleanup frees it. */
+static struct {
+	X509 *cur, *c;
+	EVP_PKEY *curkey, *k;
+	X509_REQ *req;
+	char *auth, *body, *resp;
+} g;
+
+static void client_free(void)
+{
+	X509_free(g.cur);
+	X509_free(g.c);
+	EVP_PKEY_free(g.curkey);
+	EVP_PKEY_free(g.k);
+	X509_REQ_free(g.req);
+	free(g.auth);
+	free(g.body);
+	free(g.resp);
+	memset(&g, 0, sizeof(g));
+}
+
 static void die_usage(const char *msg)
 {
 	if(msg) {
@@ -427,11 +449,10 @@ int main(int argc, char **argv)
 	recover_swap(&o);
 
 	time_t now = time(NULL);
-	X509 *cur = o.token ? NULL : read_cert(o.cert);
-	EVP_PKEY *curkey = cur ? read_key(o.key) : NULL;
+	g.cur = o.token ? NULL : read_cert(o.cert);
+	g.curkey = g.cur ? read_key(o.key) : NULL;
 	char id[IDENTITY_MAX + 1] = "";
 	const char *path;
-	char *auth = NULL;
 	if(o.token) {
 		if(!o.id) {
 			die_usage("first enrollment needs --id with the token");
@@ -445,79 +466,76 @@ int main(int argc, char **argv)
 		if(util_snprintf(cred, sizeof(cred), "%s:%s", o.id, o.token) < 0) {
 			fail("--id or --token too long");
 		}
-		auth = malloc(sizeof(cred) * 2);
-		auth[envelope_b64_encode((const unsigned char *)cred, strlen(cred), auth)] = '\0';
+		g.auth = malloc(sizeof(cred) * 2);
+		if(!g.auth) {
+			fail("out of memory");
+		}
+		g.auth[envelope_b64_encode((const unsigned char *)cred, strlen(cred), g.auth)] = '\0';
+		OPENSSL_cleanse(cred, sizeof(cred));
 		path = "/.well-known/est/simpleenroll";
 	} else {
-		if(!cur || !curkey) {
+		if(!g.cur || !g.curkey) {
 			fail("no usable certificate/key at %s / %s: enroll first with --id ID --token TOKEN "
 			     "(from scripts/pki enroll-token)",
 			     o.cert, o.key);
 		}
-		if(X509_check_private_key(cur, curkey) != 1) {
+		if(X509_check_private_key(g.cur, g.curkey) != 1) {
 			fail("%s does not belong to %s", o.key, o.cert);
 		}
 		identity_opts_t io = {.source = IDENTITY_SAN_URI, .max_len = 64};
 		io.uri_prefixes[0] = "urn:plantgate:device:";
 		const char *why;
-		if(identity_from_cert(cur, &io, id, sizeof(id), &why)) {
+		if(identity_from_cert(g.cur, &io, id, sizeof(id), &why)) {
 			fail("%s is not a plantgate device certificate: %s", o.cert, why);
 		}
-		if(X509_cmp_time(X509_get0_notAfter(cur), &now) <= 0) {
+		if(X509_cmp_time(X509_get0_notAfter(g.cur), &now) <= 0) {
 			fail("%s has expired: it cannot renew itself; ask the operator for a token "
 			     "(scripts/pki enroll-token %s) and enroll with --id %s --token TOKEN",
 			     o.cert, id, id);
 		}
 		time_t due = now + (time_t)(o.renew_before_ms / 1000);
-		if(!o.force && X509_cmp_time(X509_get0_notAfter(cur), &due) > 0) {
+		if(!o.force && X509_cmp_time(X509_get0_notAfter(g.cur), &due) > 0) {
 			struct tm tm;
 			char until[32] = "?";
-			if(ASN1_TIME_to_tm(X509_get0_notAfter(cur), &tm) == 1) {
+			if(ASN1_TIME_to_tm(X509_get0_notAfter(g.cur), &tm) == 1) {
 				strftime(until, sizeof(until), "%Y-%m-%dT%H:%M:%SZ", &tm);
 			}
 			printf("%s: certificate valid until %s; renewal not due yet\n", id, until);
+			client_free();
 			return 0;
 		}
 		path = "/.well-known/est/simplereenroll";
 	}
 
-	EVP_PKEY *k = o.rsa ? EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)3072)
-	                    : EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-	X509_REQ *req = k ? make_csr(k, id) : NULL;
-	char *body = req ? csr_b64(req) : NULL;
-	if(!body) {
+	g.k = o.rsa ? EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)3072)
+	            : EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+	g.req = g.k ? make_csr(g.k, id) : NULL;
+	g.body = g.req ? csr_b64(g.req) : NULL;
+	if(!g.body) {
 		fail("cannot make a key and request");
 	}
-	char *resp = NULL;
-	int status = https_post(&o, path, auth, cur, curkey, body, &resp);
+	int status = https_post(&o, path, g.auth, g.cur, g.curkey, g.body, &g.resp);
 	if(status != 200) {
-		resp[strcspn(resp, "\r\n")] = '\0';
+		g.resp[strcspn(g.resp, "\r\n")] = '\0';
 		char q[600];
-		fail("%s answered %d: %s", o.server, status, util_log_safe(resp, q, sizeof(q)));
+		fail("%s answered %d: %s", o.server, status, util_log_safe(g.resp, q, sizeof(q)));
 	}
 	char why[256];
-	X509 *c = est_certs_only_first(resp, strlen(resp), why, sizeof(why));
-	if(!c) {
+	g.c = est_certs_only_first(g.resp, strlen(g.resp), why, sizeof(why));
+	if(!g.c) {
 		fail("%s: %s", o.server, why);
 	}
-	check_issued(&o, c, k, id);
-	write_pair(&o, k, c);
+	check_issued(&o, g.c, g.k, id);
+	write_pair(&o, g.k, g.c);
 	struct tm tm;
 	char until[32] = "?", serial[128] = "?";
-	if(ASN1_TIME_to_tm(X509_get0_notAfter(c), &tm) == 1) {
+	if(ASN1_TIME_to_tm(X509_get0_notAfter(g.c), &tm) == 1) {
 		strftime(until, sizeof(until), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	}
-	est_serial_hex(c, serial, sizeof(serial));
+	est_serial_hex(g.c, serial, sizeof(serial));
 	printf("%s: %s; serial %s valid until %s; wrote %s and %s\n", id,
 	       o.token ? "enrolled" : "renewed", serial, until, o.key, o.cert);
 	OPENSSL_cleanse(tokbuf, sizeof(tokbuf));
-	free(auth);
-	free(resp);
-	free(body);
-	X509_free(c);
-	X509_REQ_free(req);
-	EVP_PKEY_free(k);
-	EVP_PKEY_free(curkey);
-	X509_free(cur);
+	client_free();
 	return 0;
 }
