@@ -230,6 +230,26 @@ class Est(unittest.TestCase):
         self.assertEqual(status, 403)
         self.assertIn("does not verify", body)
 
+    def test_shipped_config_checks(self):
+        text = h.render(os.path.join(h.ROOT, "config", "est.conf"), [
+            ("/etc/plantgate/pki/issued/est.plant.crt", self.tls[0]),
+            ("/etc/plantgate/pki/private/est.plant.key", self.tls[1]),
+            ("pki_dir /etc/plantgate/pki", "pki_dir " + self.pki.dir),
+            ("/etc/plantgate/est/issuer.key", self.issuer_key),
+            ("/var/log/plantgate/est-audit.log", self.env.path("shipped-audit.log"))])
+        conf = self.env.write("shipped-est.conf", text)
+        p = run([est_bin("plantgate-est"), "-c", conf, "-n"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("configuration OK", p.stdout)
+        # The issuing key must be readable by plantgate-est's user only.
+        os.chmod(self.issuer_key, 0o640)
+        try:
+            p = run([est_bin("plantgate-est"), "-c", conf, "-n"])
+        finally:
+            os.chmod(self.issuer_key, 0o600)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("chmod 600", p.stderr)
+
     def test_rate_limit_per_identity(self):
         _, b64 = self.csr("flood-1", "flood-1")
         codes = [self.enroll_curl("flood-1", "f" * 40, b64)[0] for _ in range(6)]
