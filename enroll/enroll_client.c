@@ -339,10 +339,7 @@ static char *csr_b64(X509_REQ *r)
 {
 	unsigned char *der = NULL;
 	int n = i2d_X509_REQ(r, &der);
-	char *out = n > 0 ? malloc((size_t)(n + 2) / 3 * 4 + 1) : NULL;
-	if(out) {
-		out[envelope_b64_encode(der, (size_t)n, out)] = '\0';
-	}
+	char *out = n > 0 ? est_b64_lines(der, (size_t)n, NULL) : NULL;
 	OPENSSL_free(der);
 	return out;
 }

@@ -390,31 +390,16 @@ out:
 	return c;
 }
 
-char *est_certs_only_b64(X509 *const *certs, size_t n, size_t *len)
+char *est_b64_lines(const unsigned char *der, size_t dl, size_t *len)
 {
-	PKCS7 *p7 = PKCS7_new();
-	unsigned char *der = NULL;
-	char *raw = NULL, *out = NULL;
-	if(!p7 || PKCS7_set_type(p7, NID_pkcs7_signed) != 1 ||
-	   PKCS7_content_new(p7, NID_pkcs7_data) != 1) {
-		goto done;
-	}
-	for(size_t i = 0; i < n; i++) {
-		if(PKCS7_add_certificate(p7, certs[i]) != 1) {
-			goto done;
-		}
-	}
-	int dl = i2d_PKCS7(p7, &der);
-	if(dl <= 0) {
-		goto done;
-	}
-	size_t rl = ((size_t)dl + 2) / 3 * 4;
-	raw = malloc(rl + 1);
-	out = raw ? malloc(rl + rl / 64 + 2) : NULL;
+	size_t rl = (dl + 2) / 3 * 4;
+	char *raw = malloc(rl + 1);
+	char *out = raw ? malloc(rl + rl / 64 + 2) : NULL;
 	if(!out) {
-		goto done;
+		free(raw);
+		return NULL;
 	}
-	rl = envelope_b64_encode(der, (size_t)dl, raw);
+	rl = envelope_b64_encode(der, dl, raw);
 	size_t o = 0;
 	for(size_t i = 0; i < rl; i += 64) {
 		size_t k = rl - i < 64 ? rl - i : 64;
@@ -426,8 +411,29 @@ char *est_certs_only_b64(X509 *const *certs, size_t n, size_t *len)
 	if(len) {
 		*len = o;
 	}
-done:
 	free(raw);
+	return out;
+}
+
+char *est_certs_only_b64(X509 *const *certs, size_t n, size_t *len)
+{
+	PKCS7 *p7 = PKCS7_new();
+	unsigned char *der = NULL;
+	char *out = NULL;
+	if(!p7 || PKCS7_set_type(p7, NID_pkcs7_signed) != 1 ||
+	   PKCS7_content_new(p7, NID_pkcs7_data) != 1) {
+		goto done;
+	}
+	for(size_t i = 0; i < n; i++) {
+		if(PKCS7_add_certificate(p7, certs[i]) != 1) {
+			goto done;
+		}
+	}
+	int dl = i2d_PKCS7(p7, &der);
+	if(dl > 0) {
+		out = est_b64_lines(der, (size_t)dl, len);
+	}
+done:
 	OPENSSL_free(der);
 	PKCS7_free(p7);
 	return out;

@@ -87,6 +87,11 @@ int est_index_row(X509 *cert, char *out, size_t outlen);
  * frees, or NULL when the serial has no valid row. */
 char *est_index_revoke(const char *index, size_t len, const char *serial, time_t now);
 
+/* Base64 of der[0..dl) with a line break after every 64 characters (and at
+ * the end), as EST bodies are usually sent.  Returns a malloc'ed string
+ * (*len its length, len may be NULL), or NULL. */
+char *est_b64_lines(const unsigned char *der, size_t dl, size_t *len);
+
 /* The PKCS#7 certs-only structure of RFC 7030 4.1.3 / 4.2.3 holding `n`
  * certificates, DER then base64 with line breaks every 64 characters.
  * Returns a malloc'ed NUL-terminated string, or NULL. */

@@ -79,18 +79,8 @@ static char *req_b64(X509_REQ *r)
 	unsigned char *der = NULL;
 	int n = i2d_X509_REQ(r, &der);
 	assert_true(n > 0);
-	char *raw = malloc((size_t)(n + 2) / 3 * 4 + 1);
-	size_t rl = envelope_b64_encode(der, (size_t)n, raw);
-	char *out = malloc(rl + rl / 64 + 2);
-	size_t o = 0;
-	for(size_t i = 0; i < rl; i += 64) {
-		size_t k = rl - i < 64 ? rl - i : 64;
-		memcpy(out + o, raw + i, k);
-		o += k;
-		out[o++] = '\n';
-	}
-	out[o] = '\0';
-	free(raw);
+	char *out = est_b64_lines(der, (size_t)n, NULL);
+	assert_non_null(out);
 	OPENSSL_free(der);
 	return out;
 }
