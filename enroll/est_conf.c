@@ -140,7 +140,7 @@ static void conf_defaults(est_conf_t *c)
 {
 	memset(c, 0, sizeof(*c));
 	c->cert_days = 90;
-	c->old_cert = EST_OLD_EXPIRE;
+	c->old_cert = EST_OLD_REVOKE;
 	c->rate_identity = 5;
 	c->rate_identity_ms = 3600 * 1000;
 	c->rate_address = 30;

@@ -14,8 +14,8 @@
 #define EST_PATH_MAX 1024
 
 typedef enum est_old_cert {
-	EST_OLD_EXPIRE = 0, /* the replaced certificate stays valid until it expires */
-	EST_OLD_REVOKE,     /* revoked (reason superseded) when the new one is issued */
+	EST_OLD_REVOKE = 0, /* revoked (reason superseded) when the new one is issued */
+	EST_OLD_EXPIRE,     /* the replaced certificate stays valid until it expires */
 } est_old_cert_t;
 
 typedef struct est_conf {

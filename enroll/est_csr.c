@@ -301,7 +301,7 @@ int est_index_row(X509 *cert, char *out, size_t outlen)
 	   !X509_NAME_oneline(X509_get_subject_name(cert), dn, (int)sizeof(dn))) {
 		return -1;
 	}
-	return util_snprintf(out, outlen, "V\t%.*s\t\t%s\tunknown\t%s\n", ASN1_STRING_length(na),
+	return util_snprintf(out, outlen, "V\t%.*s\t\t%s\test\t%s\n", ASN1_STRING_length(na),
 	                     (const char *)ASN1_STRING_get0_data(na), serial, dn) < 0
 	           ? -1
 	           : 0;

@@ -79,7 +79,10 @@ X509 *est_issue(X509 *issuer, EVP_PKEY *issuer_key, X509_REQ *req, const est_sub
 int est_serial_hex(X509 *cert, char *out, size_t outlen);
 
 /* The index.txt row `openssl ca` would write for cert (status V), ending in a
- * newline: "V\tYYMMDDHHMMSSZ\t\tSERIAL\tunknown\t/L=../OU=../CN=..\n".  0 or -1. */
+ * newline: "V\tYYMMDDHHMMSSZ\t\tSERIAL\test\t/L=../OU=../CN=..\n".  The fifth
+ * field, a file name `openssl ca` never uses (it writes "unknown"), says
+ * "est": scripts/pki list and plantgate-doctor tell EST issuance by it.
+ * 0 or -1. */
 int est_index_row(X509 *cert, char *out, size_t outlen);
 
 /* index.txt text with the row of `serial` turned into a revoked one (status R,

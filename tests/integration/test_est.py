@@ -169,7 +169,8 @@ class Est(unittest.TestCase):
         self.assertIn("enrolled", p.stdout)
 
     def test_renewal_and_the_plugin_broker(self):
-        broker = self.env.plant_broker(self.pki, policy=policies.BASIC)
+        broker = self.env.plant_broker(self.pki, policy=policies.BASIC, plugin_opts={
+            "revocation_file": os.path.join(self.pki.dir, "revoked.txt"), "crlfile": self.pki.crl})
         d = self.env.path("sensor-9")
         os.makedirs(d)
         crt, key = d + "/sensor-9.crt", d + "/sensor-9.key"
@@ -183,6 +184,10 @@ class Est(unittest.TestCase):
         self.assertIn("not due", p.stdout)
         self.assertEqual(self.cert_field(crt, "-serial"), first)
         # 30-day certificates, renew 40 days before: due now.
+        old_crt, old_key = self.env.path("sensor-9-old.crt"), self.env.path("sensor-9-old.key")
+        for src, dst in ((crt, old_crt), (key, old_key)):
+            with open(src) as f, open(dst, "w") as g:
+                g.write(f.read())
         p = self.enroll_tool("--cert", crt, "--key", key, "--renew-before", "40d")
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn("renewed", p.stdout)
@@ -191,16 +196,30 @@ class Est(unittest.TestCase):
         self.assertIn("L = hq, OU = l9, CN = sensor-9", self.cert_field(crt, "-subject"))
         self.assertEqual(run(["openssl", "x509", "-in", crt, "-noout", "-pubkey"]).stdout,
                          run(["openssl", "pkey", "-in", key, "-pubout"]).stdout)
+        self.assertNotEqual(run(["openssl", "pkey", "-in", key, "-pubout"]).stdout,
+                            run(["openssl", "pkey", "-in", old_key, "-pubout"]).stdout)
         # The running broker admits the renewed device at once (no reload).
         c = h.Client(self.env, broker, "sensor-9", self.pki.ca, crt, key)
         self.assertEqual(c.connect(), 0)
         self.assertTrue(c.publish("plant/hq/l9/sensor-9/telemetry/t", b"1", qos=1))
         c.disconnect()
-        # old_cert expire (default): both valid in the database; revoke covers both.
-        rows = [r for r in self.index().splitlines() if r.endswith("/CN=sensor-9")]
-        self.assertEqual([r[0] for r in rows], ["V", "V"])
+        # old_cert revoke (the default): the old one is superseded in the CA
+        # database and in revoked.txt, so after a reload the broker refuses it.
+        rows = {r.split("\t")[3]: r for r in self.index().splitlines() if r.endswith("/CN=sensor-9")}
+        self.assertTrue(rows[first.split("=")[1]].startswith("R\t"))
+        self.assertIn(",superseded\t", rows[first.split("=")[1]])
+        self.assertTrue(rows[second.split("=")[1]].startswith("V\t"))
+        self.assertRegex(self.pki.run("list").stdout,
+                         r"%s\s+sensor-9\s+device\s+\S+\s+valid \(EST\)" % second.split("=")[1])
+        broker.reload()
+        self.assertTrue(broker.wait_log(r"reloaded", 10))
+        old = h.Client(self.env, broker, "sensor-9", self.pki.ca, old_crt, old_key)
+        self.assertNotEqual(old.connect(), 0)
+        c = h.Client(self.env, broker, "sensor-9", self.pki.ca, crt, key)
+        self.assertEqual(c.connect(), 0)
+        c.disconnect()
+        # scripts/pki revoke and the CRL cover the renewed certificate.
         out = self.pki.run("revoke", "sensor-9").stdout
-        self.assertIn(first.split("=")[1], out)
         self.assertIn(second.split("=")[1], out)
         crl = run(["openssl", "verify", "-CAfile", self.pki.ca, "-crl_check", "-CRLfile",
                    self.pki.crl, crt])
@@ -256,8 +275,8 @@ class Est(unittest.TestCase):
         self.assertEqual(codes, [401] * 5 + [429])
         self.assertTrue(self.est.wait_log(r"refused simpleenroll identity=flood-1 .*status=429", 5))
 
-    def test_old_cert_revoke_and_rate_limit_per_address(self):
-        est, url = self.start_est("est-revoke", "old_cert revoke\nrate_address 3 1h\n")
+    def test_old_cert_expire_and_rate_limit_per_address(self):
+        est, url = self.start_est("est-expire", "old_cert expire\nrate_address 3 1h\n")
         d = self.env.path("valve-3")
         os.makedirs(d)
         crt, key = d + "/c.pem", d + "/k.pem"
@@ -270,11 +289,10 @@ class Est(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         new = self.cert_field(crt, "-serial").split("=")[1]
         rows = {r.split("\t")[3]: r for r in self.index().splitlines()}
-        self.assertTrue(rows[old].startswith("R\t"), rows[old])
-        self.assertIn(",superseded\t", rows[old])
+        self.assertTrue(rows[old].startswith("V\t"), rows[old])
         self.assertTrue(rows[new].startswith("V\t"))
         with open(os.path.join(self.pki.dir, "revoked.txt")) as f:
-            self.assertIn("serial %s\n" % old, f.read())
+            self.assertNotIn(old, f.read())
         # The third request from this address is the last one allowed.
         p = run(base + ["--force"])
         self.assertEqual(p.returncode, 0, p.stderr)

@@ -231,7 +231,7 @@ static void test_issue_device_profile(void **state)
 
 	char row[512];
 	assert_int_equal(est_index_row(c, row, sizeof(row)), 0);
-	assert_string_equal(row, "V\t270216110640Z\t\t7F0102030405060708090A0B0C0D0E0F\tunknown\t"
+	assert_string_equal(row, "V\t270216110640Z\t\t7F0102030405060708090A0B0C0D0E0F\test\t"
 	                         "/L=osaka/OU=line-3/CN=press-07\n");
 	X509_free(c);
 
@@ -355,18 +355,23 @@ static void test_conf(void **state)
 	est_conf_t c;
 	char err[256];
 	const char ok[] = "listen 127.0.0.1:8443\ntls_cert /p/issued/est.crt\ntls_key /p/private/est.key\n"
-	                  "pki_dir /p\nissuer_key /e/issuer.key\nold_cert revoke\ncert_days 30\n"
+	                  "pki_dir /p\nissuer_key /e/issuer.key\nold_cert expire\ncert_days 30\n"
 	                  "rate_identity 3 10m\n";
 	assert_int_equal(est_conf_parse("est.conf", ok, strlen(ok), &c, err, sizeof(err)), 0);
 	assert_string_equal(c.listen_host, "127.0.0.1");
 	assert_int_equal(c.listen_port, 8443);
 	assert_string_equal(c.issuer_cert, "/p/ca.crt");
 	assert_string_equal(c.tokens, "/p/enroll-tokens.txt");
-	assert_int_equal(c.old_cert, EST_OLD_REVOKE);
+	assert_int_equal(c.old_cert, EST_OLD_EXPIRE);
 	assert_int_equal(c.cert_days, 30);
 	assert_int_equal(c.rate_identity, 3);
 	assert_int_equal(c.rate_identity_ms, 600000);
 	assert_int_equal(c.rate_address, 30);
+
+	const char dflt[] = "listen h:1\ntls_cert /c\ntls_key /k\npki_dir /p\nissuer_key /i\n";
+	assert_int_equal(est_conf_parse("est.conf", dflt, strlen(dflt), &c, err, sizeof(err)), 0);
+	assert_int_equal(c.old_cert, EST_OLD_REVOKE); /* one identity, one certificate in force */
+	assert_int_equal(c.cert_days, 90);
 
 	static const struct {
 		const char *text;
