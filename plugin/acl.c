@@ -51,10 +51,11 @@ static bool within_rate(pg_plugin_t *pg, pg_client_t *rec, const struct mosquitt
 	}
 	/* One log line per device per 10 s, with the count, not one per message. */
 	if(now - rec->limited_logged_ms >= 10000) {
+		char id[128];
 		mosquitto_log_printf(MOSQ_LOG_WARNING,
 		                     PG_LOG_PREFIX "rate limit: identity=\"%s\" refused %llu publishes "
 		                     "(limit %.0f msg/s, %.0f bytes/s); total %llu",
-		                     rec->identity, (unsigned long long)rec->limited_unlogged, rate, bytes,
+		                     PG_SAFE(id, rec->identity), (unsigned long long)rec->limited_unlogged, rate, bytes,
 		                     (unsigned long long)rec->limited);
 		control_audit(pg,
 		              &(audit_event_t){.event = AUDIT_EV_RATE_LIMITED,
@@ -85,10 +86,11 @@ static bool log_refusal(pg_client_t *rec, const char *access, const char *topic)
 	int64_t now = control_mono_ms();
 	if(now - rec->deny_window_ms > 10000) {
 		if(rec->deny_suppressed) {
+			char id[128];
 			mosquitto_log_printf(MOSQ_LOG_NOTICE,
 			                     PG_LOG_PREFIX "%llu further refusals for identity=\"%s\" not logged "
 			                     "(repeats or flood); all are counted in $SYS/plantgate/",
-			                     (unsigned long long)rec->deny_suppressed, rec->identity);
+			                     (unsigned long long)rec->deny_suppressed, PG_SAFE(id, rec->identity));
 		}
 		rec->deny_window_ms = now;
 		rec->deny_logged = 0;

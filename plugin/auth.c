@@ -66,7 +66,7 @@ static bool throttled(pg_plugin_t *pg, const char *addr, const char *identity, i
 static int refuse(pg_plugin_t *pg, struct mosquitto *client, const char *identity, const char *why,
                   const char *what_to_do)
 {
-	char cid[128], id[128];
+	char cid[128], id[128], ad[64];
 	const char *addr = mosquitto_client_address(client);
 	int64_t now = control_mono_ms();
 	pg_failures_t *f = failures_for(pg, addr, identity);
@@ -83,7 +83,7 @@ static int refuse(pg_plugin_t *pg, struct mosquitto *client, const char *identit
 	if(!quiet) {
 		mosquitto_log_printf(MOSQ_LOG_WARNING,
 		                     PG_LOG_PREFIX "connect refused: address=%s client_id=\"%s\" identity=\"%s\" reason=\"%s\"%s%s%s",
-		                     addr, util_log_safe(mosquitto_client_id(client), cid, sizeof(cid)),
+		                     PG_SAFE(ad, addr), util_log_safe(mosquitto_client_id(client), cid, sizeof(cid)),
 		                     util_log_safe(identity, id, sizeof(id)), why, what_to_do ? " fix=\"" : "",
 		                     what_to_do ? what_to_do : "", what_to_do ? "\"" : "");
 	}
@@ -127,6 +127,18 @@ static const char *fix_for_identity(const char *reason)
 		return "issue the certificate with scripts/pki, which writes the SAN, or set plugin_opt_identity_source";
 	}
 	return "issue the certificate with a plain identity: letters, digits, '.', '_', '-', ':'";
+}
+
+/* plugin_opt_clientid prefix lets `sensor-a` connect as `sensor-a-<suffix>`.
+ * A second connection with a client id takes over that id's session (and
+ * kicks its connection), so a suffixed client id must never be one that
+ * another device could hold as its own: refuse it when the policy would
+ * admit it as an identity — a `device` line, a `devices matching` pattern
+ * that matches it, or `unknown-devices role ...` (which admits any). */
+static bool clientid_could_be_identity(const pg_plugin_t *pg, const char *cid)
+{
+	const policy_subject_t who = {cid, cid, NULL, 0};
+	return policy_resolve(pg->policy, &who) != NULL;
 }
 
 /* Is this BASIC_AUTH mosquitto's re-check of a session that has no
@@ -208,6 +220,13 @@ int auth_basic(int event, void *event_data, void *userdata)
 		rc = refuse(pg, client, NULL, reason, fix_for_identity(reason));
 		goto out;
 	}
+	/* mosquitto's chain check does not stop a CA certificate (the plant CA's
+	 * own, or an intermediate) from being presented as a client's. */
+	if(identity_check_not_ca(cert, &reason)) {
+		rc = refuse(pg, client, identity, reason,
+		            "issue the device its own certificate (scripts/pki device ID); a CA's key must never be on a device");
+		goto out;
+	}
 	if(throttled(pg, addr, identity, now)) {
 		pg->stats.connects_throttled++;
 		rc = refuse(pg, client, identity, "too many failed connects of this identity from this address: throttled for a minute",
@@ -224,6 +243,11 @@ int auth_basic(int event, void *event_data, void *userdata)
 		rc = refuse(pg, client, identity, "client id is not bound to the certificate identity",
 		            pg->id_opts.binding == BINDING_EQUAL ? "set the MQTT client id to the identity"
 		                                                 : "set the MQTT client id to the identity or identity-<suffix>");
+		goto out;
+	}
+	if(strcmp(cid, identity) && clientid_could_be_identity(pg, cid)) {
+		rc = refuse(pg, client, identity, "client id could be another device's identity (prefix mode)",
+		            "use a suffix that makes no identity the policy admits, or the identity itself");
 		goto out;
 	}
 	identity_cert_attrs(cert, site, sizeof(site), line, sizeof(line));
@@ -275,15 +299,18 @@ int auth_basic(int event, void *event_data, void *userdata)
 	}
 	policy_binding_info_t bi;
 	policy_binding_get_info(binding, &bi);
+	char qid[128], qrole[128], qaddr[64], qfile[256];
 	if(recheck) {
-		mosquitto_log_printf(MOSQ_LOG_DEBUG, PG_LOG_PREFIX "re-checked after reload: identity=\"%s\" role=%s",
-		                     identity, bi.role);
+		mosquitto_log_printf(MOSQ_LOG_DEBUG, PG_LOG_PREFIX "re-checked after reload: identity=\"%s\" role=\"%s\"",
+		                     PG_SAFE(qid, identity), PG_SAFE(qrole, bi.role));
 		rc = MOSQ_ERR_SUCCESS;
 		goto out;
 	}
 	pg->stats.connects_ok++;
-	mosquitto_log_printf(MOSQ_LOG_INFO, PG_LOG_PREFIX "connect accepted: address=%s identity=\"%s\" role=%s (%s:%d)",
-	                     rec->address, identity, bi.role, bi.file, bi.line);
+	mosquitto_log_printf(MOSQ_LOG_INFO,
+	                     PG_LOG_PREFIX "connect accepted: address=%s identity=\"%s\" role=\"%s\" rule=\"%s:%d\"",
+	                     PG_SAFE(qaddr, rec->address), PG_SAFE(qid, identity), PG_SAFE(qrole, bi.role),
+	                     PG_SAFE(qfile, bi.file), bi.line);
 	control_audit(pg,
 	              &(audit_event_t){.event = AUDIT_EV_CONNECT,
 	                               .identity = identity,

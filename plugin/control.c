@@ -38,13 +38,14 @@ void control_audit(pg_plugin_t *pg, const audit_event_t *ev, bool limited)
 	int rc = limited ? audit_write_limited(pg->audit, ev, control_wall_ms())
 	                 : audit_write(pg->audit, ev, control_wall_ms());
 	if(rc < 0) {
+		char qpath[512], qerr[256];
 		/* Never stops the broker and never passes silently: counted, in
 		 * $SYS/plantgate/audit/errors, and logged once per 100 failures. */
 		if(pg->stats.audit_errors++ % 100 == 0) {
 			mosquitto_log_printf(MOSQ_LOG_ERR,
 			                     PG_LOG_PREFIX "audit log %s: write failed (%s); %llu failures so far. "
 			                     "Refusals are still enforced. Check the disk and the file's permissions.",
-			                     pg->audit_path, audit_last_error(pg->audit),
+			                     PG_SAFE(qpath, pg->audit_path), PG_SAFE(qerr, audit_last_error(pg->audit)),
 			                     (unsigned long long)pg->stats.audit_errors);
 		}
 	}
@@ -52,7 +53,9 @@ void control_audit(pg_plugin_t *pg, const audit_event_t *ev, bool limited)
 
 static void kick(pg_plugin_t *pg, const char *cid, pg_client_t *rec, const char *why)
 {
-	mosquitto_log_printf(MOSQ_LOG_NOTICE, PG_LOG_PREFIX "kick: identity=\"%s\" reason=\"%s\"", rec->identity, why);
+	char id[128], cq[128];
+	mosquitto_log_printf(MOSQ_LOG_NOTICE, PG_LOG_PREFIX "kick: identity=\"%s\" reason=\"%s\" client_id=\"%s\"",
+	                     PG_SAFE(id, rec->identity), why, PG_SAFE(cq, cid));
 	control_audit(pg,
 	              &(audit_event_t){.event = AUDIT_EV_KICK,
 	                               .identity = rec->identity,
@@ -100,8 +103,10 @@ int control_reload(int event, void *event_data, void *userdata)
 	}
 	if(!np) {
 		pg->stats.reload_failures++;
+		char qerr[1024];
 		mosquitto_log_printf(MOSQ_LOG_ERR,
-		                     PG_LOG_PREFIX "reload refused, the previous policy stays in force: %s", err);
+		                     PG_LOG_PREFIX "reload refused, the previous policy stays in force: reason=\"%s\"",
+		                     PG_SAFE(qerr, err));
 		control_audit(pg, &(audit_event_t){.event = AUDIT_EV_RELOAD_FAILED, .decision = "keep", .reason = err},
 		              false);
 		return MOSQ_ERR_SUCCESS;
@@ -177,7 +182,8 @@ int control_reload(int event, void *event_data, void *userdata)
 	              "%zu clients to disconnect",
 	              before.roles, after.roles, before.devices, after.devices, before.matches, after.matches,
 	              before.rules, after.rules, rev_before, rev_after, nkick);
-	mosquitto_log_printf(MOSQ_LOG_NOTICE, PG_LOG_PREFIX "reloaded %s: %s", pg->policy_path, summary);
+	char qpath[512];
+	mosquitto_log_printf(MOSQ_LOG_NOTICE, PG_LOG_PREFIX "reloaded %s: %s", PG_SAFE(qpath, pg->policy_path), summary);
 	control_audit(pg, &(audit_event_t){.event = AUDIT_EV_RELOAD, .decision = "allow", .reason = summary}, false);
 
 	for(size_t i = 0; i < nkick; i++) {
@@ -376,9 +382,10 @@ static void expire_failures(pg_plugin_t *pg, int64_t now)
 			continue;
 		}
 		if(f->suppressed) {
+			char qkey[IDENTITY_MAX + 80];
 			mosquitto_log_printf(MOSQ_LOG_WARNING,
-			                     PG_LOG_PREFIX "%llu further refused connects were not logged (throttled): address|identity=%s",
-			                     (unsigned long long)f->suppressed, key);
+			                     PG_LOG_PREFIX "%llu further refused connects were not logged (throttled): address|identity=\"%s\"",
+			                     (unsigned long long)f->suppressed, PG_SAFE(qkey, key));
 		}
 		drop[ndrop++] = key;
 	}

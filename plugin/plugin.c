@@ -80,7 +80,8 @@ static int load_pins(pg_plugin_t *pg, const char *path)
 {
 	FILE *f = fopen(path, "r");
 	if(!f) {
-		mosquitto_log_printf(MOSQ_LOG_ERR, PG_LOG_PREFIX "cannot open plugin_opt_issuer_cafile %s", path);
+		char qp[512];
+		mosquitto_log_printf(MOSQ_LOG_ERR, PG_LOG_PREFIX "cannot open plugin_opt_issuer_cafile \"%s\"", PG_SAFE(qp, path));
 		return -1;
 	}
 	X509 *c;
@@ -99,8 +100,9 @@ static int load_pins(pg_plugin_t *pg, const char *path)
 	}
 	fclose(f);
 	if(pg->npins == 0) {
+		char qp[512];
 		mosquitto_log_printf(MOSQ_LOG_ERR,
-		                     PG_LOG_PREFIX "plugin_opt_issuer_cafile %s holds no PEM certificate", path);
+		                     PG_LOG_PREFIX "plugin_opt_issuer_cafile \"%s\" holds no PEM certificate", PG_SAFE(qp, path));
 		return -1;
 	}
 	return 0;
@@ -115,7 +117,8 @@ static int set_path(char **dst, const char *v)
 
 static int bad_option(const char *k, const char *v, const char *what)
 {
-	mosquitto_log_printf(MOSQ_LOG_ERR, PG_LOG_PREFIX "plugin_opt_%s '%s': %s", k, v, what);
+	char qk[128], qv[512];
+	mosquitto_log_printf(MOSQ_LOG_ERR, PG_LOG_PREFIX "plugin_opt_%s \"%s\": %s", PG_SAFE(qk, k), PG_SAFE(qv, v), what);
 	return -1;
 }
 
@@ -206,8 +209,10 @@ static int parse_options(pg_plugin_t *pg, struct mosquitto_opt *options, int opt
 			}
 			pg->sys_interval_ms = n;
 		} else {
+			char qk[128];
 			mosquitto_log_printf(MOSQ_LOG_ERR, PG_LOG_PREFIX
-			                     "unknown option plugin_opt_%s: check the spelling (see config/mosquitto.conf)", k);
+			                     "unknown option plugin_opt_%s: check the spelling (see config/mosquitto.conf)",
+			                     PG_SAFE(qk, k));
 			return -1;
 		}
 	}
@@ -222,7 +227,7 @@ static int parse_options(pg_plugin_t *pg, struct mosquitto_opt *options, int opt
 EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
                                  struct mosquitto_opt *options, int option_count)
 {
-	char err[1024];
+	char err[1024], qerr[1024], qpath[512];
 	pg_plugin_t *pg = calloc(1, sizeof(*pg));
 	if(!pg) {
 		return MOSQ_ERR_NOMEM;
@@ -252,27 +257,30 @@ EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userd
 	}
 	pg->policy = policy_load_file(pg->policy_path, err, sizeof(err));
 	if(!pg->policy) {
-		mosquitto_log_printf(MOSQ_LOG_ERR, PG_LOG_PREFIX "policy not loaded, broker not started: %s", err);
+		mosquitto_log_printf(MOSQ_LOG_ERR, PG_LOG_PREFIX "policy not loaded, broker not started: reason=\"%s\"",
+		                     PG_SAFE(qerr, err));
 		goto fail;
 	}
 	if(pg->revocation_path || pg->crl_path) {
 		pg->revoked = revocation_load(pg->revocation_path, pg->crl_path, err, sizeof(err));
 		if(!pg->revoked) {
-			mosquitto_log_printf(MOSQ_LOG_ERR, PG_LOG_PREFIX "revocation list not loaded, broker not started: %s", err);
+			mosquitto_log_printf(MOSQ_LOG_ERR, PG_LOG_PREFIX "revocation list not loaded, broker not started: reason=\"%s\"",
+			                     PG_SAFE(qerr, err));
 			goto fail;
 		}
 	}
 	if(pg->audit_path) {
 		pg->audit = audit_open(pg->audit_path, err, sizeof(err));
 		if(!pg->audit) {
-			mosquitto_log_printf(MOSQ_LOG_ERR, PG_LOG_PREFIX "audit log not opened, broker not started: %s "
-			                     "(fix the path or permissions of plugin_opt_audit_log)", err);
+			mosquitto_log_printf(MOSQ_LOG_ERR, PG_LOG_PREFIX "audit log not opened, broker not started: reason=\"%s\" "
+			                     "(fix the path or permissions of plugin_opt_audit_log)", PG_SAFE(qerr, err));
 			goto fail;
 		}
 		if(audit_restart_reason(pg->audit)) {
 			mosquitto_log_printf(MOSQ_LOG_WARNING, PG_LOG_PREFIX "audit log %s: its last line was damaged (%s); "
 			                     "a chain-restart line records this. Check the file: plantgate-audit verify %s",
-			                     pg->audit_path, audit_restart_reason(pg->audit), pg->audit_path);
+			                     PG_SAFE(qpath, pg->audit_path), PG_SAFE(qerr, audit_restart_reason(pg->audit)),
+			                     qpath);
 		}
 	} else {
 		mosquitto_log_printf(MOSQ_LOG_WARNING, PG_LOG_PREFIX "no audit log: set plugin_opt_audit_log "
@@ -283,7 +291,7 @@ EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userd
 	mosquitto_log_printf(MOSQ_LOG_NOTICE,
 	                     PG_LOG_PREFIX "policy %s loaded: %zu roles, %zu devices, %zu patterns, %zu rules; "
 	                     "%zu revocations, %zu in CRL",
-	                     pg->policy_path, st.roles, st.devices, st.matches, st.rules,
+	                     PG_SAFE(qpath, pg->policy_path), st.roles, st.devices, st.matches, st.rules,
 	                     revocation_count(pg->revoked), revocation_crl_count(pg->revoked));
 	control_audit(pg, &(audit_event_t){.event = AUDIT_EV_START, .reason = "plugin loaded"}, false);
 

@@ -36,6 +36,19 @@ int identity_binding_parse(const char *s, identity_binding_t *out)
 	return 0;
 }
 
+/* The one rule for identities, site and line values, shared with scripts/pki
+ * (check_name) and tested on both sides against tests/vectors/identities.txt:
+ * 1..max_len characters from A-Z a-z 0-9 . _ - :.  Everything else — blanks,
+ * quotes, '=', ',', backslashes, non-ASCII letters — is refused too: such an
+ * identity could not have been issued by scripts/pki, and each of those
+ * characters has a meaning somewhere an identity travels (a log line, a DN, a
+ * shell, a topic level). */
+static bool identity_char_ok(unsigned char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+	       c == '_' || c == '-' || c == ':';
+}
+
 bool identity_valid(const char *id, size_t len, size_t max_len, const char **reason)
 {
 	if(len == 0) {
@@ -50,36 +63,41 @@ bool identity_valid(const char *id, size_t len, size_t max_len, const char **rea
 		*reason = "identity contains a NUL byte";
 		return false;
 	}
-	if(!util_utf8_valid(id, len)) {
-		*reason = "identity is not valid UTF-8";
-		return false;
-	}
 	if(id[0] == '$') {
 		*reason = "identity starts with '$'";
 		return false;
 	}
-	if(id[0] == ' ' || id[len - 1] == ' ') {
-		*reason = "identity starts or ends with a blank";
-		return false;
-	}
 	for(size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)id[i];
-		if(c < 0x20 || c == 0x7F) {
-			*reason = "identity contains a control character";
-			return false;
-		}
-		/* C1 controls U+0080..U+009F are encoded as C2 80..C2 9F. */
-		if(c == 0xC2 && i + 1 < len && (unsigned char)id[i + 1] >= 0x80 &&
-		   (unsigned char)id[i + 1] <= 0x9F) {
-			*reason = "identity contains a control character";
-			return false;
+		if(identity_char_ok(c)) {
+			continue;
 		}
 		if(c == '+' || c == '#' || c == '/') {
 			*reason = "identity contains an MQTT wildcard or '/' ('+', '#' and '/' are not allowed)";
-			return false;
+		} else if(c < 0x20 || c == 0x7F) {
+			*reason = "identity contains a control character";
+		} else if(c == ' ') {
+			*reason = "identity contains a blank";
+		} else {
+			*reason = "identity contains a character other than A-Z a-z 0-9 . _ - :";
 		}
+		return false;
 	}
 	return true;
+}
+
+int identity_check_not_ca(X509 *cert, const char **reason)
+{
+	uint32_t flags = X509_get_extension_flags(cert);
+	if(flags & EXFLAG_CA) {
+		*reason = "certificate is a CA certificate (basicConstraints CA:TRUE), not a client identity";
+		return -1;
+	}
+	if((flags & EXFLAG_KUSAGE) && (X509_get_key_usage(cert) & KU_KEY_CERT_SIGN)) {
+		*reason = "certificate may sign certificates (keyUsage keyCertSign), so it is not a client identity";
+		return -1;
+	}
+	return 0;
 }
 
 /* Copy an ASN1 string as UTF-8, refusing embedded NULs. */
@@ -246,7 +264,17 @@ bool identity_clientid_ok(const char *identity, const char *clientid, identity_b
 		return false;
 	}
 	size_t il = strlen(identity);
-	return strncmp(clientid, identity, il) == 0 && clientid[il] == '-' && clientid[il + 1] != '\0';
+	if(strncmp(clientid, identity, il) != 0 || clientid[il] != '-' || clientid[il + 1] == '\0') {
+		return false;
+	}
+	/* The suffix follows the identity rule too: client ids stay plain in
+	 * logs and in %{clientid} topic levels. */
+	for(const char *p = clientid + il + 1; *p; p++) {
+		if(!identity_char_ok((unsigned char)*p)) {
+			return false;
+		}
+	}
+	return true;
 }
 
 int identity_fingerprint(X509 *cert, char out[65])

@@ -26,7 +26,8 @@ typedef enum identity_source {
 
 typedef enum identity_binding {
 	BINDING_EQUAL = 0, /* client id == identity */
-	BINDING_PREFIX,    /* client id == identity, or identity + "-" + suffix */
+	BINDING_PREFIX,    /* client id == identity, or identity + "-" + suffix (auth.c
+	                      also refuses one that could be another identity) */
 } identity_binding_t;
 
 typedef struct identity_opts {
@@ -47,10 +48,16 @@ int identity_binding_parse(const char *s, identity_binding_t *out);
 int identity_from_cert(X509 *cert, const identity_opts_t *o, char *out, size_t outlen,
                        const char **reason);
 
-/* Is `id` (len bytes, as found in the certificate) acceptable?  Refuses empty,
- * longer than max_len, invalid UTF-8, NUL or control characters (C0, DEL, C1),
- * '+', '#', '/', a leading '$', and leading/trailing blanks. */
+/* Is `id` (len bytes, as found in the certificate) acceptable?  The rule
+ * scripts/pki applies when it issues: 1..max_len characters from A-Z a-z 0-9
+ * . _ - : (tests/vectors/identities.txt is checked against both).  *reason
+ * names the first problem: empty, too long, NUL, a leading '$', an MQTT
+ * wildcard or '/', a control character, a blank, any other character. */
 bool identity_valid(const char *id, size_t len, size_t max_len, const char **reason);
+
+/* Refuse a certificate that can act as a CA — basicConstraints CA:TRUE, or
+ * keyUsage with keyCertSign — as a client identity: 0, or -1 with *reason. */
+int identity_check_not_ca(X509 *cert, const char **reason);
 
 /* notBefore <= now <= notAfter?  -1 with reason when not. */
 int identity_check_dates(X509 *cert, time_t now, const char **reason);

@@ -187,7 +187,7 @@ class Pki:
     def revoke(self, ident):
         self.run("revoke", ident)
 
-    def raw_cert(self, label, cn, san_uri=None, ou=None, l=None):
+    def raw_cert(self, label, cn, san_uri=None, ou=None, l=None, ext=None):
         """A client certificate signed by this CA with any CN at all — for
         hostile identities that scripts/pki rightly refuses to issue."""
         d = os.path.join(self.dir, "raw")
@@ -203,8 +203,8 @@ class Pki:
             dn.append("OU = %s" % q(ou))
         if l:
             dn.append("L = %s" % q(l))
-        ext = ["basicConstraints = critical,CA:FALSE", "keyUsage = critical,digitalSignature",
-               "extendedKeyUsage = clientAuth"]
+        ext = list(ext or ["basicConstraints = critical,CA:FALSE", "keyUsage = critical,digitalSignature",
+                           "extendedKeyUsage = clientAuth"])
         if san_uri:
             ext.append("subjectAltName = URI:%s" % san_uri)
         with open(cfg, "w") as f:

@@ -4,6 +4,7 @@ policy.  Real mosquitto with plantgate_auth.so, real certificates from
 scripts/pki, paho-mqtt clients."""
 import os
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -92,6 +93,98 @@ class Identity(unittest.TestCase):
         c = self.env.client(self.pki, "sensor-2", self.broker, protocol=4)
         self.assertEqual(c.connect(), 0)
         c.disconnect()
+
+
+class HostileCertificates(unittest.TestCase):
+    """Issue 11, items 7 and 8: certificates an attacker on the LAN would try."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.env = h.Env("identity-hostile2")
+        cls.pki = cls.env.pki()
+        # Any identity would be admitted by the policy: a refusal can only come
+        # from the identity rules.
+        cls.broker = cls.env.plant_broker(cls.pki, policy=policies.PERMISSIVE_UNKNOWN)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.env.close()
+
+    def raw_client(self, label, cn, ext=None, clientid=None):
+        crt, key = self.pki.raw_cert(label, cn, ext=ext)
+        return h.Client(self.env, self.broker, clientid or cn, self.pki.ca, crt, key)
+
+    def test_ca_certificates_are_not_client_identities(self):
+        for label, ext in [
+            ("ca-true", ["basicConstraints = critical,CA:TRUE", "keyUsage = critical,digitalSignature,keyCertSign",
+                         "extendedKeyUsage = clientAuth"]),
+            ("certsign", ["keyUsage = critical,digitalSignature,keyCertSign", "extendedKeyUsage = clientAuth"]),
+        ]:
+            c = self.raw_client(label, label, ext)
+            self.assertNotEqual(c.connect(), 0, "%s was admitted" % label)
+            c.disconnect()
+        self.assertTrue(self.broker.wait_log(
+            r'connect refused: .*identity="ca-true" reason="certificate is a CA certificate \(basicConstraints CA:TRUE\)', 5))
+        self.assertTrue(self.broker.wait_log(
+            r'connect refused: .*identity="certsign" reason="certificate may sign certificates \(keyUsage keyCertSign\)', 5))
+
+    def test_identity_that_would_forge_log_fields_is_refused_and_escaped(self):
+        cn = 'sensor-q" role=ops x="'
+        # A plain client id: mosquitto's own lines print client ids as they are.
+        c = self.raw_client("quote", cn, clientid="quote")
+        self.assertNotEqual(c.connect(), 0, "an identity with quotes was admitted")
+        self.assertTrue(self.broker.wait_log(r'connect refused: .*client_id="quote" .*reason="identity contains a', 5))
+        # Client-controlled text is escaped in the plugin's lines.
+        e = self.raw_client("cidquote", "plain-q", clientid='x" role=ops y="')
+        self.assertNotEqual(e.connect(), 0)
+        self.assertTrue(self.broker.wait_log(r'connect refused: .*client_id="x\? role=ops y=\?"', 5))
+        d = self.raw_client("cidquote", "plain-q")
+        self.assertEqual(d.connect(), 0)
+        d.c.publish('nope/" role=ops z="', b"x", qos=1)
+        self.assertTrue(self.broker.wait_log(r'publish denied: identity="plain-q" topic="nope/\? role=ops z=\?"', 5))
+        plugin_lines = [line for line in self.broker.log().splitlines() if "plantgate:" in line]
+        self.assertFalse([line for line in plugin_lines if '" role=ops' in line], plugin_lines)
+
+    def test_identities_scripts_pki_would_not_issue_are_refused(self):
+        for label, cn in [("blank", "sensor a"), ("accent", "capteur-é"), ("equals", "a=b")]:
+            c = self.raw_client(label, cn)
+            self.assertNotEqual(c.connect(), 0, "CN %r was admitted" % cn)
+            c.disconnect()
+        self.assertTrue(self.broker.wait_log(r"identity contains a character other than A-Z a-z 0-9", 5))
+
+
+class PrefixClientIds(unittest.TestCase):
+    """Issue 11, item 6: with `clientid prefix`, a client id that is or could be
+    another identity is refused (docs/policy.md says which ones prefix allows)."""
+
+    POLICY = """
+default deny
+unknown-devices refuse
+role sensor
+  publish open/%{id}/#
+end
+device sensor-a   role sensor
+device sensor-a-b role sensor
+devices matching cam-* role sensor
+"""
+
+    def test_prefix_cannot_take_over_another_device(self):
+        with h.Env("identity-prefix") as env:
+            pki = env.pki()
+            broker = env.plant_broker(pki, policy=self.POLICY, plugin_opts={"clientid": "prefix"})
+            victim = env.client(pki, "sensor-a-b", broker, clean=False)
+            self.assertEqual(victim.connect(), 0)
+            thief = env.client(pki, "sensor-a", broker, clientid="sensor-a-b")
+            self.assertNotEqual(thief.connect(), 0, "sensor-a took client id sensor-a-b")
+            self.assertTrue(broker.wait_log(r"client id could be another device's identity", 5))
+            time.sleep(0.3)
+            self.assertFalse(victim.disconnected.is_set(), "the real sensor-a-b was kicked")
+            # A suffix no identity of the policy can have is fine ...
+            ok = env.client(pki, "sensor-a", broker, clientid="sensor-a-probe")
+            self.assertEqual(ok.connect(), 0)
+            # ... but not one a `devices matching` pattern would admit.
+            cam = env.client(pki, "cam-1", broker, clientid="cam-1-2")
+            self.assertNotEqual(cam.connect(), 0, "cam-1 took a client id cam-* admits as an identity")
 
 
 class IdentitySources(unittest.TestCase):

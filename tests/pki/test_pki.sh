@@ -100,6 +100,19 @@ for hostile in 'a/b' '+' '#' 'dev#1' 'a+b' '$x' '' "$long" $'a\tb' 'a b' $'a\nb'
     expect_fail "hostile identity $(printf %q "$hostile") refused" pki device "$hostile"
     if ! has 'error: .*(identity|not allowed|empty|limit)' "$T/out"; then bad "... with a clear message for $(printf %q "$hostile")"; fi
 done
+# The identity rule shared with the plugin: tests/vectors/identities.txt is also
+# read by tests/unit/test_identity.c, so both sides accept and refuse the same.
+V=$T/vectors
+"$PKI" --dir "$V" init --name "vectors CA" >"$T/out" 2>&1 || bad "init of the vectors PKI"
+while IFS=$'\t' read -r verdict value; do
+    [[ $verdict == accept || $verdict == refuse ]] || continue
+    vid=$(printf '%b' "$value"; printf x); vid=${vid%x}
+    if [[ $verdict == accept ]]; then
+        expect_ok "identities.txt: $(printf %q "$vid") accepted" "$PKI" --dir "$V" device "$vid"
+    else
+        expect_fail "identities.txt: $(printf %q "$vid") refused" "$PKI" --dir "$V" device "$vid"
+    fi
+done <"$ROOT/tests/vectors/identities.txt"
 expect_fail "hostile site refused" pki device dev-x --site 'a/b'
 expect_fail "hostile line refused" pki device dev-x --line '#'
 expect_ok "64-byte identity accepted" pki device "${long:1}"

@@ -12,6 +12,8 @@
 
 #include <openssl/evp.h>
 #include <openssl/x509v3.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "identity.h"
@@ -122,7 +124,8 @@ static void test_hostile_identities_refused(void **state)
 	assert_false(identity_valid(longid, 79, 64, &why));
 	assert_true(identity_valid(longid, 64, 64, &why));
 	assert_true(identity_valid("sensor-01.line_2:x", 18, 64, &why));
-	assert_true(identity_valid("センサー", strlen("センサー"), 64, &why));
+	/* The rule is scripts/pki's: non-ASCII letters are refused too. */
+	assert_false(identity_valid("センサー", strlen("センサー"), 64, &why));
 	/* And through a real certificate. */
 	X509 *c = leaf("a/b", NULL);
 	assert_int_equal(identity_from_cert(c, &o, id, sizeof(id), &why), -1);
@@ -188,6 +191,77 @@ static void test_dates_with_injected_clock(void **state)
 	X509_free(c);
 }
 
+/* printf %b escapes of tests/vectors/identities.txt: \t \n \\ \xHH. */
+static size_t unescape(const char *in, char *out, size_t outlen)
+{
+	size_t o = 0;
+	for(size_t i = 0; in[i] && o + 1 < outlen; i++) {
+		if(in[i] != '\\' || !in[i + 1]) {
+			out[o++] = in[i];
+		} else if(in[i + 1] == 't' || in[i + 1] == 'n' || in[i + 1] == '\\') {
+			out[o++] = in[i + 1] == 't' ? '\t' : in[i + 1] == 'n' ? '\n' : '\\';
+			i++;
+		} else if(in[i + 1] == 'x' && in[i + 2] && in[i + 3]) {
+			char hex[3] = {in[i + 2], in[i + 3], 0};
+			out[o++] = (char)strtol(hex, NULL, 16);
+			i += 3;
+		} else {
+			out[o++] = in[i];
+		}
+	}
+	out[o] = '\0';
+	return o;
+}
+
+/* The vectors scripts/pki is tested against too (tests/pki/test_pki.sh). */
+static void test_identity_vectors_shared_with_pki(void **state)
+{
+	char path[1024], line[512], value[512];
+	const char *src = getenv("PG_SOURCE_DIR");
+	snprintf(path, sizeof(path), "%s/tests/vectors/identities.txt", src ? src : ".");
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	int n = 0;
+	while(fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = '\0';
+		char *tab = strchr(line, '\t');
+		if(line[0] == '#' || !tab) {
+			continue;
+		}
+		*tab = '\0';
+		size_t len = unescape(tab + 1, value, sizeof(value));
+		const char *why = NULL;
+		bool ok = identity_valid(value, len, 64, &why);
+		if(ok != !strcmp(line, "accept")) {
+			fail_msg("identities.txt: %s \"%s\": identity_valid says %s (%s)", line, tab + 1,
+			         ok ? "accept" : "refuse", why ? why : "");
+		}
+		n++;
+	}
+	fclose(f);
+	assert_true(n >= 30);
+}
+
+static void test_ca_certificates_are_not_identities(void **state)
+{
+	const char *why = NULL;
+	X509 *c = leaf("plain", NULL);
+	assert_int_equal(identity_check_not_ca(c, &why), 0);
+	X509_free(c);
+	c = leaf("ca-ish", NULL);
+	add_ext(c, ca_cert, NID_basic_constraints, "critical,CA:TRUE");
+	X509_sign(c, ca_key, EVP_sha256());
+	assert_int_equal(identity_check_not_ca(c, &why), -1);
+	assert_non_null(strstr(why, "CA:TRUE"));
+	X509_free(c);
+	c = leaf("signer", NULL);
+	add_ext(c, ca_cert, NID_key_usage, "critical,digitalSignature,keyCertSign");
+	X509_sign(c, ca_key, EVP_sha256());
+	assert_int_equal(identity_check_not_ca(c, &why), -1);
+	assert_non_null(strstr(why, "keyCertSign"));
+	X509_free(c);
+}
+
 static void test_clientid_binding(void **state)
 {
 	assert_true(identity_clientid_ok("press-07", "press-07", BINDING_EQUAL));
@@ -198,6 +272,11 @@ static void test_clientid_binding(void **state)
 	assert_false(identity_clientid_ok("press-07", "press-070", BINDING_PREFIX));
 	assert_false(identity_clientid_ok("press-07", "press-08", BINDING_PREFIX));
 	assert_false(identity_clientid_ok("press-07", NULL, BINDING_PREFIX));
+	/* The suffix follows the identity rule. */
+	assert_true(identity_clientid_ok("press-07", "press-07-a.b_c:1", BINDING_PREFIX));
+	assert_false(identity_clientid_ok("press-07", "press-07-a b", BINDING_PREFIX));
+	assert_false(identity_clientid_ok("press-07", "press-07-a\"b", BINDING_PREFIX));
+	assert_false(identity_clientid_ok("press-07", "press-07-a/b", BINDING_PREFIX));
 }
 
 static void test_attrs_from_subject(void **state)
@@ -309,6 +388,8 @@ int main(void)
 		cmocka_unit_test(test_san_uri_and_dns),
 		cmocka_unit_test(test_dates_with_injected_clock),
 		cmocka_unit_test(test_clientid_binding),
+		cmocka_unit_test(test_identity_vectors_shared_with_pki),
+		cmocka_unit_test(test_ca_certificates_are_not_identities),
 		cmocka_unit_test(test_attrs_from_subject),
 		cmocka_unit_test(test_issuer_pinning),
 		cmocka_unit_test(test_revocation_list),
