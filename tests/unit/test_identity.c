@@ -248,18 +248,21 @@ static void test_ca_certificates_are_not_identities(void **state)
 	X509 *c = leaf("plain", NULL);
 	assert_int_equal(identity_check_not_ca(c, &why), 0);
 	X509_free(c);
-	c = leaf("ca-ish", NULL);
-	add_ext(c, ca_cert, NID_basic_constraints, "critical,CA:TRUE");
-	X509_sign(c, ca_key, EVP_sha256());
-	assert_int_equal(identity_check_not_ca(c, &why), -1);
-	assert_non_null(strstr(why, "CA:TRUE"));
-	X509_free(c);
-	c = leaf("signer", NULL);
-	add_ext(c, ca_cert, NID_key_usage, "critical,digitalSignature,keyCertSign");
-	X509_sign(c, ca_key, EVP_sha256());
-	assert_int_equal(identity_check_not_ca(c, &why), -1);
-	assert_non_null(strstr(why, "keyCertSign"));
-	X509_free(c);
+	static const struct {
+		int nid;
+		const char *value, *why;
+	} ca[] = {
+		{NID_basic_constraints, "critical,CA:TRUE", "CA:TRUE"},
+		{NID_key_usage, "critical,digitalSignature,keyCertSign", "keyCertSign"},
+	};
+	for(size_t i = 0; i < sizeof(ca) / sizeof(ca[0]); i++) {
+		c = leaf("ca-ish", NULL);
+		add_ext(c, ca_cert, ca[i].nid, ca[i].value);
+		X509_sign(c, ca_key, EVP_sha256());
+		assert_int_equal(identity_check_not_ca(c, &why), -1);
+		assert_non_null(strstr(why, ca[i].why));
+		X509_free(c);
+	}
 }
 
 static void test_clientid_binding(void **state)
