@@ -5,8 +5,9 @@
  * it, and every question is answered by the policy engine itself
  * (policy_resolve + policy_check_resolved), never by re-implementing its
  * rules here.  What this file adds is the choice of questions.  To find
- * topics worth asking about, it reads the rule filters and the device
- * entries of the (already validated) file with the shared tokenizer, and
+ * topics worth asking about, it walks the rules and the device entries the
+ * engine parsed (policy_rule_at, policy_binding_at: the file is read once,
+ * by the engine's own parser), and
  * instantiates each filter for a concrete device A: variables become A's
  * values, and in turn each '+' level, the '#' tail or the %{id} level becomes
  * another device B's id.  If the engine lets A publish to (or subscribe to
@@ -22,163 +23,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "conf.h"
 #include "doctor.h"
 #include "policy.h"
 #include "topic.h"
 #include "util.h"
 
-#define DP_MAX_ATTRS 16
 #define DP_TOPIC_MAX 1024
-#define DP_MAX_LEVELS 64
-
-typedef struct dp_rule {
-	char *role;
-	bool deny;
-	policy_access_t access;
-	char *filter;
-	int line;
-} dp_rule_t;
-
-enum dp_kind { DP_DEVICE = 1, DP_PATTERN, DP_UNKNOWN };
-
-typedef struct dp_entry {
-	enum dp_kind kind;
-	char *entry; /* identity or glob; NULL for unknown-devices */
-	char *role;
-	char *keys[DP_MAX_ATTRS];
-	char *values[DP_MAX_ATTRS];
-	int nattrs;
-	int line;
-} dp_entry_t;
-
-typedef struct dp_scan {
-	dp_rule_t *rules;
-	size_t nrules;
-	dp_entry_t *entries;
-	size_t nentries;
-	char *cur_role;
-	int unknown_line;
-} dp_scan_t;
-
-static char *dp_strdup(const char *s)
-{
-	size_t n = strlen(s) + 1;
-	char *d = malloc(n);
-	if(d) {
-		memcpy(d, s, n);
-	}
-	return d;
-}
-
-static void dp_scan_free(dp_scan_t *s)
-{
-	for(size_t i = 0; i < s->nrules; i++) {
-		free(s->rules[i].role);
-		free(s->rules[i].filter);
-	}
-	free(s->rules);
-	for(size_t i = 0; i < s->nentries; i++) {
-		free(s->entries[i].entry);
-		free(s->entries[i].role);
-		for(int k = 0; k < s->entries[i].nattrs; k++) {
-			free(s->entries[i].keys[k]);
-			free(s->entries[i].values[k]);
-		}
-	}
-	free(s->entries);
-	free(s->cur_role);
-	memset(s, 0, sizeof(*s));
-}
-
-static int dp_access(const char *w, policy_access_t *out)
-{
-	if(strcmp(w, "publish") == 0) {
-		*out = POLICY_PUBLISH;
-	} else if(strcmp(w, "subscribe") == 0) {
-		*out = POLICY_SUBSCRIBE;
-	} else if(strcmp(w, "read") == 0) {
-		*out = POLICY_READ;
-	} else {
-		return -1;
-	}
-	return 0;
-}
-
-static int dp_add_entry(dp_scan_t *s, const conf_line_t *l, enum dp_kind kind, int at)
-{
-	/* at: index of "role" */
-	dp_entry_t *n = realloc(s->entries, (s->nentries + 1) * sizeof(*n));
-	if(!n) {
-		return -1;
-	}
-	s->entries = n;
-	dp_entry_t *e = &s->entries[s->nentries];
-	memset(e, 0, sizeof(*e));
-	e->kind = kind;
-	e->line = l->line;
-	if(l->argc <= at + 1 || strcmp(l->argv[at], "role") != 0) {
-		return 0; /* refuse / malformed: the engine already judged it */
-	}
-	e->role = dp_strdup(l->argv[at + 1]);
-	if(kind != DP_UNKNOWN) {
-		e->entry = dp_strdup(l->argv[kind == DP_DEVICE ? 1 : 2]);
-	}
-	for(int i = at + 2; i < l->argc && e->nattrs < DP_MAX_ATTRS; i++) {
-		char *eq = strchr(l->argv[i], '=');
-		if(!eq) {
-			continue;
-		}
-		*eq = '\0';
-		e->keys[e->nattrs] = dp_strdup(l->argv[i]);
-		e->values[e->nattrs] = dp_strdup(eq + 1);
-		*eq = '=';
-		e->nattrs++;
-	}
-	s->nentries++;
-	return 0;
-}
-
-static int dp_line(void *ud, const conf_line_t *l, char *err, size_t errlen)
-{
-	dp_scan_t *s = ud;
-	const char *k = l->argv[0];
-	int rc = 0;
-	if(strcmp(k, "role") == 0 && l->argc > 1) {
-		free(s->cur_role);
-		s->cur_role = dp_strdup(l->argv[1]);
-	} else if(strcmp(k, "end") == 0) {
-		free(s->cur_role);
-		s->cur_role = NULL;
-	} else if(strcmp(k, "device") == 0 && l->argc > 1) {
-		rc = dp_add_entry(s, l, DP_DEVICE, 2);
-	} else if(strcmp(k, "devices") == 0 && l->argc > 2) {
-		rc = dp_add_entry(s, l, DP_PATTERN, 3);
-	} else if(strcmp(k, "unknown-devices") == 0) {
-		s->unknown_line = l->line;
-		rc = dp_add_entry(s, l, DP_UNKNOWN, 1);
-	} else if(s->cur_role) {
-		int at = (strcmp(k, "deny") == 0 || strcmp(k, "allow") == 0) ? 1 : 0;
-		policy_access_t a;
-		if(l->argc > at + 1 && dp_access(l->argv[at], &a) == 0) {
-			dp_rule_t *n = realloc(s->rules, (s->nrules + 1) * sizeof(*n));
-			if(!n) {
-				return conf_error(l, err, errlen, "out of memory");
-			}
-			s->rules = n;
-			dp_rule_t *r = &s->rules[s->nrules++];
-			r->role = dp_strdup(s->cur_role);
-			r->deny = strcmp(k, "deny") == 0;
-			r->access = a;
-			r->filter = dp_strdup(l->argv[at + 1]);
-			r->line = l->line;
-			if(!r->role || !r->filter) {
-				return conf_error(l, err, errlen, "out of memory");
-			}
-		}
-	}
-	return rc ? conf_error(l, err, errlen, "out of memory") : 0;
-}
 
 /* Does a rule's filter have a level equal to one of the words? */
 static bool dp_has_level(const char *filter, const char *const *words)
@@ -214,36 +64,36 @@ static bool dp_role_listed(const char *list, const char *role)
 	return false;
 }
 
-static bool dp_is_device_role(const dp_scan_t *s, const char *role, const char *listed)
+static bool dp_is_device_role(const policy_t *p, const char *role, const char *listed)
 {
 	if(listed) {
 		return dp_role_listed(listed, role);
 	}
-	for(size_t i = 0; i < s->nrules; i++) {
-		const dp_rule_t *r = &s->rules[i];
-		if(!r->deny && r->access == POLICY_PUBLISH && strcmp(r->role, role) == 0 &&
-		   dp_has_level(r->filter, dp_self_words)) {
+	policy_rule_info_t r;
+	for(size_t i = 0; policy_rule_at(p, i, &r); i++) {
+		if(!r.deny && r.access == POLICY_PUBLISH && strcmp(r.role, role) == 0 &&
+		   dp_has_level(r.filter, dp_self_words)) {
 			return true;
 		}
 	}
 	return false;
 }
 
-static bool dp_takes_commands(const dp_scan_t *s, const char *role)
+static bool dp_takes_commands(const policy_t *p, const char *role)
 {
-	for(size_t i = 0; i < s->nrules; i++) {
-		const dp_rule_t *r = &s->rules[i];
-		if(!r->deny && r->access != POLICY_PUBLISH && strcmp(r->role, role) == 0 &&
-		   dp_has_level(r->filter, dp_command_words)) {
+	policy_rule_info_t r;
+	for(size_t i = 0; policy_rule_at(p, i, &r); i++) {
+		if(!r.deny && r.access != POLICY_PUBLISH && strcmp(r.role, role) == 0 &&
+		   dp_has_level(r.filter, dp_command_words)) {
 			return true;
 		}
 	}
 	return false;
 }
 
-/* A concrete device of an entry: identities A and B, its attributes. */
+/* A concrete device of a policy entry: identities A and B, its attributes. */
 typedef struct dp_subject {
-	const dp_entry_t *e;
+	policy_binding_info_t e; /* the entry: device, pattern or unknown-devices */
 	char a[128];
 	char b[128];
 	policy_attr_t attrs[2]; /* what a certificate would carry */
@@ -268,9 +118,9 @@ static void dp_glob_instance(const char *glob, char fill, const char *star, char
 
 static const char *dp_attr(const dp_subject_t *sj, const char *key)
 {
-	for(int i = 0; i < sj->e->nattrs; i++) {
-		if(strcmp(sj->e->keys[i], key) == 0) {
-			return sj->e->values[i];
+	for(size_t i = 0; i < sj->e.nattrs; i++) {
+		if(strcmp(sj->e.attrs[i].key, key) == 0) {
+			return sj->e.attrs[i].value;
 		}
 	}
 	for(size_t i = 0; i < 2; i++) {
@@ -281,33 +131,10 @@ static const char *dp_attr(const dp_subject_t *sj, const char *key)
 	return "x";
 }
 
-/* Build the subject for entry e; false when it does not resolve to e. */
-static bool dp_subject_init(dp_subject_t *sj, const policy_t *p, const dp_scan_t *s, const dp_entry_t *e)
+/* Make sj a device with identity A (sj->a, already set) and the attributes
+ * a certificate would carry, and resolve it: false when the policy refuses it. */
+static bool dp_subject_resolve(dp_subject_t *sj, const policy_t *p)
 {
-	memset(sj, 0, sizeof(*sj));
-	sj->e = e;
-	if(!e->role) {
-		return false;
-	}
-	if(e->kind == DP_DEVICE) {
-		util_strlcpy(sj->a, e->entry, sizeof(sj->a));
-		util_strlcpy(sj->b, "doctor-peer", sizeof(sj->b));
-		for(size_t i = 0; i < s->nentries; i++) {
-			if(s->entries[i].kind == DP_DEVICE && strcmp(s->entries[i].entry, e->entry) != 0) {
-				util_strlcpy(sj->b, s->entries[i].entry, sizeof(sj->b));
-				break;
-			}
-		}
-	} else if(e->kind == DP_PATTERN) {
-		dp_glob_instance(e->entry, 'a', "doctor-a", sj->a, sizeof(sj->a));
-		dp_glob_instance(e->entry, 'b', "doctor-b", sj->b, sizeof(sj->b));
-		if(strcmp(sj->a, sj->b) == 0) {
-			util_strlcpy(sj->b, "doctor-peer", sizeof(sj->b));
-		}
-	} else {
-		util_strlcpy(sj->a, "doctor-unlisted-a", sizeof(sj->a));
-		util_strlcpy(sj->b, "doctor-unlisted-b", sizeof(sj->b));
-	}
 	sj->attrs[0].key = "site";
 	sj->attrs[0].value = "doctor-site";
 	sj->attrs[1].key = "line";
@@ -320,9 +147,40 @@ static bool dp_subject_init(dp_subject_t *sj, const policy_t *p, const dp_scan_t
 	if(!sj->binding) {
 		return false;
 	}
-	policy_binding_info_t info;
-	policy_binding_get_info(sj->binding, &info);
-	return info.line == e->line;
+	policy_binding_get_info(sj->binding, &sj->e);
+	return true;
+}
+
+/* Build the subject for entry eb; false when its device A does not resolve
+ * to eb (an earlier entry takes it). */
+static bool dp_subject_init(dp_subject_t *sj, const policy_t *p, const policy_binding_t *eb)
+{
+	policy_binding_info_t e;
+	policy_binding_get_info(eb, &e);
+	memset(sj, 0, sizeof(*sj));
+	if(e.kind == POLICY_BINDING_DEVICE) {
+		util_strlcpy(sj->a, e.entry, sizeof(sj->a));
+		util_strlcpy(sj->b, "doctor-peer", sizeof(sj->b));
+		const policy_binding_t *ob;
+		for(size_t i = 0; (ob = policy_binding_at(p, i)); i++) {
+			policy_binding_info_t o;
+			policy_binding_get_info(ob, &o);
+			if(o.kind == POLICY_BINDING_DEVICE && strcmp(o.entry, e.entry) != 0) {
+				util_strlcpy(sj->b, o.entry, sizeof(sj->b));
+				break;
+			}
+		}
+	} else if(e.kind == POLICY_BINDING_PATTERN) {
+		dp_glob_instance(e.entry, 'a', "doctor-a", sj->a, sizeof(sj->a));
+		dp_glob_instance(e.entry, 'b', "doctor-b", sj->b, sizeof(sj->b));
+		if(strcmp(sj->a, sj->b) == 0) {
+			util_strlcpy(sj->b, "doctor-peer", sizeof(sj->b));
+		}
+	} else {
+		util_strlcpy(sj->a, "doctor-unlisted-a", sizeof(sj->a));
+		util_strlcpy(sj->b, "doctor-unlisted-b", sizeof(sj->b));
+	}
+	return dp_subject_resolve(sj, p) && sj->binding == eb;
 }
 
 enum dp_mode { DP_PLAIN, DP_ID_IS_B, DP_PLUS_IS_B, DP_HASH_IS_B };
@@ -419,10 +277,10 @@ static bool dp_first(dp_seen_t *seen, const char *check, const char *role, int l
 
 static const char *dp_who(const dp_subject_t *sj, char *buf, size_t len)
 {
-	if(sj->e->kind == DP_DEVICE) {
-		util_snprintf(buf, len, "device %s", sj->e->entry);
-	} else if(sj->e->kind == DP_PATTERN) {
-		util_snprintf(buf, len, "devices matching %s, e.g. %s", sj->e->entry, sj->a);
+	if(sj->e.kind == POLICY_BINDING_DEVICE) {
+		util_snprintf(buf, len, "device %s", sj->e.entry);
+	} else if(sj->e.kind == POLICY_BINDING_PATTERN) {
+		util_snprintf(buf, len, "devices matching %s, e.g. %s", sj->e.entry, sj->a);
 	} else {
 		util_snprintf(buf, len, "unlisted devices");
 	}
@@ -431,56 +289,56 @@ static const char *dp_who(const dp_subject_t *sj, char *buf, size_t len)
 
 /* POL-CROSS-DEVICE for one subject.  Returns the number of findings about
  * device roles (notes about other roles are not counted). */
-static int dp_cross(const policy_t *p, const dp_scan_t *s, const dp_subject_t *sj, bool device_role,
+static int dp_cross(const policy_t *p, const dp_subject_t *sj, bool device_role,
                     dp_seen_t *seen, doctor_report_t *r)
 {
 	int found = 0;
 	char topic[DP_TOPIC_MAX], ev[1024], who[256];
-	for(size_t i = 0; i < s->nrules; i++) {
-		const dp_rule_t *ru = &s->rules[i];
-		if(ru->deny || ru->access == POLICY_READ || strcmp(ru->role, sj->e->role) != 0) {
+	policy_rule_info_t ru;
+	for(size_t i = 0; policy_rule_at(p, i, &ru); i++) {
+		if(ru.deny || ru.access == POLICY_READ || strcmp(ru.role, sj->e.role) != 0) {
 			continue;
 		}
 		int nplus = 0;
-		for(const char *c = ru->filter; *c; c++) {
-			nplus += (*c == '+' && (c == ru->filter || c[-1] == '/') && (c[1] == '/' || !c[1]));
+		for(const char *c = ru.filter; *c; c++) {
+			nplus += (*c == '+' && (c == ru.filter || c[-1] == '/') && (c[1] == '/' || !c[1]));
 		}
 		/* Modes: the %{id} level as B, each '+' as B (last first), the '#' tail as B. */
 		for(int m = 0; m < nplus + 2; m++) {
 			enum dp_mode mode = m == 0 ? DP_ID_IS_B : m <= nplus ? DP_PLUS_IS_B : DP_HASH_IS_B;
 			int pos = nplus - m;
 			policy_decision_t d;
-			if(!dp_instance(sj, ru->filter, mode, pos, topic, sizeof(topic)) ||
+			if(!dp_instance(sj, ru.filter, mode, pos, topic, sizeof(topic)) ||
 			   !dp_topic_has(topic, sj->b) || dp_topic_has(topic, sj->a) || !topic_valid_name(topic)) {
 				continue;
 			}
 			bool allowed;
-			if(ru->access == POLICY_PUBLISH) {
+			if(ru.access == POLICY_PUBLISH) {
 				allowed = dp_ask(p, sj, POLICY_PUBLISH, topic, &d);
 			} else {
 				policy_decision_t rd;
 				allowed = dp_ask(p, sj, POLICY_SUBSCRIBE, topic, &d) && dp_ask(p, sj, POLICY_READ, topic, &rd);
 			}
 			/* Non-device roles: one note per role is enough. */
-			if(!allowed || topic[0] == '$' || !dp_first(seen, "cross", sj->e->role, device_role ? d.rule_line : 0)) {
+			if(!allowed || topic[0] == '$' || !dp_first(seen, "cross", sj->e.role, device_role ? d.rule_line : 0)) {
 				continue;
 			}
 			found += device_role;
-			dp_rule_ev(&d, ru->filter, ev, sizeof(ev));
-			bool pub = ru->access == POLICY_PUBLISH;
+			dp_rule_ev(&d, ru.filter, ev, sizeof(ev));
+			bool pub = ru.access == POLICY_PUBLISH;
 			if(device_role) {
 				doctor_report_add(r, "POL-CROSS-DEVICE", pub ? DOCTOR_CRITICAL : DOCTOR_WARNING, ev,
 				                  "use the device's own level in the rule: plant/%{site}/%{line}/%{id}/...",
 				                  "role %s (%s) may %s another device's topics, e.g. %s %s: a compromised "
 				                  "device could %s",
-				                  sj->e->role, dp_who(sj, who, sizeof(who)), pub ? "publish to" : "read",
+				                  sj->e.role, dp_who(sj, who, sizeof(who)), pub ? "publish to" : "read",
 				                  pub ? "publish" : "subscribe", topic,
 				                  pub ? "forge that machine's data" : "read that machine's data");
 			} else {
 				doctor_report_add(r, "POL-CROSS-DEVICE", DOCTOR_INFO, ev, NULL,
 				                  "role %s (%s) is not a device role and may %s other devices' topics, e.g. "
 				                  "%s: as intended for panels, engineers' stations and the bridge; confirm",
-				                  sj->e->role, dp_who(sj, who, sizeof(who)), pub ? "publish to" : "read",
+				                  sj->e.role, dp_who(sj, who, sizeof(who)), pub ? "publish to" : "read",
 				                  topic);
 			}
 		}
@@ -491,42 +349,119 @@ static int dp_cross(const policy_t *p, const dp_scan_t *s, const dp_subject_t *s
 /* Topics a command could travel on, for subject sj: every command-level
  * filter of any role's subscribe/read rules and of sj's own publish rules,
  * instantiated with sj's values and with B's id. */
-static int dp_control(const policy_t *p, const dp_scan_t *s, const dp_subject_t *sj, dp_seen_t *seen,
+static int dp_control(const policy_t *p, const dp_subject_t *sj, dp_seen_t *seen,
                       doctor_report_t *r)
 {
 	int found = 0;
 	char topic[DP_TOPIC_MAX], ev[1024], who[256];
-	for(size_t i = 0; i < s->nrules; i++) {
-		const dp_rule_t *ru = &s->rules[i];
-		bool own_pub = ru->access == POLICY_PUBLISH && strcmp(ru->role, sj->e->role) == 0;
-		if(ru->deny || !dp_has_level(ru->filter, dp_command_words) ||
-		   (ru->access == POLICY_PUBLISH && !own_pub)) {
+	policy_rule_info_t ru;
+	for(size_t i = 0; policy_rule_at(p, i, &ru); i++) {
+		bool own_pub = ru.access == POLICY_PUBLISH && strcmp(ru.role, sj->e.role) == 0;
+		if(ru.deny || !dp_has_level(ru.filter, dp_command_words) ||
+		   (ru.access == POLICY_PUBLISH && !own_pub)) {
 			continue;
 		}
 		for(int m = 0; m < 2; m++) {
 			policy_decision_t d;
-			if(!dp_instance(sj, ru->filter, m ? DP_ID_IS_B : DP_PLAIN, 0, topic, sizeof(topic)) ||
+			if(!dp_instance(sj, ru.filter, m ? DP_ID_IS_B : DP_PLAIN, 0, topic, sizeof(topic)) ||
 			   !topic_valid_name(topic) || !dp_ask(p, sj, POLICY_PUBLISH, topic, &d) ||
-			   !dp_first(seen, "control", sj->e->role, d.rule_line)) {
+			   !dp_first(seen, "control", sj->e.role, d.rule_line)) {
 				continue;
 			}
 			found++;
-			dp_rule_ev(&d, ru->filter, ev, sizeof(ev));
+			dp_rule_ev(&d, ru.filter, ev, sizeof(ev));
 			doctor_report_add(r, "POL-CONTROL", DOCTOR_WARNING, ev,
 			                  "remove the grant, or add to the role: deny publish plant/+/+/+/command/#",
-			                  "role %s (%s) takes no commands but may send one: publish %s", sj->e->role,
+			                  "role %s (%s) takes no commands but may send one: publish %s", sj->e.role,
 			                  dp_who(sj, who, sizeof(who)), topic);
 		}
 	}
 	return found;
 }
 
+/* POL-UNKNOWN: who gets in without being listed. */
+static void dp_check_unknown(const policy_t *p, const char *path, doctor_report_t *r)
+{
+	char ev[2048];
+	bool warned = false;
+	const policy_binding_t *b;
+	for(size_t i = 0; (b = policy_binding_at(p, i)); i++) {
+		policy_binding_info_t e;
+		policy_binding_get_info(b, &e);
+		if(e.kind == POLICY_BINDING_UNKNOWN) {
+			util_snprintf(ev, sizeof(ev), "%s:%d: unknown-devices role %s", path, e.line, e.role);
+			doctor_report_add(r, "POL-UNKNOWN", DOCTOR_WARNING, ev, "unknown-devices refuse",
+			                  "identities not listed in the policy get role %s: every certificate the CA "
+			                  "ever issued can connect",
+			                  e.role);
+			warned = true;
+		} else if(e.kind == POLICY_BINDING_PATTERN && strcmp(e.entry, "*") == 0) {
+			util_snprintf(ev, sizeof(ev), "%s:%d: devices matching * role %s", path, e.line, e.role);
+			doctor_report_add(r, "POL-UNKNOWN", DOCTOR_WARNING, ev,
+			                  "list devices by name or by a narrower pattern (e.g. sensor-*)",
+			                  "`devices matching *` gives role %s to every identity", e.role);
+			warned = true;
+		}
+	}
+	if(warned) {
+		return;
+	}
+	policy_stats_t st;
+	policy_get_stats(p, &st);
+	if(st.unknown_line) {
+		util_snprintf(ev, sizeof(ev), "%s:%d: unknown-devices refuse", path, st.unknown_line);
+	} else {
+		util_snprintf(ev, sizeof(ev), "%s: unknown-devices refuse is the default", path);
+	}
+	doctor_report_add(r, "POL-UNKNOWN", DOCTOR_PASS, ev, NULL, "devices not listed in the policy are refused");
+}
+
+/* How many findings each question gave, over all subjects. */
+typedef struct dp_tally {
+	int wild, cross, control, subjects;
+} dp_tally_t;
+
+/* POL-WILDCARD and POL-CONTROL's $CONTROL question for one subject. */
+static void dp_wildcards(const policy_t *p, const dp_subject_t *sj, bool dev, dp_seen_t *seen,
+                         dp_tally_t *t, doctor_report_t *r)
+{
+	policy_decision_t d;
+	char ev[2048], who[256], topic[DP_TOPIC_MAX];
+
+	/* Everything: '#' or any topic at all. */
+	util_snprintf(topic, sizeof(topic), "doctor-probe/%s", sj->b);
+	if(dp_ask(p, sj, POLICY_SUBSCRIBE, "#", &d) && dp_first(seen, "wild-sub", sj->e.role, d.rule_line)) {
+		dp_rule_ev(&d, "#", ev, sizeof(ev));
+		doctor_report_add(r, "POL-WILDCARD", dev ? DOCTOR_CRITICAL : DOCTOR_WARNING, ev,
+		                  "grant the device's own subtree only: plant/%{site}/%{line}/%{id}/config/#",
+		                  "role %s (%s) may subscribe to # : it receives every message of the plant",
+		                  sj->e.role, dp_who(sj, who, sizeof(who)));
+		t->wild++;
+	}
+	if(dp_ask(p, sj, POLICY_PUBLISH, topic, &d) && dp_first(seen, "wild-pub", sj->e.role, d.rule_line)) {
+		dp_rule_ev(&d, "#", ev, sizeof(ev));
+		doctor_report_add(r, "POL-WILDCARD", dev ? DOCTOR_CRITICAL : DOCTOR_WARNING, ev,
+		                  "grant the device's own subtree only: plant/%{site}/%{line}/%{id}/telemetry/#",
+		                  "role %s (%s) may publish to any topic (e.g. %s): it could write into every "
+		                  "machine's topics",
+		                  sj->e.role, dp_who(sj, who, sizeof(who)), topic);
+		t->wild++;
+	}
+	/* $CONTROL: the parser refuses such grants; ask anyway. */
+	if(dp_ask(p, sj, POLICY_PUBLISH, "$CONTROL/dynamic-security/v1", &d)) {
+		dp_rule_ev(&d, "$CONTROL", ev, sizeof(ev));
+		doctor_report_add(r, "POL-CONTROL", DOCTOR_CRITICAL, ev, "remove the rule",
+		                  "role %s may publish to $CONTROL: it could reconfigure the broker", sj->e.role);
+		t->control++;
+	}
+}
+
 void doctor_policy_check(const char *path, const char *device_roles, const char *from, doctor_report_t *r)
 {
 	char err[2048], ev[2048];
 	policy_t *p = NULL;
-	dp_scan_t s = {0};
 	dp_seen_t *seen = NULL;
+	dp_tally_t t = {0};
 
 	p = policy_load_file(path, err, sizeof(err));
 	if(!p) {
@@ -545,177 +480,78 @@ void doctor_policy_check(const char *path, const char *device_roles, const char 
 	              st.roles, st.devices, st.matches, st.rules);
 	doctor_report_add(r, "POL-LOAD", DOCTOR_PASS, ev, NULL,
 	                  "the policy loads: anything not granted is denied, deny rules win");
-
-	if(conf_parse_file(path, dp_line, &s, err, sizeof(err)) != 0) {
-		doctor_report_add(r, "POL-LOAD", DOCTOR_CRITICAL, err, NULL, "the policy cannot be read a second time");
-		goto out;
-	}
 	seen = calloc(1, sizeof(*seen));
 	if(!seen) {
 		r->failed = true;
 		goto out;
 	}
-
-	/* Who gets in. */
-	bool unknown_warned = false;
-	for(size_t i = 0; i < s.nentries; i++) {
-		const dp_entry_t *e = &s.entries[i];
-		if(e->kind == DP_UNKNOWN && e->role) {
-			util_snprintf(ev, sizeof(ev), "%s:%d: unknown-devices role %s", path, e->line, e->role);
-			doctor_report_add(r, "POL-UNKNOWN", DOCTOR_WARNING, ev, "unknown-devices refuse",
-			                  "identities not listed in the policy get role %s: every certificate the CA "
-			                  "ever issued can connect",
-			                  e->role);
-			unknown_warned = true;
-		} else if(e->kind == DP_PATTERN && e->entry && strcmp(e->entry, "*") == 0) {
-			util_snprintf(ev, sizeof(ev), "%s:%d: devices matching * role %s", path, e->line,
-			              e->role ? e->role : "?");
-			doctor_report_add(r, "POL-UNKNOWN", DOCTOR_WARNING, ev,
-			                  "list devices by name or by a narrower pattern (e.g. sensor-*)",
-			                  "`devices matching *` gives role %s to every identity", e->role ? e->role : "?");
-			unknown_warned = true;
-		}
-	}
-	if(!unknown_warned) {
-		util_snprintf(ev, sizeof(ev), "%s%s%d%s", path, s.unknown_line ? ":" : "", s.unknown_line,
-		              s.unknown_line ? ": unknown-devices refuse" : " (unknown-devices refuse is the default)");
-		if(!s.unknown_line) {
-			util_snprintf(ev, sizeof(ev), "%s: unknown-devices refuse is the default", path);
-		}
-		doctor_report_add(r, "POL-UNKNOWN", DOCTOR_PASS, ev, NULL, "devices not listed in the policy are refused");
-	}
+	dp_check_unknown(p, path, r);
 
 	/* The questions, per device or pattern entry. */
-	int wild = 0, cross = 0, control = 0, subjects = 0;
-	for(size_t i = 0; i < s.nentries; i++) {
+	const policy_binding_t *b;
+	for(size_t i = 0; (b = policy_binding_at(p, i)); i++) {
 		dp_subject_t sj;
-		if(!dp_subject_init(&sj, p, &s, &s.entries[i])) {
+		if(!dp_subject_init(&sj, p, b)) {
 			continue;
 		}
-		subjects++;
-		bool dev = dp_is_device_role(&s, sj.e->role, device_roles);
-		policy_decision_t d;
-		char who[256], topic[DP_TOPIC_MAX];
-
-		/* Everything: '#' or any topic at all. */
-		util_snprintf(topic, sizeof(topic), "doctor-probe/%s", sj.b);
-		bool sub_all = dp_ask(p, &sj, POLICY_SUBSCRIBE, "#", &d);
-		if(sub_all && dp_first(seen, "wild-sub", sj.e->role, d.rule_line)) {
-			dp_rule_ev(&d, "#", ev, sizeof(ev));
-			doctor_report_add(r, "POL-WILDCARD", dev ? DOCTOR_CRITICAL : DOCTOR_WARNING, ev,
-			                  "grant the device's own subtree only: plant/%{site}/%{line}/%{id}/config/#",
-			                  "role %s (%s) may subscribe to # : it receives every message of the plant",
-			                  sj.e->role, dp_who(&sj, who, sizeof(who)));
-			wild++;
-		}
-		if(dp_ask(p, &sj, POLICY_PUBLISH, topic, &d) && dp_first(seen, "wild-pub", sj.e->role, d.rule_line)) {
-			dp_rule_ev(&d, "#", ev, sizeof(ev));
-			doctor_report_add(r, "POL-WILDCARD", dev ? DOCTOR_CRITICAL : DOCTOR_WARNING, ev,
-			                  "grant the device's own subtree only: plant/%{site}/%{line}/%{id}/telemetry/#",
-			                  "role %s (%s) may publish to any topic (e.g. %s): it could write into every "
-			                  "machine's topics",
-			                  sj.e->role, dp_who(&sj, who, sizeof(who)), topic);
-			wild++;
-		}
-		/* $CONTROL: the parser refuses such grants; ask anyway. */
-		if(dp_ask(p, &sj, POLICY_PUBLISH, "$CONTROL/dynamic-security/v1", &d)) {
-			dp_rule_ev(&d, "$CONTROL", ev, sizeof(ev));
-			doctor_report_add(r, "POL-CONTROL", DOCTOR_CRITICAL, ev, "remove the rule",
-			                  "role %s may publish to $CONTROL: it could reconfigure the broker", sj.e->role);
-			control++;
-		}
-		cross += dp_cross(p, &s, &sj, dev, seen, r);
-		if(dev && !dp_takes_commands(&s, sj.e->role)) {
-			control += dp_control(p, &s, &sj, seen, r);
+		t.subjects++;
+		bool dev = dp_is_device_role(p, sj.e.role, device_roles);
+		dp_wildcards(p, &sj, dev, seen, &t, r);
+		t.cross += dp_cross(p, &sj, dev, seen, r);
+		if(dev && !dp_takes_commands(p, sj.e.role)) {
+			t.control += dp_control(p, &sj, seen, r);
 		}
 	}
-	util_snprintf(ev, sizeof(ev), "%s: %d device entries questioned through the policy engine", path, subjects);
-	if(!wild) {
+	util_snprintf(ev, sizeof(ev), "%s: %d device entries questioned through the policy engine", path, t.subjects);
+	if(!t.wild) {
 		doctor_report_add(r, "POL-WILDCARD", DOCTOR_PASS, ev, NULL,
 		                  "no role may subscribe to # or publish to arbitrary topics");
 	}
-	if(!cross) {
+	if(!t.cross) {
 		doctor_report_add(r, "POL-CROSS-DEVICE", DOCTOR_PASS, ev, NULL,
 		                  "no role may publish to or read another device's topics");
 	}
-	if(!control) {
+	if(!t.control) {
 		doctor_report_add(r, "POL-CONTROL", DOCTOR_PASS, ev, NULL,
 		                  "devices that take no commands cannot send any; $CONTROL is never granted");
 	}
 out:
 	free(seen);
-	dp_scan_free(&s);
 	policy_free(p);
 }
 
 int doctor_policy_can_publish(const char *path, const char *identity, char *topic, size_t len, char *rule,
                               size_t rulelen)
 {
-	int rc = -1;
 	char err[1024];
-	dp_scan_t s = {0};
-	dp_entry_t fake = {0};
 	dp_subject_t sj;
 	policy_t *p = policy_load_file(path, err, sizeof(err));
-	if(!p || conf_parse_file(path, dp_line, &s, err, sizeof(err)) != 0) {
-		goto out;
+	if(!p) {
+		return -1;
 	}
-	rc = 0;
-	/* Use the entry the identity resolves to (device line or pattern). */
-	for(size_t i = 0; i < s.nentries; i++) {
-		if(s.entries[i].kind == DP_DEVICE && s.entries[i].entry && strcmp(s.entries[i].entry, identity) == 0) {
-			fake = s.entries[i];
-		}
-	}
-	if(!fake.role) {
-		policy_attr_t none[1] = {{"site", "x"}};
-		policy_subject_t who = {identity, identity, none, 1};
-		const policy_binding_t *b = policy_resolve(p, &who);
-		if(!b) {
-			goto out;
-		}
-		policy_binding_info_t info;
-		policy_binding_get_info(b, &info);
-		for(size_t i = 0; i < s.nentries; i++) {
-			if(s.entries[i].line == info.line) {
-				fake = s.entries[i];
-			}
-		}
-	}
-	if(!fake.role) {
-		goto out;
-	}
+	/* The entry the identity resolves to: its device line, a pattern, or
+	 * unknown-devices. */
+	int rc = 0;
 	memset(&sj, 0, sizeof(sj));
-	sj.e = &fake;
 	util_strlcpy(sj.a, identity, sizeof(sj.a));
 	util_strlcpy(sj.b, "doctor-peer", sizeof(sj.b));
-	sj.attrs[0].key = "site";
-	sj.attrs[0].value = "doctor-site";
-	sj.attrs[1].key = "line";
-	sj.attrs[1].value = "doctor-line";
-	sj.who.identity = sj.a;
-	sj.who.clientid = sj.a;
-	sj.who.attrs = sj.attrs;
-	sj.who.nattrs = 2;
-	sj.binding = policy_resolve(p, &sj.who);
-	if(!sj.binding) {
+	if(!dp_subject_resolve(&sj, p)) {
 		goto out;
 	}
-	for(size_t i = 0; i < s.nrules; i++) {
-		const dp_rule_t *ru = &s.rules[i];
+	policy_rule_info_t ru;
+	for(size_t i = 0; policy_rule_at(p, i, &ru); i++) {
 		policy_decision_t d;
-		if(ru->deny || ru->access != POLICY_PUBLISH || strcmp(ru->role, fake.role) != 0 ||
-		   !dp_instance(&sj, ru->filter, DP_PLAIN, 0, topic, len) || !topic_valid_name(topic)) {
+		if(ru.deny || ru.access != POLICY_PUBLISH || strcmp(ru.role, sj.e.role) != 0 ||
+		   !dp_instance(&sj, ru.filter, DP_PLAIN, 0, topic, len) || !topic_valid_name(topic)) {
 			continue;
 		}
 		if(dp_ask(p, &sj, POLICY_PUBLISH, topic, &d)) {
-			dp_rule_ev(&d, ru->filter, rule, rulelen);
+			dp_rule_ev(&d, ru.filter, rule, rulelen);
 			rc = 1;
 			break;
 		}
 	}
 out:
-	dp_scan_free(&s);
 	policy_free(p);
 	return rc;
 }

@@ -89,6 +89,7 @@ typedef struct policy_stats {
 	size_t rules;   /* allow + deny rules over all roles */
 	/* Added: */
 	const char *unknown_role; /* role of unlisted identities; NULL = refused */
+	int unknown_line;         /* where unknown-devices is written; 0 = not written */
 } policy_stats_t;
 
 void policy_get_stats(const policy_t *p, policy_stats_t *out);
@@ -138,6 +139,10 @@ typedef struct policy_binding_info {
 	const char *role;  /* role name */
 	const char *file;  /* where the entry is written */
 	int line;
+	/* Added: the entry's key=value attributes as written in the policy
+	 * (not the certificate's); borrowed. */
+	const policy_attr_t *attrs;
+	size_t nattrs;
 } policy_binding_info_t;
 
 /* Do binding a (of policy pa) and binding b (of policy pb) grant the same
@@ -164,8 +169,40 @@ typedef struct policy_role_info {
 	size_t deny_rules;
 } policy_role_info_t;
 
+/* ---- Iterators: what the policy says, in file order ------------------------
+ *
+ * For tools that reason about a policy (plantgate-policy, plantgate-doctor):
+ * they read what the engine parsed instead of parsing the file again.  Each
+ * takes an index from 0 and answers false (or NULL) past the end:
+ *
+ *     policy_rule_info_t ri;
+ *     for(size_t i = 0; policy_rule_at(p, i, &ri); i++) ...
+ *
+ * All strings are borrowed from the policy: valid until policy_free(p).
+ */
+
 /* The i-th role in file order; false when i is out of range. */
 bool policy_role_at(const policy_t *p, size_t i, policy_role_info_t *out);
+
+/* The i-th entry that binds identities to a role, in file order: `device`,
+ * `devices matching` and `unknown-devices role` lines (not `unknown-devices
+ * refuse`, which binds nothing).  Describe it with policy_binding_get_info;
+ * check with it like with policy_resolve's result.  NULL past the end. */
+const policy_binding_t *policy_binding_at(const policy_t *p, size_t i);
+
+typedef struct policy_rule_info {
+	const char *role; /* the role the rule belongs to */
+	bool deny;
+	policy_access_t access;
+	const char *filter; /* the topic filter as written (may hold %{name} levels) */
+	const char *text;   /* the whole rule as written */
+	const char *file;
+	int line;
+} policy_rule_info_t;
+
+/* The i-th allow or deny rule of any role, in file order; false when i is out
+ * of range. */
+bool policy_rule_at(const policy_t *p, size_t i, policy_rule_info_t *out);
 
 /* Name of an access: "publish", "subscribe", "read" (or "?"). */
 const char *policy_access_name(policy_access_t a);

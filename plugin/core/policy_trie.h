@@ -1,8 +1,8 @@
 /*
  * policy_trie.h — the compiled form of one role's rules: a trie keyed by topic
  * level, so that finding the rules that match a topic costs O(topic levels)
- * whatever the number of rules.  Internal to the policy engine (policy.c);
- * nothing outside plugin/core includes it.
+ * whatever the number of rules.  Internal to the policy engine (policy.c,
+ * policy_parse.c, policy_opt.c); nothing outside plugin/core includes it.
  *
  * A node has literal children, a '+' child, a '#' child and variable
  * children (`%{name}`, compared literally with the level after
@@ -48,10 +48,13 @@
 typedef struct policy_rule {
 	unsigned seq;          /* position in the file: the lower, the earlier */
 	bool deny;
+	uint8_t opts;          /* bit i: option i of policy_opt.c's table given */
 	policy_access_t access;
-	int max_qos;           /* -1: no limit */
+	/* The options' values (policy_opt.c), each meaningful only when its
+	 * bit in opts is set: */
+	int max_qos;           /* qos<=N */
 	bool no_retain;        /* retain=no */
-	uint64_t max_payload;  /* UINT64_MAX: no limit */
+	uint64_t max_payload;  /* max-payload=SIZE */
 	const char *file;      /* borrowed from the policy */
 	int line;
 	char *text;            /* the rule as written, for explanations */

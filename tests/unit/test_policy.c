@@ -1,11 +1,11 @@
 /*
- * test_policy.c — unit tests of the policy engine (plugin/core/policy.c and
- * policy_trie.c): every parse error with its file:line message, matching of
+ * test_policy.c — unit tests of the policy engine (plugin/core/policy*.c):
+ * every parse error with its file:line message, matching of
  * wildcards, '$' topics, shared subscriptions and empty levels, literal
  * substitution of hostile values, deny-wins, constraints, unknown devices,
  * patterns, a table of hostile requests, the shipped config/policy.example,
- * a differential test of the tries against common/topic.c, and a large
- * policy to show that size does not change the answer.
+ * a differential test of the tries against common/topic.c, a large
+ * policy to show that size does not change the answer, and the iterators.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -710,6 +710,94 @@ static void test_unknown_devices(void **state)
 	policy_free(p);
 }
 
+/* The iterators give tools what the engine parsed, in file order: roles,
+ * rules (with their role and filter as written) and the entries binding
+ * identities to roles (with the policy file's attributes, not limits). */
+static void test_iterators(void **state)
+{
+	(void)state;
+	policy_t *p = load("default deny\n"
+	                   "role sensor\n"
+	                   "  publish plant/%{site}/%{id}/telemetry/# qos<=1\n"
+	                   "  deny read plant/+/+/command/#\n"
+	                   "end\n"
+	                   "device s-1 role sensor site=hq rate<=5/s\n"
+	                   "role hmi\n"
+	                   "  subscribe \"plant/#\"\n"
+	                   "end\n"
+	                   "devices matching hmi-* role hmi\n"
+	                   "unknown-devices role hmi\n"
+	                   "device s-2 role sensor\n");
+	policy_rule_info_t ri;
+	assert_true(policy_rule_at(p, 0, &ri));
+	assert_string_equal(ri.role, "sensor");
+	assert_false(ri.deny);
+	assert_int_equal(ri.access, POLICY_PUBLISH);
+	assert_string_equal(ri.filter, "plant/%{site}/%{id}/telemetry/#");
+	assert_string_equal(ri.text, "publish plant/%{site}/%{id}/telemetry/# qos<=1");
+	assert_string_equal(ri.file, NAME);
+	assert_int_equal(ri.line, 3);
+	assert_true(policy_rule_at(p, 1, &ri));
+	assert_true(ri.deny);
+	assert_int_equal(ri.access, POLICY_READ);
+	assert_string_equal(ri.filter, "plant/+/+/command/#");
+	assert_true(policy_rule_at(p, 2, &ri));
+	assert_string_equal(ri.role, "hmi");
+	assert_int_equal(ri.access, POLICY_SUBSCRIBE);
+	assert_string_equal(ri.filter, "plant/#");
+	assert_int_equal(ri.line, 8);
+	assert_false(policy_rule_at(p, 3, &ri));
+	assert_false(policy_rule_at(NULL, 0, &ri));
+
+	const policy_binding_t *b;
+	policy_binding_info_t bi;
+	static const struct {
+		policy_binding_kind_t kind;
+		const char *entry, *role;
+		int line;
+		size_t nattrs;
+	} want[] = {
+	    {POLICY_BINDING_DEVICE, "s-1", "sensor", 6, 1},
+	    {POLICY_BINDING_PATTERN, "hmi-*", "hmi", 10, 0},
+	    {POLICY_BINDING_UNKNOWN, NULL, "hmi", 11, 0},
+	    {POLICY_BINDING_DEVICE, "s-2", "sensor", 12, 0},
+	};
+	size_t n = 0;
+	for(; (b = policy_binding_at(p, n)); n++) {
+		assert_true(n < sizeof(want) / sizeof(want[0]));
+		policy_binding_get_info(b, &bi);
+		assert_int_equal(bi.kind, want[n].kind);
+		if(want[n].entry) {
+			assert_string_equal(bi.entry, want[n].entry);
+		} else {
+			assert_null(bi.entry);
+		}
+		assert_string_equal(bi.role, want[n].role);
+		assert_int_equal(bi.line, want[n].line);
+		assert_int_equal(bi.nattrs, want[n].nattrs);
+	}
+	assert_int_equal(n, 4);
+	/* The device line's attribute (rate<= is a limit, not an attribute). */
+	policy_binding_get_info(policy_binding_at(p, 0), &bi);
+	assert_string_equal(bi.attrs[0].key, "site");
+	assert_string_equal(bi.attrs[0].value, "hq");
+	/* A binding from the iterator is the one policy_resolve finds. */
+	policy_subject_t who = {"s-2", "s-2", NULL, 0};
+	assert_ptr_equal(policy_resolve(p, &who), policy_binding_at(p, 3));
+	assert_null(policy_binding_at(NULL, 0));
+
+	policy_stats_t st;
+	policy_get_stats(p, &st);
+	assert_int_equal(st.unknown_line, 11);
+	policy_free(p);
+
+	p = load("default deny\nunknown-devices refuse\n");
+	assert_null(policy_binding_at(p, 0)); /* `refuse` binds nothing */
+	policy_get_stats(p, &st);
+	assert_int_equal(st.unknown_line, 2);
+	policy_free(p);
+}
+
 static void test_patterns(void **state)
 {
 	(void)state;
@@ -1322,6 +1410,7 @@ int main(void)
 	    cmocka_unit_test(test_deny_wins),
 	    cmocka_unit_test(test_constraints),
 	    cmocka_unit_test(test_unknown_devices),
+	    cmocka_unit_test(test_iterators),
 	    cmocka_unit_test(test_patterns),
 	    cmocka_unit_test(test_resolved_other_policy),
 	    cmocka_unit_test(test_same_rights),
