@@ -59,6 +59,13 @@ typedef struct plant {
 	uint64_t disk_free; /* at the last check */
 	plant_batch_t batch;
 	int64_t disk_checkpointed; /* last WAL checkpoint taken for the disk guard */
+	/* Redeliveries (see plant_redelivery): the connection resumed a session,
+	 * how many QoS 1 messages it has brought so far, and those recognised as
+	 * stored already since the last commit (logged there, once). */
+	bool session_present;
+	unsigned qos1_since_up;
+	uint64_t redelivered;
+	int64_t redelivered_first, redelivered_last;
 } plant_t;
 
 static void batch_clear(plant_batch_t *bt)
@@ -112,7 +119,29 @@ static void plant_up(void *owner, int flags)
 	     "host=%s port=%lld session_present=%d after_failures=%u down_ms=%lld",
 	     p->b->cfg->plant_host, (long long)p->b->cfg->plant_port, flags & 1,
 	     p->link.failures_since_up, (long long)(util_mono_ms() - p->link.down_since));
+	p->session_present = (flags & 1) != 0;
+	p->qos1_since_up = 0;
 	subscribe_all(p);
+}
+
+/* Is q (built from a plant QoS 1 delivery, plant_mid set) a redelivery of a
+ * message stored already?  After the bridge was killed, or the connection
+ * lost, between a commit and the PUBACKs leaving, the plant broker sends the
+ * unacknowledged messages again when the session resumes, first thing, with
+ * their packet ids (MQTT 5, 4.4): at most the Receive Maximum of them.  So a
+ * match of packet id and content (queue_ingest_seen) counts only among the
+ * first PLANT_RECEIVE_MAXIMUM QoS 1 deliveries of a resumed session; later
+ * ones, a fresh session (the broker lost it: nothing to redeliver) and QoS 0
+ * are always new.  A device sending the same content again gets a new packet
+ * id from the broker, so it is stored again, as it must be. */
+static int64_t plant_redelivery(plant_t *p, const queue_msg_t *q)
+{
+	int64_t seq = 0;
+	if(!p->session_present || p->qos1_since_up > PLANT_RECEIVE_MAXIMUM ||
+	   queue_ingest_seen(p->b->queue, q, &seq) != QUEUE_OK) {
+		return 0; /* stored again at worst: a duplicate, never a loss */
+	}
+	return seq;
 }
 
 /* The verified sender of a plant message: the one `plantgate-device` user
@@ -154,6 +183,9 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 	bridge_t *b = p->b;
 	char q1[300], q2[300];
 	atomic_fetch_add(&b->ctr.in_received, 1);
+	if(m->qos > 0) {
+		p->qos1_since_up++;
+	}
 	const wl_rule_t *r = whitelist_match(&p->wl, m->topic);
 	if(!r) {
 		/* A subscription left over from an older configuration, or a filter
@@ -220,6 +252,20 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 	if(q->len) {
 		memcpy(q->payload, m->payload, q->len);
 	}
+	q->plant_mid = m->qos > 0 ? m->mid : 0;
+	int64_t seq = q->plant_mid ? plant_redelivery(p, q) : 0;
+	if(seq) {
+		/* Stored already (as seq): acknowledge it, do not store it twice. */
+		atomic_fetch_add(&b->ctr.in_redelivered, 1);
+		blog(BLOG_DEBUG, "plant.redelivered_one", "mid=%d seq=%lld topic=%s", m->mid,
+		     (long long)seq, blog_quote(m->topic, q1, sizeof(q1)));
+		if(!p->redelivered++) {
+			p->redelivered_first = seq;
+		}
+		p->redelivered_last = seq;
+		queue_msg_clear(q);
+		return;
+	}
 	bt->n++;
 	bt->bytes += q->len + strlen(q->local_topic) + strlen(q->remote_topic);
 }
@@ -285,6 +331,15 @@ static int plant_commit(plant_t *p)
 		blog(BLOG_ERROR, "plant.out_of_memory", "action=reconnect");
 		link_drop(&p->link, "out of memory");
 		return -1;
+	}
+	if(p->redelivered) {
+		blog(BLOG_INFO, "plant.redelivered",
+		     "count=%llu seq_first=%lld seq_last=%lld action=\"acknowledged, not stored again\" "
+		     "note=\"stored before a restart or a lost connection whose acknowledgement never "
+		     "reached the plant broker\"",
+		     (unsigned long long)p->redelivered, (long long)p->redelivered_first,
+		     (long long)p->redelivered_last);
+		p->redelivered = 0;
 	}
 	if(bt->n == 0) {
 		return 0;
