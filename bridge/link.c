@@ -130,6 +130,13 @@ static void link_on_log(struct mosquitto *mosq, void *obj, int level, const char
 	if(level == MOSQ_LOG_ERR) {
 		util_strlcpy(l->lib_error, str, sizeof(l->lib_error));
 	}
+	const char *pub = strstr(str, " received PUBLISH (d");
+	int dup, mid;
+	if(pub && sscanf(pub, " received PUBLISH (d%d, q%*d, r%*d, m%d,", &dup, &mid) == 2 &&
+	   (dup == 0 || dup == 1)) {
+		l->rx_dup = dup;
+		l->rx_mid = mid;
+	}
 	blog(BLOG_DEBUG, link_event(l, "lib", ev, sizeof(ev)), "msg=%s", blog_quote(str, q, sizeof(q)));
 }
 
@@ -178,6 +185,7 @@ void link_init(link_t *l, bridge_t *b, const link_conf_t *conf)
 	l->conf = *conf;
 	l->b = b;
 	l->state = LINK_DOWN;
+	l->rx_dup = -1;
 	backoff_init(&l->bo, b->cfg->reconnect_min_ms, b->cfg->reconnect_max_ms);
 	l->down_since = util_mono_ms();
 }

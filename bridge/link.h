@@ -88,6 +88,11 @@ typedef struct link {
 	char cb_reason[512];     /* why, as told by a callback (CONNACK, DISCONNECT) or the protocol */
 	char logged_reason[512]; /* the last connect failure logged */
 	char lib_error[256];     /* the last error libmosquitto logged */
+	/* The DUP flag of the PUBLISH whose on_message comes next: libmosquitto
+	 * has no API for it, but logs "received PUBLISH (dD, qQ, rR, mM, ..."
+	 * just before the callback.  rx_dup is 0 or 1 when rx_mid is that
+	 * message's packet id, -1 when unknown. */
+	int rx_mid, rx_dup;
 } link_t;
 
 /* Set up *l (down, first attempt due now) with a copy of conf; backoff from

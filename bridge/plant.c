@@ -127,17 +127,19 @@ static void plant_up(void *owner, int flags)
 /* Is q (built from a plant QoS 1 delivery, plant_mid set) a redelivery of a
  * message stored already?  After the bridge was killed, or the connection
  * lost, between a commit and the PUBACKs leaving, the plant broker sends the
- * unacknowledged messages again when the session resumes, first thing, with
- * their packet ids (MQTT 5, 4.4): at most the Receive Maximum of them.  So a
- * match of packet id and content (queue_ingest_seen) counts only among the
- * first PLANT_RECEIVE_MAXIMUM QoS 1 deliveries of a resumed session; later
- * ones, a fresh session (the broker lost it: nothing to redeliver) and QoS 0
- * are always new.  A device sending the same content again gets a new packet
- * id from the broker, so it is stored again, as it must be. */
-static int64_t plant_redelivery(plant_t *p, const queue_msg_t *q)
+ * unacknowledged messages again when the session resumes, with their packet
+ * ids and the DUP flag (`dup`: 1, 0, or -1 when libmosquitto did not say; see
+ * link_t.rx_dup).  A match of packet id and content (queue_ingest_seen)
+ * counts only for DUP=1; a first delivery (DUP=0) is always new, even with
+ * the same content as one before (a device may well send the same value
+ * twice).  Without the flag, only the first PLANT_RECEIVE_MAXIMUM QoS 1
+ * deliveries of a resumed session can be redeliveries (the broker resends
+ * its in-flight window first).  QoS 0 is never redelivered. */
+static int64_t plant_redelivery(plant_t *p, const queue_msg_t *q, int dup)
 {
 	int64_t seq = 0;
-	if(!p->session_present || p->qos1_since_up > PLANT_RECEIVE_MAXIMUM ||
+	if(dup == 0 ||
+	   (dup < 0 && (!p->session_present || p->qos1_since_up > PLANT_RECEIVE_MAXIMUM)) ||
 	   queue_ingest_seen(p->b->queue, q, &seq) != QUEUE_OK) {
 		return 0; /* stored again at worst: a duplicate, never a loss */
 	}
@@ -253,11 +255,13 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 		memcpy(q->payload, m->payload, q->len);
 	}
 	q->plant_mid = m->qos > 0 ? m->mid : 0;
-	int64_t seq = q->plant_mid ? plant_redelivery(p, q) : 0;
+	int dup = p->link.rx_mid == m->mid ? p->link.rx_dup : -1;
+	p->link.rx_dup = -1;
+	int64_t seq = q->plant_mid ? plant_redelivery(p, q, dup) : 0;
 	if(seq) {
 		/* Stored already (as seq): acknowledge it, do not store it twice. */
 		atomic_fetch_add(&b->ctr.in_redelivered, 1);
-		blog(BLOG_DEBUG, "plant.redelivered_one", "mid=%d seq=%lld topic=%s", m->mid,
+		blog(BLOG_DEBUG, "plant.redelivered_one", "mid=%d dup=%d seq=%lld topic=%s", m->mid, dup,
 		     (long long)seq, blog_quote(m->topic, q1, sizeof(q1)));
 		if(!p->redelivered++) {
 			p->redelivered_first = seq;
