@@ -473,6 +473,9 @@ void doctor_pki_check(const doctor_pki_in_t *in, doctor_report_t *r)
 		free(names);
 	}
 	X509_free(ca);
+	if(in->dir) {
+		doctor_renewal_check(in->dir, rev, in->now, r);
+	}
 	revocation_free(rev);
 	doctor_pki_set_free(&set);
 }
