@@ -34,6 +34,10 @@ est_err_t est_reenroll_check(X509 *peer, STACK_OF(X509) *chain, X509 *issuer,
 		              reason);
 		return EST_E_CERT;
 	}
+	if(identity_check_not_ca(peer, &reason)) {
+		util_snprintf(why, whylen, "client certificate refused: %s", reason);
+		return EST_E_CERT;
+	}
 	X509_STORE *store = X509_STORE_new();
 	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
 	est_err_t rc = EST_E_CERT;

@@ -2,7 +2,8 @@
  * est_policy.h — who may renew, and how often anyone may ask.
  *
  * Re-enrollment (/simplereenroll) is granted to a client certificate that
- * chains to the issuer, is within its dates at the injected time, is a device
+ * chains to the issuer, is within its dates at the injected time, is not a
+ * CA certificate (identity_check_not_ca), is a device
  * certificate (SAN URI urn:plantgate:device:ID whose ID passes the plugin's
  * identity rules), and is not revoked by the plugin's revocation list or the
  * CRL (plugin/core/revocation.c).  The new certificate keeps the identity,

@@ -25,6 +25,9 @@ HOST_UNITS = "/usr/lib/systemd/system"
 OURS = {"plantgate-bridge.service": "etc/systemd/system/plantgate-bridge.service",
         "plantgate-crl.service": "etc/systemd/system/plantgate-crl.service",
         "plantgate-crl.timer": "etc/systemd/system/plantgate-crl.timer",
+        "plantgate-est.service": "etc/systemd/system/plantgate-est.service",
+        "plantgate-enroll.service": "etc/systemd/system/plantgate-enroll.service",
+        "plantgate-enroll.timer": "etc/systemd/system/plantgate-enroll.timer",
         "mosquitto.service.d/plantgate.conf":
             "etc/systemd/system/mosquitto.service.d/plantgate.conf"}
 
@@ -83,6 +86,9 @@ class Units(unittest.TestCase):
         for unit in ("etc/systemd/system/plantgate-bridge.service",
                      "etc/systemd/system/plantgate-crl.service",
                      "etc/systemd/system/plantgate-crl.timer",
+                     "etc/systemd/system/plantgate-est.service",
+                     "etc/systemd/system/plantgate-enroll.service",
+                     "etc/systemd/system/plantgate-enroll.timer",
                      "usr/lib/systemd/system/mosquitto.service"):  # with our drop-in
             rc, out = self.verify(unit)
             self.assertEqual((rc, out), (0, ""), unit)
@@ -125,15 +131,33 @@ class Units(unittest.TestCase):
         self.assertEqual(c["ExecStart"], ["/usr/lib/plantgate/pki --dir /etc/plantgate/pki crl"])
         self.assertEqual(c["ExecStartPost"], ["/bin/systemctl reload mosquitto.service"])
 
+    def test_est_sandbox(self):
+        d = directives(os.path.join(CONFIG, "plantgate-est.service"))
+        want = {"User": ["plantgate-est"], "NoNewPrivileges": ["yes"], "CapabilityBoundingSet": [""],
+                "ProtectSystem": ["strict"], "ReadWritePaths": ["/etc/plantgate/pki -/var/log/plantgate"],
+                "ExecStart": ["/usr/bin/plantgate-est -c /etc/plantgate/est.conf"],
+                "ExecStartPre": ["/usr/bin/plantgate-est -n -c /etc/plantgate/est.conf"]}
+        for k, v in want.items():
+            self.assertEqual(d.get(k), v, k)
+        e = directives(os.path.join(CONFIG, "plantgate-enroll.service"))
+        self.assertEqual(e["Type"], ["oneshot"])
+        self.assertIn("--renew-before 30d", e["ExecStart"][0])
+        self.assertEqual(directives(os.path.join(CONFIG, "plantgate-enroll.timer"))["OnCalendar"],
+                         ["daily"])
+        self.assertLessEqual(self.score("etc/systemd/system/plantgate-est.service"), 2.0)
+
+    def score(self, unit):
+        """systemd's own rating of a unit's sandbox: lower is better (0-10)."""
+        p = subprocess.run([ANALYZE, "security", "--offline=yes", "--root=" + self.root,
+                            "--no-pager", "/" + unit], capture_output=True, text=True,
+                           timeout=120, cwd=self.root)
+        m = re.search(r"Overall exposure level for \S+: ([\d.]+)", p.stdout + p.stderr)
+        self.assertTrue(m, p.stdout + p.stderr)
+        return float(m.group(1))
+
     def test_exposure_scores(self):
         """systemd's own rating of the sandbox: lower is better (0-10)."""
-        def score(unit):
-            p = subprocess.run([ANALYZE, "security", "--offline=yes", "--root=" + self.root,
-                                "--no-pager", "/" + unit], capture_output=True, text=True,
-                               timeout=120, cwd=self.root)
-            m = re.search(r"Overall exposure level for \S+: ([\d.]+)", p.stdout + p.stderr)
-            self.assertTrue(m, p.stdout + p.stderr)
-            return float(m.group(1))
+        score = self.score
         bridge = score("etc/systemd/system/plantgate-bridge.service")
         self.assertLessEqual(bridge, 2.0)
         with_dropin = score("usr/lib/systemd/system/mosquitto.service")

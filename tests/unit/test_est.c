@@ -430,6 +430,9 @@ static void test_reenroll_check(void **state)
 	assert_int_equal(est_reenroll_check(c, NULL, ca, NULL, NOW + 91 * 86400, &p, why, sizeof(why)),
 	                 EST_E_CERT);
 	assert_non_null(strstr(why, "new token"));
+	/* A CA certificate is never a device, even one the issuer signed. */
+	assert_int_equal(est_reenroll_check(ca, NULL, ca, NULL, NOW + 60, &p, why, sizeof(why)),
+	                 EST_E_CERT);
 	/* Same name, other key: a look-alike CA is not the issuer. */
 	assert_int_equal(est_reenroll_check(c, NULL, other, NULL, NOW + 60, &p, why, sizeof(why)),
 	                 EST_E_CERT);
