@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <arpa/inet.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@
 #include "blog.h"
 #include "conf.h"
 #include "topic.h"
+#include "tunproto.h"
 #include "util.h"
 
 #define BCONF_MAX_ERRORS 20
@@ -35,6 +37,8 @@ static const bconf_enum_t profiles[] = {{"generic", BCONF_PROFILE_GENERIC},
                                         {"aws-iot", BCONF_PROFILE_AWS_IOT},
                                         {"azure-iot-hub", BCONF_PROFILE_AZURE},
                                         {NULL, 0}};
+static const bconf_enum_t transports[] = {
+    {"tls", BCONF_TRANSPORT_TLS}, {"wss", BCONF_TRANSPORT_WSS}, {NULL, 0}};
 static const bconf_enum_t when_full[] = {{"backpressure", BCONF_FULL_BACKPRESSURE},
                                          {"drop-oldest", BCONF_FULL_DROP_OLDEST},
                                          {NULL, 0}};
@@ -105,6 +109,18 @@ static const bconf_row_t rows[BK_COUNT] = {
                           profiles, "generic", NULL},
     [BK_CLOUD_AZURE_HUB] = {"cloud_azure_hub", T_STRING, OFF(cloud_azure_hub), false, false, 0,
                             0, NULL, NULL, NULL},
+    [BK_CLOUD_TRANSPORT] = {"cloud_transport", T_ENUM, OFF(cloud_transport), false, false, 0,
+                            0, transports, "tls", NULL},
+    [BK_CLOUD_WS_PATH] = {"cloud_ws_path", T_STRING, OFF(cloud_ws_path), false, false, 0, 0,
+                          NULL, NULL, NULL},
+    [BK_CLOUD_PROXY] = {"cloud_proxy", T_STRING, OFF(cloud_proxy), false, false, 0, 0, NULL,
+                        NULL, NULL},
+    [BK_CLOUD_PROXY_AUTH_FILE] = {"cloud_proxy_auth_file", T_STRING, OFF(cloud_proxy_auth_file),
+                                  false, false, 0, 0, NULL, NULL, NULL},
+    [BK_CLOUD_PROXY_CAFILE] = {"cloud_proxy_cafile", T_STRING, OFF(cloud_proxy_cafile), false,
+                               false, 0, 0, NULL, NULL, NULL},
+    [BK_CLOUD_NO_PROXY] = {"cloud_no_proxy", T_STRING, OFF(cloud_no_proxy), false, false, 0, 0,
+                           NULL, NULL, NULL},
     [BK_FORWARD] = {"forward", T_FORWARD, OFF(whitelist), true, true, 0, 0, NULL, NULL,
                     "at least one forward rule: nothing would be forwarded"},
     [BK_QUEUE_PATH] = {"queue_path", T_STRING, OFF(queue_path), true, false, 0, 0, NULL, NULL,
@@ -451,6 +467,57 @@ static void validate_signing(bconf_ctx_t *c)
 	}
 }
 
+/* cloud_transport, cloud_ws_path and the proxy keys (tunnel.c carries them
+ * out; tunproto.c parses them). */
+static void validate_transport(bconf_ctx_t *c)
+{
+	bconf_t *cfg = c->cfg;
+	const char *why = NULL;
+	const char *path = cfg->cloud_ws_path;
+	if(cfg->line[BK_CLOUD_WS_PATH] && cfg->cloud_transport != BCONF_TRANSPORT_WSS) {
+		ctx_errf(c, cfg->line[BK_CLOUD_WS_PATH],
+		         "cloud_ws_path is only used with `cloud_transport wss`");
+	}
+	if(path) {
+		size_t n = strlen(path);
+		bool ok = n >= 1 && n <= 255 && path[0] == '/';
+		for(size_t i = 0; ok && i < n; i++) {
+			ok = path[i] > 0x20 && path[i] < 0x7F && path[i] != '"' && path[i] != '\\';
+		}
+		if(!ok) {
+			ctx_errf(c, cfg->line[BK_CLOUD_WS_PATH],
+			         "cloud_ws_path '%s': expected an HTTP path such as /mqtt (starts with '/', "
+			         "printable ASCII without blanks, quotes or backslashes, at most 255 "
+			         "characters)",
+			         path);
+		}
+	}
+	tunproto_url_t url;
+	if(cfg->cloud_proxy && tunproto_url_parse(cfg->cloud_proxy, &url, &why)) {
+		ctx_errf(c, cfg->line[BK_CLOUD_PROXY], "cloud_proxy '%s': %s", cfg->cloud_proxy, why);
+	}
+	static const enum bconf_key need_proxy[] = {BK_CLOUD_PROXY_AUTH_FILE, BK_CLOUD_PROXY_CAFILE,
+	                                            BK_CLOUD_NO_PROXY};
+	for(size_t i = 0; !cfg->cloud_proxy && i < sizeof(need_proxy) / sizeof(need_proxy[0]); i++) {
+		if(cfg->line[need_proxy[i]]) {
+			ctx_errf(c, cfg->line[need_proxy[i]], "%s without cloud_proxy: set cloud_proxy to "
+			         "http://HOST:PORT of the plant's proxy, or remove it",
+			         rows[need_proxy[i]].name);
+		}
+	}
+	if(cfg->cloud_proxy_cafile && cfg->cloud_proxy && strncasecmp(cfg->cloud_proxy, "https:", 6)) {
+		ctx_errf(c, cfg->line[BK_CLOUD_PROXY_CAFILE],
+		         "cloud_proxy_cafile is only used with an https:// proxy");
+	}
+	char bad[128];
+	if(cfg->cloud_no_proxy && tunproto_no_proxy_check(cfg->cloud_no_proxy, bad, sizeof(bad))) {
+		ctx_errf(c, cfg->line[BK_CLOUD_NO_PROXY],
+		         "cloud_no_proxy: '%s' is not a host name, .domain, IP address, network "
+		         "(10.0.0.0/8) or *",
+		         bad);
+	}
+}
+
 /* Cross-key checks and the cloud profile's limits. */
 static void validate(bconf_ctx_t *c)
 {
@@ -481,6 +548,7 @@ static void validate(bconf_ctx_t *c)
 		         "plant_client_id must not contain '+' or '#'");
 	}
 	validate_signing(c);
+	validate_transport(c);
 	if(cfg->cloud_profile != BCONF_PROFILE_AZURE && cfg->cloud_azure_hub) {
 		ctx_errf(c, cfg->line[BK_CLOUD_AZURE_HUB],
 		         "cloud_azure_hub is only meaningful with `cloud_profile azure-iot-hub`");
@@ -506,7 +574,14 @@ static void validate(bconf_ctx_t *c)
 			         "limit)",
 			         BCONF_AWS_MAX_INFLIGHT);
 		}
-		if(cfg->cloud_port == 443 &&
+		if(cfg->cloud_transport == BCONF_TRANSPORT_WSS) {
+			ctx_errf(c, cfg->line[BK_CLOUD_TRANSPORT],
+			         "aws-iot: AWS IoT Core takes MQTT over WebSockets only with SigV4 or a "
+			         "custom authorizer, not with the client certificate this bridge uses: "
+			         "use `cloud_transport tls` with `cloud_port 443` and `cloud_alpn "
+			         "x-amzn-mqtt-ca` (it also passes an HTTP proxy through cloud_proxy)");
+		}
+		if(cfg->cloud_transport == BCONF_TRANSPORT_TLS && cfg->cloud_port == 443 &&
 		   (!cfg->cloud_alpn || strcmp(cfg->cloud_alpn, "x-amzn-mqtt-ca") != 0)) {
 			ctx_errf(c, cfg->line[BK_CLOUD_PORT],
 			         "aws-iot: MQTT over port 443 needs `cloud_alpn x-amzn-mqtt-ca`");
@@ -606,6 +681,15 @@ static int load_common(bconf_ctx_t *c, int rc, const char *parse_err)
 			if(c->cfg->cloud_profile == BCONF_PROFILE_AZURE && !c->cfg->line[BK_CLOUD_PROTOCOL]) {
 				c->cfg->cloud_protocol = 4;
 			}
+			bconf_t *cf = c->cfg;
+			if(cf->cloud_transport == BCONF_TRANSPORT_WSS && !cf->line[BK_CLOUD_PORT]) {
+				cf->cloud_port = 443; /* where HTTPS, and so wss, is let out */
+			}
+			if(cf->cloud_transport == BCONF_TRANSPORT_WSS && !cf->cloud_ws_path) {
+				cf->cloud_ws_path = strdup(cf->cloud_profile == BCONF_PROFILE_AZURE
+				                               ? BCONF_AZURE_WS_PATH
+				                               : BCONF_WS_PATH_DEFAULT);
+			}
 			if(c->cfg->cloud_profile == BCONF_PROFILE_AWS_IOT && !c->cfg->line[BK_DRAIN_RATE]) {
 				c->cfg->drain_rate = BCONF_AWS_MAX_RATE;
 			}
@@ -694,9 +778,10 @@ static int check_key_mode(const bconf_t *cfg, enum bconf_key k, char *err, size_
 	}
 	size_t used = strlen(err);
 	snprintf(err + used, errlen - used,
-	         "%s:%d: %s '%s': the private key is readable by %s (mode %04o): run `chmod 600 %s` "
+	         "%s:%d: %s '%s': %s readable by %s (mode %04o): run `chmod 600 %s` "
 	         "(owned by the user the bridge runs as)\n",
 	         cfg->path, cfg->line[k], rows[k].name, p,
+	         k == BK_CLOUD_PROXY_AUTH_FILE ? "the proxy credentials are" : "the private key is",
 	         (st.st_mode & S_IROTH) ? "every user" : "its group", (unsigned)(st.st_mode & 07777),
 	         p);
 	return 1;
@@ -706,8 +791,10 @@ int bconf_check_files(const bconf_t *cfg, char *err, size_t errlen)
 {
 	static const enum bconf_key files[] = {BK_PLANT_CAFILE,  BK_PLANT_CERTFILE,   BK_PLANT_KEYFILE,
 	                                       BK_CLOUD_CAFILE,  BK_CLOUD_CERTFILE,   BK_CLOUD_KEYFILE,
-	                                       BK_HTTP_TLS_CERT, BK_HTTP_TLS_KEY, BK_HTTP_TLS_CLIENT_CA};
-	static const enum bconf_key keys[] = {BK_PLANT_KEYFILE, BK_CLOUD_KEYFILE, BK_HTTP_TLS_KEY};
+	                                       BK_HTTP_TLS_CERT, BK_HTTP_TLS_KEY, BK_HTTP_TLS_CLIENT_CA,
+	                                       BK_CLOUD_PROXY_AUTH_FILE, BK_CLOUD_PROXY_CAFILE};
+	static const enum bconf_key keys[] = {BK_PLANT_KEYFILE, BK_CLOUD_KEYFILE, BK_HTTP_TLS_KEY,
+	                                      BK_CLOUD_PROXY_AUTH_FILE};
 	int n = 0;
 	for(size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		n += check_file(cfg, files[i], err, errlen);

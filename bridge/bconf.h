@@ -20,6 +20,9 @@
 #include "whitelist.h"
 
 enum bconf_profile { BCONF_PROFILE_GENERIC = 0, BCONF_PROFILE_AWS_IOT, BCONF_PROFILE_AZURE };
+/* How MQTT reaches the cloud: over TLS on a TCP port, or over WebSockets in
+ * TLS (wss://, the port of HTTPS).  Either may go through cloud_proxy. */
+enum bconf_transport { BCONF_TRANSPORT_TLS = 0, BCONF_TRANSPORT_WSS };
 enum bconf_when_full { BCONF_FULL_BACKPRESSURE = 0, BCONF_FULL_DROP_OLDEST };
 /* sign_algorithm; the values are envelope.h's ENVELOPE_ALG_*. */
 enum bconf_sign_alg { BCONF_SIGN_AUTO = 0, BCONF_SIGN_ED25519 = 1, BCONF_SIGN_ECDSA_P256 = 2 };
@@ -32,6 +35,9 @@ enum bconf_sign_alg { BCONF_SIGN_AUTO = 0, BCONF_SIGN_ED25519 = 1, BCONF_SIGN_EC
 #define BCONF_AWS_MAX_INFLIGHT 100
 #define BCONF_AZURE_MAX_PAYLOAD (256u * 1024)
 #define BCONF_GENERIC_MAX_PAYLOAD (256u * 1024 * 1024)
+/* The WebSocket path of each profile's endpoint when cloud_ws_path is not set. */
+#define BCONF_WS_PATH_DEFAULT "/mqtt"
+#define BCONF_AZURE_WS_PATH "/$iothub/websocket"
 
 /* The operator HTTP endpoints listen here unless told otherwise (9464: the
  * port commonly used by Prometheus exporters of this kind). */
@@ -59,6 +65,12 @@ enum bconf_key {
 	BK_CLOUD_KEEPALIVE,
 	BK_CLOUD_PROFILE,
 	BK_CLOUD_AZURE_HUB,
+	BK_CLOUD_TRANSPORT,
+	BK_CLOUD_WS_PATH,
+	BK_CLOUD_PROXY,
+	BK_CLOUD_PROXY_AUTH_FILE,
+	BK_CLOUD_PROXY_CAFILE,
+	BK_CLOUD_NO_PROXY,
 	BK_FORWARD,
 	BK_QUEUE_PATH,
 	BK_QUEUE_MAX_BYTES,
@@ -110,6 +122,12 @@ typedef struct bconf {
 	int64_t cloud_profile; /* enum bconf_profile */
 	char *cloud_azure_hub;
 	char *cloud_username; /* derived (Azure), never configured directly */
+	int64_t cloud_transport; /* enum bconf_transport */
+	char *cloud_ws_path;     /* wss: the HTTP path of the upgrade request */
+	char *cloud_proxy;       /* http://HOST:PORT or https://HOST:PORT, or NULL */
+	char *cloud_proxy_auth_file; /* user:password for Basic, mode 0600 */
+	char *cloud_proxy_cafile;    /* https:// proxy: its CA (default: system store) */
+	char *cloud_no_proxy;        /* hosts reached directly (see tunproto.h) */
 
 	whitelist_t whitelist;
 

@@ -8,12 +8,18 @@
 #include "secrets.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "tunproto.h"
 #include "util.h"
 
 /* Append OpenSSL's first queued error (or `fallback`) to err. */
@@ -57,17 +63,17 @@ static struct ssl_ctx_st *secrets_client_ctx(const char *side, const char *host,
 		secrets_err(err, errlen, key, cafile, "cannot load the CA certificates");
 		goto fail;
 	}
-	if(SSL_CTX_use_certificate_chain_file(ctx, certfile) != 1) {
+	if(certfile && SSL_CTX_use_certificate_chain_file(ctx, certfile) != 1) {
 		snprintf(key, sizeof(key), "%s_certfile", side);
 		secrets_err(err, errlen, key, certfile, "cannot load the certificate");
 		goto fail;
 	}
-	if(SSL_CTX_use_PrivateKey_file(ctx, keyfile, SSL_FILETYPE_PEM) != 1) {
+	if(keyfile && SSL_CTX_use_PrivateKey_file(ctx, keyfile, SSL_FILETYPE_PEM) != 1) {
 		snprintf(key, sizeof(key), "%s_keyfile", side);
 		secrets_err(err, errlen, key, keyfile, "cannot load the private key");
 		goto fail;
 	}
-	if(SSL_CTX_check_private_key(ctx) != 1) {
+	if(keyfile && SSL_CTX_check_private_key(ctx) != 1) {
 		snprintf(key, sizeof(key), "%s_keyfile", side);
 		secrets_err(err, errlen, key, keyfile, "does not belong to the certificate");
 		goto fail;
@@ -108,6 +114,59 @@ fail:
 	return NULL;
 }
 
+/* cloud_proxy_auth_file: opened once and checked through its descriptor
+ * (what was checked is what is read), refused when group or others may read
+ * it, turned into the Basic credentials. */
+static int secrets_proxy_auth(secrets_t *s, const bconf_t *cfg, char *err, size_t errlen)
+{
+	const char *path = cfg->cloud_proxy_auth_file;
+	char buf[1024];
+	ssize_t n = -1;
+	struct stat st;
+	const char *why = NULL;
+	int rc = -1;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if(fd < 0) {
+		util_snprintf(err, errlen, "cloud_proxy_auth_file '%s': cannot open: %s", path,
+		              strerror(errno));
+		return -1;
+	}
+	if(fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		util_snprintf(err, errlen, "cloud_proxy_auth_file '%s': not a regular file", path);
+		goto out;
+	}
+	if(st.st_mode & (S_IRGRP | S_IROTH)) {
+		util_snprintf(err, errlen,
+		              "cloud_proxy_auth_file '%s': the proxy credentials are readable by %s (mode "
+		              "%04o): run `chmod 600 %s` (owned by the user that starts the bridge)",
+		              path, (st.st_mode & S_IROTH) ? "every user" : "its group",
+		              (unsigned)(st.st_mode & 07777), path);
+		goto out;
+	}
+	n = read(fd, buf, sizeof(buf));
+	if(n < 0 || (size_t)n == sizeof(buf)) {
+		util_snprintf(err, errlen, "cloud_proxy_auth_file '%s': %s", path,
+		              n < 0 ? strerror(errno) : "longer than 1 KiB: expected one line user:password");
+		goto out;
+	}
+	char b64[1400];
+	if(tunproto_basic_auth(buf, (size_t)n, b64, sizeof(b64), &why)) {
+		util_snprintf(err, errlen, "cloud_proxy_auth_file '%s': %s", path, why);
+		goto out;
+	}
+	s->proxy_auth = strdup(b64);
+	explicit_bzero(b64, sizeof(b64));
+	if(!s->proxy_auth) {
+		util_snprintf(err, errlen, "cloud_proxy_auth_file: out of memory");
+		goto out;
+	}
+	rc = 0;
+out:
+	explicit_bzero(buf, sizeof(buf));
+	close(fd);
+	return rc;
+}
+
 int secrets_load(secrets_t *s, const bconf_t *cfg, bool insecure_hostname, char *err,
                  size_t errlen)
 {
@@ -126,6 +185,22 @@ int secrets_load(secrets_t *s, const bconf_t *cfg, bool insecure_hostname, char 
 		secrets_free(s);
 		return -1;
 	}
+	tunproto_url_t url;
+	const char *why;
+	if(cfg->cloud_proxy && tunproto_url_parse(cfg->cloud_proxy, &url, &why) == 0 && url.tls) {
+		/* The proxy is verified as strictly as the cloud: its CA, its name. */
+		s->proxy_tls = secrets_client_ctx("cloud_proxy", url.host, TLS1_2_VERSION,
+		                                  cfg->cloud_proxy_cafile, !cfg->cloud_proxy_cafile, NULL,
+		                                  NULL, NULL, insecure_hostname, err, errlen);
+		if(!s->proxy_tls) {
+			secrets_free(s);
+			return -1;
+		}
+	}
+	if(cfg->cloud_proxy_auth_file && secrets_proxy_auth(s, cfg, err, errlen)) {
+		secrets_free(s);
+		return -1;
+	}
 	return 0;
 }
 
@@ -136,5 +211,10 @@ void secrets_free(secrets_t *s)
 	}
 	SSL_CTX_free(s->plant_tls);
 	SSL_CTX_free(s->cloud_tls);
+	SSL_CTX_free(s->proxy_tls);
+	if(s->proxy_auth) {
+		explicit_bzero(s->proxy_auth, strlen(s->proxy_auth));
+		free(s->proxy_auth);
+	}
 	memset(s, 0, sizeof(*s));
 }

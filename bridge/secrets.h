@@ -23,9 +23,17 @@ struct ssl_ctx_st;
 typedef struct secrets {
 	struct ssl_ctx_st *plant_tls; /* client context for the plant broker */
 	struct ssl_ctx_st *cloud_tls; /* client context for the cloud endpoint */
+	/* cloud_proxy https://: client context for the proxy itself (its CA is
+	 * cloud_proxy_cafile or the system store; no client certificate: the
+	 * cloud's certificate is for the cloud only).  NULL otherwise. */
+	struct ssl_ctx_st *proxy_tls;
+	/* cloud_proxy_auth_file: base64 of "user:password" for Basic proxy
+	 * authentication, or NULL.  Wiped on free. */
+	char *proxy_auth;
 } secrets_t;
 
-/* Build the contexts from cfg.  The peer's certificate is verified against
+/* Build the contexts from cfg (and read cloud_proxy_auth_file, refused when
+ * its group or others may read it, like a private key).  The peer's certificate is verified against
  * the configured CA and its name against plant_host/cloud_host (an IP address
  * against the certificate's IP SANs) unless insecure_hostname (tests only).
  * Returns 0, or -1 with "key 'file': reason" in err; on failure *s holds
