@@ -48,6 +48,18 @@ static inline int64_t bridge_commit_bound_us(int i)
 	}
 }
 
+/* Why a way to the cloud through cloud_proxy failed (tunnel.c), for the
+ * metric plantgate_bridge_cloud_proxy_failures_total{reason}. */
+enum bridge_proxy_fail {
+	BRIDGE_PROXY_UNREACHABLE = 0, /* no TCP connection to the proxy */
+	BRIDGE_PROXY_REFUSED,         /* CONNECT answered with an error (403, 502, ...) */
+	BRIDGE_PROXY_AUTH,            /* 407: no or wrong credentials */
+	BRIDGE_PROXY_BAD_REPLY,       /* not HTTP, or no answer in time */
+	BRIDGE_PROXY_TLS,             /* https:// proxy: TLS with the proxy failed */
+	BRIDGE_PROXY_CLOSED,          /* an open tunnel ended without the bridge closing it */
+	BRIDGE_PROXY_FAIL_KINDS
+};
+
 /* Monotonic counters (never reset) and gauges for operators and metrics. */
 typedef struct bridge_counters {
 	atomic_uint_fast64_t in_received;  /* PUBLISH received from the plant */
@@ -66,6 +78,8 @@ typedef struct bridge_counters {
 	atomic_int plant_state, cloud_state; /* enum link_state */
 	atomic_bool ingest_blocked;          /* backpressure or disk error */
 	atomic_uint_fast64_t plant_tls_failures, cloud_tls_failures; /* connects failed in TLS */
+	atomic_uint_fast64_t proxy_failures[BRIDGE_PROXY_FAIL_KINDS];
+	atomic_uint_fast64_t ws_failures; /* wss: upgrade refused or a WebSocket protocol error */
 	/* commit latency: per-bucket (not cumulative) counts, count and sum */
 	atomic_uint_fast64_t commit_buckets[BRIDGE_COMMIT_BUCKETS];
 	atomic_uint_fast64_t commit_count, commit_us_sum;

@@ -28,6 +28,7 @@
 #include "blog.h"
 #include "bridge.h"
 #include "link.h"
+#include "tunnel.h"
 #include "util.h"
 
 #define CLOUD_PAGE 64               /* messages read from the queue at a time */
@@ -53,6 +54,8 @@ typedef struct cloud_inflight {
 typedef struct cloud {
 	bridge_t *b;
 	link_t link;
+	tunnel_ctx_t *tc; /* wss and/or cloud_proxy (tunnel.h); NULL: direct tls */
+	tunnel_t *tun;    /* this connection's relay; closed once the client is gone */
 
 	cloud_inflight_t *inflight; /* window entries, in send order */
 	size_t n_inflight, window;
@@ -205,6 +208,8 @@ static void retry_deletes(cloud_t *c)
 static void cloud_down(void *owner, char *detail, size_t detail_len)
 {
 	cloud_t *c = owner;
+	tunnel_close(c->tun);
+	c->tun = NULL;
 	flush_acks(c);
 	util_snprintf(detail, detail_len,
 	              "unacked=%zu action=\"resending from the oldest unacknowledged message after "
@@ -212,6 +217,15 @@ static void cloud_down(void *owner, char *detail, size_t detail_len)
 	              c->n_inflight);
 	c->n_inflight = 0;
 	c->last_sent_seq = 0;
+}
+
+/* link_conf_t.connect with wss or cloud_proxy: open the way out, then
+ * connect the client to its relay (tunnel.h). */
+static int cloud_connect_tunnel(void *owner, struct mosquitto *mosq, char *reason, size_t len)
+{
+	cloud_t *c = owner;
+	return tunnel_connect(c->tc, mosq, (int)(c->b->cfg->cloud_keepalive_ms / 1000), &c->tun,
+	                      reason, len);
 }
 
 /* libmosquitto options, callbacks and credentials of the cloud's protocol. */
@@ -426,6 +440,14 @@ void *cloud_run(void *arg)
 		free(c.acks);
 		return NULL;
 	}
+	if(tunnel_ctx_new(b, &c.tc)) {
+		blog(BLOG_ERROR, "cloud.out_of_memory", NULL);
+		atomic_store(&b->fatal, true);
+		atomic_store(&b->stop, true);
+		free(c.inflight);
+		free(c.acks);
+		return NULL;
+	}
 	link_conf_t lc = {.name = "cloud",
 	                  .peer = "cloud",
 	                  .host = cfg->cloud_host,
@@ -434,7 +456,10 @@ void *cloud_run(void *arg)
 	                  .protocol = cfg->cloud_protocol == 5 ? 5 : 4,
 	                  .client_id = cfg->cloud_client_id,
 	                  .persistent = false,
-	                  .tls = b->secrets.cloud_tls,
+	                  /* through a tunnel, the relay does TLS with this context and
+	                   * libmosquitto speaks plain MQTT to it on loopback */
+	                  .tls = tunnel_lib_tls(c.tc) ? b->secrets.cloud_tls : NULL,
+	                  .connect = c.tc ? cloud_connect_tunnel : NULL,
 	                  .failed_note = "messages stay queued; ",
 	                  .state_ctr = &b->ctr.cloud_state,
 	                  .connects = &b->ctr.cloud_connects,
@@ -511,6 +536,8 @@ void *cloud_run(void *arg)
 		link_settle(&c.link, rc);
 	}
 	link_close(&c.link);
+	tunnel_close(c.tun);
+	tunnel_ctx_free(c.tc);
 	flush_acks(&c);
 	if(c.n_inflight) {
 		blog(BLOG_INFO, "cloud.stopped",

@@ -26,8 +26,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "blog.h"
+#include "tunnel.h"
 #include "util.h"
 
 #ifndef PG_VERSION
@@ -539,6 +541,28 @@ static void http_build_metrics(http_t *h, http_buf_t *m)
 	}
 
 	bridge_counters_t *c = &h->b->ctr;
+	http_metric_head(m, "cloud_proxy_failures_total", "counter",
+	                 "Ways to the cloud through cloud_proxy that failed, by reason: unreachable "
+	                 "(no TCP connection to the proxy), refused (CONNECT answered with an error), "
+	                 "auth (407), bad_reply (not HTTP or no answer), tls (https:// proxy), closed "
+	                 "(an open tunnel ended: the proxy cut it or the cloud closed it).");
+	for(int i = 0; i < BRIDGE_PROXY_FAIL_KINDS; i++) {
+		http_buf_printf(m, "plantgate_bridge_cloud_proxy_failures_total{reason=\"%s\"} %llu\n",
+		                tunnel_proxy_fail_name(i),
+		                (unsigned long long)atomic_load(&c->proxy_failures[i]));
+	}
+	http_metric_head(m, "cloud_websocket_failures_total", "counter",
+	                 "cloud_transport wss: WebSocket upgrades refused and WebSocket protocol "
+	                 "errors from the cloud.");
+	http_buf_printf(m, "plantgate_bridge_cloud_websocket_failures_total %llu\n",
+	                (unsigned long long)atomic_load(&c->ws_failures));
+	http_metric_head(m, "cloud_transport_info", "gauge",
+	                 "Always 1; the labels say how the cloud is reached (cloud_transport, and "
+	                 "whether cloud_proxy is configured).");
+	http_buf_printf(m, "plantgate_bridge_cloud_transport_info{transport=\"%s\",proxy=\"%s\"} 1\n",
+	                cfg->cloud_transport == BCONF_TRANSPORT_WSS ? "wss" : "tls",
+	                !cfg->cloud_proxy ? "none"
+	                : strncasecmp(cfg->cloud_proxy, "https:", 6) == 0 ? "https" : "http");
 	http_metric_head(m, "commit_duration_seconds", "histogram",
 	                 "Time to commit one batch of plant messages to the queue (SQLite "
 	                 "transaction with fsync), before their acknowledgements may leave.");

@@ -311,8 +311,11 @@ static void link_connect(link_t *l)
 	mosquitto_log_callback_set(l->mosq, link_on_log);
 	/* CA, certificate, key, minimum TLS version, ALPN and the host name check
 	 * were loaded once at start (secrets.c), before any privilege drop. */
-	rc = mosquitto_void_option(l->mosq, MOSQ_OPT_SSL_CTX, l->conf.tls);
-	if(!rc) {
+	rc = MOSQ_ERR_SUCCESS;
+	if(l->conf.tls) {
+		rc = mosquitto_void_option(l->mosq, MOSQ_OPT_SSL_CTX, l->conf.tls);
+	}
+	if(!rc && l->conf.tls) {
 		rc = mosquitto_int_option(l->mosq, MOSQ_OPT_SSL_CTX_WITH_DEFAULTS, 0);
 	}
 	if(rc) {
@@ -336,9 +339,16 @@ static void link_connect(link_t *l)
 	l->state = LINK_CONNECTING;
 	atomic_store(l->conf.state_ctr, LINK_CONNECTING);
 	errno = 0;
-	rc = link_connect_serialised(l, props);
+	reason[0] = '\0';
+	if(l->conf.connect) {
+		rc = l->conf.connect(l->conf.owner, l->mosq, reason, sizeof(reason));
+	} else {
+		rc = link_connect_serialised(l, props);
+	}
 	mosquitto_property_free_all(&props);
-	if(rc) {
+	if(rc && reason[0]) {
+		link_connect_failed(l, reason);
+	} else if(rc) {
 		util_snprintf(reason, sizeof(reason), "%s%s%s",
 		              rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc),
 		              l->lib_error[0] ? ": " : "", l->lib_error);

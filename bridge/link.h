@@ -52,7 +52,9 @@ typedef struct link_conf {
 	int protocol;      /* 5 or 4 (MQTT 3.1.1) */
 	const char *client_id;
 	bool persistent;   /* clean start off and a session that never expires */
-	struct ssl_ctx_st *tls; /* borrowed; loaded before the privilege drop */
+	/* Borrowed; loaded before the privilege drop.  NULL only with .connect,
+	 * whose relay does TLS itself (cloud through a tunnel, tunnel.h). */
+	struct ssl_ctx_st *tls;
 	const char *failed_note; /* said first in connect_failed's note ("" or "...; ") */
 	/* Counters for /metrics, borrowed from bridge_t. */
 	atomic_int *state_ctr;
@@ -63,6 +65,12 @@ typedef struct link_conf {
 	/* Options, callbacks and credentials of a new client; a libmosquitto
 	 * error code (then the attempt counts as failed).  May be NULL. */
 	int (*setup)(void *owner, struct mosquitto *mosq);
+	/* Instead of connecting to host:port: open the way out and connect the
+	 * client (the cloud's tunnel, tunnel.h).  A libmosquitto error code, and
+	 * then a one-line reason in reason[0..len) (empty: use libmosquitto's).
+	 * It connects without properties: not for a persistent link.  May be
+	 * NULL. */
+	int (*connect)(void *owner, struct mosquitto *mosq, char *reason, size_t len);
 	/* CONNACK accepted: log "<name>.connected", subscribe.  failures_since_up
 	 * and down_since still describe the outage.  May be NULL. */
 	void (*up)(void *owner, int flags);
