@@ -64,6 +64,8 @@ class BridgeWorld:
         self.env = env
         self.plant_pki = env.pki("plant")
         self.cloud_pki = env.pki("cloudpki")
+        if callable(cloud_extra):  # config lines that need the cloud's PKI
+            cloud_extra = cloud_extra(self.cloud_pki)
         self.plant = env.plant_broker(self.plant_pki, plugin=False, persistence=plant_persistence,
                                       extra="allow_anonymous true\nmax_queued_messages 100000\n" + plant_extra)
         if cloud_persistence:
