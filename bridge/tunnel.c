@@ -7,10 +7,10 @@
  *   1. TCP to the proxy (or, for wss without a proxy, to the cloud);
  *      https:// proxy: TLS with the proxy (secrets.proxy_tls)
  *   2. proxy: CONNECT cloud_host:cloud_port, Basic credentials if configured
- *   3. wss: TLS with the cloud (secrets.cloud_tls, SNI = cloud_host), then
+ *   3. TLS with the cloud (secrets.cloud_tls, SNI = cloud_host); wss: then
  *      the WebSocket upgrade (GET cloud_ws_path, subprotocol mqtt)
- *   4. a listener on 127.0.0.1:0; libmosquitto connects to it (tls: as its
- *      SOCKS5 proxy; wss: as its broker); the relay accepts that one socket
+ *   4. a listener on 127.0.0.1:0; libmosquitto connects to it as its broker
+ *      (plain MQTT); the relay accepts that one socket
  *   5. the relay thread moves bytes until either side ends
  *
  * Upstream I/O goes through one OpenSSL BIO chain whatever the case — a
@@ -70,10 +70,6 @@ struct tunnel {
 	atomic_bool closing;
 
 	/* relay state (relay thread only once started) */
-	bool socks_done; /* tls: the SOCKS5 exchange with libmosquitto is over */
-	bool socks_greeted;
-	unsigned char sbuf[600];
-	size_t slen;
 	wsframe_dec_t dec;
 	unsigned char *rbuf;    /* reads (either side) */
 	unsigned char *upbuf;   /* to send upstream: whole frames (wss) or raw bytes */
@@ -189,9 +185,8 @@ int tunnel_ctx_new(bridge_t *b, tunnel_ctx_t **out)
 	blog(BLOG_INFO, "cloud.transport", "transport=%s path=%s proxy=%s auth=%s note=\"%s\"",
 	     wss ? "wss" : "tls", wss ? cfg->cloud_ws_path : "-", via,
 	     proxy && b->secrets.proxy_auth ? "basic" : "none",
-	     wss ? "TLS and the WebSocket are done by the bridge's relay with the same certificate, "
-	           "CA and host name check"
-	         : "libmosquitto does TLS end to end through the proxy's tunnel");
+	     "the relay does TLS with the cloud with the same certificate, CA and host name check "
+	     "as a direct connection");
 	*out = tc;
 	return 0;
 }
@@ -203,7 +198,7 @@ void tunnel_ctx_free(tunnel_ctx_t *tc)
 
 bool tunnel_lib_tls(const tunnel_ctx_t *tc)
 {
-	return !tc || !tc->wss;
+	return !tc;
 }
 
 /* ---- opening, on the cloud thread ----------------------------------- */
@@ -477,16 +472,13 @@ static int tunnel_via_proxy(tunnel_t *t, int64_t deadline, char *reason, size_t 
 	return 0;
 }
 
-/* 3: TLS with the cloud and the WebSocket upgrade.  Bytes after the 101
- * answer are the first frames: they go to extra. */
-static int tunnel_websocket(tunnel_t *t, int64_t deadline, char *extra, size_t *extra_len,
-                            char *reason, size_t reasonlen)
+/* 3: TLS with the cloud, with the context libmosquitto uses for a direct
+ * connection (secrets.c: CA, certificate, host name check, version, ALPN). */
+static int tunnel_cloud_tls(tunnel_t *t, int64_t deadline, char *reason, size_t reasonlen)
 {
-	tunnel_ctx_t *tc = t->tc;
-	bridge_t *b = tc->b;
-	const bconf_t *cfg = b->cfg;
+	bridge_t *b = t->tc->b;
 	char why[400];
-	t->cssl = tunnel_ssl_new(b->secrets.cloud_tls, cfg->cloud_host);
+	t->cssl = tunnel_ssl_new(b->secrets.cloud_tls, b->cfg->cloud_host);
 	if(!t->cssl) {
 		util_snprintf(reason, reasonlen, "out of memory");
 		return -1;
@@ -501,6 +493,17 @@ static int tunnel_websocket(tunnel_t *t, int64_t deadline, char *extra, size_t *
 		util_snprintf(reason, reasonlen, "out of memory");
 		return -1;
 	}
+	return 0;
+}
+
+/* 3b: the WebSocket upgrade.  Bytes after the 101 answer are the first
+ * frames: they go to extra. */
+static int tunnel_websocket(tunnel_t *t, int64_t deadline, char *extra, size_t *extra_len,
+                            char *reason, size_t reasonlen)
+{
+	bridge_t *b = t->tc->b;
+	const bconf_t *cfg = b->cfg;
+	char why[400];
 	unsigned char rnd[16];
 	for(size_t i = 0; i < sizeof(rnd); i += 4) {
 		uint32_t r = util_random32();
@@ -653,7 +656,7 @@ int tunnel_connect(tunnel_ctx_t *tc, struct mosquitto *mosq, int keepalive, tunn
 		if(tunnel_via_proxy(t, deadline, reason, reasonlen)) {
 			goto fail;
 		}
-	} else {
+	} else { /* wss without a proxy */
 		char why[400];
 		if(tunnel_tcp(t, cfg->cloud_host, (unsigned)cfg->cloud_port, deadline, why, sizeof(why))) {
 			util_snprintf(reason, reasonlen, "%s", why);
@@ -665,31 +668,17 @@ int tunnel_connect(tunnel_ctx_t *tc, struct mosquitto *mosq, int keepalive, tunn
 			goto fail;
 		}
 	}
-	if(tc->wss && tunnel_websocket(t, deadline, extra, &extra_len, reason, reasonlen)) {
+	if(tunnel_cloud_tls(t, deadline, reason, reasonlen) ||
+	   (tc->wss && tunnel_websocket(t, deadline, extra, &extra_len, reason, reasonlen))) {
 		goto fail;
 	}
 	if(tunnel_listen(&lfd, &port)) {
 		util_snprintf(reason, reasonlen, "loopback relay: %s", strerror(errno));
 		goto fail;
 	}
-	const char *host = "127.0.0.1";
-	int mport = port;
-	if(!tc->wss) {
-		/* libmosquitto asks the relay, as its SOCKS5 proxy, for cloud_host
-		 * and does TLS with that name itself. */
-		rc = mosquitto_socks5_set(mosq, "127.0.0.1", port, NULL, NULL);
-		if(rc) {
-			util_snprintf(reason, reasonlen, "SOCKS5 setup: %s", mosquitto_strerror(rc));
-			goto fail;
-		}
-		host = cfg->cloud_host;
-		mport = (int)cfg->cloud_port;
-		t->socks_done = false;
-	} else {
-		t->socks_done = true;
-	}
 	errno = 0;
-	rc = mosquitto_connect_bind_v5(mosq, host, mport, keepalive, NULL, NULL);
+	/* No TLS in libmosquitto here: nothing of its lazy OpenSSL set-up to race. */
+	rc = mosquitto_connect_bind_v5(mosq, "127.0.0.1", port, keepalive, NULL, NULL);
 	if(rc) {
 		util_snprintf(reason, reasonlen, "loopback relay: %s",
 		              rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
@@ -778,56 +767,6 @@ static void tunnel_ctl(tunnel_t *t, enum wsframe_op op, const unsigned char *p, 
 	}
 	wsframe_mask(t->ctl + t->ctl_len + h, n, mask, 0);
 	t->ctl_len += h + n;
-}
-
-/* libmosquitto's SOCKS5 greeting and request, answered from sbuf.  The
- * request must name cloud_host:cloud_port: the relay goes nowhere else.
- * Returns 0 (done or more needed), -1 to end. */
-static int tunnel_socks(tunnel_t *t)
-{
-	const bconf_t *cfg = t->tc->b->cfg;
-	const char *why = NULL;
-	size_t used = 0;
-	if(!t->socks_greeted) {
-		enum tunproto_head_rc rc = tunproto_socks_greeting(t->sbuf, t->slen, &used, &why);
-		if(rc == TUNPROTO_HEAD_MORE) {
-			return 0;
-		}
-		if(rc == TUNPROTO_HEAD_BAD) {
-			tunnel_end(t, false, "libmosquitto's SOCKS5 greeting: %s", why);
-			return -1;
-		}
-		memmove(t->sbuf, t->sbuf + used, t->slen - used);
-		t->slen -= used;
-		memcpy(t->downbuf + t->down_len, "\x05\x00", 2);
-		t->down_len += 2;
-		t->socks_greeted = true;
-	}
-	char host[256];
-	uint16_t port = 0;
-	enum tunproto_head_rc rc =
-	    tunproto_socks_request(t->sbuf, t->slen, &used, host, sizeof(host), &port, &why);
-	if(rc == TUNPROTO_HEAD_MORE) {
-		return 0;
-	}
-	if(rc == TUNPROTO_HEAD_BAD || strcasecmp(host, cfg->cloud_host) != 0 ||
-	   port != (uint16_t)cfg->cloud_port) {
-		tunnel_end(t, false, "libmosquitto's SOCKS5 request: %s",
-		           why ? why : "not for cloud_host:cloud_port");
-		return -1;
-	}
-	/* Success, bound to 0.0.0.0:0 (the client does not use it). */
-	memcpy(t->downbuf + t->down_len, "\x05\x00\x00\x01\x00\x00\x00\x00\x00\x00", 10);
-	t->down_len += 10;
-	t->socks_done = true;
-	if(t->slen > used) {
-		/* What libmosquitto sent after the request already goes upstream. */
-		memcpy(t->upbuf, t->sbuf + used, t->slen - used);
-		t->up_off = 0;
-		t->up_len = t->slen - used;
-	}
-	t->slen = 0;
-	return 0;
 }
 
 /* Upstream input in rbuf[0..n): to libmosquitto (unframed for wss). */
@@ -950,7 +889,7 @@ static int tunnel_flush_down(tunnel_t *t)
 
 static bool tunnel_up_pending(tunnel_t *t)
 {
-	return (t->cssl && SSL_has_pending(t->cssl)) || (t->pssl && SSL_has_pending(t->pssl));
+	return SSL_has_pending(t->cssl) || (t->pssl && SSL_has_pending(t->pssl));
 }
 
 /* One pass of moving data; returns -1 when the relay must end. */
@@ -958,22 +897,10 @@ static int tunnel_pump(tunnel_t *t, bool *moved)
 {
 	/* libmosquitto -> upstream, when the previous chunk has left */
 	if(!t->down_eof && t->up_len == 0 && t->ctl_len == 0) {
-		if(!t->socks_done && t->slen == sizeof(t->sbuf)) {
-			tunnel_end(t, false, "libmosquitto's SOCKS5 exchange is too long");
-			return -1;
-		}
-		ssize_t n = t->socks_done ? read(t->dfd, t->rbuf, TUNNEL_CHUNK)
-		                          : read(t->dfd, t->sbuf + t->slen, sizeof(t->sbuf) - t->slen);
+		ssize_t n = read(t->dfd, t->rbuf, TUNNEL_CHUNK);
 		if(n > 0) {
 			*moved = true;
-			if(!t->socks_done) {
-				t->slen += (size_t)n;
-				if(tunnel_socks(t)) {
-					return -1;
-				}
-			} else {
-				tunnel_to_up(t, (size_t)n);
-			}
+			tunnel_to_up(t, (size_t)n);
 		} else if(n == 0 || (errno != EAGAIN && errno != EINTR)) {
 			/* libmosquitto closed (the cloud thread drops or stops): say
 			 * goodbye upstream once what it wrote is out. */
@@ -1079,9 +1006,7 @@ static void *tunnel_run(void *arg)
 		}
 	}
 out:
-	if(t->cssl) {
-		SSL_shutdown(t->cssl); /* best effort, non-blocking */
-	}
+	SSL_shutdown(t->cssl); /* close_notify: best effort, non-blocking */
 	/* libmosquitto sees the end of its connection now, not at its keepalive. */
 	shutdown(t->dfd, SHUT_RDWR);
 	ERR_clear_error();

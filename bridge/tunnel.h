@@ -1,18 +1,18 @@
 /*
  * tunnel.h — the cloud link's way out of plants that let only HTTPS through:
  * MQTT over WebSockets (cloud_transport wss) and/or an HTTP CONNECT proxy
- * (cloud_proxy).  libmosquitto 2.0.11 has neither (it has SOCKS5 only), so
- * the bridge runs a small relay per connection that libmosquitto reaches on
- * 127.0.0.1:
+ * (cloud_proxy).  libmosquitto 2.0.11 has neither, so the bridge opens the way
+ * out itself and runs a small relay per connection that libmosquitto reaches
+ * on 127.0.0.1, speaking plain MQTT to it:
  *
- *   tls + proxy  libmosquitto --SOCKS5--> relay --CONNECT tunnel--> cloud
- *                libmosquitto still does TLS itself, end to end, with the
- *                cloud's real name (SNI) and the same SSL_CTX as without a
- *                proxy: the relay only moves TLS records.
- *   wss          libmosquitto --MQTT--> relay --TLS+WebSocket [via CONNECT]--> cloud
- *                the relay does TLS with the very SSL_CTX libmosquitto would
- *                have used (secrets.c: pinned CA, client certificate, host
- *                name check, minimum version), then the WebSocket upgrade.
+ *   libmosquitto --MQTT--> relay --TLS [+WebSocket] [via CONNECT]--> cloud
+ *
+ * The relay does TLS with the very SSL_CTX libmosquitto uses for a direct
+ * connection (secrets.c: pinned CA, client certificate, host name check,
+ * minimum version, ALPN) and sends the cloud's name as SNI.  (libmosquitto's
+ * SOCKS5 support would have let it keep TLS for itself through a proxy, but
+ * 2.0.11 leaks the SOCKS host string of every destroyed client, and the
+ * cloud link makes a new client per connection.)
  *
  * The loopback listener accepts exactly one connection, and only the one
  * whose address is libmosquitto's own socket of this connection; anything

@@ -1,7 +1,7 @@
 /*
  * tunproto.c — the pure protocol pieces of the cloud tunnel (see tunproto.h):
- * proxy URL, no_proxy, HTTP response heads, the CONNECT request, Basic
- * credentials and libmosquitto's SOCKS5 conversation.
+ * proxy URL, no_proxy, HTTP response heads, the CONNECT request and Basic
+ * credentials.
  */
 #include "tunproto.h"
 
@@ -410,70 +410,4 @@ int tunproto_basic_auth(const char *text, size_t len, char *out, size_t outlen, 
 	}
 	envelope_b64_encode((const unsigned char *)text, n, out);
 	return 0;
-}
-
-enum tunproto_head_rc tunproto_socks_greeting(const unsigned char *buf, size_t len, size_t *used,
-                                              const char **why)
-{
-	if(len >= 1 && buf[0] != 5) {
-		*why = "not SOCKS version 5";
-		return TUNPROTO_HEAD_BAD;
-	}
-	if(len < 2 || len < 2 + (size_t)buf[1]) {
-		return TUNPROTO_HEAD_MORE;
-	}
-	*used = 2 + (size_t)buf[1];
-	if(memchr(buf + 2, 0x00, buf[1]) == NULL) {
-		*why = "the SOCKS client does not offer \"no authentication\"";
-		return TUNPROTO_HEAD_BAD;
-	}
-	return TUNPROTO_HEAD_OK;
-}
-
-enum tunproto_head_rc tunproto_socks_request(const unsigned char *buf, size_t len, size_t *used,
-                                             char *host, size_t hostlen, uint16_t *port,
-                                             const char **why)
-{
-	if(len < 5) {
-		return TUNPROTO_HEAD_MORE;
-	}
-	if(buf[0] != 5 || buf[1] != 1 || buf[2] != 0) {
-		*why = "not a SOCKS5 CONNECT request";
-		return TUNPROTO_HEAD_BAD;
-	}
-	size_t alen;
-	size_t off = 4;
-	switch(buf[3]) {
-	case 1:
-		alen = 4;
-		break;
-	case 4:
-		alen = 16;
-		break;
-	case 3:
-		alen = buf[4];
-		off = 5;
-		break;
-	default:
-		*why = "unknown SOCKS5 address type";
-		return TUNPROTO_HEAD_BAD;
-	}
-	if(len < off + alen + 2) {
-		return TUNPROTO_HEAD_MORE;
-	}
-	const unsigned char *a = buf + off;
-	if(buf[3] == 3) {
-		if(alen == 0 || alen >= hostlen || memchr(a, '\0', alen)) {
-			*why = "bad SOCKS5 domain name";
-			return TUNPROTO_HEAD_BAD;
-		}
-		memcpy(host, a, alen);
-		host[alen] = '\0';
-	} else if(!inet_ntop(buf[3] == 1 ? AF_INET : AF_INET6, a, host, (socklen_t)hostlen)) {
-		*why = "bad SOCKS5 address";
-		return TUNPROTO_HEAD_BAD;
-	}
-	*port = (uint16_t)((a[alen] << 8) | a[alen + 1]);
-	*used = off + alen + 2;
-	return TUNPROTO_HEAD_OK;
 }

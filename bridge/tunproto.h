@@ -1,8 +1,8 @@
 /*
  * tunproto.h — the pure protocol pieces of the cloud tunnel (tunnel.c): the
  * cloud_proxy URL, the no_proxy list, the head of an HTTP response (a
- * proxy's answer to CONNECT, a server's answer to a WebSocket upgrade), the
- * SOCKS5 conversation with libmosquitto, and Basic proxy credentials.
+ * proxy's answer to CONNECT, a server's answer to a WebSocket upgrade),
+ * and Basic proxy credentials.
  *
  * Nothing here touches the network or the clock, so the unit tests and the
  * fuzz target (tests/fuzz/fuzz_tunproto.c) drive it with plain bytes.  Every
@@ -76,17 +76,5 @@ int tunproto_connect_request(char *out, size_t outlen, const char *host, uint16_
  * trailing CR/LF dropped), for Basic proxy authentication.  Returns 0, or -1
  * with *why when there is no ':' , the user is empty, or out is too small. */
 int tunproto_basic_auth(const char *text, size_t len, char *out, size_t outlen, const char **why);
-
-/* SOCKS5 as libmosquitto speaks it (RFC 1928, no authentication): the
- * greeting, then one CONNECT request.  tunproto_socks_greeting: OK when
- * buf[0..len) holds a whole greeting offering "no authentication"; *used is
- * its length.  tunproto_socks_request: OK when it holds a whole CONNECT
- * request; the destination (a domain name, or an IPv4/IPv6 address in text)
- * goes to host and its port to *port. */
-enum tunproto_head_rc tunproto_socks_greeting(const unsigned char *buf, size_t len, size_t *used,
-                                              const char **why);
-enum tunproto_head_rc tunproto_socks_request(const unsigned char *buf, size_t len, size_t *used,
-                                             char *host, size_t hostlen, uint16_t *port,
-                                             const char **why);
 
 #endif

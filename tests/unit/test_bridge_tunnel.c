@@ -1,7 +1,7 @@
 /*
  * test_bridge_tunnel.c — the pure parts of the cloud tunnel: proxy URLs,
  * no_proxy lists, HTTP response heads (CONNECT and WebSocket upgrade
- * answers), Basic credentials, libmosquitto's SOCKS5 messages, RFC 6455
+ * answers), Basic credentials, RFC 6455
  * framing (handshake key, masking, the streaming decoder), and the
  * configuration keys cloud_transport / cloud_ws_path / cloud_proxy*.
  */
@@ -148,43 +148,6 @@ static void test_connect_and_auth(void **state)
 	assert_non_null(strstr(req, "CONNECT [fd00::5]:8883 "));
 	assert_null(strstr(req, "Proxy-Authorization"));
 	assert_int_equal(tunproto_connect_request(req, 20, "h", 1, NULL), -1);
-}
-
-static void test_socks(void **state)
-{
-	(void)state;
-	const unsigned char greet[] = {5, 1, 0};
-	const unsigned char greet_auth_only[] = {5, 1, 2};
-	size_t used = 0;
-	const char *why = NULL;
-	assert_int_equal(tunproto_socks_greeting(greet, 2, &used, &why), TUNPROTO_HEAD_MORE);
-	assert_int_equal(tunproto_socks_greeting(greet, 3, &used, &why), TUNPROTO_HEAD_OK);
-	assert_int_equal(used, 3);
-	assert_int_equal(tunproto_socks_greeting(greet_auth_only, 3, &used, &why), TUNPROTO_HEAD_BAD);
-	const unsigned char req[] = {5, 1, 0, 3, 9, 'l', 'o', 'c', 'a', 'l', 'h', 'o', 's', 't', 0x22, 0xB3};
-	char host[256];
-	uint16_t port = 0;
-	for(size_t i = 0; i < sizeof(req); i++) {
-		assert_int_equal(tunproto_socks_request(req, i, &used, host, sizeof(host), &port, &why),
-		                 TUNPROTO_HEAD_MORE);
-	}
-	assert_int_equal(tunproto_socks_request(req, sizeof(req), &used, host, sizeof(host), &port, &why),
-	                 TUNPROTO_HEAD_OK);
-	assert_string_equal(host, "localhost");
-	assert_int_equal(port, 8883);
-	assert_int_equal(used, sizeof(req));
-	const unsigned char v4[] = {5, 1, 0, 1, 127, 0, 0, 1, 0x01, 0xBB};
-	assert_int_equal(tunproto_socks_request(v4, sizeof(v4), &used, host, sizeof(host), &port, &why),
-	                 TUNPROTO_HEAD_OK);
-	assert_string_equal(host, "127.0.0.1");
-	assert_int_equal(port, 443);
-	const unsigned char bind_req[] = {5, 2, 0, 1, 127, 0, 0, 1, 0, 1};
-	assert_int_equal(
-	    tunproto_socks_request(bind_req, sizeof(bind_req), &used, host, sizeof(host), &port, &why),
-	    TUNPROTO_HEAD_BAD);
-	const unsigned char nul[] = {5, 1, 0, 3, 2, 'a', 0, 0, 1};
-	assert_int_equal(tunproto_socks_request(nul, sizeof(nul), &used, host, sizeof(host), &port, &why),
-	                 TUNPROTO_HEAD_BAD);
 }
 
 static void test_ws_handshake(void **state)
@@ -408,7 +371,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_url),          cmocka_unit_test(test_no_proxy),
 	    cmocka_unit_test(test_head),         cmocka_unit_test(test_connect_and_auth),
-	    cmocka_unit_test(test_socks),        cmocka_unit_test(test_ws_handshake),
+	    cmocka_unit_test(test_ws_handshake),
 	    cmocka_unit_test(test_ws_encode),    cmocka_unit_test(test_ws_decode),
 	    cmocka_unit_test(test_config),       cmocka_unit_test(test_config_azure_wss),
 	};
