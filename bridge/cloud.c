@@ -432,15 +432,7 @@ void *cloud_run(void *arg)
 	 * window) and refusals (at most a page). */
 	c.cap_acks = CLOUD_ACK_BATCH + c.window + CLOUD_PAGE;
 	c.acks = calloc(c.cap_acks, sizeof(*c.acks));
-	if(!c.inflight || !c.acks) {
-		blog(BLOG_ERROR, "cloud.out_of_memory", NULL);
-		atomic_store(&b->fatal, true);
-		atomic_store(&b->stop, true);
-		free(c.inflight);
-		free(c.acks);
-		return NULL;
-	}
-	if(tunnel_ctx_new(b, &c.tc)) {
+	if(!c.inflight || !c.acks || tunnel_ctx_new(b, &c.tc)) {
 		blog(BLOG_ERROR, "cloud.out_of_memory", NULL);
 		atomic_store(&b->fatal, true);
 		atomic_store(&b->stop, true);

@@ -118,6 +118,18 @@ def decode_wrapped(m):
     return json.loads(base64.b64decode(w["payload_b64"]))["n"], int(w["seq"])
 
 
+def sigkill_loop(bridge, restart, kills, seed, up=(0.3, 1.2)):
+    """kill -9 the bridge `kills` times, each after `up` seconds (random in
+    the range) of running; restart() starts the next one.  Returns the last."""
+    rnd = random.Random(seed)
+    for _ in range(kills):
+        time.sleep(rnd.uniform(*up))
+        bridge.kill()
+        time.sleep(rnd.uniform(0.0, 0.3))
+        bridge = restart()
+    return bridge
+
+
 class Crash(unittest.TestCase):
     def kill_loop(self, env, w, cloud, decode, protocol=5, extra=""):
         sub = env.client(w.cloud_pki, "consumer", cloud, protocol=protocol)
@@ -128,12 +140,8 @@ class Crash(unittest.TestCase):
         self.assertTrue(b.wait_log(r"event=cloud\.connected", 15), b.log())
         pub = Publisher(w.publisher(), TOPICS)
         pub.start()
-        rnd = random.Random(5)
-        for i in range(KILLS):
-            time.sleep(rnd.uniform(0.3, 1.2))
-            b.kill()
-            time.sleep(rnd.uniform(0.0, 0.3))
-            b = w.start_bridge(RULES, extra=extra, cloud_port=cloud.port)
+        b = sigkill_loop(b, lambda: w.start_bridge(RULES, extra=extra, cloud_port=cloud.port),
+                         KILLS, 5)
         time.sleep(1.0)
         pub.stop_ev.set()
         pub.join(10)

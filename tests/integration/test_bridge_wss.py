@@ -15,15 +15,14 @@ as the cloud, tinyproxy from Debian as the plant's forward proxy.
 """
 import json
 import os
-import random
 import sys
-import threading
 import time
 import unittest
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
+from test_bridge_crash import Publisher, sigkill_loop  # noqa: E402
 from test_bridge_relay import BridgeWorld  # noqa: E402
 
 RULES = ["plant/+/telemetry/# qos=1"]
@@ -103,25 +102,6 @@ def metrics(port):
         return out
 
 
-class Publisher(threading.Thread):
-    """Publishes {"n": i} at QoS 1 until stopped; counts what the plant acked."""
-
-    def __init__(self, client):
-        super().__init__(daemon=True)
-        self.client = client
-        self.sent = 0
-        self.stop_ev = threading.Event()
-
-    def run(self):
-        while not self.stop_ev.is_set():
-            if self.client.publish("plant/l1/telemetry/t", json.dumps({"n": self.sent}), qos=1,
-                                   timeout=5):
-                self.sent += 1
-            else:
-                time.sleep(0.05)
-            time.sleep(0.004)
-
-
 def nums(msgs):
     return [json.loads(m["payload"])["n"] for m in msgs]
 
@@ -188,7 +168,7 @@ class Wss(unittest.TestCase):
             b = w.start_wss(proxy, auth_file=creds)
             self.assertTrue(w.wait_plant_ready(b), b.log())
             self.assertTrue(b.wait_log(r"event=cloud\.connected", 10), b.log())
-            pub = Publisher(w.publisher())
+            pub = Publisher(w.publisher(), ["plant/l1/telemetry/t"])
             pub.start()
             # Outage: the cloud goes away for 3 s and comes back.
             time.sleep(1.0)
@@ -199,12 +179,7 @@ class Wss(unittest.TestCase):
                             b.log())
             sub.connect()
             # kill -9 loop of the bridge.
-            rnd = random.Random(16)
-            for _ in range(KILLS):
-                time.sleep(rnd.uniform(0.5, 1.2))
-                b.kill()
-                time.sleep(rnd.uniform(0.0, 0.3))
-                b = w.start_wss(proxy, auth_file=creds)
+            b = sigkill_loop(b, lambda: w.start_wss(proxy, auth_file=creds), KILLS, 16, (0.5, 1.2))
             time.sleep(1.0)
             pub.stop_ev.set()
             pub.join(10)
