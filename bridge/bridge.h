@@ -99,6 +99,7 @@ static inline void bridge_commit_observe(bridge_counters_t *c, int64_t us)
 
 typedef struct bridge {
 	const bconf_t *cfg; /* startup configuration, read-only; owned by main */
+	const char *cfg_path; /* its file, for commands named in log lines */
 	queue_t *queue;
 	atomic_bool stop;  /* set on SIGTERM: finish in-flight work and exit */
 	atomic_bool fatal; /* a thread hit an unrecoverable error */

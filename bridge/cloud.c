@@ -69,6 +69,14 @@ typedef struct cloud {
 	size_t n_retry, cap_retry;
 	int64_t retry_at;
 	int64_t last_sent_seq;
+	/* A message the cloud may never take (see cloud_suspect): the oldest
+	 * unacknowledged when the connection dropped, how many drops in a row,
+	 * since when; while probing it is sent alone. */
+	int64_t suspect_seq;
+	int suspect_drops;
+	int64_t suspect_first_ms;
+	bool probing;
+	bool local_failure; /* the turn failed on our side (queue, signing): no suspect */
 	double tokens;
 	int64_t tokens_at;
 	int64_t last_expire, last_status;
@@ -115,6 +123,11 @@ static void on_publish(struct mosquitto *mosq, void *obj, int mid, int reason,
 		        (c->n_inflight - i - 1) * sizeof(c->inflight[0]));
 		c->n_inflight--;
 		c->progress_at = util_mono_ms();
+		if(seq == c->suspect_seq) {
+			c->suspect_seq = 0; /* it got through: the drops were the line's */
+			c->suspect_drops = 0;
+			c->probing = false;
+		}
 		if(reason >= 0x80) {
 			/* Refused for good (e.g. not authorised): resending would block
 			 * the queue behind it forever.  Counted and logged loudly. */
@@ -160,6 +173,7 @@ static void flush_acks(cloud_t *c)
 				/* Out of memory too: reconnect, which resends from the oldest
 				 * queued message and acknowledges it again. */
 				c->link.lost = true;
+				c->local_failure = true;
 				c->n_acks = 0;
 				return;
 			}
@@ -203,6 +217,68 @@ static void retry_deletes(cloud_t *c)
 	c->n_retry = 0;
 }
 
+/* The connection dropped with messages in flight: is the oldest one the
+ * reason?  A cloud that can never take a message (a topic deeper than it
+ * allows, a publish its policy forbids) closes the connection each time the
+ * message is sent, and resending it first after every reconnect would block
+ * the queue for good.  After the first such drop the message is sent alone
+ * (probing), so further drops are its own; when it is acknowledged the
+ * suspicion ends.  After dead_letter_after drops in a row it is moved to the
+ * dead-letter table (kept, inspectable, replayable) and sending goes on. */
+static void cloud_suspect(cloud_t *c)
+{
+	bridge_t *b = c->b;
+	int64_t limit = b->cfg->dead_letter_after;
+	if(c->local_failure || c->n_inflight == 0 || limit <= 0 || c->link.state != LINK_UP) {
+		return;
+	}
+	int64_t seq = c->inflight[0].seq, now = util_wall_ms();
+	if(seq != c->suspect_seq) {
+		c->suspect_seq = seq;
+		c->suspect_drops = 0;
+		c->suspect_first_ms = now;
+	}
+	c->suspect_drops++;
+	c->probing = true;
+	if(c->suspect_drops < limit) {
+		return;
+	}
+	char reason[600], q1[300];
+	util_snprintf(reason, sizeof(reason), "the cloud dropped the connection %d times in a row "
+	              "with this message the oldest unacknowledged (last: %s)",
+	              c->suspect_drops, c->link.cb_reason[0] ? c->link.cb_reason : "connection lost");
+	bool moved = false;
+	queue_msg_t page[1];
+	size_t n = 0;
+	const char *topic = "?";
+	if(queue_peek(b->queue, seq - 1, 0, page, 1, &n) == QUEUE_OK && n == 1 && page[0].seq == seq) {
+		topic = blog_quote(page[0].remote_topic, q1, sizeof(q1));
+	}
+	queue_rc_t qrc = queue_dead_letter(b->queue, seq, reason, c->suspect_drops,
+	                                   c->suspect_first_ms, now, &moved);
+	if(qrc != QUEUE_OK) {
+		blog(BLOG_ERROR, "queue.dead_letter_failed", "seq=%lld reason=\"%s\" action=\"trying "
+		     "again at the next drop\"", (long long)seq, queue_strerror(qrc));
+	} else if(moved) {
+		atomic_fetch_add(&b->ctr.out_dead_lettered, 1);
+		blog(BLOG_ERROR, "cloud.dead_letter",
+		     "seq=%lld topic=%s attempts=%d reason=\"%s\" action=\"moved to the dead-letter "
+		     "table; sending goes on\" inspect=\"plantgate-bridge deadletter show %lld -c %s\" "
+		     "replay=\"plantgate-bridge deadletter replay %lld -c %s (bridge stopped)\"",
+		     (long long)seq, topic, c->suspect_drops, reason, (long long)seq,
+		     b->cfg_path ? b->cfg_path : "<config>", (long long)seq,
+		     b->cfg_path ? b->cfg_path : "<config>");
+	}
+	if(n) {
+		queue_msg_clear(&page[0]);
+	}
+	if(qrc == QUEUE_OK) {
+		c->suspect_seq = 0;
+		c->suspect_drops = 0;
+		c->probing = false;
+	}
+}
+
 /* link_conf_t.down: delete what was acknowledged; what was in flight is
  * resent from the queue after the next connect. */
 static void cloud_down(void *owner, char *detail, size_t detail_len)
@@ -211,6 +287,8 @@ static void cloud_down(void *owner, char *detail, size_t detail_len)
 	tunnel_close(c->tun);
 	c->tun = NULL;
 	flush_acks(c);
+	cloud_suspect(c);
+	c->local_failure = false;
 	util_snprintf(detail, detail_len,
 	              "unacked=%zu action=\"resending from the oldest unacknowledged message after "
 	              "reconnect\"",
@@ -321,9 +399,10 @@ static int cloud_send(cloud_t *c)
 	bridge_t *b = c->b;
 	const bconf_t *cfg = b->cfg;
 	queue_msg_t page[CLOUD_PAGE];
+	size_t window = c->probing ? 1 : c->window; /* a suspect goes alone */
 	refill_tokens(c, util_mono_ms());
-	while(c->n_inflight < c->window && (cfg->drain_rate == 0 || c->tokens >= 1.0)) {
-		size_t want = c->window - c->n_inflight;
+	while(c->n_inflight < window && (cfg->drain_rate == 0 || c->tokens >= 1.0)) {
+		size_t want = window - c->n_inflight;
 		if(cfg->drain_rate && (size_t)c->tokens < want) {
 			want = (size_t)c->tokens;
 		}
@@ -334,6 +413,7 @@ static int cloud_send(cloud_t *c)
 		queue_rc_t qrc = queue_peek(b->queue, c->last_sent_seq, util_wall_ms(), page, want, &n);
 		if(qrc != QUEUE_OK) {
 			blog(BLOG_ERROR, "queue.read_failed", "reason=\"%s\"", queue_strerror(qrc));
+			c->local_failure = true;
 			return -1;
 		}
 		if(n == 0) {
@@ -390,6 +470,9 @@ static int cloud_send(cloud_t *c)
 		if(rc) {
 			snprintf(c->link.cb_reason, sizeof(c->link.cb_reason), "publish failed: %s",
 			         mosquitto_strerror(rc));
+			/* Not the cloud's doing (signing, memory) unless the link is gone. */
+			c->local_failure = rc != MOSQ_ERR_NO_CONN && rc != MOSQ_ERR_CONN_LOST &&
+			                   rc != MOSQ_ERR_ERRNO;
 			return -1;
 		}
 	}

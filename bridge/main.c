@@ -199,6 +199,7 @@ int main(int argc, char **argv)
 	blog_set_level((int)cfg.log_level);
 	static bridge_t b;
 	b.cfg = &cfg;
+	b.cfg_path = path;
 	b.sign_key = sign_key;
 	if(sign_key) {
 		blog(BLOG_INFO, "bridge.signing", "site=%s kid=%s algorithm=%s", cfg.site_id,
