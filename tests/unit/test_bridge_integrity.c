@@ -248,18 +248,18 @@ static void queue_migrates_schema_1(void **state)
 	queue_msg_clear(&out[0]);
 	queue_close(q);
 
-	/* Reopened: version 2 now, no second upgrade. */
+	/* Reopened: the current version (3) now, no second upgrade. */
 	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
 	sqlite3_stmt *s;
 	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-	assert_int_equal(sqlite3_column_int(s, 0), 2);
+	assert_int_equal(sqlite3_column_int(s, 0), 3);
 	sqlite3_finalize(s);
 	/* A future version is refused and left alone. */
-	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=3", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=4", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
 	assert_int_equal(queue_open(path, &big, &q, err, sizeof(err)), QUEUE_ERR_CORRUPT);
-	assert_non_null(strstr(err, "schema version 3"));
+	assert_non_null(strstr(err, "schema version 4"));
 }
 
 int main(void)
