@@ -8,8 +8,11 @@
  * certificate.
  *
  * After the policy allows a PUBLISH, the device's token buckets (messages/s
- * and bytes/s) decide; a device that keeps hitting them is disconnected on
- * the next tick.  The hot path for allowed messages logs and writes nothing.
+ * and bytes/s) decide; a device that keeps hitting them, or keeps sending
+ * publishes and subscribes the policy refuses, is disconnected on the next
+ * tick (plugin_opt_flood_disconnect).  A device's refusals are written one by
+ * one up to a budget per 10 s, then summarised (control.c).  The hot path
+ * for allowed messages logs and writes nothing.
  *
  * Fails closed: no identity, no client id, an unknown access type or any
  * invalid input is a deny.
@@ -20,8 +23,11 @@
 
 #include "util.h"
 
-/* Rate limits after the policy allowed a publish.  True = within limits. */
-static bool within_rate(pg_plugin_t *pg, pg_client_t *rec, const struct mosquitto_evt_acl_check *ed)
+/* Rate limits after the policy allowed a publish.  True = within limits.
+ * The buckets are the identity's (see pg_ident_t), so reconnecting does not
+ * refill them. */
+static bool within_rate(pg_plugin_t *pg, pg_client_t *rec, const char *identity,
+                        const struct mosquitto_evt_acl_check *ed)
 {
 	if(!rec) {
 		return true;
@@ -38,73 +44,45 @@ static bool within_rate(pg_plugin_t *pg, pg_client_t *rec, const struct mosquitt
 		return true;
 	}
 	int64_t now = control_mono_ms();
-	bool ok = ratelimit_take(&rec->msgs, rate, rate * pg->burst_seconds, 1, now) &&
-	          ratelimit_take(&rec->bytes, bytes, bytes * pg->burst_seconds, (double)ed->payloadlen, now);
+	pg_ident_t *id = control_ident(pg, identity, now);
+	if(!id) {
+		return true;
+	}
+	id->last_ms = now;
+	bool ok = ratelimit_take(&id->msgs, rate, rate * pg->burst_seconds, 1, now) &&
+	          ratelimit_take(&id->bytes, bytes, bytes * pg->burst_seconds, (double)ed->payloadlen, now);
 	if(ok) {
 		return true;
 	}
 	pg->stats.rate_limited++;
-	rec->limited++;
-	rec->limited_unlogged++;
-	if(ratelimit_strike(&rec->strikes, pg->flood_strikes, pg->flood_window_ms, now) && !rec->kick_pending) {
+	id->limited++;
+	id->limited_unlogged++;
+	if(ratelimit_strike(&id->strikes, pg->flood_strikes, pg->flood_window_ms, now) && rec->client == ed->client) {
 		rec->kick_pending = true; /* kicked on the next tick, outside this callback */
 	}
 	/* One log line per device per 10 s, with the count, not one per message. */
-	if(now - rec->limited_logged_ms >= 10000) {
-		char id[128];
+	if(now - id->limited_logged_ms >= PG_DENY_WINDOW_MS) {
+		char q[128];
 		mosquitto_log_printf(MOSQ_LOG_WARNING,
 		                     PG_LOG_PREFIX "rate limit: identity=\"%s\" refused %llu publishes "
 		                     "(limit %.0f msg/s, %.0f bytes/s); total %llu",
-		                     PG_SAFE(id, rec->identity), (unsigned long long)rec->limited_unlogged, rate, bytes,
-		                     (unsigned long long)rec->limited);
+		                     PG_SAFE(q, identity), (unsigned long long)id->limited_unlogged, rate, bytes,
+		                     (unsigned long long)id->limited);
 		control_audit(pg,
 		              &(audit_event_t){.event = AUDIT_EV_RATE_LIMITED,
-		                               .identity = rec->identity,
+		                               .identity = identity,
 		                               .clientid = mosquitto_client_id(ed->client),
 		                               .address = rec->address,
 		                               .topic = ed->topic,
 		                               .access = "publish",
 		                               .decision = "deny",
 		                               .reason = "rate limit exceeded",
-		                               .count = (int)(rec->limited_unlogged > 1000000 ? 1000000 : rec->limited_unlogged)},
+		                               .count = (int)(id->limited_unlogged > 1000000 ? 1000000 : id->limited_unlogged)},
 		              false);
-		rec->limited_unlogged = 0;
-		rec->limited_logged_ms = now;
+		id->limited_unlogged = 0;
+		id->limited_logged_ms = now;
 	}
 	return false;
-}
-
-/* Should this refusal be written to the broker log?  Identical repeats of
- * the last refusal and more than 20 lines per client per 10 s are counted
- * instead, and the count is logged when the window closes. */
-static bool log_refusal(pg_client_t *rec, const char *access, const char *topic)
-{
-	char key[128];
-	if(!rec) {
-		return true;
-	}
-	int64_t now = control_mono_ms();
-	if(now - rec->deny_window_ms > 10000) {
-		if(rec->deny_suppressed) {
-			char id[128];
-			mosquitto_log_printf(MOSQ_LOG_NOTICE,
-			                     PG_LOG_PREFIX "%llu further refusals for identity=\"%s\" not logged "
-			                     "(repeats or flood); all are counted in $SYS/plantgate/",
-			                     (unsigned long long)rec->deny_suppressed, PG_SAFE(id, rec->identity));
-		}
-		rec->deny_window_ms = now;
-		rec->deny_logged = 0;
-		rec->deny_suppressed = 0;
-		rec->last_denied[0] = '\0';
-	}
-	util_snprintf(key, sizeof(key), "%s %s", access, topic);
-	if(!strcmp(key, rec->last_denied) || rec->deny_logged >= 20) {
-		rec->deny_suppressed++;
-		return false;
-	}
-	util_strlcpy(rec->last_denied, key, sizeof(rec->last_denied));
-	rec->deny_logged++;
-	return true;
 }
 
 int acl_check(int event, void *event_data, void *userdata)
@@ -182,7 +160,7 @@ int acl_check(int event, void *event_data, void *userdata)
 		return MOSQ_ERR_ACL_DENIED; /* mosquitto's own, unstamped copy */
 	}
 	if(d.allow) {
-		if(req.access == POLICY_PUBLISH && !within_rate(pg, rec, ed)) {
+		if(req.access == POLICY_PUBLISH && !within_rate(pg, rec, identity, ed)) {
 			return MOSQ_ERR_ACL_DENIED;
 		}
 		return MOSQ_ERR_SUCCESS;
@@ -204,17 +182,27 @@ int acl_check(int event, void *event_data, void *userdata)
 		ev = AUDIT_EV_READ_DENIED;
 		break;
 	}
-	char why[512], rule[300] = "";
+	char why[512], qwhy[512], rule[300] = "";
 	policy_decision_format(&d, &req, why, sizeof(why));
 	if(d.rule_file) {
 		util_snprintf(rule, sizeof(rule), "%s:%d", d.rule_file, d.rule_line);
 	}
-	if(log_refusal(will ? NULL : rec, access, ed->topic)) {
-		mosquitto_log_printf(MOSQ_LOG_NOTICE,
+	int64_t now = control_mono_ms();
+	pg_ident_t *st = will ? NULL : control_ident(pg, identity, now);
+	/* Refused publishes and subscribes are the client's doing: they count
+	 * toward flood_disconnect like rate-limited ones (READ refusals are
+	 * deliveries the broker attempts, and wills come after the client). */
+	if(st && req.access != POLICY_READ && rec && rec->client == ed->client &&
+	   ratelimit_strike(&st->strikes, pg->flood_strikes, pg->flood_window_ms, now)) {
+		rec->kick_pending = true; /* kicked on the next tick, outside this callback */
+	}
+	if(!control_refusal_written(pg, identity, st, access, ed->topic, now)) {
+		return MOSQ_ERR_ACL_DENIED; /* counted for the burst summary */
+	}
+	mosquitto_log_printf(MOSQ_LOG_NOTICE,
 	                     PG_LOG_PREFIX "%s denied: identity=\"%s\" topic=\"%s\" qos=%d retain=%d reason=\"%s\"",
 	                     access, util_log_safe(identity, id, sizeof(id)),
-	                     util_log_safe(ed->topic, topic, sizeof(topic)), req.qos, req.retain, why);
-	}
+	                     util_log_safe(ed->topic, topic, sizeof(topic)), req.qos, req.retain, PG_SAFE(qwhy, why));
 	control_audit(pg,
 	              &(audit_event_t){.event = ev,
 	                               .identity = identity,

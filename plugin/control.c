@@ -200,6 +200,114 @@ int control_reload(int event, void *event_data, void *userdata)
 	return MOSQ_ERR_SUCCESS;
 }
 
+pg_ident_t *control_ident(pg_plugin_t *pg, const char *identity, int64_t now)
+{
+	pg_ident_t *id = hmap_get(pg->idents, identity);
+	if(id || hmap_count(pg->idents) >= PG_IDENTS_MAX) {
+		return id;
+	}
+	id = calloc(1, sizeof(*id));
+	if(!id || hmap_put(pg->idents, identity, id)) {
+		free(id);
+		return NULL;
+	}
+	id->last_ms = now;
+	return id;
+}
+
+/* One log line and one audit line for the refusals of `identity` counted,
+ * not written, in the window that just closed: how many, and examples. */
+static void refusal_summary(pg_plugin_t *pg, const char *identity, pg_ident_t *id)
+{
+	char reason[600], q[128], qreason[600];
+	size_t o = (size_t)util_snprintf(reason, sizeof(reason),
+	                                 "%llu refusals in %d s not written one by one (repeats or flood); examples:",
+	                                 (unsigned long long)id->deny_suppressed, PG_DENY_WINDOW_MS / 1000);
+	for(uint32_t i = 0; i < id->nexamples && o < sizeof(reason); i++) {
+		int n = util_snprintf(reason + o, sizeof(reason) - o, "%s %s", i ? ";" : "", id->examples[i]);
+		if(n < 0) {
+			break;
+		}
+		o += (size_t)n;
+	}
+	mosquitto_log_printf(MOSQ_LOG_NOTICE,
+	                     PG_LOG_PREFIX "%llu further refusals for identity=\"%s\" not logged (repeats or flood); "
+	                     "all are counted in $SYS/plantgate/ and summarised in the audit trail: \"%s\"",
+	                     (unsigned long long)id->deny_suppressed, PG_SAFE(q, identity), PG_SAFE(qreason, reason));
+	control_audit(pg,
+	              &(audit_event_t){.event = AUDIT_EV_SUPPRESSED,
+	                               .identity = identity,
+	                               .decision = "deny",
+	                               .reason = reason,
+	                               .count = (int)(id->deny_suppressed > 1000000000 ? 1000000000 : id->deny_suppressed)},
+	              false);
+	id->deny_suppressed = 0;
+	id->nexamples = 0;
+}
+
+bool control_refusal_written(pg_plugin_t *pg, const char *identity, pg_ident_t *id, const char *access,
+                             const char *topic, int64_t now)
+{
+	char key[128];
+	if(!id) {
+		return true; /* a will, or no memory: write it */
+	}
+	id->last_ms = now;
+	if(now - id->deny_window_ms > PG_DENY_WINDOW_MS) {
+		if(id->deny_suppressed) {
+			refusal_summary(pg, identity, id);
+		}
+		id->deny_window_ms = now;
+		id->deny_logged = 0;
+		id->last_denied[0] = '\0';
+	}
+	util_snprintf(key, sizeof(key), "%s %s", access, topic);
+	if(!strcmp(key, id->last_denied) || id->deny_logged >= PG_DENY_LINES) {
+		if(id->deny_suppressed++ == 0 || (id->nexamples < PG_DENY_EXAMPLES &&
+		                                  strcmp(id->examples[id->nexamples - 1], key))) {
+			util_strlcpy(id->examples[id->nexamples++], key, sizeof(id->examples[0]));
+		}
+		return false;
+	}
+	util_strlcpy(id->last_denied, key, sizeof(id->last_denied));
+	id->deny_logged++;
+	return true;
+}
+
+/* At most once a second: write the summaries of refusal windows that have
+ * closed, and forget identities idle long enough that a fresh state is the
+ * same (buckets full again, flood and refusal windows over). */
+static void idents_sweep(pg_plugin_t *pg, int64_t now)
+{
+	if(now - pg->last_sweep_ms < 1000) {
+		return;
+	}
+	pg->last_sweep_ms = now;
+	int64_t idle = (int64_t)(pg->burst_seconds * 1000) + 1000;
+	if(idle < pg->flood_window_ms + 1000) {
+		idle = pg->flood_window_ms + 1000;
+	}
+	if(idle < PG_DENY_WINDOW_MS + 1000) {
+		idle = PG_DENY_WINDOW_MS + 1000;
+	}
+	const char *drop[256];
+	size_t ndrop = 0, it = 0;
+	const char *identity;
+	void *v;
+	while(hmap_next(pg->idents, &it, &identity, &v)) {
+		pg_ident_t *id = v;
+		if(id->deny_suppressed && now - id->deny_window_ms > PG_DENY_WINDOW_MS) {
+			refusal_summary(pg, identity, id);
+		}
+		if(!id->deny_suppressed && now - id->last_ms > idle && ndrop < 256) {
+			drop[ndrop++] = identity;
+		}
+	}
+	for(size_t i = 0; i < ndrop; i++) {
+		hmap_del(pg->idents, drop[i]);
+	}
+}
+
 pg_client_t *control_client_new(pg_plugin_t *pg, const char *cid)
 {
 	pg_client_t *old = hmap_get(pg->clients, cid);
@@ -401,6 +509,7 @@ int control_tick(int event, void *event_data, void *userdata)
 
 	pg->reload_pass = false;
 	expire_records(pg);
+	idents_sweep(pg, now);
 	/* Devices that kept flooding: disconnect them here, outside the ACL
 	 * callback of their own publish. */
 	char *ids[32];
@@ -416,7 +525,8 @@ int control_tick(int event, void *event_data, void *userdata)
 	for(size_t i = 0; i < n; i++) {
 		pg_client_t *rec = hmap_get(pg->clients, ids[i]);
 		if(rec) {
-			kick(pg, ids[i], rec, "sustained flooding past the rate limit");
+			kick(pg, ids[i], rec, "sustained flooding: refused or rate-limited publishes and subscribes "
+			                      "past plugin_opt_flood_disconnect");
 		}
 		free(ids[i]);
 	}

@@ -36,6 +36,7 @@ static void plugin_free(pg_plugin_t *pg)
 	audit_close(pg->audit);
 	hmap_free(pg->clients);
 	hmap_free(pg->failures);
+	hmap_free(pg->idents);
 	hmap_free(pg->pinned_ok);
 	for(size_t i = 0; i < pg->npins; i++) {
 		X509_free(pg->pins[i]);
@@ -251,8 +252,9 @@ EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userd
 	}
 	pg->clients = hmap_new(free);
 	pg->failures = hmap_new(free);
+	pg->idents = hmap_new(free);
 	pg->pinned_ok = hmap_new(NULL);
-	if(!pg->clients || !pg->failures || !pg->pinned_ok) {
+	if(!pg->clients || !pg->failures || !pg->idents || !pg->pinned_ok) {
 		goto fail;
 	}
 	pg->policy = policy_load_file(pg->policy_path, err, sizeof(err));

@@ -64,18 +64,37 @@ typedef struct pg_client {
 	bool forget;         /* offline with no session left: drop at the next tick */
 	int64_t offline_ms;  /* when it went offline (monotonic, never 0); 0 = live */
 	bool evict;          /* marked for dropping (control.c, expire_records) */
-	ratelimit_bucket_t msgs, bytes;
-	ratelimit_strikes_t strikes;
-	uint64_t limited;          /* publishes refused by the rate limit, total */
-	uint64_t limited_unlogged; /* ... since the last log line */
-	int64_t limited_logged_ms;
 	bool kick_pending;
-	/* Refusal logging: identical repeats and floods are counted, not logged. */
-	char last_denied[128]; /* access + topic of the last refusal logged */
-	int64_t deny_window_ms;
-	uint32_t deny_logged;    /* lines logged in this window */
-	uint64_t deny_suppressed; /* refusals not logged in this window */
 } pg_client_t;
+
+/* Refusals of one identity within one window are written one by one up to
+ * PG_DENY_LINES; the rest are counted, with a few examples, and summarised
+ * in one log line and one audit line when the window closes. */
+#define PG_DENY_WINDOW_MS 10000
+#define PG_DENY_LINES 20
+#define PG_DENY_EXAMPLES 3
+
+/* What belongs to an identity rather than to one connection: its token
+ * buckets, its flood counter and its refusal log budget.  A clean session
+ * loses its pg_client_t at every disconnect, and in prefix mode one identity
+ * may hold several client ids: neither may start with a full bucket or a
+ * zeroed counter.  Keyed by identity in pg_plugin_t.idents; forgotten
+ * (control.c, idents_sweep) only once idle long enough that a fresh one is
+ * the same: buckets refilled, windows closed, summaries written. */
+typedef struct pg_ident {
+	ratelimit_bucket_t msgs, bytes;
+	ratelimit_strikes_t strikes; /* refused publishes/subscribes, rate-limited or not */
+	uint64_t limited;            /* publishes refused by the rate limit, total */
+	uint64_t limited_unlogged;   /* ... since the last log line */
+	int64_t limited_logged_ms;
+	char last_denied[128]; /* access + topic of the last refusal written */
+	int64_t deny_window_ms;
+	uint32_t deny_logged;     /* refusals written in this window */
+	uint64_t deny_suppressed; /* refusals counted, not written, in this window */
+	char examples[PG_DENY_EXAMPLES][128];
+	uint32_t nexamples;
+	int64_t last_ms; /* last refusal or rate-limit use (monotonic) */
+} pg_ident_t;
 
 /* Failed connects from one address or identity, for throttling. */
 typedef struct pg_failures {
@@ -122,6 +141,8 @@ typedef struct pg_plugin {
 	size_t max_offline; /* plugin_opt_offline_sessions */
 	size_t forgettable; /* records marked `forget` */
 	hmap_t *failures; /* "addr:<ip>" / "id:<identity>" -> pg_failures_t* */
+	hmap_t *idents;   /* identity -> pg_ident_t* */
+	int64_t last_sweep_ms;
 	/* limits */
 	double rate_msgs;  /* default messages/s per device; 0 = unlimited */
 	double rate_bytes; /* default bytes/s per device; 0 = unlimited */
@@ -157,6 +178,16 @@ int64_t control_wall_ms(void); /* UTC wall clock, for audit lines */
 /* Write an audit line; counts and logs (once per minute) audit failures.
  * limited: repeated identical refusals are counted, not written. */
 void control_audit(pg_plugin_t *pg, const audit_event_t *ev, bool limited);
+/* The state of `identity`, made on first use; NULL when out of memory or
+ * when PG_IDENTS_MAX identities are tracked (limits then do not apply to a
+ * new identity until the sweep makes room; refusals are still enforced). */
+#define PG_IDENTS_MAX 200000
+pg_ident_t *control_ident(pg_plugin_t *pg, const char *identity, int64_t now);
+/* Should this refusal by `identity` (state `id`, may be NULL) be written
+ * one by one (log and audit)?  Otherwise it is counted for the summary. */
+bool control_refusal_written(pg_plugin_t *pg, const char *identity, pg_ident_t *id, const char *access,
+                             const char *topic, int64_t now);
+
 /* provenance.c */
 int provenance_message(int event, void *event_data, void *userdata);
 /* Publish the will this WRITE check is about, stamped with `identity`
