@@ -15,103 +15,38 @@ operator commands list and show it while the bridge runs, replay it (bridge
 stopped) under a new seq, and purge."""
 import os
 import re
-import socket
 import sqlite3
-import ssl
 import subprocess
 import sys
-import threading
 import time
 import unittest
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
+from fakecloud import FakeCloud  # noqa: E402
 from test_bridge_relay import BridgeWorld  # noqa: E402
-from test_bridge_stall import read_packet  # noqa: E402
 
 RULES = ["plant/+/telemetry/# qos=1"]
 
 
-class PoisonCloud(threading.Thread):
-    """CONNACK, PINGRESP, PUBACK -- and a closed connection for any PUBLISH
-    whose topic contains "poison".  Records delivered payloads and how many
-    times the poison came."""
+class PoisonCloud(FakeCloud):
+    """Closes the connection on any PUBLISH whose topic contains "poison",
+    acknowledges the rest.  Records what it acknowledged and how many times
+    the poison came."""
 
     def __init__(self, pki):
-        super().__init__(daemon=True)
-        cert, key = pki.server("localhost")
-        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(cert, key)
-        self.ctx.load_verify_locations(pki.ca)
-        self.ctx.verify_mode = ssl.CERT_REQUIRED
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.sock.settimeout(0.5)
-        self.port = self.sock.getsockname()[1]
         self.delivered = []  # (topic, payload) acknowledged
         self.poisoned = 0
-        self.lock = threading.Lock()
-        self.stop_ev = threading.Event()
-        self.start()
+        super().__init__(pki)
 
-    def run(self):
-        while not self.stop_ev.is_set():
-            try:
-                raw, _ = self.sock.accept()
-            except OSError:
-                continue
-            try:
-                conn = self.ctx.wrap_socket(raw, server_side=True)
-            except (ssl.SSLError, OSError):
-                raw.close()
-                continue
-            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
-
-    def serve(self, conn):
-        conn.settimeout(60)
-        try:
-            while not self.stop_ev.is_set():
-                p = read_packet(conn)
-                if p is None:
-                    return
-                kind, body = p[0] >> 4, p[1]
-                if kind == 1:
-                    conn.sendall(b"\x20\x03\x00\x00\x00")
-                elif kind == 12:
-                    conn.sendall(b"\xd0\x00")
-                elif kind == 3:
-                    tlen = int.from_bytes(body[0:2], "big")
-                    topic = body[2:2 + tlen].decode()
-                    pos = 2 + tlen
-                    mid = body[pos:pos + 2]
-                    pos += 2
-                    plen, mult = 0, 1
-                    while True:
-                        b = body[pos]
-                        pos += 1
-                        plen += (b & 0x7F) * mult
-                        mult *= 128
-                        if not b & 0x80:
-                            break
-                    if "poison" in topic:
-                        with self.lock:
-                            self.poisoned += 1
-                        return  # close without PUBACK
-                    with self.lock:
-                        self.delivered.append((topic, body[pos + plen:]))
-                    conn.sendall(b"\x40\x02" + mid)
-                elif kind == 14:
-                    return
-        except (OSError, ssl.SSLError, IndexError):
-            return
-        finally:
-            conn.close()
-
-    def close(self):
-        self.stop_ev.set()
-        self.sock.close()
+    def on_publish(self, index, topic, payload):
+        with self.lock:
+            if "poison" in topic:
+                self.poisoned += 1
+                return "close"
+            self.delivered.append((topic, payload))
+            return "ack"
 
 
 def deadletter(conf, *args):
