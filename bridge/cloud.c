@@ -44,6 +44,7 @@
  * publishes.  Reconnect, which resends them from the queue. */
 #define CLOUD_STALL_MIN_MS 10000
 #define CLOUD_STOP_GRACE_MS 5000    /* SIGTERM: wait this long for PUBACKs */
+#define CLOUD_DEAD_STREAK 10        /* dead letters in a row, no PUBACK between: stop */
 #define CLOUD_STATUS_EVERY_MS 60000 /* backlog summary while a backlog exists */
 
 typedef struct cloud_inflight {
@@ -77,6 +78,12 @@ typedef struct cloud {
 	int64_t suspect_first_ms;
 	bool probing;
 	bool local_failure; /* the turn failed on our side (queue, signing): no suspect */
+	/* Dead letters since the cloud last acknowledged anything: past
+	 * CLOUD_DEAD_STREAK the fault is the link, not the messages (e.g. two
+	 * bridges with one client id taking the connection from each other), and
+	 * setting more aside would only empty the queue: held until a PUBACK. */
+	int dead_streak;
+	bool dead_held;
 	double tokens;
 	int64_t tokens_at;
 	int64_t last_expire, last_status;
@@ -123,6 +130,13 @@ static void on_publish(struct mosquitto *mosq, void *obj, int mid, int reason,
 		        (c->n_inflight - i - 1) * sizeof(c->inflight[0]));
 		c->n_inflight--;
 		c->progress_at = util_mono_ms();
+		if(c->dead_held) {
+			blog(BLOG_INFO, "cloud.dead_letter_resumed",
+			     "note=\"the cloud acknowledges again: messages it drops the connection for "
+			     "are set aside again\"");
+		}
+		c->dead_streak = 0;
+		c->dead_held = false;
 		if(seq == c->suspect_seq) {
 			c->suspect_seq = 0; /* it got through: the drops were the line's */
 			c->suspect_drops = 0;
@@ -243,6 +257,18 @@ static void cloud_suspect(cloud_t *c)
 	if(c->suspect_drops < limit) {
 		return;
 	}
+	if(c->dead_streak >= CLOUD_DEAD_STREAK) {
+		if(!c->dead_held) {
+			c->dead_held = true;
+			blog(BLOG_ERROR, "cloud.dead_letter_held",
+			     "seq=%lld dead_letters_in_a_row=%d action=\"not setting more messages aside; "
+			     "resending\" hint=\"the cloud drops the connection whatever is sent: check "
+			     "its logs, its policy for this client, and that no other client uses "
+			     "cloud_client_id\"",
+			     (long long)seq, c->dead_streak);
+		}
+		return;
+	}
 	char reason[600], q1[300];
 	util_snprintf(reason, sizeof(reason), "the cloud dropped the connection %d times in a row "
 	              "with this message the oldest unacknowledged (last: %s)",
@@ -260,6 +286,7 @@ static void cloud_suspect(cloud_t *c)
 		blog(BLOG_ERROR, "queue.dead_letter_failed", "seq=%lld reason=\"%s\" action=\"trying "
 		     "again at the next drop\"", (long long)seq, queue_strerror(qrc));
 	} else if(moved) {
+		c->dead_streak++;
 		atomic_fetch_add(&b->ctr.out_dead_lettered, 1);
 		blog(BLOG_ERROR, "cloud.dead_letter",
 		     "seq=%lld topic=%s attempts=%d reason=\"%s\" action=\"moved to the dead-letter "

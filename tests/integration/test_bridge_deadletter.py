@@ -49,6 +49,22 @@ class PoisonCloud(FakeCloud):
             return "ack"
 
 
+class BrokenCloud(FakeCloud):
+    """Closes the connection on every PUBLISH until `healed` is set."""
+
+    def __init__(self, pki):
+        self.healed = False
+        self.delivered = []
+        super().__init__(pki)
+
+    def on_publish(self, index, topic, payload):
+        with self.lock:
+            if not self.healed:
+                return "close"
+            self.delivered.append(payload)
+            return "ack"
+
+
 def deadletter(conf, *args):
     return subprocess.run([h.bridge_path(), "deadletter"] + list(args) + ["-c", conf],
                           capture_output=True, text=True, timeout=30)
@@ -114,6 +130,35 @@ class DeadLetter(unittest.TestCase):
             p = deadletter(conf, "purge", "all")
             self.assertEqual((p.returncode, p.stdout.strip()), (0, "purged 0 dead letters"))
             self.assertEqual(deadletter(conf, "show", "x").returncode, 2)
+
+
+    def test_a_broken_link_does_not_empty_the_queue(self):
+        # A cloud that drops the connection whatever is sent (two bridges with
+        # one client id, a policy that refuses this client): after 10 dead
+        # letters in a row with nothing acknowledged between, the bridge stops
+        # setting messages aside and keeps them queued.
+        with h.Env("br-dead-held") as env:
+            w = BridgeWorld(env)
+            cloud = BrokenCloud(w.cloud_pki)
+            self.addCleanup(cloud.close)
+            b = w.start_bridge(RULES, extra="dead_letter_after 1\n", cloud_port=cloud.port)
+            self.assertTrue(w.wait_plant_ready(b), b.log())
+            pub = w.publisher()
+            for i in range(15):
+                self.assertTrue(pub.publish("plant/l1/telemetry/t", b"v%d" % i, qos=1))
+            self.assertTrue(b.wait_log(r"event=cloud\.dead_letter_held seq=\d+ "
+                                       r"dead_letters_in_a_row=10 ", 40), b.log()[-3000:])
+            time.sleep(1.0)
+            self.assertEqual(b.log().count("event=cloud.dead_letter "), 10)
+            self.assertEqual(w.queue_count(), 5)
+            cloud.healed = True
+            self.assertTrue(h.wait_for(lambda: len(cloud.delivered) >= 5, 20), b.log()[-3000:])
+            self.assertEqual(cloud.delivered[:5], [b"v%d" % i for i in range(10, 15)])
+            self.assertTrue(b.wait_log(r"event=cloud\.dead_letter_resumed", 5))
+            self.assertEqual(b.stop(), 0, b.log()[-3000:])
+            p = deadletter(os.path.join(env.tmp, "bridge.conf"), "replay", "all")
+            self.assertEqual((p.returncode, p.stdout.split(" (")[0]), (0, "replayed 10 dead letters"))
+            self.assertEqual(w.queue_count(), 10)
 
 
 if __name__ == "__main__":
