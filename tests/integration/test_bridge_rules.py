@@ -12,6 +12,7 @@
 """
 import os
 import re
+import subprocess
 import sys
 import time
 import unittest
@@ -19,7 +20,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
-from test_bridge_relay import BridgeWorld  # noqa: E402
+from test_bridge_relay import BridgeWorld, bridge_conf  # noqa: E402
 
 
 def example_rules():
@@ -74,6 +75,32 @@ class Rules(unittest.TestCase):
             self.assertEqual(int(m.group(1)), 1)
             self.assertTrue(h.wait_for(lambda: w.queue_count() == 0, 10))
             self.assertEqual(b.stop(), 0, b.log()[-3000:])
+
+
+    def test_check_mode_warns_overlap_and_refuses_dollar(self):
+        with h.Env("br-rules-n") as env:
+            w = BridgeWorld(env)
+            base = bridge_conf(w, example_rules())
+            ok = env.write("ok.conf", base)
+            p = subprocess.run([h.bridge_path(), "-n", "-c", ok], capture_output=True, text=True,
+                               timeout=10)
+            self.assertEqual((p.returncode, p.stdout.strip(), p.stderr), (0, "configuration OK", ""))
+            # a/+/c and a/b/+ overlap and neither covers the other: a warning
+            # naming both lines, but the configuration is valid.
+            over = env.write("over.conf", base + "forward x/+/c qos=1\nforward x/b/+ qos=1\n")
+            n = len(base.splitlines())
+            p = subprocess.run([h.bridge_path(), "-n", "-c", over], capture_output=True,
+                               text=True, timeout=10)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn("%s:%d: warning: forward 'x/b/+' overlaps the rule at line %d ('x/+/c')"
+                          % (over, n + 2, n + 1), p.stderr)
+            # strip= leaving a '$' cloud topic: refused, with file:line.
+            bad = env.write("bad.conf", base + "forward plant/$aws/things/# strip=plant/\n")
+            p = subprocess.run([h.bridge_path(), "-n", "-c", bad], capture_output=True,
+                               text=True, timeout=10)
+            self.assertEqual(p.returncode, 1)
+            self.assertIn("%s:%d: strip='plant/' leaves cloud topics starting with '$aws/things/#'"
+                          % (bad, n + 1), p.stderr)
 
 
 if __name__ == "__main__":
