@@ -472,6 +472,7 @@ static void publish_stats(pg_plugin_t *pg)
 	publish_stat("wills/stamped", s->wills_stamped);
 	publish_stat("wills/denied", s->wills_denied);
 	publish_stat("sessions-evicted", s->sessions_evicted);
+	publish_stat("stamp-oversize", s->stamp_oversize);
 	publish_stat("audit/errors", s->audit_errors);
 	publish_stat("clients/known", hmap_count(pg->clients));
 }

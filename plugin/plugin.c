@@ -194,6 +194,11 @@ static int parse_options(pg_plugin_t *pg, struct mosquitto_opt *options, int opt
 				return bad_option(k, v, "give failed connects per minute before throttling, 0 = never");
 			}
 			pg->connect_failures = (uint32_t)n;
+		} else if(!strcmp(k, "max_packet_size")) {
+			if(util_parse_size(v, 268435460ULL, &u)) {
+				return bad_option(k, v, "give the smallest Maximum Packet Size of your MQTT 5 subscribers, e.g. 1k; 0 = off");
+			}
+			pg->max_packet = (uint32_t)u;
 		} else if(!strcmp(k, "offline_sessions")) {
 			if(util_parse_i64(v, 1, 10000000, &n)) {
 				return bad_option(k, v, "give the number of offline sessions remembered, 1 to 10000000");

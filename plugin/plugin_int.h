@@ -119,6 +119,7 @@ typedef struct pg_stats {
 	uint64_t wills_stamped;    /* wills the plugin published with the stamp */
 	uint64_t wills_denied;     /* wills the policy refused */
 	uint64_t sessions_evicted; /* offline records dropped to bound memory */
+	uint64_t stamp_oversize;   /* messages the stamp pushed over max_packet */
 	uint64_t audit_errors;
 } pg_stats_t;
 
@@ -152,6 +153,9 @@ typedef struct pg_plugin {
 	uint32_t connect_failures; /* failed connects per window before throttling */
 	int64_t connect_window_ms;
 	bool stamp_received;
+	uint32_t max_packet;        /* plugin_opt_max_packet_size; 0 = off */
+	uint64_t oversize_unlogged; /* ... messages over it not yet logged */
+	int64_t oversize_logged_ms;
 	int64_t sys_interval_ms; /* $SYS/plantgate/ publish interval; 0 = off */
 	int64_t last_sys_ms;
 	/* Between our RELOAD callback and the next tick mosquitto re-runs

@@ -164,6 +164,109 @@ int provenance_will(pg_plugin_t *pg, const struct mosquitto_evt_acl_check *ed, c
 	return MOSQ_ERR_SUCCESS;
 }
 
+static uint32_t varint_bytes(uint32_t v)
+{
+	return v < 128 ? 1 : v < 16384 ? 2 : v < 2097152 ? 3 : 4;
+}
+
+/* Encoded length of one property (identifier byte included). */
+static uint32_t property_len(const mosquitto_property *p)
+{
+	int id = mosquitto_property_identifier(p), ident2, type;
+	const char *name = mosquitto_property_identifier_to_string(id);
+	uint32_t n = 0;
+	if(!name || mosquitto_string_to_property_info(name, &ident2, &type)) {
+		return 0;
+	}
+	switch(type) {
+	case MQTT_PROP_TYPE_BYTE:
+		return 2;
+	case MQTT_PROP_TYPE_INT16:
+		return 3;
+	case MQTT_PROP_TYPE_INT32:
+		return 5;
+	case MQTT_PROP_TYPE_VARINT: {
+		uint32_t v = 0;
+		mosquitto_property_read_varint(p, id, &v, false);
+		return 1 + varint_bytes(v);
+	}
+	case MQTT_PROP_TYPE_BINARY: {
+		void *v = NULL;
+		uint16_t len = 0;
+		if(mosquitto_property_read_binary(p, id, &v, &len, false)) {
+			n = 3u + len;
+			mosquitto_free(v);
+		}
+		return n;
+	}
+	case MQTT_PROP_TYPE_STRING: {
+		char *v = NULL;
+		if(mosquitto_property_read_string(p, id, &v, false)) {
+			n = 3u + (uint32_t)strlen(v);
+			mosquitto_free(v);
+		}
+		return n;
+	}
+	case MQTT_PROP_TYPE_STRING_PAIR: {
+		char *k = NULL, *v = NULL;
+		if(mosquitto_property_read_string_pair(p, id, &k, &v, false)) {
+			n = 5u + (uint32_t)strlen(k) + (uint32_t)strlen(v);
+		}
+		mosquitto_free(k);
+		mosquitto_free(v);
+		return n;
+	}
+	}
+	return 0;
+}
+
+/* Size of the PUBLISH an MQTT 5 subscriber receives, as mosquitto 2.0.11
+ * compares it with the subscriber's Maximum Packet Size: src/send_publish.c
+ * (send__real_publish) adds topic, packet id, properties and payload, and
+ * lib/packet_mosq.c (packet__check_oversize) adds the remaining-length bytes
+ * but not the fixed header's first byte. */
+static uint32_t publish_size(const struct mosquitto_evt_message *ed, const mosquitto_property *props)
+{
+	uint32_t proplen = 0;
+	for(const mosquitto_property *p = props; p; p = mosquitto_property_next(p)) {
+		proplen += property_len(p);
+	}
+	uint32_t remaining = 2u + (uint32_t)strlen(ed->topic) + ed->payloadlen + (ed->qos ? 2u : 0u) + proplen +
+	                     varint_bytes(proplen);
+	return varint_bytes(remaining) + remaining;
+}
+
+/* plugin_opt_max_packet_size: count (and log once per 10 s) messages that
+ * only the stamp pushes over it.  mosquitto drops a PUBLISH larger than a
+ * subscriber's Maximum Packet Size (lib/send_publish.c, "Dropping too large
+ * outgoing PUBLISH", NOTICE) and plugins cannot read that size — the READ
+ * check carries no properties and no mosquitto_client_*() returns it — so
+ * the operator declares the smallest one in use and the plugin, which knows
+ * the stamped size here, reports the messages it makes undeliverable. */
+static void check_oversize(pg_plugin_t *pg, const struct mosquitto_evt_message *ed, const char *identity,
+                           uint32_t before, uint32_t after)
+{
+	if(after <= pg->max_packet || before > pg->max_packet) {
+		return;
+	}
+	pg->stats.stamp_oversize++;
+	pg->oversize_unlogged++;
+	int64_t now = control_mono_ms();
+	if(now - pg->oversize_logged_ms < 10000) {
+		return;
+	}
+	char id[128], topic[256];
+	mosquitto_log_printf(MOSQ_LOG_WARNING,
+	                     PG_LOG_PREFIX "stamp makes messages too large: %llu messages went over "
+	                     "plugin_opt_max_packet_size %u only by the provenance stamp, e.g. identity=\"%s\" "
+	                     "topic=\"%s\" %u bytes (%u without the stamp); MQTT 5 subscribers with that Maximum "
+	                     "Packet Size do not receive them (mosquitto drops them)",
+	                     (unsigned long long)pg->oversize_unlogged, pg->max_packet, PG_SAFE(id, identity),
+	                     PG_SAFE(topic, ed->topic), after, before);
+	pg->oversize_unlogged = 0;
+	pg->oversize_logged_ms = now;
+}
+
 int provenance_message(int event, void *event_data, void *userdata)
 {
 	struct mosquitto_evt_message *ed = event_data;
@@ -187,9 +290,13 @@ int provenance_message(int event, void *event_data, void *userdata)
 			goto fail;
 		}
 	}
+	uint32_t before = pg->max_packet ? publish_size(ed, out) : 0;
 	rc = stamp(pg, identity, &out);
 	if(rc) {
 		goto fail;
+	}
+	if(pg->max_packet) {
+		check_oversize(pg, ed, identity, before, publish_size(ed, out));
 	}
 	mosquitto_property_free_all(&ed->properties);
 	ed->properties = out;
