@@ -29,12 +29,9 @@
 #include <strings.h>
 
 #include "blog.h"
+#include "pg_version.h"
 #include "tunnel.h"
 #include "util.h"
-
-#ifndef PG_VERSION
-#define PG_VERSION "0.1.0"
-#endif
 
 #define HTTP_HISTORY 600    /* samples kept: ten minutes at one per second */
 #define HTTP_MAX_WS 32      /* concurrent status pages */

@@ -24,6 +24,7 @@
 #include "blog.h"
 #include "bridge.h"
 #include "deadletter.h"
+#include "pg_version.h"
 #include "http.h"
 #include "priv.h"
 #include "sign.h"
@@ -73,13 +74,15 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: plantgate-bridge -c FILE [-n [-p] [--no-file-checks]]\n"
 	           "       plantgate-bridge deadletter list|show|replay|purge ... -c FILE\n"
+	           "       plantgate-bridge --version | --help\n"
 	           "  -c FILE            configuration file (see docs/bridge.md)\n"
 	           "  -n                 check the configuration, print \"configuration OK\" "
 	           "or the errors, exit\n"
 	           "  -p                 with -n: print the effective configuration\n"
 	           "  --no-file-checks   with -n: do not check that certificate, key and queue "
 	           "paths exist\n"
-	           "                     (for checking a configuration on another machine)\n");
+	           "                     (for checking a configuration on another machine)\n"
+	           "  --version          print the version and exit\n");
 }
 
 /* Re-read the configuration; on success hand the new whitelist to the plant
@@ -134,6 +137,7 @@ int main(int argc, char **argv)
 	bool check_only = false, print = false, file_checks = true;
 	static const struct option longopts[] = {{"no-file-checks", no_argument, NULL, 'F'},
 	                                         {"help", no_argument, NULL, 'h'},
+	                                         {"version", no_argument, NULL, 'V'},
 	                                         {NULL, 0, NULL, 0}};
 	if(argc > 1 && strcmp(argv[1], "deadletter") == 0) {
 		return deadletter_main(argc - 1, argv + 1);
@@ -155,6 +159,9 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			usage(stdout);
+			return 0;
+		case 'V':
+			printf("plantgate-bridge %s\n", PG_VERSION);
 			return 0;
 		default:
 			usage(stderr);
@@ -288,7 +295,7 @@ int main(int argc, char **argv)
 	queue_get_stats(b.queue, &st);
 	blog(BLOG_INFO, "bridge.starting",
 	     "version=%s config=%s queue=%s backlog=%lld backlog_bytes=%llu rules=%zu profile=%s",
-	     "0.1.0", path, cfg.queue_path, (long long)st.messages, (unsigned long long)st.bytes,
+	     PG_VERSION, path, cfg.queue_path, (long long)st.messages, (unsigned long long)st.bytes,
 	     cfg.whitelist.count, bconf_profile_name(cfg.cloud_profile));
 
 	if(pipe(b.wake) || fcntl(b.wake[0], F_SETFL, O_NONBLOCK) ||

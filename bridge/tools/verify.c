@@ -36,6 +36,7 @@
 
 #include "envelope.h"
 #include "hmap.h"
+#include "pg_version.h"
 #include "util.h"
 
 #define VERIFY_MAX_RECORDS 200000 /* verified messages remembered for "what differs" */
@@ -739,6 +740,7 @@ static void verify_usage(FILE *f)
 	        "  --record     also write every received message to FILE (capture format)\n"
 	        "  --file       read captured messages (JSON lines; - for stdin)\n"
 	        "  --quiet      print only problems and the summary\n"
+	        "  --version    print the version and exit\n"
 	        "Exit: 0 all verified, 1 tampered/unsigned/unknown-key/gap, 2 usage or connection "
 	        "error.\n");
 }
@@ -760,7 +762,8 @@ int main(int argc, char **argv)
 	    {"duration", required_argument, NULL, 'd'}, {"file", required_argument, NULL, 'f'},
 	    {"record", required_argument, NULL, 'r'},   {"client-id", required_argument, NULL, 'i'},
 	    {"protocol", required_argument, NULL, 'p'}, {"quiet", no_argument, NULL, 'q'},
-	    {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
+	    {"help", no_argument, NULL, 'h'},           {"version", no_argument, NULL, 'V'},
+	    {NULL, 0, NULL, 0}};
 	int opt;
 	while((opt = getopt_long(argc, argv, "k:s:b:t:n:d:f:r:i:p:qh", opts, NULL)) != -1) {
 		switch(opt) {
@@ -830,6 +833,9 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			verify_usage(stdout);
+			return 0;
+		case 'V':
+			printf("plantgate-verify %s\n", PG_VERSION);
 			return 0;
 		default:
 			verify_usage(stderr);

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "audit.h"
+#include "pg_version.h"
 #include "util.h"
 
 #define CLI_TAIL_MAX 1000000
@@ -34,6 +35,7 @@ static const char cli_usage[] =
     "       plantgate-audit tail [-n N] [-f|--follow] [--raw] FILE\n"
     "       plantgate-audit grep [--identity ID] [--event EV] [--clientid ID] [--topic T]\n"
     "                            [--since TS] [--until TS] [--raw] FILE\n"
+    "       plantgate-audit --version | --help\n"
     "\n"
     "  verify   check the SHA-256 hash chain of an audit log; prints\n"
     "           \"OK: N lines, chain intact (K restarts)\" and exits 0, or\n"
@@ -529,6 +531,10 @@ int main(int argc, char **argv)
 	const char *cmd = argv[1];
 	if(!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
 		fputs(cli_usage, stdout);
+		return 0;
+	}
+	if(!strcmp(cmd, "--version")) {
+		printf("plantgate-audit %s\n", PG_VERSION);
 		return 0;
 	}
 	int rc;

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "pg_version.h"
 #include "policy.h"
 #include "util.h"
 
@@ -32,6 +33,7 @@ static void cli_usage(FILE *f)
 	      "       plantgate-policy explain FILE --id ID [--clientid CID] [--attr KEY=VALUE ...]\n"
 	      "                        (--publish | --subscribe | --read) TOPIC\n"
 	      "                        [--qos 0|1|2] [--retain] [--size BYTES]\n"
+	      "       plantgate-policy --version | --help\n"
 	      "\n"
 	      "check    validate a policy file and print a summary; exit 0 if valid, 1 if not\n"
 	      "explain  decide one request as the broker plugin would and show the rule that\n"
@@ -238,6 +240,10 @@ int main(int argc, char **argv)
 	if(argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
 	                 strcmp(argv[1], "help") == 0)) {
 		cli_usage(stdout);
+		return 0;
+	}
+	if(argc == 2 && strcmp(argv[1], "--version") == 0) {
+		printf("plantgate-policy %s\n", PG_VERSION);
 		return 0;
 	}
 	if(argc == 3 && strcmp(argv[1], "check") == 0) {
