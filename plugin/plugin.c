@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pg_version.h"
 #include "util.h"
 
 #define EXPORT __attribute__((visibility("default")))
@@ -251,6 +252,9 @@ EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userd
 	pg->connect_window_ms = 60000;
 	pg->sys_interval_ms = 10000;
 	pg->max_offline = 20000;
+	mosquitto_lib_version(&pg->mosq_version[0], &pg->mosq_version[1], &pg->mosq_version[2]);
+	pg->broker_frees_replaced =
+	    pg->mosq_version[0] * 1000000 + pg->mosq_version[1] * 1000 + pg->mosq_version[2] >= 2000015;
 	if(set_uri_prefixes(pg, "urn:plantgate:device:,urn:plantgate:bridge:") ||
 	   parse_options(pg, options, option_count)) {
 		goto fail;
@@ -296,8 +300,9 @@ EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userd
 	policy_stats_t st;
 	policy_get_stats(pg->policy, &st);
 	mosquitto_log_printf(MOSQ_LOG_NOTICE,
-	                     PG_LOG_PREFIX "policy %s loaded: %zu roles, %zu devices, %zu patterns, %zu rules; "
-	                     "%zu revocations, %zu in CRL",
+	                     PG_LOG_PREFIX "version " PG_VERSION " (mosquitto %d.%d.%d), policy %s loaded: "
+	                     "%zu roles, %zu devices, %zu patterns, %zu rules; %zu revocations, %zu in CRL",
+	                     pg->mosq_version[0], pg->mosq_version[1], pg->mosq_version[2],
 	                     PG_SAFE(qpath, pg->policy_path), st.roles, st.devices, st.matches, st.rules,
 	                     revocation_count(pg->revoked), revocation_crl_count(pg->revoked));
 	control_audit(pg, &(audit_event_t){.event = AUDIT_EV_START, .reason = "plugin loaded"}, false);

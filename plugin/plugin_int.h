@@ -10,11 +10,16 @@
 #ifndef PG_PLUGIN_INT_H
 #define PG_PLUGIN_INT_H
 
-/* 2.0.11 header bug: mosquitto_broker.h must come before mosquitto_plugin.h. */
+/* mosquitto 2.1's <mosquitto.h> brings the broker and plugin API; its old
+ * headers only #warning (an error here) that they are replaced.  Before 2.1
+ * they are separate, and (2.0.11 header bug) mosquitto_broker.h must come
+ * before mosquitto_plugin.h.  scripts/compat builds against both. */
+#include <mosquitto.h>
+#if LIBMOSQUITTO_VERSION_NUMBER < 2001000
 #include <mosquitto_broker.h>
 #include <mosquitto_plugin.h>
-#include <mosquitto.h>
 #include <mqtt_protocol.h>
+#endif
 
 #include <openssl/x509.h>
 #include <stdint.h>
@@ -156,6 +161,12 @@ typedef struct pg_plugin {
 	uint32_t max_packet;        /* plugin_opt_max_packet_size; 0 = off */
 	uint64_t oversize_unlogged; /* ... messages over it not yet logged */
 	int64_t oversize_logged_ms;
+	/* The broker frees the property list a MESSAGE handler replaced (mosquitto
+	 * >= 2.0.15, 2.1); before that the handler must free it.  From
+	 * mosquitto_lib_version(): Debian's mosquitto depends on libmosquitto1 of
+	 * exactly its own version. */
+	bool broker_frees_replaced;
+	int mosq_version[3];
 	int64_t sys_interval_ms; /* $SYS/plantgate/ publish interval; 0 = off */
 	int64_t last_sys_ms;
 	/* Between our RELOAD callback and the next tick mosquitto re-runs

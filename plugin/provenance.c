@@ -298,7 +298,12 @@ int provenance_message(int event, void *event_data, void *userdata)
 	if(pg->max_packet) {
 		check_oversize(pg, ed, identity, before, publish_size(ed, out));
 	}
-	mosquitto_property_free_all(&ed->properties);
+	/* mosquitto >= 2.0.15 frees the list we replace (freeing it here too was
+	 * a double free there); 2.0.11 leaves it to us.  scripts/compat runs
+	 * tests/integration/test_plugin_operations.py against both. */
+	if(!pg->broker_frees_replaced) {
+		mosquitto_property_free_all(&ed->properties);
+	}
 	ed->properties = out;
 	return MOSQ_ERR_SUCCESS;
 fail:
