@@ -32,7 +32,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.environ.get("PG_SOURCE_DIR") or os.path.abspath(os.path.join(HERE, "..", ".."))
 BUILD = os.environ.get("PG_BUILD_DIR") or os.path.join(ROOT, "build")
 ASAN = os.environ.get("PG_ASAN") == "1"
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+# PG_MOSQUITTO and PG_PLUGIN pick another broker and plugin build: scripts/compat
+# runs the plugin tests against mosquitto 2.0.21 and 2.1.2 built from Debian's
+# source packages, each with the plugin compiled against its own headers.
+MOSQUITTO = os.environ.get("PG_MOSQUITTO") or shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 PKI_SCRIPT = os.path.join(ROOT, "scripts", "pki")
 KEEP = os.environ.get("PG_KEEP_TMP") == "1"
 # Deadlines for things that happen (a log line, a message, an exit) are
@@ -45,6 +48,8 @@ SLOW = 3 if ASAN else 1
 
 
 def plugin_path():
+    if os.environ.get("PG_PLUGIN"):
+        return os.environ["PG_PLUGIN"]
     name = "plantgate_auth_asan.so" if ASAN else "plantgate_auth.so"
     return os.path.join(BUILD, "plugin", name)
 
