@@ -21,6 +21,7 @@
 
 #include "bconf.h"
 #include "doctor.h"
+#include "pg_version.h"
 #include "util.h"
 
 #define DOCTOR_EXIT_USAGE 3
@@ -33,7 +34,7 @@ static const char doctor_usage[] =
     "                        [--broker HOST:PORT --cert CRT --key KEY [--cafile CA] [--client-id ID]]\n"
     "                        [--device-roles ROLE,...] [--json] [--html FILE] [-v]\n"
     "                        [--now YYYY-MM-DD] [--timeout MS]\n"
-    "       plantgate-doctor --list-checks\n"
+    "       plantgate-doctor --list-checks | --version | --help\n"
     "\n"
     "A security self-assessment of a plantgate deployment, by the five components of\n"
     "the JPCERT/CC guide (IoT devices, plant LAN, server, WAN, cloud) and lifecycle\n"
@@ -169,6 +170,10 @@ static int doctor_parse_args(int argc, char **argv, doctor_args_t *a)
 		}
 		if(strcmp(w, "-h") == 0 || strcmp(w, "--help") == 0) {
 			fputs(doctor_usage, stdout);
+			exit(0);
+		}
+		if(strcmp(w, "--version") == 0) {
+			printf("plantgate-doctor %s\n", PG_VERSION);
 			exit(0);
 		}
 		if(strcmp(w, "--now") == 0 || strcmp(w, "--timeout") == 0) {

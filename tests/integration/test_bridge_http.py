@@ -110,6 +110,12 @@ class Http(unittest.TestCase):
             self.assertEqual(v0["plantgate_bridge_queue_messages"], 0)
             self.assertRegex(text, r'plantgate_bridge_build_info\{version="[^"]+",'
                                    r'libmosquitto="2\.[^"]+",libwebsockets="4\.[^"]*",')
+            # One version: what --version prints (project(VERSION)) is in
+            # /metrics and in the startup log.
+            version = subprocess.run([h.bridge_path(), "--version"], capture_output=True,
+                                     text=True, check=True).stdout.split()[-1]
+            self.assertIn('plantgate_bridge_build_info{version="%s",' % version, text)
+            self.assertTrue(b.wait_log(r"version=%s " % re.escape(version), 1), b.log())
 
             # Cloud away: messages are received and queued, not delivered.
             w.cloud.stop()
