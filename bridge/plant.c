@@ -29,6 +29,7 @@
 #include "blog.h"
 #include "bridge.h"
 #include "link.h"
+#include "topic.h"
 #include "util.h"
 
 /* Unacknowledged messages the plant broker may have in flight to us: the
@@ -64,6 +65,9 @@ typedef struct plant {
 	 * stored already since the last commit (logged there, once). */
 	bool session_present;
 	unsigned qos1_since_up;
+	/* Per rule: the SUBSCRIBE's packet id, 0 when not subscribed (another
+	 * rule's filter covers it), -1 when the broker refused it. */
+	int *sub_mid;
 	uint64_t redelivered;
 	int64_t redelivered_first, redelivered_last;
 } plant_t;
@@ -81,32 +85,85 @@ static void batch_clear(plant_batch_t *bt)
 	bt->oom = false;
 }
 
+/* Subscribe to filter i of the whitelist; records the packet id. */
+static void subscribe_one(plant_t *p, size_t i)
+{
+	const char *f = p->wl.rules[i].filter;
+	int mid = 0;
+	int rc = mosquitto_subscribe_v5(p->link.mosq, &mid, f, 1,
+	                                MQTT_SUB_OPT_SEND_RETAIN_NEW | MQTT_SUB_OPT_RETAIN_AS_PUBLISHED,
+	                                NULL);
+	if(rc) {
+		blog(BLOG_WARN, "plant.subscribe_failed", "filter=%s reason=\"%s\"", f,
+		     mosquitto_strerror(rc));
+	}
+	p->sub_mid[i] = rc ? -1 : mid;
+}
+
 /* Subscribe to the rules' filters, except those another rule's filter
  * covers (whitelist_subscriptions): the broker would send such a message
  * once per matching subscription, and it would be queued twice.  Covered
  * filters are unsubscribed too, as a persistent session may still hold them
- * from an earlier configuration. */
+ * from an earlier configuration.  Should the broker refuse a covering filter,
+ * on_subscribe subscribes to what it covered instead. */
 static void subscribe_all(plant_t *p)
 {
 	bool *sub = calloc(p->wl.count ? p->wl.count : 1, sizeof(*sub));
-	if(!sub) {
+	int *mids = calloc(p->wl.count ? p->wl.count : 1, sizeof(*mids));
+	if(!sub || !mids) {
+		free(sub);
+		free(mids);
 		p->batch.oom = true; /* reconnect and try again */
 		return;
 	}
+	free(p->sub_mid);
+	p->sub_mid = mids;
 	whitelist_subscriptions(&p->wl, sub);
 	for(size_t i = 0; i < p->wl.count; i++) {
-		const char *f = p->wl.rules[i].filter;
-		int rc = sub[i] ? mosquitto_subscribe_v5(p->link.mosq, NULL, f, 1,
-		                                         MQTT_SUB_OPT_SEND_RETAIN_NEW |
-		                                             MQTT_SUB_OPT_RETAIN_AS_PUBLISHED,
-		                                         NULL)
-		                : mosquitto_unsubscribe(p->link.mosq, NULL, f);
-		if(rc) {
-			blog(BLOG_WARN, sub[i] ? "plant.subscribe_failed" : "plant.unsubscribe_failed",
-			     "filter=%s reason=\"%s\"", f, mosquitto_strerror(rc));
+		if(sub[i]) {
+			subscribe_one(p, i);
+		} else if(mosquitto_unsubscribe(p->link.mosq, NULL, p->wl.rules[i].filter)) {
+			blog(BLOG_WARN, "plant.unsubscribe_failed", "filter=%s", p->wl.rules[i].filter);
 		}
 	}
 	free(sub);
+}
+
+/* SUBACK.  A refused filter is logged (the plant policy does not let the
+ * bridge read it); the filters it was to stand for (covered, so not
+ * subscribed) are subscribed themselves, unless another live subscription
+ * covers them. */
+static void on_subscribe(struct mosquitto *mosq, void *obj, int mid, int qos_count,
+                         const int *granted, const mosquitto_property *props)
+{
+	plant_t *p = link_owner(obj);
+	size_t i = 0;
+	while(p->sub_mid && i < p->wl.count && p->sub_mid[i] != mid) {
+		i++;
+	}
+	if(!p->sub_mid || i == p->wl.count || qos_count < 1 || granted[0] < 0x80) {
+		return;
+	}
+	const wl_rule_t *r = &p->wl.rules[i];
+	p->sub_mid[i] = -1;
+	blog(BLOG_ERROR, "plant.subscribe_refused",
+	     "filter=%s rule_line=%d reason=\"%s\" action=\"nothing matching only this rule is "
+	     "forwarded\" hint=\"grant the bridge's role subscribe and read for it in the plant "
+	     "policy\"",
+	     r->filter, r->line, mosquitto_reason_string(granted[0]));
+	for(size_t j = 0; j < p->wl.count; j++) {
+		if(p->sub_mid[j] != 0 || !topic_filter_covers(r->filter, p->wl.rules[j].filter)) {
+			continue;
+		}
+		bool covered = false;
+		for(size_t k = 0; k < p->wl.count && !covered; k++) {
+			covered = k != j && p->sub_mid[k] > 0 &&
+			          topic_filter_covers(p->wl.rules[k].filter, p->wl.rules[j].filter);
+		}
+		if(!covered) {
+			subscribe_one(p, j);
+		}
+	}
 }
 
 /* link_conf_t.up: connected (link.c counted it). */
@@ -292,6 +349,7 @@ static int plant_setup(void *owner, struct mosquitto *mosq)
 	 * commit either way. */
 	mosquitto_int_option(mosq, MOSQ_OPT_RECEIVE_MAXIMUM, PLANT_RECEIVE_MAXIMUM);
 	mosquitto_message_v5_callback_set(mosq, on_message);
+	mosquitto_subscribe_v5_callback_set(mosq, on_subscribe);
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -320,6 +378,8 @@ static void plant_take_whitelist(plant_t *p)
 	whitelist_clear(&p->wl);
 	p->wl = *nw;
 	free(nw);
+	free(p->sub_mid); /* indexed by the old rules */
+	p->sub_mid = NULL;
 	if(p->link.mosq && p->link.state == LINK_UP) {
 		subscribe_all(p);
 	}
@@ -506,6 +566,7 @@ void *plant_run(void *arg)
 	batch_clear(&p.batch);
 	free(p.batch.msgs);
 	whitelist_clear(&p.wl);
+	free(p.sub_mid);
 	blog(BLOG_INFO, "plant.stopped", NULL);
 	/* OpenSSL keeps per-thread state (the error queue) until told. */
 	OPENSSL_thread_stop();

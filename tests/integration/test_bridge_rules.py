@@ -29,6 +29,38 @@ def example_rules():
         return [l.split(None, 1)[1].strip() for l in f if l.startswith("forward ")]
 
 
+NARROW_POLICY = """
+default deny
+unknown-devices refuse
+
+role sensor
+  publish plant/hq/+/+/telemetry/# qos<=1 retain=no
+end
+
+role bridge
+  subscribe plant/hq/energy/+/telemetry/power qos<=1
+  read      plant/hq/energy/+/telemetry/power
+end
+
+device m1 role sensor
+device bridge-01 role bridge
+"""
+
+
+class PolicyWorld(BridgeWorld):
+    """BridgeWorld, but the plant broker runs the plugin with `policy`."""
+
+    def __init__(self, env, policy):
+        self.env = env
+        self.plant_pki = env.pki("plant")
+        self.cloud_pki = env.pki("cloudpki")
+        self.plant = env.plant_broker(self.plant_pki, policy=policy)
+        self.cloud = env.cloud_broker(self.cloud_pki)
+        self.queue_path = env.path("queue.db")
+        self.bridge = None
+        self.sub = None
+
+
 class Rules(unittest.TestCase):
     def test_overlap_once_no_dollar_topic_no_length_limit(self):
         rules = example_rules()
@@ -101,6 +133,32 @@ class Rules(unittest.TestCase):
             self.assertEqual(p.returncode, 1)
             self.assertIn("%s:%d: strip='plant/' leaves cloud topics starting with '$aws/things/#'"
                           % (bad, n + 1), p.stderr)
+
+
+    def test_refused_covering_filter_falls_back_to_what_it_covers(self):
+        # The plant policy lets the bridge read only the energy topics: the
+        # covering telemetry filter is refused (logged), and the energy rule's
+        # own filter, left out because it was covered, is subscribed instead.
+        with h.Env("br-rules-acl") as env:
+            w = PolicyWorld(env, NARROW_POLICY)
+            sub = w.cloud_subscriber("#")
+            b = w.start_bridge(example_rules())
+            self.assertTrue(w.wait_plant_ready(b), b.log())
+            self.assertTrue(b.wait_log(r"event=plant\.subscribe_refused "
+                                       r"filter=plant/hq/\+/\+/telemetry/# ", 10), b.log())
+            self.assertTrue(b.wait_log(r"event=cloud\.connected", 15), b.log())
+            # The fallback SUBSCRIBE reached the broker (logged as it arrives).
+            self.assertTrue(w.plant.wait_log(r"\tplant/hq/energy/\+/telemetry/power \(QoS 1\)",
+                                             10), w.plant.log()[-3000:])
+            pub = env.client(w.plant_pki, "m1", w.plant)
+            self.assertEqual(pub.connect(), 0)
+            for i in range(5):
+                self.assertTrue(pub.publish("plant/hq/energy/m1/telemetry/power", b"%d" % i, qos=1))
+            got = sub.wait_messages(5, 20)
+            time.sleep(1.0)
+            got = sub.take()
+            self.assertEqual([m["payload"] for m in got], [b"%d" % i for i in range(5)], b.log())
+            self.assertEqual(b.stop(), 0, b.log()[-3000:])
 
 
 if __name__ == "__main__":
