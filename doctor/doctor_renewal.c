@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "doctor.h"
+#include "est_csr.h"
 #include "revocation.h"
 #include "util.h"
 
@@ -80,18 +81,7 @@ static void renewal_row(renewal_set_t *s, const char *dir, char *line, const rev
                         time_t now)
 {
 	char *f[6];
-	int nf = 0;
-	for(char *p = line; nf < 6; nf++) {
-		f[nf] = p;
-		char *tab = strchr(p, '\t');
-		if(!tab) {
-			nf++;
-			break;
-		}
-		*tab = '\0';
-		p = tab + 1;
-	}
-	if(nf != 6 || strcmp(f[0], "V") != 0) {
+	if(est_index_split(line, f) != 6 || strcmp(f[0], "V") != 0) {
 		return;
 	}
 	const char *cn = strstr(f[5], "/CN=");

@@ -67,6 +67,7 @@ typedef struct opts {
  * it reachable and main's single cleanup frees it. */
 static struct {
 	X509 *cur, *c;
+	STACK_OF(X509) *chain; /* the response: c first, then the CAs it chains through */
 	EVP_PKEY *curkey, *k;
 	X509_REQ *req;
 	char *auth, *body, *resp;
@@ -75,7 +76,7 @@ static struct {
 static void client_free(void)
 {
 	X509_free(g.cur);
-	X509_free(g.c);
+	sk_X509_pop_free(g.chain, X509_free);
 	EVP_PKEY_free(g.curkey);
 	EVP_PKEY_free(g.k);
 	X509_REQ_free(g.req);
@@ -168,11 +169,19 @@ static EVP_PKEY *read_key(const char *path)
 	return k;
 }
 
-static char *pem_of(bool key, void *obj, size_t *len)
+/* PEM of a key, or of a certificate followed by the intermediate CAs of
+ * `chain` (not the root: the peer has it), so TLS sends the whole path. */
+static char *pem_of(bool key, void *obj, STACK_OF(X509) *chain, size_t *len)
 {
 	BIO *b = BIO_new(BIO_s_mem());
 	int ok = key ? PEM_write_bio_PrivateKey(b, obj, NULL, NULL, 0, NULL, NULL)
 	             : PEM_write_bio_X509(b, obj);
+	for(int i = 1; !key && ok == 1 && chain && i < sk_X509_num(chain); i++) {
+		X509 *ca = sk_X509_value(chain, i);
+		if(X509_check_issued(ca, ca) != X509_V_OK) {
+			ok = PEM_write_bio_X509(b, ca);
+		}
+	}
 	char *data = NULL, *out = NULL;
 	long n = ok == 1 ? BIO_get_mem_data(b, &data) : 0;
 	if(n > 0 && (out = malloc((size_t)n + 1))) {
@@ -266,7 +275,8 @@ static int https_post(const opts_t *o, const char *path, const char *auth, X509 
 		fail("cannot load --ca %s", o->ca);
 	}
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-	if(cert && (SSL_CTX_use_certificate(ctx, cert) != 1 || SSL_CTX_use_PrivateKey(ctx, key) != 1)) {
+	if(cert && (SSL_CTX_use_certificate_chain_file(ctx, o->cert) != 1 ||
+	            SSL_CTX_use_PrivateKey(ctx, key) != 1)) {
 		fail("cannot use %s / %s for TLS", o->cert, o->key);
 	}
 	int fd = tcp_connect(o);
@@ -344,8 +354,10 @@ static char *csr_b64(X509_REQ *r)
 	return out;
 }
 
-/* The new certificate must be for our key, our identity, and chain to --ca. */
-static void check_issued(const opts_t *o, X509 *c, EVP_PKEY *k, const char *id)
+/* The new certificate must be for our key, our identity, and chain to --ca
+ * (through the CAs the response carries). */
+static void check_issued(const opts_t *o, X509 *c, STACK_OF(X509) *chain, EVP_PKEY *k,
+                         const char *id)
 {
 	if(X509_check_private_key(c, k) != 1) {
 		fail("the server returned a certificate for another key; nothing was written");
@@ -360,18 +372,18 @@ static void check_issued(const opts_t *o, X509 *c, EVP_PKEY *k, const char *id)
 	X509_STORE *st = X509_STORE_new();
 	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
 	if(!st || !ctx || X509_STORE_load_file(st, o->ca) != 1 ||
-	   X509_STORE_CTX_init(ctx, st, c, NULL) != 1 || X509_verify_cert(ctx) != 1) {
+	   X509_STORE_CTX_init(ctx, st, c, chain) != 1 || X509_verify_cert(ctx) != 1) {
 		fail("the returned certificate does not verify against %s; nothing was written", o->ca);
 	}
 	X509_STORE_CTX_free(ctx);
 	X509_STORE_free(st);
 }
 
-static void write_pair(const opts_t *o, EVP_PKEY *k, X509 *c)
+static void write_pair(const opts_t *o, EVP_PKEY *k, X509 *c, STACK_OF(X509) *chain)
 {
 	char kn[4200], cn[4200], err[512];
 	size_t kl = 0, cl = 0;
-	char *kp = pem_of(true, k, &kl), *cp = pem_of(false, c, &cl);
+	char *kp = pem_of(true, k, NULL, &kl), *cp = pem_of(false, c, chain, &cl);
 	util_snprintf(kn, sizeof(kn), "%s.new", o->key);
 	util_snprintf(cn, sizeof(cn), "%s.new", o->cert);
 	if(!kp || !cp || est_store_write_atomic(kn, kp, kl, 0600, err, sizeof(err)) ||
@@ -518,12 +530,13 @@ int main(int argc, char **argv)
 		fail("%s answered %d: %s", o.server, status, util_log_safe(g.resp, q, sizeof(q)));
 	}
 	char why[256];
-	g.c = est_certs_only_first(g.resp, strlen(g.resp), why, sizeof(why));
-	if(!g.c) {
+	g.chain = est_certs_only_decode(g.resp, strlen(g.resp), why, sizeof(why));
+	if(!g.chain) {
 		fail("%s: %s", o.server, why);
 	}
-	check_issued(&o, g.c, g.k, id);
-	write_pair(&o, g.k, g.c);
+	g.c = sk_X509_value(g.chain, 0);
+	check_issued(&o, g.c, g.chain, g.k, id);
+	write_pair(&o, g.k, g.c, g.chain);
 	struct tm tm;
 	char until[32] = "?", serial[128] = "?";
 	if(ASN1_TIME_to_tm(X509_get0_notAfter(g.c), &tm) == 1) {

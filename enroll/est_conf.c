@@ -54,6 +54,7 @@ static int set_listen(est_conf_t *c, const conf_line_t *l, char *err, size_t err
 static int set_tls_cert(est_conf_t *c, const conf_line_t *l, char *e, size_t n) { return set_path(c->tls_cert, l, e, n); }
 static int set_tls_key(est_conf_t *c, const conf_line_t *l, char *e, size_t n) { return set_path(c->tls_key, l, e, n); }
 static int set_pki_dir(est_conf_t *c, const conf_line_t *l, char *e, size_t n) { return set_path(c->pki_dir, l, e, n); }
+static int set_ca_cert(est_conf_t *c, const conf_line_t *l, char *e, size_t n) { return set_path(c->ca_cert, l, e, n); }
 static int set_issuer_cert(est_conf_t *c, const conf_line_t *l, char *e, size_t n) { return set_path(c->issuer_cert, l, e, n); }
 static int set_issuer_key(est_conf_t *c, const conf_line_t *l, char *e, size_t n) { return set_path(c->issuer_key, l, e, n); }
 static int set_tokens(est_conf_t *c, const conf_line_t *l, char *e, size_t n) { return set_path(c->tokens, l, e, n); }
@@ -106,6 +107,7 @@ static const struct {
     {"tls_cert", 1, set_tls_cert},
     {"tls_key", 1, set_tls_key},
     {"pki_dir", 1, set_pki_dir},
+    {"ca_cert", 1, set_ca_cert},
     {"issuer_cert", 1, set_issuer_cert},
     {"issuer_key", 1, set_issuer_key},
     {"tokens", 1, set_tokens},
@@ -159,8 +161,8 @@ static int conf_finish(const char *name, est_conf_t *c, char *err, size_t errlen
 		util_snprintf(err, errlen, "%s: `%s` is required (see config/est.conf)", name, miss);
 		return -1;
 	}
-	if((!c->issuer_cert[0] &&
-	    util_snprintf(c->issuer_cert, EST_PATH_MAX, "%s/ca.crt", c->pki_dir) < 0) ||
+	if((!c->ca_cert[0] && util_snprintf(c->ca_cert, EST_PATH_MAX, "%s/ca.crt", c->pki_dir) < 0) ||
+	   (!c->issuer_cert[0] && util_strlcpy(c->issuer_cert, c->ca_cert, EST_PATH_MAX)) ||
 	   (!c->tokens[0] &&
 	    util_snprintf(c->tokens, EST_PATH_MAX, "%s/enroll-tokens.txt", c->pki_dir) < 0)) {
 		util_snprintf(err, errlen, "%s: pki_dir is too long", name);

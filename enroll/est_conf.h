@@ -24,7 +24,8 @@ typedef struct est_conf {
 	char tls_cert[EST_PATH_MAX]; /* the server's own certificate (scripts/pki server) */
 	char tls_key[EST_PATH_MAX];
 	char pki_dir[EST_PATH_MAX];     /* index.txt, newcerts/, revoked.txt, crl.pem, .lock */
-	char issuer_cert[EST_PATH_MAX]; /* default pki_dir/ca.crt */
+	char ca_cert[EST_PATH_MAX];     /* the plant root CA, default pki_dir/ca.crt */
+	char issuer_cert[EST_PATH_MAX]; /* the CA that signs: ca_cert or an intermediate */
 	char issuer_key[EST_PATH_MAX];  /* readable by plantgate-est's user only */
 	char tokens[EST_PATH_MAX];      /* default pki_dir/enroll-tokens.txt */
 	char audit_log[EST_PATH_MAX];   /* "" = none */

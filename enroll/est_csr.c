@@ -366,28 +366,152 @@ char *est_index_revoke(const char *index, size_t len, const char *serial, time_t
 	return out;
 }
 
-X509 *est_certs_only_first(const char *body, size_t len, char *why, size_t whylen)
+STACK_OF(X509) *est_certs_only_decode(const char *body, size_t len, char *why, size_t whylen)
 {
-	X509 *c = NULL;
+	STACK_OF(X509) *out = NULL;
 	PKCS7 *p7 = NULL;
 	unsigned char *der = len <= 4 * EST_BODY_MAX ? malloc(len + 1) : NULL;
 	long got = der ? est_b64_decode_loose(body, len, der, len + 1) : -1;
 	const unsigned char *dp = der;
 	if(got <= 0 || !(p7 = d2i_PKCS7(NULL, &dp, got)) || dp != der + got) {
 		util_strlcpy(why, "the response is not base64 of a DER PKCS#7", whylen);
-		goto out;
+		goto done;
 	}
 	STACK_OF(X509) *certs = PKCS7_type_is_signed(p7) && p7->d.sign ? p7->d.sign->cert : NULL;
 	if(!certs || sk_X509_num(certs) < 1) {
 		util_strlcpy(why, "the PKCS#7 response holds no certificate", whylen);
-		goto out;
+		goto done;
 	}
-	c = sk_X509_value(certs, 0);
-	X509_up_ref(c);
-out:
+	out = X509_chain_up_ref(certs);
+	if(!out) {
+		util_strlcpy(why, "out of memory", whylen);
+	}
+done:
 	PKCS7_free(p7);
 	free(der);
-	return c;
+	return out;
+}
+
+static const struct {
+	const char *name;
+	int code;
+} crl_reasons[] = {
+    {"unspecified", CRL_REASON_UNSPECIFIED},
+    {"keyCompromise", CRL_REASON_KEY_COMPROMISE},
+    {"CACompromise", CRL_REASON_CA_COMPROMISE},
+    {"affiliationChanged", CRL_REASON_AFFILIATION_CHANGED},
+    {"superseded", CRL_REASON_SUPERSEDED},
+    {"cessationOfOperation", CRL_REASON_CESSATION_OF_OPERATION},
+    {"certificateHold", CRL_REASON_CERTIFICATE_HOLD},
+};
+
+/* One revoked row ("R", expiry, "time[,reason]", serial, "est", dn) into crl. */
+static int crl_add_row(X509_CRL *crl, char *const f[6])
+{
+	char when[32];
+	const char *comma = strchr(f[2], ',');
+	size_t wl = comma ? (size_t)(comma - f[2]) : strlen(f[2]);
+	if(wl == 0 || wl >= sizeof(when)) {
+		return 0; /* unreadable revocation time: openssl ca would refuse it too */
+	}
+	memcpy(when, f[2], wl);
+	when[wl] = '\0';
+	BIGNUM *bn = NULL;
+	X509_REVOKED *rv = X509_REVOKED_new();
+	ASN1_TIME *t = ASN1_TIME_new();
+	ASN1_INTEGER *serial = NULL;
+	int rc = -1;
+	if(!rv || !t || !BN_hex2bn(&bn, f[3]) || !(serial = BN_to_ASN1_INTEGER(bn, NULL)) ||
+	   ASN1_TIME_set_string_X509(t, when) != 1 || X509_REVOKED_set_serialNumber(rv, serial) != 1 ||
+	   X509_REVOKED_set_revocationDate(rv, t) != 1) {
+		goto out;
+	}
+	for(size_t i = 0; comma && i < sizeof(crl_reasons) / sizeof(crl_reasons[0]); i++) {
+		if(strcmp(comma + 1, crl_reasons[i].name) == 0 && crl_reasons[i].code != CRL_REASON_UNSPECIFIED) {
+			ASN1_ENUMERATED *e = ASN1_ENUMERATED_new();
+			if(!e || ASN1_ENUMERATED_set(e, crl_reasons[i].code) != 1 ||
+			   X509_REVOKED_add1_ext_i2d(rv, NID_crl_reason, e, 0, 0) != 1) {
+				ASN1_ENUMERATED_free(e);
+				goto out;
+			}
+			ASN1_ENUMERATED_free(e);
+		}
+	}
+	if(X509_CRL_add0_revoked(crl, rv) != 1) {
+		goto out;
+	}
+	rv = NULL;
+	rc = 0;
+out:
+	X509_REVOKED_free(rv);
+	ASN1_TIME_free(t);
+	ASN1_INTEGER_free(serial);
+	BN_free(bn);
+	return rc;
+}
+
+int est_index_split(char *line, char *f[6])
+{
+	int nf = 0;
+	for(char *p = line; nf < 6; nf++) {
+		f[nf] = p;
+		char *tab = strchr(p, '\t');
+		if(!tab) {
+			return nf + 1;
+		}
+		*tab = '\0';
+		p = tab + 1;
+	}
+	return nf;
+}
+
+X509_CRL *est_crl_build(X509 *issuer, EVP_PKEY *key, const char *index, size_t len, time_t now,
+                        long days, long number)
+{
+	X509_CRL *crl = X509_CRL_new();
+	ASN1_TIME *t = ASN1_TIME_new();
+	ASN1_INTEGER *num = ASN1_INTEGER_new();
+	char *copy = malloc(len + 1);
+	bool ok = false;
+	if(!crl || !t || !num || !copy || X509_CRL_set_version(crl, X509_CRL_VERSION_2) != 1 ||
+	   X509_CRL_set_issuer_name(crl, X509_get_subject_name(issuer)) != 1 ||
+	   !X509_time_adj_ex(t, 0, 0, &now) || X509_CRL_set1_lastUpdate(crl, t) != 1 ||
+	   !X509_time_adj_ex(t, (int)days, 0, &now) || X509_CRL_set1_nextUpdate(crl, t) != 1) {
+		goto out;
+	}
+	memcpy(copy, index, len);
+	copy[len] = '\0';
+	for(char *line = copy, *next; line && *line; line = next) {
+		next = strchr(line, '\n');
+		if(next) {
+			*next++ = '\0';
+		}
+		char *f[6];
+		if(est_index_split(line, f) == 6 && strcmp(f[0], "R") == 0 && strcmp(f[4], "est") == 0 && crl_add_row(crl, f)) {
+			goto out;
+		}
+	}
+	X509V3_CTX ctx;
+	X509V3_set_ctx(&ctx, issuer, NULL, NULL, crl, 0);
+	X509_EXTENSION *aki = X509V3_EXT_conf_nid(NULL, &ctx, NID_authority_key_identifier,
+	                                          "keyid:always");
+	int akiok = aki ? X509_CRL_add_ext(crl, aki, -1) : 0;
+	X509_EXTENSION_free(aki);
+	if(akiok != 1 || ASN1_INTEGER_set(num, number) != 1 ||
+	   X509_CRL_add1_ext_i2d(crl, NID_crl_number, num, 0, 0) != 1 || X509_CRL_sort(crl) != 1 ||
+	   X509_CRL_sign(crl, key, EVP_sha256()) <= 0) {
+		goto out;
+	}
+	ok = true;
+out:
+	if(!ok) {
+		X509_CRL_free(crl);
+		crl = NULL;
+	}
+	free(copy);
+	ASN1_TIME_free(t);
+	ASN1_INTEGER_free(num);
+	return crl;
 }
 
 char *est_b64_lines(const unsigned char *der, size_t dl, size_t *len)

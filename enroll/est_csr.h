@@ -85,10 +85,26 @@ int est_serial_hex(X509 *cert, char *out, size_t outlen);
  * 0 or -1. */
 int est_index_row(X509 *cert, char *out, size_t outlen);
 
+/* Split one index.txt row (no newline) in place at its tabs: f[0] status,
+ * f[1] expiry, f[2] revocation "time[,reason]", f[3] serial, f[4] file name
+ * ("est" for plantgate-est's rows), f[5] subject.  Returns the number of
+ * fields found (6 for a whole row; at most 6, the subject may hold tabs). */
+int est_index_split(char *line, char *f[6]);
+
 /* index.txt text with the row of `serial` turned into a revoked one (status R,
  * revocation time `now`, reason "superseded").  Returns a new string the caller
  * frees, or NULL when the serial has no valid row. */
 char *est_index_revoke(const char *index, size_t len, const char *serial, time_t now);
+
+/* The CRL of an issuing CA that is not the root (an intermediate kept by
+ * plantgate-est): every revoked row of `index` (len bytes, index.txt text)
+ * that plantgate-est issued (file-name field "est"), with its revocation time
+ * and reason, valid from now for `days` days, CRL number `number`, signed by
+ * issuer/key with SHA-256.  Rows of other issuers are left out (a serial in a
+ * CRL of another issuer would not apply anyway).  Returns a CRL the caller
+ * frees, or NULL. */
+X509_CRL *est_crl_build(X509 *issuer, EVP_PKEY *key, const char *index, size_t len, time_t now,
+                        long days, long number);
 
 /* Base64 of der[0..dl) with a line break after every 64 characters (and at
  * the end), as EST bodies are usually sent.  Returns a malloc'ed string
@@ -100,8 +116,10 @@ char *est_b64_lines(const unsigned char *der, size_t dl, size_t *len);
  * Returns a malloc'ed NUL-terminated string, or NULL. */
 char *est_certs_only_b64(X509 *const *certs, size_t n, size_t *len);
 
-/* The first certificate of a base64 certs-only PKCS#7 (an EST enroll
- * response).  Returns a certificate the caller frees, or NULL with why. */
-X509 *est_certs_only_first(const char *body, size_t len, char *why, size_t whylen);
+/* The certificates of a base64 certs-only PKCS#7 (an EST enroll response:
+ * the new certificate first, then the CA certificates it chains through).
+ * Returns a non-empty stack the caller frees with
+ * sk_X509_pop_free(st, X509_free), or NULL with why. */
+STACK_OF(X509) *est_certs_only_decode(const char *body, size_t len, char *why, size_t whylen);
 
 #endif

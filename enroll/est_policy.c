@@ -15,7 +15,7 @@
 
 #define LIMITS_MAX_KEYS 8192
 
-est_err_t est_reenroll_check(X509 *peer, STACK_OF(X509) *chain, X509 *issuer,
+est_err_t est_reenroll_check(X509 *peer, STACK_OF(X509) *chain, X509 *root, X509 *intermediate,
                              const revocation_t *rev, time_t now, est_peer_t *out, char *why,
                              size_t whylen)
 {
@@ -40,9 +40,11 @@ est_err_t est_reenroll_check(X509 *peer, STACK_OF(X509) *chain, X509 *issuer,
 	}
 	X509_STORE *store = X509_STORE_new();
 	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+	STACK_OF(X509) *untrusted = chain ? sk_X509_dup(chain) : sk_X509_new_null();
 	est_err_t rc = EST_E_CERT;
-	if(!store || !ctx || X509_STORE_add_cert(store, issuer) != 1 ||
-	   X509_STORE_CTX_init(ctx, store, peer, chain) != 1) {
+	if(!store || !ctx || !untrusted || X509_STORE_add_cert(store, root) != 1 ||
+	   (intermediate && !sk_X509_push(untrusted, intermediate)) ||
+	   X509_STORE_CTX_init(ctx, store, peer, untrusted) != 1) {
 		util_strlcpy(why, "cannot set up certificate verification", whylen);
 		rc = EST_E_INTERNAL;
 		goto out;
@@ -79,6 +81,7 @@ est_err_t est_reenroll_check(X509 *peer, STACK_OF(X509) *chain, X509 *issuer,
 out:
 	X509_STORE_CTX_free(ctx);
 	X509_STORE_free(store);
+	sk_X509_free(untrusted);
 	return rc;
 }
 

@@ -32,9 +32,12 @@ typedef struct est_peer {
 } est_peer_t;
 
 /* Check the client certificate `peer` (with the chain it sent, may be NULL)
- * for re-enrollment at `now` against trust anchor `issuer` and revocations
- * `rev` (may be NULL).  Fills *out.  EST_E_CERT with why on refusal. */
-est_err_t est_reenroll_check(X509 *peer, STACK_OF(X509) *chain, X509 *issuer,
+ * for re-enrollment at `now` against trust anchor `root`, with `intermediate`
+ * (may be NULL) as a CA the chain may pass through, and revocations `rev`
+ * (may be NULL).  So a device with a certificate from the root (scripts/pki)
+ * or from plantgate-est's intermediate may renew.  Fills *out.  EST_E_CERT
+ * with why on refusal. */
+est_err_t est_reenroll_check(X509 *peer, STACK_OF(X509) *chain, X509 *root, X509 *intermediate,
                              const revocation_t *rev, time_t now, est_peer_t *out, char *why,
                              size_t whylen);
 

@@ -54,8 +54,12 @@
 
 typedef struct est_server {
 	est_conf_t cfg;
-	X509 *issuer;
+	X509 *root;         /* the plant root CA (ca_cert): trust anchor for renewals */
+	X509 *issuer;       /* the CA that signs (issuer_cert) */
+	X509 *intermediate; /* == issuer when it is not the root, else NULL (borrowed) */
 	EVP_PKEY *issuer_key;
+	struct stat index_seen; /* index.txt as the intermediate's CRL last saw it */
+	time_t crl_made;
 	audit_t *audit;
 	est_limits_t *limits;
 	struct lws_context *ctx;
@@ -378,9 +382,48 @@ out:
 		return est_refuse(s, wsi, pss, r, e, why);
 	}
 	est_issued(s, r, c, "token");
-	int rc = est_respond_certs(wsi, pss, &c, 1);
+	X509 *certs[2] = {c, s->intermediate};
+	int rc = est_respond_certs(wsi, pss, certs, s->intermediate ? 2 : 1);
 	X509_free(c);
 	return rc;
+}
+
+/* An intermediate issuer's CRL (est_store_crl): at start, after a
+ * supersede, when index.txt changed (scripts/pki revoke) and daily.  With
+ * `locked` the caller holds the PKI lock. */
+static void est_crl_refresh(est_server_t *s, bool locked)
+{
+	if(!s->intermediate) {
+		return;
+	}
+	char idx[EST_PATH_MAX + 16], err[600], q[700];
+	struct stat st;
+	time_t now = time(NULL);
+	util_snprintf(idx, sizeof(idx), "%s/index.txt", s->cfg.pki_dir);
+	if(stat(idx, &st) == 0 && st.st_mtim.tv_sec == s->index_seen.st_mtim.tv_sec &&
+	   st.st_mtim.tv_nsec == s->index_seen.st_mtim.tv_nsec && st.st_size == s->index_seen.st_size &&
+	   st.st_ino == s->index_seen.st_ino && now - s->crl_made < 86400) {
+		return;
+	}
+	int lock = locked ? -1 : est_store_lock(s->cfg.pki_dir, err, sizeof(err));
+	if(!locked && lock < 0) {
+		est_log("warning: CRL not refreshed: %s", util_log_safe(err, q, sizeof(q)));
+		return;
+	}
+	stat(idx, &st); /* as read under the lock */
+	if(est_store_crl(s->cfg.pki_dir, s->issuer, s->issuer_key, now, err, sizeof(err))) {
+		est_log("error: the intermediate's CRL could not be written: %s; mosquitto's crlfile "
+		        "refuses this CA's clients once the last one expires",
+		        util_log_safe(err, q, sizeof(q)));
+	} else {
+		s->index_seen = st;
+		s->crl_made = now;
+		est_log("CRL of %s written to %s/crl-est.pem and %s/crl.pem", s->cfg.issuer_cert,
+		        s->cfg.pki_dir, s->cfg.pki_dir);
+	}
+	if(!locked) {
+		est_store_unlock(lock);
+	}
 }
 
 static int est_reenroll(est_server_t *s, struct lws *wsi, est_pss_t *pss, est_req_t *r)
@@ -403,7 +446,7 @@ static int est_reenroll(est_server_t *s, struct lws *wsi, est_pss_t *pss, est_re
 	if(!rev) {
 		goto out; /* fail closed: an unreadable revocation list renews nothing */
 	}
-	e = est_reenroll_check(peer, chain, s->issuer, rev, now, &p, why, sizeof(why));
+	e = est_reenroll_check(peer, chain, s->root, s->intermediate, rev, now, &p, why, sizeof(why));
 	if(e) {
 		if(peer) {
 			/* Name the certificate in the refusal even though it is not accepted. */
@@ -446,6 +489,7 @@ static int est_reenroll(est_server_t *s, struct lws *wsi, est_pss_t *pss, est_re
 		est_log("warning: identity=%s old serial %s not marked superseded: %s", p.identity,
 		        p.serial, util_log_safe(why, q, sizeof(q)));
 	}
+	est_crl_refresh(s, true);
 	est_store_unlock(lock);
 	e = c ? EST_OK : EST_E_INTERNAL;
 out:
@@ -459,7 +503,8 @@ out:
 	util_snprintf(how, sizeof(how), "renewal of serial %s%s", p.serial,
 	              s->cfg.old_cert == EST_OLD_REVOKE ? ", old one revoked (superseded)" : "");
 	est_issued(s, r, c, how);
-	int rc = est_respond_certs(wsi, pss, &c, 1);
+	X509 *certs[2] = {c, s->intermediate};
+	int rc = est_respond_certs(wsi, pss, certs, s->intermediate ? 2 : 1);
 	X509_free(c);
 	return rc;
 }
@@ -491,7 +536,9 @@ static int est_on_request(est_server_t *s, struct lws *wsi, est_pss_t *pss)
 		if(!get) {
 			return est_respond_text(wsi, pss, 405, "error: /cacerts is GET only", "allow:", "GET");
 		}
-		return est_respond_certs(wsi, pss, &s->issuer, 1);
+		X509 *certs[2] = {s->issuer, s->root};
+		return est_respond_certs(wsi, pss, s->intermediate ? certs : &s->root,
+		                         s->intermediate ? 2 : 1);
 	}
 	if(strcmp(pss->path, EST_PREFIX "simpleenroll") == 0 ||
 	   strcmp(pss->path, EST_PREFIX "simplereenroll") == 0) {
@@ -580,6 +627,7 @@ static void est_on_tick(lws_sorted_usec_list_t *sul)
 	if(s->audit) {
 		audit_tick(s->audit, util_wall_ms());
 	}
+	est_crl_refresh(s, false);
 	lws_sul_schedule(s->ctx, 0, &s->sul, est_on_tick, 200 * LWS_US_PER_MS);
 }
 
@@ -623,9 +671,34 @@ static int est_load_issuer(est_server_t *s, char *err, size_t errlen)
 	if(f) {
 		fclose(f);
 	}
-	if(!s->issuer_key || !s->issuer) {
-		util_snprintf(err, errlen, "cannot read %s", !s->issuer_key ? c->issuer_key : c->issuer_cert);
+	f = fopen(c->ca_cert, "re");
+	s->root = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+	if(f) {
+		fclose(f);
+	}
+	if(!s->issuer_key || !s->issuer || !s->root) {
+		util_snprintf(err, errlen, "cannot read %s",
+		              !s->issuer_key ? c->issuer_key : !s->issuer ? c->issuer_cert : c->ca_cert);
 		return -1;
+	}
+	if(X509_cmp(s->root, s->issuer) != 0) {
+		/* An intermediate: it must be a CA the root signed. */
+		X509_STORE *store = X509_STORE_new();
+		X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+		bool ok = store && ctx && X509_STORE_add_cert(store, s->root) == 1 &&
+		          X509_STORE_CTX_init(ctx, store, s->issuer, NULL) == 1 &&
+		          X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_ANY) == 1 &&
+		          X509_verify_cert(ctx) == 1;
+		X509_STORE_CTX_free(ctx);
+		X509_STORE_free(store);
+		if(!ok) {
+			util_snprintf(err, errlen,
+			              "issuer_cert %s does not chain to ca_cert %s; make the intermediate "
+			              "with scripts/pki intermediate NAME",
+			              c->issuer_cert, c->ca_cert);
+			return -1;
+		}
+		s->intermediate = s->issuer;
 	}
 	if(X509_check_private_key(s->issuer, s->issuer_key) != 1) {
 		util_snprintf(err, errlen, "issuer_key %s does not belong to issuer_cert %s",
@@ -678,9 +751,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "plantgate-est: error: %s\n", err);
 		goto out;
 	}
-	if(X509_check_issued(s.issuer, s.issuer) == X509_V_OK) {
-		est_log("warning: issuer_cert %s is a self-signed root: plantgate-est holds the root "
-		        "CA key; keep this host on the plant LAN and the key file mode 0600",
+	if(!s.intermediate) {
+		est_log("warning: issuer_cert %s is the root CA: plantgate-est holds the root CA key; "
+		        "give it an intermediate instead (scripts/pki intermediate NAME, "
+		        "docs/enrollment.md)",
 		        s.cfg.issuer_cert);
 	}
 	if(check) {
@@ -722,7 +796,7 @@ int main(int argc, char **argv)
 	}
 	info.ssl_cert_filepath = s.cfg.tls_cert;
 	info.ssl_private_key_filepath = s.cfg.tls_key;
-	info.ssl_ca_filepath = s.cfg.issuer_cert;
+	info.ssl_ca_filepath = s.cfg.ca_cert;
 	info.alpn = "http/1.1";
 	s.ctx = lws_create_context(&info);
 	if(!s.ctx) {
@@ -735,6 +809,7 @@ int main(int argc, char **argv)
 	signal(SIGTERM, est_on_signal);
 	signal(SIGINT, est_on_signal);
 	signal(SIGPIPE, SIG_IGN);
+	est_crl_refresh(&s, false);
 	lws_sul_schedule(s.ctx, 0, &s.sul, est_on_tick, 200 * LWS_US_PER_MS);
 	est_log("listening on https://%s:%d/.well-known/est/ issuer=%s tokens=%s old_cert=%s",
 	        s.cfg.listen_host, s.cfg.listen_port, s.cfg.issuer_cert, s.cfg.tokens,
@@ -758,6 +833,7 @@ out:
 	}
 	est_limits_free(s.limits);
 	X509_free(s.issuer);
+	X509_free(s.root);
 	EVP_PKEY_free(s.issuer_key);
 	return rc;
 }

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <openssl/err.h>
 #include <openssl/pem.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -247,5 +248,60 @@ int est_store_supersede(const char *pki_dir, X509 *old, const char *identity, ti
 	                                    : est_store_write_atomic(list, out, (size_t)n, 0644, err,
 	                                                             errlen);
 	free(out);
+	return rc;
+}
+
+int est_store_crl(const char *pki_dir, X509 *issuer, EVP_PKEY *key, time_t now, char *err,
+                  size_t errlen)
+{
+	char idx[4096], own[4096], all[4096];
+	if(util_snprintf(idx, sizeof(idx), "%s/index.txt", pki_dir) < 0 ||
+	   util_snprintf(own, sizeof(own), "%s/crl-est.pem", pki_dir) < 0 ||
+	   util_snprintf(all, sizeof(all), "%s/crl.pem", pki_dir) < 0) {
+		util_snprintf(err, errlen, "PKI directory path too long");
+		return -1;
+	}
+	err[0] = '\0';
+	size_t len = 0, cl = 0;
+	char *text = store_read(idx, &len, err, errlen);
+	if(!text) {
+		if(!err[0]) {
+			util_snprintf(err, errlen, "%s is missing", idx);
+		}
+		return -1;
+	}
+	X509_CRL *crl = est_crl_build(issuer, key, text, len, now, 30, (long)now);
+	free(text);
+	char *cur = store_read(all, &cl, err, errlen);
+	BIO *mine = BIO_new(BIO_s_mem()), *out = BIO_new(BIO_s_mem());
+	BIO *in = cur ? BIO_new_mem_buf(cur, (int)cl) : NULL;
+	int rc = -1;
+	char *data = NULL;
+	long n;
+	if(!crl || !mine || !out || PEM_write_bio_X509_CRL(mine, crl) != 1) {
+		util_snprintf(err, errlen, "cannot build the intermediate's CRL");
+		goto done;
+	}
+	n = BIO_get_mem_data(mine, &data);
+	if(est_store_write_atomic(own, data, (size_t)n, 0644, err, errlen)) {
+		goto done;
+	}
+	/* Keep the other issuers' CRLs, in order, then ours. */
+	for(X509_CRL *c; in && (c = PEM_read_bio_X509_CRL(in, NULL, NULL, NULL));) {
+		if(X509_NAME_cmp(X509_CRL_get_issuer(c), X509_get_subject_name(issuer)) != 0) {
+			PEM_write_bio_X509_CRL(out, c);
+		}
+		X509_CRL_free(c);
+	}
+	ERR_clear_error();
+	PEM_write_bio_X509_CRL(out, crl);
+	n = BIO_get_mem_data(out, &data);
+	rc = est_store_write_atomic(all, data, (size_t)n, 0644, err, errlen);
+done:
+	BIO_free(in);
+	BIO_free(mine);
+	BIO_free(out);
+	free(cur);
+	X509_CRL_free(crl);
 	return rc;
 }

@@ -12,6 +12,7 @@
 #ifndef PG_EST_STORE_H
 #define PG_EST_STORE_H
 
+#include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -34,5 +35,14 @@ int est_store_record(const char *pki_dir, X509 *cert, char *err, size_t errlen);
  * -1 with err. */
 int est_store_supersede(const char *pki_dir, X509 *old, const char *identity, time_t now,
                         char *err, size_t errlen);
+
+/* An intermediate issuer keeps its own CRL (lock held): est_crl_build() over
+ * DIR/index.txt, written to DIR/crl-est.pem, and DIR/crl.pem rewritten as the
+ * CRLs of other issuers it holds (the root's, from scripts/pki crl) followed
+ * by this one — mosquitto's crlfile needs a current CRL from the issuer of
+ * every client certificate.  scripts/pki crl appends crl-est.pem in turn.
+ * 0 or -1 with err. */
+int est_store_crl(const char *pki_dir, X509 *issuer, EVP_PKEY *key, time_t now, char *err,
+                  size_t errlen);
 
 #endif

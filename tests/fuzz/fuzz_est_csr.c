@@ -24,7 +24,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} else if(req) {
 		__builtin_trap();
 	}
-	X509 *c = est_certs_only_first((const char *)data, size, why, sizeof(why));
-	X509_free(c);
+	STACK_OF(X509) *certs = est_certs_only_decode((const char *)data, size, why, sizeof(why));
+	if(certs && sk_X509_num(certs) < 1) {
+		__builtin_trap();
+	}
+	sk_X509_pop_free(certs, X509_free);
 	return 0;
 }

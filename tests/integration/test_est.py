@@ -254,6 +254,7 @@ class Est(unittest.TestCase):
             ("/etc/plantgate/pki/issued/est.plant.crt", self.tls[0]),
             ("/etc/plantgate/pki/private/est.plant.key", self.tls[1]),
             ("pki_dir /etc/plantgate/pki", "pki_dir " + self.pki.dir),
+            ("/etc/plantgate/pki/intermediate/est-1.crt", self.pki.ca),
             ("/etc/plantgate/est/issuer.key", self.issuer_key),
             ("/var/log/plantgate/est-audit.log", self.env.path("shipped-audit.log"))])
         conf = self.env.write("shipped-est.conf", text)
@@ -300,6 +301,90 @@ class Est(unittest.TestCase):
         self.assertEqual(p.returncode, 1)
         self.assertIn("answered 429", p.stderr)
         self.assertTrue(est.wait_log(r"refused simplereenroll .*status=429.*this address", 5))
+
+
+class IntermediatePki(h.Pki):
+    """A PKI whose root may sign one intermediate (scripts/pki init --intermediates)."""
+
+    def __init__(self, env, name):
+        self.env = env
+        self.name = name
+        self.dir = os.path.join(env.tmp, name)
+        self.run("init", "--name", "%s test CA" % name, "--intermediates")
+        self.ca = os.path.join(self.dir, "ca.crt")
+        self.ca_key = os.path.join(self.dir, "private", "ca.key")
+        self.crl = os.path.join(self.dir, "crl.pem")
+        self._issued = {}
+
+
+class Intermediate(unittest.TestCase):
+    """plantgate-est with an intermediate CA: the EST host never holds the root key."""
+
+    def test_intermediate_issues_and_its_crl_reaches_the_broker(self):
+        with h.Env("est-int") as env:
+            pki = IntermediatePki(env, "plant")
+            tls = pki.server("localhost")
+            out = pki.run("intermediate", "est-1").stdout
+            self.assertIn("client certificates only", out)
+            self.assertRegex(pki.run("list").stdout, r"\S+\s+est-1\s+ca\s+\S+\s+valid")
+            inter = os.path.join(pki.dir, "intermediate", "est-1.crt")
+            # The intermediate's key goes to plantgate-est's user; the PKI keeps none.
+            key_here = os.path.join(pki.dir, "private", "est-1.intermediate.key")
+            issuer_key = env.path("issuer.key")
+            os.rename(key_here, issuer_key)
+            port = h.free_port()
+            conf = env.write("est.conf", "\n".join([
+                "listen 127.0.0.1:%d" % port, "tls_cert %s" % tls[0], "tls_key %s" % tls[1],
+                "pki_dir %s" % pki.dir, "issuer_cert %s" % inter, "issuer_key %s" % issuer_key,
+                "cert_days 30"]) + "\n")
+            est = h.Proc(env, "est", [est_bin("plantgate-est"), "-c", conf])
+            self.assertTrue(est.wait_log(r"listening on https://", 10), est.log())
+            self.assertNotIn("is the root CA", est.log())
+            self.assertTrue(est.wait_log(r"CRL of .*est-1.crt written", 10))
+            with open(pki.crl) as f:
+                self.assertEqual(f.read().count("BEGIN X509 CRL"), 2)  # root's and est-1's
+            broker = env.plant_broker(pki, policy=policies.BASIC, plugin_opts={
+                "revocation_file": os.path.join(pki.dir, "revoked.txt"), "crlfile": pki.crl})
+            d = env.path("dev")
+            os.makedirs(d)
+            crt, key = d + "/sensor-9.crt", d + "/sensor-9.key"
+            url = "https://localhost:%d" % port
+            base = [est_bin("plantgate-enroll"), "--server", url, "--ca", pki.ca, "--cert", crt,
+                    "--key", key]
+            tok = pki.run("enroll-token", "sensor-9", "--site", "hq", "--line", "l9").stdout
+            p = run(base + ["--id", "sensor-9", "--token", tok.splitlines()[1].strip()])
+            self.assertEqual(p.returncode, 0, p.stderr)
+            with open(crt) as f:
+                self.assertEqual(f.read().count("BEGIN CERTIFICATE"), 2)  # leaf + est-1
+            self.assertIn("CN = est-1", run(["openssl", "x509", "-in", crt, "-noout", "-issuer"]).stdout)
+            # mosquitto (cafile = root, crlfile with both CRLs) and the plugin admit it.
+            c = h.Client(env, broker, "sensor-9", pki.ca, crt, key)
+            self.assertEqual(c.connect(), 0, c.error if hasattr(c, "error") else "")
+            c.disconnect()
+            old = run(["openssl", "x509", "-in", crt, "-noout", "-serial"]).stdout.strip().split("=")[1]
+            with open(crt) as f:
+                old_crt = env.write("old.crt", f.read())
+            # Renewal over mutual TLS with the chain; the old one is superseded
+            # and at once in est-1's CRL.
+            p = run(base + ["--force"])
+            self.assertEqual(p.returncode, 0, p.stderr)
+            new = run(["openssl", "x509", "-in", crt, "-noout", "-serial"]).stdout.strip().split("=")[1]
+            self.assertNotEqual(new, old)
+
+            def verify(cert):
+                v = run(["openssl", "verify", "-CAfile", pki.ca, "-untrusted", inter, "-crl_check",
+                         "-CRLfile", pki.crl, cert])
+                return v.stdout + v.stderr
+            self.assertIn("certificate revoked", verify(old_crt))
+            self.assertIn(": OK", verify(crt))
+            # scripts/pki revoke covers it: plantgate-est sees index.txt change
+            # and re-signs est-1's CRL; scripts/pki crl keeps it in crl.pem.
+            pki.run("revoke", "sensor-9")
+            self.assertTrue(h.wait_for(lambda: "certificate revoked" in verify(crt), 10 * h.SLOW))
+            pki.run("crl")
+            with open(pki.crl) as f:
+                self.assertEqual(f.read().count("BEGIN X509 CRL"), 2)
+            self.assertIn("certificate revoked", verify(crt))
 
 
 if __name__ == "__main__":

@@ -32,7 +32,9 @@ static EVP_PKEY *ec_key(void)
 	return EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
 }
 
-static X509 *make_ca(EVP_PKEY *k, const char *cn)
+/* A CA certificate for key k named cn, signed by signer/signer_key (itself
+ * when signer is NULL). */
+static X509 *make_ca_by(EVP_PKEY *k, const char *cn, X509 *signer, EVP_PKEY *signer_key)
 {
 	X509 *c = X509_new();
 	assert_non_null(c);
@@ -40,13 +42,13 @@ static X509 *make_ca(EVP_PKEY *k, const char *cn)
 	ASN1_INTEGER_set(X509_get_serialNumber(c), 1);
 	X509_NAME *nm = X509_get_subject_name(c);
 	X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0);
-	X509_set_issuer_name(c, nm);
+	X509_set_issuer_name(c, signer ? X509_get_subject_name(signer) : nm);
 	time_t t = NOW - 86400;
 	X509_time_adj_ex(X509_getm_notBefore(c), 0, 0, &t);
 	X509_time_adj_ex(X509_getm_notAfter(c), 3650, 0, &t);
 	X509_set_pubkey(c, k);
 	X509V3_CTX ctx;
-	X509V3_set_ctx(&ctx, c, c, NULL, NULL, 0);
+	X509V3_set_ctx(&ctx, signer ? signer : c, c, NULL, NULL, 0);
 	X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &ctx, NID_basic_constraints, "critical,CA:TRUE");
 	X509_add_ext(c, e, -1);
 	X509_EXTENSION_free(e);
@@ -56,8 +58,13 @@ static X509 *make_ca(EVP_PKEY *k, const char *cn)
 	e = X509V3_EXT_conf_nid(NULL, &ctx, NID_subject_key_identifier, "hash");
 	X509_add_ext(c, e, -1);
 	X509_EXTENSION_free(e);
-	assert_true(X509_sign(c, k, EVP_sha256()) > 0);
+	assert_true(X509_sign(c, signer_key ? signer_key : k, EVP_sha256()) > 0);
 	return c;
+}
+
+static X509 *make_ca(EVP_PKEY *k, const char *cn)
+{
+	return make_ca_by(k, cn, NULL, NULL);
 }
 
 static X509_REQ *make_req(EVP_PKEY *k, const char *cn)
@@ -267,6 +274,46 @@ static void test_index_revoke(void **state)
 	assert_null(est_index_revoke(idx, strlen(idx), "B", NOW));
 }
 
+static void test_crl_build(void **state)
+{
+	(void)state;
+	EVP_PKEY *cak = ec_key();
+	X509 *ca = make_ca(cak, "Plant EST CA");
+	const char idx[] = "V\t270216110640Z\t\tAA01\test\t/CN=a\n"
+	                   "R\t270216110640Z\t261118110640Z,superseded\t7F01\test\t/CN=b\n"
+	                   "R\t270216110640Z\t261118110640Z,keyCompromise\t7F02\test\t/CN=c\n"
+	                   "R\t270216110640Z\t261118110640Z\t7F03\test\t/CN=d\n"
+	                   "R\t270216110640Z\t261118110640Z,superseded\t42D5\tunknown\t/CN=e\n"
+	                   "garbage line\n";
+	X509_CRL *crl = est_crl_build(ca, cak, idx, strlen(idx), NOW, 30, 7);
+	assert_non_null(crl);
+	assert_int_equal(X509_CRL_verify(crl, cak), 1);
+	assert_int_equal(X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(ca)), 0);
+	STACK_OF(X509_REVOKED) *rv = X509_CRL_get_REVOKED(crl);
+	assert_int_equal(sk_X509_REVOKED_num(rv), 3); /* est rows only, revoked only */
+	static const struct {
+		long serial;
+		int reason; /* -1: no reason extension */
+	} want[] = {{0x7F01, CRL_REASON_SUPERSEDED}, {0x7F02, CRL_REASON_KEY_COMPROMISE}, {0x7F03, -1}};
+	for(size_t i = 0; i < 3; i++) {
+		ASN1_INTEGER *s = ASN1_INTEGER_new();
+		ASN1_INTEGER_set(s, want[i].serial);
+		X509_REVOKED *r = NULL;
+		assert_int_equal(X509_CRL_get0_by_serial(crl, &r, s), 1);
+		ASN1_ENUMERATED *e = X509_REVOKED_get_ext_d2i(r, NID_crl_reason, NULL, NULL);
+		assert_int_equal(e ? (int)ASN1_ENUMERATED_get(e) : -1, want[i].reason);
+		ASN1_ENUMERATED_free(e);
+		ASN1_INTEGER_free(s);
+	}
+	ASN1_INTEGER *n = X509_CRL_get_ext_d2i(crl, NID_crl_number, NULL, NULL);
+	assert_int_equal(ASN1_INTEGER_get(n), 7);
+	ASN1_INTEGER_free(n);
+	assert_int_equal(X509_cmp_time(X509_CRL_get0_nextUpdate(crl), &(time_t){NOW + 29 * 86400}), 1);
+	X509_CRL_free(crl);
+	X509_free(ca);
+	EVP_PKEY_free(cak);
+}
+
 static void hash_of(const char *tok, char out[65])
 {
 	unsigned char md[32];
@@ -360,7 +407,8 @@ static void test_conf(void **state)
 	assert_int_equal(est_conf_parse("est.conf", ok, strlen(ok), &c, err, sizeof(err)), 0);
 	assert_string_equal(c.listen_host, "127.0.0.1");
 	assert_int_equal(c.listen_port, 8443);
-	assert_string_equal(c.issuer_cert, "/p/ca.crt");
+	assert_string_equal(c.ca_cert, "/p/ca.crt");
+	assert_string_equal(c.issuer_cert, "/p/ca.crt"); /* no intermediate: the root signs */
 	assert_string_equal(c.tokens, "/p/enroll-tokens.txt");
 	assert_int_equal(c.old_cert, EST_OLD_EXPIRE);
 	assert_int_equal(c.cert_days, 30);
@@ -418,23 +466,23 @@ static void test_reenroll_check(void **state)
 	X509 *c = issue(ca, cak, k, "press-07", "osaka", "line-3", NOW, 90);
 	est_peer_t p;
 	char why[256];
-	assert_int_equal(est_reenroll_check(c, NULL, ca, NULL, NOW + 60, &p, why, sizeof(why)),
+	assert_int_equal(est_reenroll_check(c, NULL, ca, NULL, NULL, NOW + 60, &p, why, sizeof(why)),
 	                 EST_OK);
 	assert_string_equal(p.identity, "press-07");
 	assert_string_equal(p.site, "osaka");
 	assert_string_equal(p.line, "line-3");
 	assert_string_equal(p.serial, "7F0102030405060708090A0B0C0D0E0F");
 
-	assert_int_equal(est_reenroll_check(NULL, NULL, ca, NULL, NOW, &p, why, sizeof(why)),
+	assert_int_equal(est_reenroll_check(NULL, NULL, ca, NULL, NULL, NOW, &p, why, sizeof(why)),
 	                 EST_E_CERT);
-	assert_int_equal(est_reenroll_check(c, NULL, ca, NULL, NOW + 91 * 86400, &p, why, sizeof(why)),
+	assert_int_equal(est_reenroll_check(c, NULL, ca, NULL, NULL, NOW + 91 * 86400, &p, why, sizeof(why)),
 	                 EST_E_CERT);
 	assert_non_null(strstr(why, "new token"));
 	/* A CA certificate is never a device, even one the issuer signed. */
-	assert_int_equal(est_reenroll_check(ca, NULL, ca, NULL, NOW + 60, &p, why, sizeof(why)),
+	assert_int_equal(est_reenroll_check(ca, NULL, ca, NULL, NULL, NOW + 60, &p, why, sizeof(why)),
 	                 EST_E_CERT);
 	/* Same name, other key: a look-alike CA is not the issuer. */
-	assert_int_equal(est_reenroll_check(c, NULL, other, NULL, NOW + 60, &p, why, sizeof(why)),
+	assert_int_equal(est_reenroll_check(c, NULL, other, NULL, NULL, NOW + 60, &p, why, sizeof(why)),
 	                 EST_E_CERT);
 	assert_non_null(strstr(why, "does not verify"));
 
@@ -442,10 +490,32 @@ static void test_reenroll_check(void **state)
 	util_snprintf(list, sizeof(list), "serial %s\n", "7F0102030405060708090A0B0C0D0E0F");
 	revocation_t *rev = revocation_load_buffer("revoked.txt", list, strlen(list), err, sizeof(err));
 	assert_non_null(rev);
-	assert_int_equal(est_reenroll_check(c, NULL, ca, rev, NOW + 60, &p, why, sizeof(why)),
+	assert_int_equal(est_reenroll_check(c, NULL, ca, NULL, rev, NOW + 60, &p, why, sizeof(why)),
 	                 EST_E_CERT);
 	assert_non_null(strstr(why, "revoked"));
 	revocation_free(rev);
+	/* A certificate from plantgate-est's intermediate renews against the
+	 * root with the intermediate as a step; without it, it does not verify. */
+	EVP_PKEY *ik = ec_key();
+	X509 *inter = make_ca_by(ik, "Plant EST CA", ca, cak);
+	X509 *ic = issue(inter, ik, k, "press-08", "osaka", "line-3", NOW, 90);
+	assert_int_equal(est_reenroll_check(ic, NULL, ca, inter, NULL, NOW + 60, &p, why, sizeof(why)),
+	                 EST_OK);
+	assert_string_equal(p.identity, "press-08");
+	assert_int_equal(est_reenroll_check(ic, NULL, ca, NULL, NULL, NOW + 60, &p, why, sizeof(why)),
+	                 EST_E_CERT);
+	/* ... or when the device sends it in its chain. */
+	STACK_OF(X509) *chain = sk_X509_new_null();
+	sk_X509_push(chain, inter);
+	assert_int_equal(est_reenroll_check(ic, chain, ca, NULL, NULL, NOW + 60, &p, why, sizeof(why)),
+	                 EST_OK);
+	sk_X509_free(chain);
+	/* A root-issued certificate still renews when an intermediate issues. */
+	assert_int_equal(est_reenroll_check(c, NULL, ca, inter, NULL, NOW + 60, &p, why, sizeof(why)),
+	                 EST_OK);
+	X509_free(ic);
+	X509_free(inter);
+	EVP_PKEY_free(ik);
 	X509_free(other);
 	X509_free(c);
 	X509_free(ca);
@@ -461,6 +531,7 @@ int main(void)
 	    cmocka_unit_test(test_check_key_signature_identity),
 	    cmocka_unit_test(test_issue_device_profile),
 	    cmocka_unit_test(test_index_revoke),
+	    cmocka_unit_test(test_crl_build),
 	    cmocka_unit_test(test_tokens),
 	    cmocka_unit_test(test_conf),
 	    cmocka_unit_test(test_limits),
