@@ -46,11 +46,9 @@
 #include "est_csr.h"
 #include "est_store.h"
 #include "identity.h"
+#include "pg_version.h"
 #include "util.h"
 
-#ifndef PG_VERSION
-#define PG_VERSION "unknown"
-#endif
 
 #define IO_TIMEOUT_S 30
 #define RESP_MAX (64 * 1024)

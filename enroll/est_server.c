@@ -43,12 +43,10 @@
 #include "est_store.h"
 #include "est_token.h"
 #include "identity.h"
+#include "pg_version.h"
 #include "revocation.h"
 #include "util.h"
 
-#ifndef PG_VERSION
-#define PG_VERSION "unknown"
-#endif
 
 #define EST_PREFIX "/.well-known/est/"
 
