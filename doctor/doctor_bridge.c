@@ -2,7 +2,8 @@
  * doctor_bridge.c — plantgate-doctor's look at the bridge, the plant's only
  * way out to the WAN and the cloud: what its whitelist lets leave the plant,
  * how it trusts the cloud, whether its queue is bounded, whether its plant
- * identity could write into the plant, and whether it runs as root.
+ * identity could write into the plant, how it goes through the plant's proxy,
+ * and whether it runs as root.
  *
  * The configuration is read with bconf_load(), the bridge's own parser, so
  * the doctor sees exactly what the bridge would run with.  The process check
@@ -17,12 +18,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 
 #include "bconf.h"
 #include "conf.h"
 #include "doctor.h"
 #include "topic.h"
+#include "tunproto.h"
 #include "util.h"
 
 static const char *const doctor_bridge_command_words[] = {"command", "commands", "cmd", NULL};
@@ -115,6 +118,115 @@ static void doctor_bridge_cloud(const bconf_t *cfg, doctor_report_t *r)
 	                  cfg->cloud_tls_version == 13 ? "1.3" : "1.2", cfg->cloud_certfile ? cfg->cloud_certfile : "?");
 }
 
+/* BR-PROXY: how the cloud is reached through cloud_proxy (issue 16).  The
+ * URL and no_proxy syntax are the bridge's own checks (bconf_load), so here:
+ * the credentials file as the bridge will read it, credentials sent in clear
+ * text, and whether no_proxy (file or environment) takes the proxy away. */
+static void doctor_bridge_proxy(const bconf_t *cfg, doctor_report_t *r)
+{
+	char ev[2048], bad[128];
+	int issues = 0;
+	const char *env_np = getenv("NO_PROXY") ? getenv("NO_PROXY") : getenv("no_proxy");
+	if(!cfg->cloud_proxy) {
+		const char *env_proxy = getenv("HTTPS_PROXY") ? getenv("HTTPS_PROXY") : getenv("https_proxy");
+		if(env_proxy) {
+			util_snprintf(ev, sizeof(ev), "%s: no cloud_proxy; environment HTTPS_PROXY=%s", cfg->path,
+			              env_proxy);
+			doctor_report_add(r, "BR-PROXY", DOCTOR_INFO, ev, "cloud_proxy http://HOST:PORT",
+			                  "this host names an HTTPS proxy but the bridge uses a proxy only when "
+			                  "its file says so: if the plant lets HTTPS out only through it, set "
+			                  "cloud_proxy");
+		} else {
+			util_snprintf(ev, sizeof(ev), "%s: cloud_transport %s, no cloud_proxy", cfg->path,
+			              cfg->cloud_transport == BCONF_TRANSPORT_WSS ? "wss" : "tls");
+			doctor_report_add(r, "BR-PROXY", DOCTOR_PASS, ev, NULL,
+			                  "the bridge reaches the cloud directly");
+		}
+		return;
+	}
+	tunproto_url_t url;
+	const char *why = NULL;
+	if(tunproto_url_parse(cfg->cloud_proxy, &url, &why)) {
+		return; /* bconf_load refused it already */
+	}
+	const char *auth = cfg->cloud_proxy_auth_file;
+	if(auth) {
+		doctor_bridge_ev(cfg, BK_CLOUD_PROXY_AUTH_FILE, auth, ev, sizeof(ev));
+		FILE *f = fopen(auth, "r");
+		struct stat st;
+		char text[1024];
+		size_t n = 0;
+		if(f) {
+			n = fread(text, 1, sizeof(text), f);
+		}
+		char b64[1400];
+		if(!f || fstat(fileno(f), &st) != 0) {
+			doctor_report_add(r, "BR-PROXY", DOCTOR_CRITICAL, ev,
+			                  "put user:password in that file, mode 0600, owned by the bridge's "
+			                  "starting user",
+			                  "the proxy credentials file cannot be read: the bridge refuses to start");
+			issues++;
+		} else if(st.st_mode & (S_IRGRP | S_IROTH)) {
+			doctor_report_add(r, "BR-PROXY", DOCTOR_CRITICAL, ev, "chmod 600 the file",
+			                  "the proxy credentials are readable by %s (mode %04o): the bridge "
+			                  "refuses to start, and anyone who reads them can use the plant's proxy "
+			                  "account",
+			                  (st.st_mode & S_IROTH) ? "every user" : "its group",
+			                  (unsigned)(st.st_mode & 07777));
+			issues++;
+		} else if(n == sizeof(text) || tunproto_basic_auth(text, n, b64, sizeof(b64), &why)) {
+			doctor_report_add(r, "BR-PROXY", DOCTOR_CRITICAL, ev, "one line user:password",
+			                  "the proxy credentials file is not usable (%s): the bridge refuses to "
+			                  "start",
+			                  n == sizeof(text) ? "longer than 1 KiB" : why);
+			issues++;
+		}
+		explicit_bzero(text, sizeof(text));
+		explicit_bzero(b64, sizeof(b64));
+		if(f) {
+			fclose(f);
+		}
+		if(!url.tls) {
+			doctor_bridge_ev(cfg, BK_CLOUD_PROXY, cfg->cloud_proxy, ev, sizeof(ev));
+			doctor_report_add(r, "BR-PROXY", DOCTOR_WARNING, ev,
+			                  "cloud_proxy https://HOST:PORT if the proxy offers TLS",
+			                  "the proxy password goes to an http:// proxy in clear text (Basic): "
+			                  "anyone on the plant network between the bridge and the proxy can read "
+			                  "it (the cloud traffic itself stays inside TLS)");
+			issues++;
+		}
+	}
+	const char *np = cfg->cloud_no_proxy, *np_key = "cloud_no_proxy";
+	if(!np && env_np) {
+		np = env_np;
+		np_key = "NO_PROXY (environment)";
+		if(tunproto_no_proxy_check(env_np, bad, sizeof(bad))) {
+			util_snprintf(ev, sizeof(ev), "environment NO_PROXY=%s", env_np);
+			doctor_report_add(r, "BR-PROXY", DOCTOR_WARNING, ev, "fix NO_PROXY or set cloud_no_proxy",
+			                  "NO_PROXY has an entry the bridge ignores: '%s'", bad);
+			issues++;
+		}
+	}
+	if(np && tunproto_no_proxy_match(np, cfg->cloud_host)) {
+		util_snprintf(ev, sizeof(ev), "%s: %s %s matches cloud_host %s", cfg->path, np_key, np,
+		              cfg->cloud_host);
+		doctor_report_add(r, "BR-PROXY", DOCTOR_WARNING, ev,
+		                  "remove cloud_host from the no_proxy list, or remove cloud_proxy",
+		                  "cloud_proxy is configured but never used: the no_proxy list sends the "
+		                  "bridge straight to the cloud, which a plant that allows only its proxy "
+		                  "will block");
+		issues++;
+	}
+	if(!issues) {
+		util_snprintf(ev, sizeof(ev), "%s: cloud_proxy %s, cloud_transport %s%s", cfg->path,
+		              cfg->cloud_proxy, cfg->cloud_transport == BCONF_TRANSPORT_WSS ? "wss" : "tls",
+		              auth ? ", credentials from a 0600 file" : "");
+		doctor_report_add(r, "BR-PROXY", DOCTOR_PASS, ev, NULL,
+		                  "the bridge reaches the cloud through the plant's proxy, with TLS to the "
+		                  "cloud end to end");
+	}
+}
+
 static void doctor_bridge_queue(const bconf_t *cfg, doctor_report_t *r)
 {
 	char ev[2048], dir[4096], sz[64];
@@ -204,6 +316,7 @@ void doctor_bridge_check(const char *path, const char *policy, doctor_report_t *
 	doctor_report_add(r, "BR-CONFIG", DOCTOR_PASS, ev, NULL, "the bridge configuration loads");
 	doctor_bridge_whitelist(&cfg, r);
 	doctor_bridge_cloud(&cfg, r);
+	doctor_bridge_proxy(&cfg, r);
 	doctor_bridge_queue(&cfg, r);
 
 	if(policy) {

@@ -120,6 +120,34 @@ class Doctor(unittest.TestCase):
                 self.assertIn(f["component"], ("device", "lan", "server", "wan", "cloud"))
                 self.assertTrue(1 <= f["fr"] <= 7)
 
+    def test_bridge_proxy_settings(self):
+        """BR-PROXY: a credentials file others may read, clear-text credentials to
+        an http:// proxy, a no_proxy that names the cloud; and a good setup."""
+        with h.Env("doctor-proxy") as env:
+            base = h.render(os.path.join(CONFIG, "bridge.example"), [
+                ("/var/lib/plantgate/", env.tmp + "/")])
+            creds = env.write("proxy-auth", "plant:s3cret\n")
+
+            def findings(extra, mode=0o600):
+                os.chmod(creds, mode)
+                path = env.write("bridge.conf", base + extra)
+                p = run_doctor("--bridge-conf", path, "--json")
+                return [(f["severity"], f["title"] + " " + (f.get("evidence") or ""))
+                        for f in json.loads(p.stdout)["findings"] if f["id"] == "BR-PROXY"]
+
+            got = findings("cloud_proxy https://proxy.corp:8443\ncloud_proxy_auth_file %s\n" % creds,
+                           0o644)
+            self.assertTrue(any(s == "critical" and "readable by every user" in t for s, t in got), got)
+            got = findings("cloud_proxy http://proxy.corp:3128\ncloud_proxy_auth_file %s\n" % creds)
+            self.assertEqual([s for s, _ in got], ["warning"], got)
+            self.assertIn("clear text", got[0][1])
+            got = findings("cloud_proxy https://proxy.corp:8443\ncloud_no_proxy .example.net\n")
+            self.assertEqual([s for s, _ in got], ["warning"], got)
+            self.assertIn("never used", got[0][1])
+            got = findings("cloud_proxy https://proxy.corp:8443\ncloud_proxy_auth_file %s\n"
+                           "cloud_transport wss\n" % creds)
+            self.assertEqual([s for s, _ in got], ["pass"], got)
+
     def test_weak_deployment_triggers_every_check(self):
         seen = {}
         with h.Env("doctor-weak") as env:
