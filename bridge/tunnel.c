@@ -455,9 +455,14 @@ static int tunnel_via_proxy(tunnel_t *t, int64_t deadline, char *reason, size_t 
 		return -1;
 	}
 	if(h.status < 200 || h.status > 299) {
+		/* 5xx: the proxy tried and could not reach the cloud (it is down, or
+		 * the proxy's own DNS or route to it fails); else its policy. */
 		tunnel_proxy_failed(tc, BRIDGE_PROXY_REFUSED,
-		                    "the proxy does not allow a tunnel to cloud_host:cloud_port: ask the "
-		                    "network administrator to allow CONNECT to it",
+		                    h.status >= 500
+		                        ? "the proxy could not reach cloud_host:cloud_port: the cloud is "
+		                          "down, or the proxy's DNS or route to it fails"
+		                        : "the proxy does not allow a tunnel to cloud_host:cloud_port: ask "
+		                          "the network administrator to allow CONNECT to it",
 		                    reason, reasonlen, "CONNECT %s:%lld refused: %d %s", cfg->cloud_host,
 		                    (long long)cfg->cloud_port, h.status, h.reason);
 		return -1;
