@@ -230,6 +230,40 @@ class Est(unittest.TestCase):
         self.assertIn("403", p.stderr)
         self.assertIn("revoked", p.stderr)
 
+    def test_interrupted_swap_is_finished(self):
+        d = self.env.path("swap-1")
+        os.makedirs(d)
+        crt, key = d + "/c.pem", d + "/k.pem"
+        p = self.enroll_tool("--cert", crt, "--key", key, "--id", "swap-1", "--token",
+                             self.token("swap-1"))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        with open(crt) as f:
+            first_crt = f.read()
+        p = self.enroll_tool("--cert", crt, "--key", key, "--force")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        # Put the device where a power cut between the two renames leaves it:
+        # the new key in place, the old certificate, the new one still .new.
+        os.rename(crt, crt + ".new")
+        with open(crt, "w") as f:
+            f.write(first_crt)
+
+        def pair_ok():
+            return (run(["openssl", "x509", "-in", crt, "-noout", "-pubkey"]).stdout ==
+                    run(["openssl", "pkey", "-in", key, "-pubout"]).stdout)
+        self.assertFalse(pair_ok())
+        p = self.enroll_tool("--cert", crt, "--key", key)  # not due: only the repair
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("finished an interrupted renewal", p.stderr)
+        self.assertTrue(pair_ok())
+        self.assertFalse(os.path.exists(crt + ".new"))
+        # A key written without its certificate is dropped; the pair stays.
+        with open(key + ".new", "w") as f:
+            f.write("half-written")
+        p = self.enroll_tool("--cert", crt, "--key", key)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertFalse(os.path.exists(key + ".new"))
+        self.assertTrue(pair_ok())
+
     def test_expired_certificate_and_no_certificate_cannot_renew(self):
         crt, key = self.pki.device("old-1", site="hq", line="l9", start="20200101000000Z",
                                    end="20200201000000Z")
