@@ -377,8 +377,13 @@ class Intermediate(unittest.TestCase):
             self.assertTrue(est.wait_log(r"CRL of .*est-1.crt written", 10))
             with open(pki.crl) as f:
                 self.assertEqual(f.read().count("BEGIN X509 CRL"), 2)  # root's and est-1's
+            # The plugin's issuer pins name the intermediate next to the root
+            # (config/mosquitto.conf's plugin_opt_issuer_cafile; docs/enrollment.md).
+            with open(pki.ca) as f, open(inter) as g:
+                pins = env.write("issuers.pem", f.read() + g.read())
             broker = env.plant_broker(pki, policy=policies.BASIC, plugin_opts={
-                "revocation_file": os.path.join(pki.dir, "revoked.txt"), "crlfile": pki.crl})
+                "revocation_file": os.path.join(pki.dir, "revoked.txt"), "crlfile": pki.crl,
+                "issuer_cafile": pins})
             d = env.path("dev")
             os.makedirs(d)
             crt, key = d + "/sensor-9.crt", d + "/sensor-9.key"
@@ -395,6 +400,13 @@ class Intermediate(unittest.TestCase):
             c = h.Client(env, broker, "sensor-9", pki.ca, crt, key)
             self.assertEqual(c.connect(), 0, c.error if hasattr(c, "error") else "")
             c.disconnect()
+            # With only the root pinned, the plugin refuses the intermediate's devices.
+            root_only = env.plant_broker(pki, policy=policies.BASIC, name="rootpin",
+                                         plugin_opts={"issuer_cafile": pki.ca})
+            c = h.Client(env, root_only, "sensor-9", pki.ca, crt, key)
+            self.assertNotEqual(c.connect(), 0)
+            self.assertTrue(root_only.wait_log(r"not issued by a pinned CA", 5))
+            root_only.stop()
             old = run(["openssl", "x509", "-in", crt, "-noout", "-serial"]).stdout.strip().split("=")[1]
             with open(crt) as f:
                 old_crt = env.write("old.crt", f.read())
