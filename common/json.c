@@ -432,27 +432,61 @@ void json_out_raw(json_out_t *o, const char *s, size_t n)
 	o->s[o->len] = '\0';
 }
 
-void json_out_str(json_out_t *o, const char *s, size_t n)
+void json_escape(const char *str, size_t n, unsigned flags, json_put_fn put, void *ctx)
 {
 	static const char hex[] = "0123456789abcdef";
-	json_out_raw(o, "\"", 1);
-	size_t run = 0;
-	for(size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if(c >= 0x20 && c != '"' && c != '\\') {
+	static const char shortform[] = {['\b'] = 'b', ['\f'] = 'f', ['\n'] = 'n', ['\r'] = 'r',
+	                                 ['\t'] = 't'};
+	const unsigned char *s = (const unsigned char *)str;
+	bool strict = flags & JSON_ESC_STRICT;
+	size_t run = 0, i = 0;
+	while(i < n) {
+		unsigned char c = s[i];
+		char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+		const char *e = u;
+		size_t elen = 6, skip = 1;
+		if(c == '"' || c == '\\') {
+			u[1] = (char)c;
+			elen = 2;
+		} else if(c < 0x20 || (strict && c == 0x7F)) {
+			if(strict && c < sizeof(shortform) && shortform[c]) {
+				u[1] = shortform[c];
+				elen = 2;
+			}
+		} else if(c >= 0x80 && strict) {
+			size_t k = util_utf8_seq(s + i, n - i);
+			if(k == 3 && c == 0xE2 && s[i + 1] == 0x80 && (s[i + 2] == 0xA8 || s[i + 2] == 0xA9)) {
+				e = s[i + 2] == 0xA8 ? "\\u2028" : "\\u2029";
+				skip = 3;
+			} else if(k == 0) {
+				e = "\\ufffd";
+			} else {
+				i += k;
+				continue;
+			}
+		} else {
+			i++;
 			continue;
 		}
-		json_out_raw(o, s + run, i - run);
-		run = i + 1;
-		if(c == '"' || c == '\\') {
-			char e[2] = {'\\', (char)c};
-			json_out_raw(o, e, 2);
-		} else {
-			char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-			json_out_raw(o, e, 6);
-		}
+		put(ctx, (const char *)s + run, i - run);
+		put(ctx, e, elen);
+		i += skip;
+		run = i;
 	}
-	json_out_raw(o, s + run, n - run);
+	put(ctx, (const char *)s + run, n - run);
+}
+
+static void json_out_put(void *ctx, const char *s, size_t n)
+{
+	if(n) {
+		json_out_raw(ctx, s, n);
+	}
+}
+
+void json_out_str(json_out_t *o, const char *s, size_t n)
+{
+	json_out_raw(o, "\"", 1);
+	json_escape(s, n, 0, json_out_put, o);
 	json_out_raw(o, "\"", 1);
 }
 

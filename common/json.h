@@ -59,6 +59,24 @@ int json_member(json_in_t *in, bool *first, char **key);
  * closing ']' (consumed), -1 on malformed input. */
 int json_element(json_in_t *in, bool *first);
 
+/* ---- The one JSON string escaper --------------------------------------
+ *
+ * Writes the body of s[0..n) as a JSON string, without the quotes, through
+ * put(ctx, bytes, len) in runs (len may be 0).  Always escaped: '"', '\\'
+ * and control characters below 0x20 (as \u00XX).  Bytes >= 0x80 are copied
+ * as they are: the caller passes UTF-8.
+ *
+ * JSON_ESC_STRICT, for lines that people and other tools read (the audit
+ * trail, plantgate-doctor's report): \b \f \n \r \t in their short forms,
+ * DEL as \u007f, U+2028 and U+2029 (line breaks to JavaScript) as \u2028 and
+ * \u2029, and each byte of invalid UTF-8 as \ufffd, so the output is always
+ * one line of valid UTF-8 whatever the input.
+ *
+ * Every JSON writer of plantgate escapes through this function. */
+typedef void (*json_put_fn)(void *ctx, const char *s, size_t n);
+#define JSON_ESC_STRICT 1u
+void json_escape(const char *s, size_t n, unsigned flags, json_put_fn put, void *ctx);
+
 typedef struct json_out {
 	char *s; /* owned; NUL-terminated when not oom */
 	size_t len, cap;

@@ -57,6 +57,42 @@ bool util_utf8_valid(const char *str, size_t len)
 	return true;
 }
 
+size_t util_utf8_seq(const unsigned char *s, size_t avail)
+{
+	size_t n;
+	if(s[0] < 0x80) {
+		n = 1;
+	} else if(s[0] >= 0xC2 && s[0] <= 0xDF) {
+		n = 2;
+	} else if(s[0] >= 0xE0 && s[0] <= 0xEF) {
+		n = 3;
+	} else if(s[0] >= 0xF0 && s[0] <= 0xF4) {
+		n = 4;
+	} else {
+		return 0;
+	}
+	if(n > avail || !util_utf8_valid((const char *)s, n)) {
+		return 0;
+	}
+	return n;
+}
+
+void *util_grow(void *a, size_t n, size_t *cap, size_t elem)
+{
+	if(n < *cap) {
+		return a;
+	}
+	if(*cap > SIZE_MAX / 2 / elem) {
+		return NULL;
+	}
+	size_t ncap = *cap ? *cap * 2 : 16;
+	void *na = realloc(a, ncap * elem);
+	if(na) {
+		*cap = ncap;
+	}
+	return na;
+}
+
 int util_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
 {
 	if(!s || !*s) {

@@ -14,6 +14,23 @@
  * nothing above U+10FFFF, and no NUL byte. */
 bool util_utf8_valid(const char *s, size_t len);
 
+/* Length (1-4) of the one valid UTF-8 sequence at s[0..avail), or 0 when the
+ * bytes there are not one (a stray continuation byte, an overlong form, a
+ * surrogate, a cut sequence).  avail must be at least 1. */
+size_t util_utf8_seq(const unsigned char *s, size_t avail);
+
+/* The one growable array: make room for element n of array a, which has *cap
+ * elements of elem bytes allocated, doubling (from 16) so that appending N
+ * elements costs O(N).  Returns the array (maybe moved; *cap updated), or
+ * NULL on ENOMEM with a and *cap left as they were:
+ *
+ *     void *g = util_grow(v, n, &cap, sizeof(*v));
+ *     if(!g) { ...v is still valid, free it later... }
+ *     v = g; v[n++] = x;
+ *
+ * For copies of strings use strdup(): no private strdup helpers. */
+void *util_grow(void *a, size_t n, size_t *cap, size_t elem);
+
 /* Parse a whole decimal integer in [min, max].  Returns 0 on success, -1 when
  * `s` is empty, has trailing junk, or is out of range. */
 int util_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out);

@@ -161,16 +161,6 @@ static int doctor_mosq_set(doctor_setting_t *s, const conf_line_t *l, int from)
 	return 0;
 }
 
-static char *doctor_mosq_strdup(const char *s)
-{
-	size_t n = strlen(s) + 1;
-	char *d = malloc(n);
-	if(d) {
-		memcpy(d, s, n);
-	}
-	return d;
-}
-
 /* Grow an array of `size`-byte elements by one zeroed element. */
 static void *doctor_mosq_grow(void *arr, size_t *n, size_t size)
 {
@@ -189,7 +179,7 @@ static const char *doctor_mosq_add_file(doctor_mosq_t *m, const char *path)
 	if(m->nfiles >= DOCTOR_MOSQ_MAX_FILES) {
 		return NULL;
 	}
-	char *copy = doctor_mosq_strdup(path);
+	char *copy = strdup(path);
 	if(!copy) {
 		return NULL;
 	}
@@ -257,8 +247,8 @@ static int doctor_mosq_line(void *ud, const conf_line_t *l, char *err, size_t er
 		}
 		m->listeners = n;
 		doctor_listener_t *li = &m->listeners[m->nlisteners - 1];
-		li->port = doctor_mosq_strdup(l->argv[1]);
-		li->bind = l->argc > 2 ? doctor_mosq_strdup(l->argv[2]) : NULL;
+		li->port = strdup(l->argv[1]);
+		li->bind = l->argc > 2 ? strdup(l->argv[2]) : NULL;
 		if(!li->port || (l->argc > 2 && !li->bind) || doctor_mosq_set(&li->decl, l, 0)) {
 			return conf_error(l, err, errlen, "out of memory");
 		}
@@ -270,7 +260,7 @@ static int doctor_mosq_line(void *ud, const conf_line_t *l, char *err, size_t er
 		}
 		char **slot = strcmp(k, "port") == 0 ? &m->deflt.port : &m->deflt.bind;
 		free(*slot);
-		*slot = doctor_mosq_strdup(l->argv[1]);
+		*slot = strdup(l->argv[1]);
 		m->deflt_used = true;
 		if(!*slot || doctor_mosq_set(&m->deflt.decl, l, 0)) {
 			return conf_error(l, err, errlen, "out of memory");
@@ -296,7 +286,7 @@ static int doctor_mosq_line(void *ud, const conf_line_t *l, char *err, size_t er
 		}
 		m->opts = o;
 		doctor_plugin_opt_t *opt = &m->opts[m->nopts - 1];
-		opt->key = doctor_mosq_strdup(name);
+		opt->key = strdup(name);
 		if(!opt->key || doctor_mosq_set(&opt->set, l, 1)) {
 			return conf_error(l, err, errlen, "out of memory");
 		}

@@ -132,12 +132,11 @@ static int doctor_pki_add(doctor_pki_set_t *s, const char *path, const char *fro
 	s->c = n;
 	doctor_pki_cert_t *c = &s->c[s->n];
 	memset(c, 0, sizeof(*c));
-	c->path = malloc(strlen(path) + 1);
+	c->path = strdup(path);
 	if(!c->path) {
 		X509_free(x);
 		return -1;
 	}
-	memcpy(c->path, path, strlen(path) + 1);
 	c->from = from;
 	c->x = x;
 	c->issued = issued;

@@ -7,8 +7,8 @@
  * lifecycle step, worst first, and ends with one summary line such as
  * "3 critical, 2 warnings, 1 info, 24 checks passed".  Every string taken
  * from a file is printed with control characters replaced, so a hostile
- * configuration cannot forge lines of the report; JSON strings are escaped
- * and invalid UTF-8 becomes '?'.
+ * configuration cannot forge lines of the report; JSON strings go through
+ * common/json.c's escaper (JSON_ESC_STRICT: invalid UTF-8 becomes \ufffd).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "doctor.h"
+#include "json.h"
 #include "util.h"
 
 /* strdup that passes NULL through. */
@@ -40,15 +41,11 @@ int doctor_report_add(doctor_report_t *r, const char *id, doctor_sev_t sev, cons
 	va_start(ap, fmt);
 	vsnprintf(title, sizeof(title), fmt, ap);
 	va_end(ap);
-	if(r->count == r->cap) {
-		size_t ncap = r->cap ? r->cap * 2 : 32;
-		doctor_finding_t *n = realloc(r->items, ncap * sizeof(*n));
-		if(!n) {
-			goto out;
-		}
-		r->items = n;
-		r->cap = ncap;
+	doctor_finding_t *grown = util_grow(r->items, r->count, &r->cap, sizeof(*grown));
+	if(!grown) {
+		goto out;
 	}
+	r->items = grown;
 	f.check = c;
 	f.sev = sev;
 	f.title = doctor_report_dup(title);
@@ -245,6 +242,11 @@ void doctor_report_text(const doctor_report_t *r, const doctor_inputs_t *in, boo
 	fprintf(out, "\nSummary: %s\n", summary);
 }
 
+static void doctor_report_json_put(void *ctx, const char *s, size_t n)
+{
+	fwrite(s, 1, n, ctx);
+}
+
 void doctor_report_json_string(FILE *out, const char *s)
 {
 	if(!s) {
@@ -252,32 +254,7 @@ void doctor_report_json_string(FILE *out, const char *s)
 		return;
 	}
 	fputc('"', out);
-	for(const unsigned char *p = (const unsigned char *)s; *p;) {
-		unsigned char c = *p;
-		size_t n = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
-		if(c >= 0x80) {
-			size_t avail = strnlen((const char *)p, n);
-			if(avail == n && util_utf8_valid((const char *)p, n)) {
-				fwrite(p, 1, n, out);
-			} else {
-				fputc('?', out);
-				n = 1;
-			}
-			p += n;
-			continue;
-		}
-		if(c == '"' || c == '\\') {
-			fputc('\\', out);
-			fputc(c, out);
-		} else if(c == '\n') {
-			fputs("\\n", out);
-		} else if(c < 0x20 || c == 0x7f) {
-			fprintf(out, "\\u%04x", c);
-		} else {
-			fputc(c, out);
-		}
-		p++;
-	}
+	json_escape(s, strlen(s), JSON_ESC_STRICT, doctor_report_json_put, out);
 	fputc('"', out);
 }
 

@@ -147,27 +147,11 @@ const char *policy_identity_problem(const char *s)
 /* ------------------------------------------------------------------------ */
 /* Parsing                                                                   */
 
-/* Make room for entry n of array a (*cap entries of elem bytes allocated),
- * doubling so that loading N entries costs O(N).  Returns the array (maybe
- * moved), or NULL on ENOMEM with a left as it was. */
-static void *policy_grow(void *a, size_t n, size_t *cap, size_t elem)
-{
-	if(n < *cap) {
-		return a;
-	}
-	size_t ncap = *cap ? *cap * 2 : 16;
-	void *na = realloc(a, ncap * elem);
-	if(na) {
-		*cap = ncap;
-	}
-	return na;
-}
-
 /* List binding b, already owned by p, in p->bindings (file order). */
 static int policy_list_binding(const conf_line_t *l, policy_t *p, struct policy_binding *b,
                                char *err, size_t errlen)
 {
-	void *grown = policy_grow(p->bindings, p->nbindings, &p->binding_cap, sizeof(*p->bindings));
+	void *grown = util_grow(p->bindings, p->nbindings, &p->binding_cap, sizeof(*p->bindings));
 	if(!grown) {
 		return conf_error(l, err, errlen, "out of memory");
 	}
@@ -410,7 +394,7 @@ static int policy_kw_role(policy_parse_t *ps, const conf_line_t *l, char *err, s
 		                  "role %s is duplicate (first defined at line %d): merge the two", name,
 		                  old->line);
 	}
-	void *grown = policy_grow(p->role_list, p->nroles, &p->role_cap, sizeof(*p->role_list));
+	void *grown = util_grow(p->role_list, p->nroles, &p->role_cap, sizeof(*p->role_list));
 	if(!grown) {
 		return conf_error(l, err, errlen, "out of memory");
 	}
@@ -506,7 +490,7 @@ static int policy_kw_devices(policy_parse_t *ps, const conf_line_t *l, char *err
 	if(!b) {
 		return -1;
 	}
-	void *grown = policy_grow(p->patterns, p->npatterns, &p->pattern_cap, sizeof(*p->patterns));
+	void *grown = util_grow(p->patterns, p->npatterns, &p->pattern_cap, sizeof(*p->patterns));
 	if(grown) {
 		p->patterns = grown;
 	}
@@ -663,7 +647,7 @@ static int policy_kw_rule(policy_parse_t *ps, const conf_line_t *l, char *err, s
 	if(policy_check_filter(l, filter, deny, err, errlen)) {
 		return -1;
 	}
-	void *grown = policy_grow(p->rules, p->nrules, &p->rule_cap, sizeof(*p->rules));
+	void *grown = util_grow(p->rules, p->nrules, &p->rule_cap, sizeof(*p->rules));
 	if(!grown) {
 		return conf_error(l, err, errlen, "out of memory");
 	}

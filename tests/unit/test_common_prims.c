@@ -1,0 +1,143 @@
+/*
+ * test_common_prims.c — unit tests of the primitives plugin, bridge and
+ * tools share once in common/ (issue 15, item 5): the one JSON string
+ * escaper (json_escape, both modes, byte for byte), json_out_str built on it,
+ * util_utf8_seq and the one growable array (util_grow).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "json.h"
+#include "util.h"
+
+static void put(void *ctx, const char *s, size_t n)
+{
+	json_out_raw(ctx, s, n);
+}
+
+/* s[0..n) escaped with flags, as a fresh string. */
+static char *esc(const char *s, size_t n, unsigned flags)
+{
+	json_out_t o = {0};
+	json_out_raw(&o, "", 0);
+	json_escape(s, n, flags, put, &o);
+	return json_out_take(&o, NULL);
+}
+
+static void test_escape_cases(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *in;
+		size_t n;
+		const char *plain;
+		const char *strict;
+	} cases[] = {
+	    {"plain text", 10, "plain text", "plain text"},
+	    {"", 0, "", ""},
+	    {"a\"b\\c", 5, "a\\\"b\\\\c", "a\\\"b\\\\c"},
+	    {"l1\nl2", 5, "l1\\u000al2", "l1\\nl2"},
+	    {"\r\t\b\f", 4, "\\u000d\\u0009\\u0008\\u000c", "\\r\\t\\b\\f"},
+	    {"\x01\x1f", 2, "\\u0001\\u001f", "\\u0001\\u001f"},
+	    {"del\x7f", 4, "del\x7f", "del\\u007f"},
+	    {"nul\0x", 5, "nul\\u0000x", "nul\\u0000x"},
+	    {"caf\xc3\xa9", 5, "caf\xc3\xa9", "caf\xc3\xa9"},
+	    {"\xe2\x80\xa8|\xe2\x80\xa9", 7, "\xe2\x80\xa8|\xe2\x80\xa9", "\\u2028|\\u2029"},
+	    {"bad\xff\xc0\x80!", 7, "bad\xff\xc0\x80!", "bad\\ufffd\\ufffd\\ufffd!"},
+	    {"cut\xe2\x82", 5, "cut\xe2\x82", "cut\\ufffd\\ufffd"},
+	    {"\xf0\x9f\x8f\xad", 4, "\xf0\x9f\x8f\xad", "\xf0\x9f\x8f\xad"},
+	    {"sur\xed\xa0\x80", 6, "sur\xed\xa0\x80", "sur\\ufffd\\ufffd\\ufffd"},
+	};
+	for(size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *p = esc(cases[i].in, cases[i].n, 0);
+		char *s = esc(cases[i].in, cases[i].n, JSON_ESC_STRICT);
+		assert_non_null(p);
+		assert_non_null(s);
+		assert_string_equal(p, cases[i].plain);
+		assert_string_equal(s, cases[i].strict);
+		assert_true(util_utf8_valid(s, strlen(s)) || !s[0]);
+		free(p);
+		free(s);
+	}
+}
+
+/* json_out_str is the escaper between quotes, and reads back through the
+ * reader to what was written, for every single byte value. */
+static void test_out_str_roundtrip(void **state)
+{
+	(void)state;
+	for(int c = 1; c < 0x80; c++) {
+		char in[3] = {'x', (char)c, 'y'};
+		json_out_t o = {0};
+		json_out_str(&o, in, 3);
+		size_t len;
+		char *text = json_out_take(&o, &len);
+		assert_non_null(text);
+		json_in_t j;
+		json_in_init(&j, text, len);
+		char *back;
+		size_t blen;
+		assert_int_equal(json_string(&j, &back, &blen), 0);
+		assert_int_equal(blen, 3);
+		assert_memory_equal(back, in, 3);
+		free(back);
+		free(text);
+	}
+}
+
+static void test_utf8_seq(void **state)
+{
+	(void)state;
+	assert_int_equal(util_utf8_seq((const unsigned char *)"a", 1), 1);
+	assert_int_equal(util_utf8_seq((const unsigned char *)"\xc3\xa9", 2), 2);
+	assert_int_equal(util_utf8_seq((const unsigned char *)"\xc3\xa9", 1), 0);
+	assert_int_equal(util_utf8_seq((const unsigned char *)"\xe2\x80\xa8", 3), 3);
+	assert_int_equal(util_utf8_seq((const unsigned char *)"\xf0\x9f\x8f\xad", 4), 4);
+	assert_int_equal(util_utf8_seq((const unsigned char *)"\x80", 1), 0);
+	assert_int_equal(util_utf8_seq((const unsigned char *)"\xc0\x80", 2), 0);
+	assert_int_equal(util_utf8_seq((const unsigned char *)"\xed\xa0\x80", 3), 0);
+	assert_int_equal(util_utf8_seq((const unsigned char *)"\xf5\x80\x80\x80", 4), 0);
+}
+
+static void test_grow(void **state)
+{
+	(void)state;
+	int *v = NULL;
+	size_t n = 0, cap = 0;
+	for(int i = 0; i < 1000; i++) {
+		int *g = util_grow(v, n, &cap, sizeof(*v));
+		assert_non_null(g);
+		v = g;
+		v[n++] = i;
+		assert_true(cap >= n);
+	}
+	assert_int_equal(cap, 1024); /* doubling from 16 */
+	for(int i = 0; i < 1000; i++) {
+		assert_int_equal(v[i], i);
+	}
+	/* Room left: the same array back, no reallocation. */
+	assert_ptr_equal(util_grow(v, 1000, &cap, sizeof(*v)), v);
+	/* An impossible size fails and leaves the array and its capacity alone. */
+	size_t huge = SIZE_MAX / 2;
+	assert_null(util_grow(v, huge, &huge, 16));
+	assert_int_equal(huge, SIZE_MAX / 2);
+	free(v);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_escape_cases),
+	    cmocka_unit_test(test_out_str_roundtrip),
+	    cmocka_unit_test(test_utf8_seq),
+	    cmocka_unit_test(test_grow),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
