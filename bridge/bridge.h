@@ -27,6 +27,16 @@
 
 enum link_state { LINK_DOWN = 0, LINK_CONNECTING = 1, LINK_UP = 2 };
 
+/* Why the plant thread does not read from the plant broker (which then holds
+ * the messages): bits of bridge_counters_t.ingest_blocked, each shown by
+ * /healthz, /metrics and the status page (http.c names them). */
+enum bridge_block {
+	BRIDGE_BLOCK_QUEUE_FULL = 1 << 0,   /* queue_max_* reached, queue_when_full backpressure */
+	BRIDGE_BLOCK_DISK_LOW = 1 << 1,     /* free disk below queue_min_free_disk */
+	BRIDGE_BLOCK_WRITE_FAILED = 1 << 2, /* a commit failed (disk full, I/O error): retrying */
+	BRIDGE_BLOCK_OUT_OF_MEMORY = 1 << 3 /* a batch could not be held: reconnecting */
+};
+
 /* Commit latency histogram (plant side, one observation per batch commit):
  * upper bounds in microseconds of the buckets, the last is +Inf. */
 #define BRIDGE_COMMIT_BUCKETS 12
@@ -76,7 +86,7 @@ typedef struct bridge_counters {
 	atomic_uint_fast64_t plant_connects, cloud_connects;
 	atomic_uint_fast64_t plant_failures, cloud_failures;
 	atomic_int plant_state, cloud_state; /* enum link_state */
-	atomic_bool ingest_blocked;          /* backpressure or disk error */
+	atomic_uint ingest_blocked;          /* enum bridge_block bits; 0 = reading */
 	atomic_uint_fast64_t plant_tls_failures, cloud_tls_failures; /* connects failed in TLS */
 	atomic_uint_fast64_t proxy_failures[BRIDGE_PROXY_FAIL_KINDS];
 	atomic_uint_fast64_t ws_failures; /* wss: upgrade refused or a WebSocket protocol error */

@@ -46,6 +46,24 @@ extern const size_t http_status_html_len;
 
 enum { HTTP_PLANT = 0, HTTP_CLOUD = 1 };
 
+/* Why the plant thread does not read (enum bridge_block): the reason label
+ * in /metrics and the status page, the words in /healthz.  A new reason is a
+ * new row. */
+static const struct http_block {
+	unsigned bit;
+	const char *label;
+	const char *words;
+} http_blocks[] = {
+    {BRIDGE_BLOCK_QUEUE_FULL, "queue_full",
+     "the queue is full (queue_max_messages or queue_max_bytes; queue_when_full backpressure)"},
+    {BRIDGE_BLOCK_DISK_LOW, "disk_low",
+     "free space on the queue's file system is below queue_min_free_disk"},
+    {BRIDGE_BLOCK_WRITE_FAILED, "write_failed",
+     "writing to the queue failed (disk full or I/O error), retrying"},
+    {BRIDGE_BLOCK_OUT_OF_MEMORY, "out_of_memory", "out of memory, reconnecting"},
+};
+#define HTTP_NBLOCKS (sizeof(http_blocks) / sizeof(http_blocks[0]))
+
 typedef struct http_sample {
 	int64_t t_ms;      /* wall clock */
 	double in_rate;    /* messages/s committed to the queue */
@@ -61,7 +79,7 @@ typedef struct http_snap {
 	    ignored, redelivered, dead_lettered;
 	uint64_t connects[2], failures[2], tls_failures[2];
 	int state[2];
-	bool blocked;
+	unsigned blocked; /* enum bridge_block bits */
 	queue_stats_t q;
 	int64_t now_ms;
 	int64_t oldest_age_ms;
@@ -288,8 +306,15 @@ static void http_health_reason(const http_t *h, const http_snap_t *s, char *out,
 		queue_bad = true;
 	}
 	if(s->blocked) {
-		HTTP_REASON("not accepting messages from the plant (queue full or its disk low or "
-		            "failing)");
+		HTTP_REASON("not reading from the plant broker, which holds the messages:");
+		const char *sep = " ";
+		for(size_t i = 0; i < HTTP_NBLOCKS; i++) {
+			if((s->blocked & http_blocks[i].bit) && used < outlen) {
+				int n_ = snprintf(out + used, outlen - used, "%s%s", sep, http_blocks[i].words);
+				used += n_ > 0 ? (size_t)n_ : 0;
+				sep = ", and ";
+			}
+		}
 	}
 	if(used && (queue_bad || s->q.messages > 0)) {
 		HTTP_REASON("%lld messages queued, oldest %lld s", (long long)s->q.messages,
@@ -359,7 +384,15 @@ static void http_build_sample_json(http_t *h, const http_snap_t *s, const http_s
 	                                     s->dropped_oldest + s->expired),
 	                s->blocked ? "true" : "false", reason[0] ? "false" : "true");
 	http_buf_json_str(out, reason);
-	http_buf_printf(out, ",\"version\":\"%s\",\"queue_warn\":%lld}", PG_VERSION,
+	http_buf_printf(out, ",\"blocked_by\":[");
+	const char *sep = "";
+	for(size_t i = 0; i < HTTP_NBLOCKS; i++) {
+		if(s->blocked & http_blocks[i].bit) {
+			http_buf_printf(out, "%s\"%s\"", sep, http_blocks[i].label);
+			sep = ",";
+		}
+	}
+	http_buf_printf(out, "],\"version\":\"%s\",\"queue_warn\":%lld}", PG_VERSION,
 	                (long long)h->b->cfg->queue_warn_messages);
 }
 
@@ -496,6 +529,13 @@ static void http_build_metrics(http_t *h, http_buf_t *m)
 	                 "1 while the bridge does not read from the plant broker (queue full, disk "
 	                 "low or a failed write); the plant broker holds the messages.");
 	http_buf_printf(m, "plantgate_bridge_ingest_blocked %d\n", s.blocked ? 1 : 0);
+	http_metric_head(m, "ingest_blocked_reason", "gauge",
+	                 "1 for each reason the bridge does not read from the plant broker now: "
+	                 "queue_full, disk_low, write_failed, out_of_memory.");
+	for(size_t i = 0; i < HTTP_NBLOCKS; i++) {
+		http_buf_printf(m, "plantgate_bridge_ingest_blocked_reason{reason=\"%s\"} %d\n",
+		                http_blocks[i].label, (s.blocked & http_blocks[i].bit) ? 1 : 0);
+	}
 
 	http_metric_head(m, "link_up", "gauge", "1 when the link is connected, else 0.");
 	for(int i = 0; i < 2; i++) {

@@ -39,6 +39,17 @@
 /* One commit holds at most about this many bytes, so a burst of large
  * messages never needs a huge WAL (and disk) at once. */
 #define PLANT_BATCH_BYTES (64 * 1024)
+/* Backpressure on the queue's limits ends when the queue is back at this
+ * percentage of them, so reading does not flap on and off (with a log line
+ * each time) while the cloud drains one batch at a time. */
+#define PLANT_RESUME_PCT 90
+/* While a backlog drains through a full queue, reading stops and resumes
+ * with every batch; the log says queue.full once, when it starts, and
+ * queue.accepting once the queue has had room for this long. */
+#define PLANT_CALM_MS 3000
+/* Messages evicted by drop-oldest are logged as a summary: at once when the
+ * eviction starts, then at most once per this many ms. */
+#define PLANT_DROP_LOG_MS 5000
 
 /* Messages taken from one mosquitto_loop_read(); bounded by what the broker
  * may send before it needs PUBACKs (its max_inflight_messages) plus QoS 0. */
@@ -54,8 +65,14 @@ typedef struct plant {
 	link_t link;
 	whitelist_t wl;
 	bool ingest_down; /* a commit failed: hold off until the retry */
-	bool blocked_logged;
+	bool oom_down;    /* a batch could not be held: reconnecting */
+	bool queue_full;  /* backpressure on the queue's limits, now */
+	bool full_episode;  /* queue.full logged, queue.accepting not yet */
+	unsigned full_stops; /* times reading stopped in this episode */
+	int64_t room_since;  /* when the queue last got room */
 	bool disk_low;
+	int64_t dropped_pending; /* drop-oldest evictions not logged yet */
+	int64_t dropped_logged_at;
 	int64_t disk_checked;
 	uint64_t disk_free; /* at the last check */
 	plant_batch_t batch;
@@ -178,6 +195,7 @@ static void plant_up(void *owner, int flags)
 	     p->link.failures_since_up, (long long)(util_mono_ms() - p->link.down_since));
 	p->session_present = (flags & 1) != 0;
 	p->qos1_since_up = 0;
+	p->oom_down = false;
 	subscribe_all(p);
 }
 
@@ -386,6 +404,35 @@ static void plant_take_whitelist(plant_t *p)
 	blog(BLOG_INFO, "plant.whitelist_applied", "rules=%zu", p->wl.count);
 }
 
+/* Say why the plant thread is not reading, for /healthz, /metrics and the
+ * status page (enum bridge_block); 0 when it reads. */
+static void plant_show_blocked(plant_t *p)
+{
+	unsigned why = (p->queue_full ? BRIDGE_BLOCK_QUEUE_FULL : 0u) |
+	               (p->disk_low ? BRIDGE_BLOCK_DISK_LOW : 0u) |
+	               (p->ingest_down ? BRIDGE_BLOCK_WRITE_FAILED : 0u) |
+	               (p->oom_down ? BRIDGE_BLOCK_OUT_OF_MEMORY : 0u);
+	atomic_store(&p->b->ctr.ingest_blocked, why);
+}
+
+/* Log the drop-oldest evictions not logged yet: at once when eviction
+ * starts, then at most every PLANT_DROP_LOG_MS (or now, when `flush`). */
+static void plant_log_dropped(plant_t *p, bool flush)
+{
+	int64_t now = util_mono_ms();
+	if(!p->dropped_pending ||
+	   (!flush && p->dropped_logged_at && now - p->dropped_logged_at < PLANT_DROP_LOG_MS)) {
+		return;
+	}
+	blog(BLOG_WARN, "queue.dropped_oldest",
+	     "count=%lld total=%llu reason=queue-full policy=drop-oldest note=\"the oldest queued "
+	     "messages were deleted to make room; summarised at most every %d s\"",
+	     (long long)p->dropped_pending,
+	     (unsigned long long)atomic_load(&p->b->ctr.dropped_oldest), PLANT_DROP_LOG_MS / 1000);
+	p->dropped_pending = 0;
+	p->dropped_logged_at = now;
+}
+
 /* Commit the batch; on failure drop the connection so nothing is acknowledged. */
 static int plant_commit(plant_t *p)
 {
@@ -393,6 +440,8 @@ static int plant_commit(plant_t *p)
 	plant_batch_t *bt = &p->batch;
 	if(bt->oom) {
 		blog(BLOG_ERROR, "plant.out_of_memory", "action=reconnect");
+		p->oom_down = true;
+		plant_show_blocked(p);
 		link_drop(&p->link, "out of memory");
 		return -1;
 	}
@@ -414,7 +463,6 @@ static int plant_commit(plant_t *p)
 	queue_rc_t qrc = queue_push(b->queue, bt->msgs, bt->n, &dropped, err, sizeof(err));
 	bridge_commit_observe(&b->ctr, util_mono_us() - t0);
 	if(qrc != QUEUE_OK) {
-		atomic_store(&b->ctr.ingest_blocked, true);
 		if(!p->ingest_down) {
 			blog(BLOG_ERROR, "queue.write_failed",
 			     "reason=\"%s: %s\" path=%s action=\"not acknowledging; the plant broker keeps "
@@ -424,19 +472,20 @@ static int plant_commit(plant_t *p)
 			                           : "");
 		}
 		p->ingest_down = p->link.quiet = true;
+		plant_show_blocked(p);
 		link_drop(&p->link, qrc == QUEUE_ERR_FULL ? "queue disk full" : "queue write failed");
 		return -1;
 	}
 	if(p->ingest_down) {
 		blog(BLOG_INFO, "queue.write_resumed", "path=%s", b->cfg->queue_path);
 		p->ingest_down = p->link.quiet = false;
-		atomic_store(&b->ctr.ingest_blocked, false);
+		plant_show_blocked(p);
 	}
 	atomic_fetch_add(&b->ctr.in_queued, bt->n);
 	if(dropped) {
 		atomic_fetch_add(&b->ctr.dropped_oldest, (uint64_t)dropped);
-		blog(BLOG_WARN, "queue.dropped_oldest",
-		     "count=%lld reason=queue-full policy=drop-oldest", (long long)dropped);
+		p->dropped_pending += dropped;
+		plant_log_dropped(p, false);
 	}
 	batch_clear(bt);
 	char c = 1;
@@ -446,10 +495,26 @@ static int plant_commit(plant_t *p)
 	return 0;
 }
 
-static void plant_check_blocked(plant_t *p, bool full)
+/* Backpressure on the queue's limits, with hysteresis: reading stops at the
+ * limit and resumes at PLANT_RESUME_PCT percent of it.  Logged once per
+ * episode (PLANT_CALM_MS), however often reading stops within it. */
+static bool plant_queue_full(plant_t *p)
 {
 	bridge_t *b = p->b;
-	if(full && !p->blocked_logged) {
+	if(b->cfg->queue_when_full != BCONF_FULL_BACKPRESSURE) {
+		return false;
+	}
+	bool full = p->queue_full ? !queue_has_room(b->queue, PLANT_RESUME_PCT)
+	                          : queue_is_full(b->queue);
+	int64_t now = util_mono_ms();
+	if(full && !p->queue_full) {
+		p->full_stops++;
+	} else if(!full && p->queue_full) {
+		p->room_since = now;
+	}
+	if(full && !p->full_episode) {
+		p->full_episode = true;
+		p->full_stops = 1;
 		queue_stats_t st;
 		queue_get_stats(b->queue, &st);
 		blog(BLOG_WARN, "queue.full",
@@ -458,12 +523,15 @@ static void plant_check_blocked(plant_t *p, bool full)
 		     (long long)st.messages, (unsigned long long)st.bytes,
 		     (long long)b->cfg->queue_max_messages,
 		     (unsigned long long)b->cfg->queue_max_bytes);
-		p->blocked_logged = true;
-	} else if(!full && p->blocked_logged) {
-		blog(BLOG_INFO, "queue.accepting", "action=\"reading from the plant broker again\"");
-		p->blocked_logged = false;
+	} else if(!full && p->full_episode && now - p->room_since >= PLANT_CALM_MS) {
+		p->full_episode = false;
+		blog(BLOG_INFO, "queue.accepting",
+		     "stops=%u resume_at_pct=%d action=\"reading from the plant broker again\" "
+		     "note=\"reading stopped %u times while the backlog drained\"",
+		     p->full_stops, PLANT_RESUME_PCT, p->full_stops);
 	}
-	atomic_store(&b->ctr.ingest_blocked, full || p->ingest_down);
+	p->queue_full = full;
+	return full;
 }
 
 /* Is the queue's disk too full to take more?  Checked at most every 20 ms. */
@@ -542,9 +610,10 @@ void *plant_run(void *arg)
 	link_init(&p.link, b, &lc);
 	while(!atomic_load(&b->stop)) {
 		plant_take_whitelist(&p);
-		bool full = queue_is_full(b->queue) && c->queue_when_full == BCONF_FULL_BACKPRESSURE;
-		plant_check_blocked(&p, full);
+		bool full = plant_queue_full(&p);
 		full = plant_disk_low(&p) || full;
+		plant_show_blocked(&p);
+		plant_log_dropped(&p, false);
 		if(!p.link.mosq) {
 			link_idle(&p.link, !full);
 			continue;
@@ -562,6 +631,7 @@ void *plant_run(void *arg)
 		link_settle(&p.link, link_write(&p.link, rc));
 	}
 	plant_commit(&p);
+	plant_log_dropped(&p, true);
 	link_close(&p.link);
 	batch_clear(&p.batch);
 	free(p.batch.msgs);

@@ -755,6 +755,16 @@ bool queue_is_full(queue_t *q)
 	return full;
 }
 
+bool queue_has_room(queue_t *q, unsigned pct)
+{
+	pthread_mutex_lock(&q->smu);
+	bool room = (uint64_t)q->count <= (uint64_t)q->lim.max_messages / 100 * pct +
+	                                       (uint64_t)q->lim.max_messages % 100 * pct / 100 &&
+	            q->bytes <= q->lim.max_bytes / 100 * pct + q->lim.max_bytes % 100 * pct / 100;
+	pthread_mutex_unlock(&q->smu);
+	return room;
+}
+
 static char *col_strdup(sqlite3_stmt *st, int col)
 {
 	const unsigned char *s = sqlite3_column_text(st, col);

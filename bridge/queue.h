@@ -136,6 +136,11 @@ queue_rc_t queue_open_readonly(const char *path, queue_t **out, char *err, size_
 /* True when the queue holds max_messages or max_bytes. */
 bool queue_is_full(queue_t *q);
 
+/* True when the queue holds at most pct percent of both max_messages and
+ * max_bytes: where backpressure ends, so that reading does not flap on and
+ * off at the limit while the cloud drains. */
+bool queue_has_room(queue_t *q, unsigned pct);
+
 /* Up to max messages with seq > after_seq, in seq order, skipping expired
  * ones (as of now_ms).  *n is set to the number filled; free each with
  * queue_msg_clear. */

@@ -1,6 +1,7 @@
 """The bridge's queue under pressure: plant broker restarts, the queue limit
 in each policy (backpressure, drop-oldest), a full disk, a corrupt queue file
-at start; plus `-n` and SIGHUP reload of the forward rules."""
+at start; plus `-n` and SIGHUP reload of the forward rules.  Every reason the
+bridge stops reading shows in /healthz, /metrics and the status page's data."""
 import json
 import os
 import subprocess
@@ -10,7 +11,9 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
+from test_bridge_http import get, parse_metrics  # noqa: E402
 from test_bridge_relay import BridgeWorld, bridge_conf, seqs_of  # noqa: E402
+from test_bridge_status_page import _WsClient  # noqa: E402
 
 RULES = ["plant/+/telemetry/# qos=1"]
 TOPIC = "plant/l1/telemetry/t"
@@ -22,6 +25,34 @@ def publish_n(pub, start, n, size=0):
         if size:
             body["pad"] = "x" * size
         assert pub.publish(TOPIC, json.dumps(body), qos=1), "publish %d failed" % i
+
+
+def http_extra():
+    """(bridge config line, port) for the HTTP endpoints on a free port."""
+    port = h.free_port()
+    return "http_listen 127.0.0.1:%d\n" % port, port
+
+
+def assert_blocked(test, port, reason, words):
+    """The stall shows everywhere an operator looks: /healthz is 503 and says
+    why in words, /metrics has ingest_blocked 1 and the reason label, and the
+    status page's WebSocket data names the reason."""
+    status, body, _ = get(port, "/healthz")
+    test.assertEqual(status, 503, body)
+    test.assertIn("not reading from the plant broker", body)
+    test.assertIn(words, body)
+    values, _, _ = parse_metrics(get(port, "/metrics")[1])
+    test.assertEqual(values["plantgate_bridge_ingest_blocked"], 1)
+    test.assertEqual(values['plantgate_bridge_ingest_blocked_reason{reason="%s"}' % reason], 1)
+    ws = _WsClient("ws://127.0.0.1:%d/ws" % port)
+    try:
+        msg = {}
+        while msg.get("type") != "sample":  # the history first, then a sample a second
+            msg = json.loads(ws.recv())
+    finally:
+        ws.close()
+    test.assertIn(reason, msg["blocked_by"], msg)
+    test.assertIn(words, msg["reason"])
 
 
 class PlantRestart(unittest.TestCase):
@@ -46,10 +77,10 @@ class PlantRestart(unittest.TestCase):
 
 
 class QueueLimits(unittest.TestCase):
-    def fill_with_cloud_down(self, env, w, policy, n=200, limit=50):
+    def fill_with_cloud_down(self, env, w, policy, n=200, limit=50, extra=""):
         sub = w.cloud_subscriber("#", clean=False)
-        b = w.start_bridge(RULES, extra="queue_max_messages %d\nqueue_when_full %s\n"
-                           % (limit, policy))
+        b = w.start_bridge(RULES, extra="queue_max_messages %d\nqueue_when_full %s\n%s"
+                           % (limit, policy, extra))
         self.assertTrue(w.wait_plant_ready(b), b.log())
         self.assertTrue(b.wait_log(r"event=cloud\.connected", 10), b.log())
         w.cloud.stop()
@@ -60,19 +91,28 @@ class QueueLimits(unittest.TestCase):
     def test_backpressure_plant_broker_holds_the_rest(self):
         with h.Env("br-q-bp") as env:
             w = BridgeWorld(env, cloud_persistence=True)
-            sub, b = self.fill_with_cloud_down(env, w, "backpressure")
+            http, port = http_extra()
+            sub, b = self.fill_with_cloud_down(env, w, "backpressure", extra=http)
             self.assertTrue(b.wait_log(r"event=queue\.full policy=backpressure", 10), b.log())
             time.sleep(0.5)
             queued = w.queue_count()
             self.assertGreaterEqual(queued, 50)
             self.assertLess(queued, 120)  # at most one read batch over the limit
+            assert_blocked(self, port, "queue_full", "the queue is full")
             w.cloud.start()
             self.assertEqual(sub.connect(), 0)
             sub.wait_unique(lambda m: json.loads(m["payload"])["n"], 200)
             got = seqs_of(sub.messages)
             self.assertEqual(sorted(set(range(200)) - set(got)), [], b.log()[-2000:])
-            self.assertTrue(b.wait_log(r"event=queue\.accepting", 5), b.log())
+            self.assertTrue(b.wait_log(r"event=queue\.accepting", 10), b.log())
             self.assertNotIn("dropped_oldest count", b.log())
+            # Draining 150 held messages through a limit of 50 stops reading
+            # again with each batch; the log says so once per episode, not
+            # once per batch (queue.accepting after 3 s with room).
+            self.assertEqual(b.log().count("event=queue.full"), 1, b.log())
+            self.assertEqual(b.log().count("event=queue.accepting"), 1, b.log())
+            values, _, _ = parse_metrics(get(port, "/metrics")[1])
+            self.assertEqual(values["plantgate_bridge_ingest_blocked"], 0)
             self.assertEqual(b.stop(), 0)
 
     def test_drop_oldest_keeps_newest_and_says_so(self):
@@ -93,6 +133,11 @@ class QueueLimits(unittest.TestCase):
             h.wait_progress(dropped, 200, stall=15)
             time.sleep(0.5)
             self.assertEqual(dropped(), 200, b.log())
+            # A summary, not a line per commit: 200 evictions took at least four
+            # commits (at most 64 messages each); logged at once, then within 5 s.
+            lines = [l for l in b.log().splitlines() if "event=queue.dropped_oldest" in l]
+            self.assertLessEqual(len(lines), 2, b.log())
+            self.assertIn("total=200", lines[-1])
             self.assertEqual(w.queue_count(), 100)
             w.cloud.start()
             self.assertEqual(sub.connect(), 0)
@@ -138,7 +183,8 @@ class DiskFull(unittest.TestCase):
         """The guard: below queue_min_free_disk the bridge stops reading."""
         with h.Env("br-disklow") as env:
             mnt = self.with_tmpfs(env, "2m")
-            w, sub, b = self.start(env, mnt, "queue_min_free_disk 1M\n")
+            http, port = http_extra()
+            w, sub, b = self.start(env, mnt, "queue_min_free_disk 1M\n" + http)
             w.cloud.stop()
             pub = w.publisher()
             n = 900  # 900 x ~2 KiB: more than the 1 MiB the guard leaves usable
@@ -147,6 +193,7 @@ class DiskFull(unittest.TestCase):
             time.sleep(1)
             self.assertEqual(b.log().count("event=queue.disk_low"), 1, b.log())
             self.assertNotIn("event=queue.write_failed", b.log())
+            assert_blocked(self, port, "disk_low", "below queue_min_free_disk")
             w.cloud.start()
             self.assertEqual(sub.connect(), 0)
             self.finish(w, sub, b, n)
@@ -157,7 +204,8 @@ class DiskFull(unittest.TestCase):
         nothing is acknowledged, and it resumes when space returns."""
         with h.Env("br-diskfull") as env:
             mnt = self.with_tmpfs(env, "2m")
-            w, sub, b = self.start(env, mnt, "queue_min_free_disk 0\n")
+            http, port = http_extra()
+            w, sub, b = self.start(env, mnt, "queue_min_free_disk 0\n" + http)
             pub = w.publisher()
             publish_n(pub, 0, 10, size=2000)
             sub.wait_messages(10, 10)
@@ -170,6 +218,7 @@ class DiskFull(unittest.TestCase):
             time.sleep(1.5)
             self.assertEqual(b.log().count("event=queue.write_failed"), 1, b.log())
             self.assertTrue(b.alive())
+            assert_blocked(self, port, "write_failed", "writing to the queue failed")
             os.unlink(filler)
             self.assertTrue(b.wait_log(r"event=queue\.write_resumed", 20), b.log())
             w.cloud.start()
