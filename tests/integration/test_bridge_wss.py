@@ -10,11 +10,15 @@ as the cloud, tinyproxy from Debian as the plant's forward proxy.
   - a proxy that refuses (403), asks for credentials (407: none, wrong),
     or is killed mid-stream: its own log line, the metric, the messages
     kept, delivery once it is fixed or back
+  - an https:// proxy (socat terminating TLS in front of tinyproxy): wss
+    through it (TLS inside TLS) and tls through it; a proxy certificate from
+    another CA refused
   - over wss, a cloud certificate for another name or from another CA is
     refused exactly as over tls
 """
 import json
 import os
+import re
 import sys
 import time
 import unittest
@@ -60,6 +64,20 @@ class Proxy(h.Proc):
         super().start()
         if hasattr(self, "port"):
             self._ready()
+
+
+class TlsFront(h.Proc):
+    """socat terminating TLS (cert, key) on 127.0.0.1 in front of `backend`
+    (a Proxy): the plant's https:// proxy."""
+
+    def __init__(self, env, name, backend, cert, key):
+        self.port = h.free_port()
+        super().__init__(env, name, [
+            "socat", "OPENSSL-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork,verify=0,cert=%s,key=%s"
+            % (self.port, cert, key), "TCP:127.0.0.1:%d" % backend.port])
+        if not h.wait_for(lambda: not self.alive() or h.pid_listens(self.pid, self.port), 15) \
+                or not self.alive():
+            raise RuntimeError("socat did not start:\n" + self.log())
 
 
 class WssWorld(BridgeWorld):
@@ -259,6 +277,44 @@ class Wss(unittest.TestCase):
             self.assertGreaterEqual(m['plantgate_bridge_cloud_proxy_failures_total{reason="unreachable"}'], 1)
             proxy.start()
             self.assertEqual(sorted(nums(sub.wait_messages(8, 20)))[3:], list(range(10, 15)), b.log())
+            self.assertEqual(b.stop(), 0, b.log())
+
+    def test_https_proxy(self):
+        """TLS to the proxy itself: wss through it is TLS inside TLS; tls through
+        it too.  A proxy certificate from another CA is refused."""
+        with h.Env("br-wss-https") as env:
+            w = WssWorld(env)
+            sub = w.cloud_subscriber("#")
+            proxy = Proxy(env, "proxy", [w.cloud.port, w.wss_port])
+            pki = env.pki("proxypki")
+            front = TlsFront(env, "front", proxy, *pki.server("localhost"))
+            https = "cloud_proxy https://localhost:%d\ncloud_proxy_cafile %s\n" % (front.port, pki.ca)
+            b = w.start_wss(extra=https, name="b-wss")
+            self.assertTrue(b.wait_log(r"event=cloud\.connected", 15), b.log())
+            self.assertRegex(b.log(), r"event=cloud\.transport transport=wss path=/mqtt "
+                                      r"proxy=https://localhost:%d" % front.port)
+            self.publish(w, 10)
+            self.assertEqual(sorted(nums(sub.wait_messages(10, 20))), list(range(10)), b.log())
+            self.assertEqual(b.stop(), 0, b.log())
+            sub.take()
+            b = w.start_bridge(RULES, name="b-tls", extra=https)
+            self.assertTrue(b.wait_log(r"event=cloud\.connected", 15), b.log())
+            self.publish(w, 10, 100)
+            self.assertEqual(sorted(nums(sub.wait_messages(10, 20))), list(range(100, 110)), b.log())
+            self.assertEqual(b.stop(), 0, b.log())
+            self.assertEqual(len(re.findall(r"CONNECT.*127\.0\.0\.1:(?:%d|%d)" % (
+                w.cloud.port, w.wss_port), proxy.log())), 2, proxy.log())
+            # The proxy's certificate from a CA the bridge was not told to trust.
+            sub.take()
+            other = env.pki("otherpki")
+            bad = TlsFront(env, "badfront", proxy, *other.server("localhost"))
+            b = w.start_wss(name="b-bad", extra="cloud_proxy https://localhost:%d\n"
+                            "cloud_proxy_cafile %s\n" % (bad.port, pki.ca))
+            self.assertTrue(w.wait_plant_ready(b), b.log())
+            self.publish(w, 1, 200)
+            self.assertTrue(b.wait_log(r"event=cloud\.proxy_tls_failed .*certificate verify failed",
+                                       10), b.log())
+            self.assertEqual(sub.take(), [])
             self.assertEqual(b.stop(), 0, b.log())
 
     def test_wss_refuses_wrong_name_and_unknown_ca(self):
