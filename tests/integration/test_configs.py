@@ -21,7 +21,7 @@ class ShippedConfigs(unittest.TestCase):
             port = h.free_port()
             text = h.shipped_plant_conf(env, pki, port)
             broker = h.Broker(env, "plant", text, port)
-            self.assertTrue(broker.wait_log(r"plantgate: policy .* loaded", 5), broker.log())
+            self.assertTrue(broker.wait_log(r"plantgate: version .*, policy .* loaded", 5), broker.log())
             # A certificate-less client is turned away by the shipped config.
             anon = env.anonymous_client(pki, broker)
             self.assertNotEqual(anon.connect(), 0)

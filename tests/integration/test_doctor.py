@@ -73,7 +73,7 @@ class Doctor(unittest.TestCase):
             ])
             conf_path = env.write("mosquitto.conf", conf)
             broker = h.Broker(env, "plant", conf, port)
-            self.assertTrue(broker.wait_log(r"plantgate: policy .* loaded", 5), broker.log())
+            self.assertTrue(broker.wait_log(r"plantgate: version .*, policy .* loaded", 5), broker.log())
             bridge = h.render(os.path.join(CONFIG, "bridge.example"), [
                 ("/etc/plantgate/pki/", pki.dir + "/"),
                 ("/etc/plantgate/cloud/ca.crt", cloud.ca),
