@@ -62,7 +62,7 @@ struct tunnel {
 	int ufd;      /* upstream socket (proxy or cloud) */
 	int dfd;      /* the accepted loopback socket from libmosquitto */
 	SSL *pssl;    /* TLS with an https:// proxy */
-	SSL *cssl;    /* wss: TLS with the cloud */
+	SSL *cssl;    /* TLS with the cloud */
 	BIO *up;      /* top of the upstream chain: all upstream I/O */
 	int wake[2];  /* tunnel_close pokes the relay */
 	pthread_t th;
@@ -78,15 +78,14 @@ struct tunnel {
 	size_t down_off, down_len;
 	unsigned char ctl[TUNNEL_CTL_MAX]; /* wss control frames to send next */
 	size_t ctl_len;
-	uint64_t sent_frames;
 	bool up_read_wants_write, up_write_wants_read;
 	bool down_eof, up_eof, close_sent;
 	size_t first_in; /* bytes in rbuf that came with the 101 answer */
 };
 
-static const char *tunnel_fail_name(enum bridge_proxy_fail f)
+const char *tunnel_proxy_fail_name(int f)
 {
-	switch(f) {
+	switch((enum bridge_proxy_fail)f) {
 	case BRIDGE_PROXY_UNREACHABLE: return "unreachable";
 	case BRIDGE_PROXY_REFUSED: return "refused";
 	case BRIDGE_PROXY_AUTH: return "auth";
@@ -96,11 +95,6 @@ static const char *tunnel_fail_name(enum bridge_proxy_fail f)
 	case BRIDGE_PROXY_FAIL_KINDS: break;
 	}
 	return "?";
-}
-
-const char *tunnel_proxy_fail_name(int f)
-{
-	return tunnel_fail_name((enum bridge_proxy_fail)f);
 }
 
 static void tunnel_ossl_error(char *out, size_t outlen)
@@ -837,7 +831,6 @@ static void tunnel_to_up(tunnel_t *t, size_t n)
 	memcpy(t->upbuf + h, t->rbuf, n);
 	wsframe_mask(t->upbuf + h, n, mask, 0);
 	t->up_len = h + n;
-	t->sent_frames++;
 }
 
 /* Write what is pending upstream.  -1: the upstream failed. */
