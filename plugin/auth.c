@@ -152,33 +152,42 @@ static bool clientid_could_be_identity(const pg_plugin_t *pg, const char *cid)
  * session_expiry__add), and when it expires the first entry is left behind
  * pointing at the freed context: mosquitto crashes on a later expiry check.
  *
- * It is such a re-check when all of these hold:
- *  - we are inside the reload pass: control_reload() ran and the main loop
- *    has not yet reached the next tick or any ACL check (src/loop.c runs the
- *    reload, then apply_default, then the tick, with no packet handled in
- *    between);
- *  - and either the context has no address — mosquitto gives every accepted
- *    connection one (src/context.c, context__init refuses a socket without
- *    one) and only a session restored from persistence lacks it — or it is
- *    the very context whose disconnect we saw for this client id and no
- *    connection has taken the id since.
- * A new connect without a certificate meets neither, so it is still refused.
- * The answer is "success" without a log line or audit line: the session
- * keeps no rights it did not have (its binding was re-resolved by the
- * reload, so a revoked or refused session is denied every READ), and when
- * the device comes back it goes through the whole check with its
- * certificate. */
-static bool offline_recheck(pg_plugin_t *pg, const struct mosquitto *client)
+ * Inside the reload pass — control_reload() ran and the main loop has not
+ * yet reached the next tick or any ACL check (src/loop.c runs the reload,
+ * then apply_default, then the tick, with no MQTT packet handled in
+ * between) — a context without a certificate is taken to be such a session,
+ * because every connection the plugin admitted has one.  The answer is
+ * "success", without a refusal line or audit line:
+ *  - the session whose disconnect we saw (same client id, same context, no
+ *    connection since), or one restored from persistence (no address:
+ *    mosquitto gives every accepted connection one, src/context.c
+ *    context__init), keeps its username — the identity verified when it
+ *    connected — and its binding, which the reload re-resolved: a revoked
+ *    or refused session is denied every READ;
+ *  - any other (a session whose record was forgotten to bound memory, or —
+ *    only on a listener without require_certificate, e.g. a websockets one
+ *    serviced in the same loop pass — a new connection without a
+ *    certificate) gets the username "$unverified", which no policy grants
+ *    anything ('$' never starts an identity), instead of a refusal that
+ *    mosquitto would turn into a double disconnect.
+ * Either way the device goes through the whole check with its certificate
+ * when it connects again. */
+static bool offline_recheck(pg_plugin_t *pg, struct mosquitto *client)
 {
 	const char *cid = mosquitto_client_id(client);
 	if(!pg->reload_pass || !cid) {
 		return false;
 	}
-	if(!mosquitto_client_address(client)) {
+	const pg_client_t *rec = hmap_get(pg->clients, cid);
+	if(!mosquitto_client_address(client) || (rec && !rec->client && rec->session == client)) {
 		return true;
 	}
-	const pg_client_t *rec = hmap_get(pg->clients, cid);
-	return rec && !rec->client && rec->session == client;
+	char q[128];
+	mosquitto_log_printf(MOSQ_LOG_NOTICE,
+	                     PG_LOG_PREFIX "reload: client_id=\"%s\" has no connection or certificate and no record: "
+	                     "it keeps its session but no rights (username $unverified) until it connects with its "
+	                     "certificate", PG_SAFE(q, cid));
+	return mosquitto_set_username(client, "$unverified") == MOSQ_ERR_SUCCESS;
 }
 
 int auth_basic(int event, void *event_data, void *userdata)

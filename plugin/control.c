@@ -86,9 +86,8 @@ static void subject_of(const char *cid, const pg_client_t *rec, policy_attr_t at
 	}
 }
 
-int control_reload(int event, void *event_data, void *userdata)
+static void reload(pg_plugin_t *pg)
 {
-	pg_plugin_t *pg = userdata;
 	char err[1024];
 	policy_stats_t before, after;
 
@@ -109,7 +108,7 @@ int control_reload(int event, void *event_data, void *userdata)
 		                     PG_SAFE(qerr, err));
 		control_audit(pg, &(audit_event_t){.event = AUDIT_EV_RELOAD_FAILED, .decision = "keep", .reason = err},
 		              false);
-		return MOSQ_ERR_SUCCESS;
+		return;
 	}
 
 	policy_get_stats(pg->policy, &before);
@@ -127,7 +126,7 @@ int control_reload(int event, void *event_data, void *userdata)
 		policy_free(np);
 		revocation_free(nr);
 		mosquitto_log_printf(MOSQ_LOG_ERR, PG_LOG_PREFIX "reload refused: out of memory");
-		return MOSQ_ERR_SUCCESS;
+		return;
 	}
 	size_t it = 0;
 	const char *cid;
@@ -195,7 +194,15 @@ int control_reload(int event, void *event_data, void *userdata)
 	}
 	free(kick_ids);
 	free(kick_why);
-	/* Set last: the kicks above run ACL checks, which end the pass. */
+}
+
+int control_reload(int event, void *event_data, void *userdata)
+{
+	pg_plugin_t *pg = userdata;
+	reload(pg);
+	/* Whether or not the new files loaded, mosquitto now re-runs BASIC_AUTH
+	 * for every session (auth.c, offline_recheck).  Set last: kicks in
+	 * reload() run ACL checks, which end the pass. */
 	pg->reload_pass = true;
 	return MOSQ_ERR_SUCCESS;
 }

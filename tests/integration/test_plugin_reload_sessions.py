@@ -124,6 +124,24 @@ class ReloadWithOfflineSessions(unittest.TestCase):
                          "the old right to read config survived the reload")
         self.assertTrue(self.b.alive())
 
+    def test_refused_reload_with_an_offline_session_does_not_crash_the_broker(self):
+        # A broken policy keeps the old one, but mosquitto re-checks every
+        # session all the same: the offline one must not be refused then either.
+        self.offline_session("sensor-1")
+        self.assertTrue(self.b.wait_log(r"Client sensor-1 disconnected", 5))
+        time.sleep(1.2)
+        with open(self.env.path("plant-policy.conf"), "w") as f:
+            f.write("default deny\nrole broken\n")
+        self.b.reload()
+        self.assertTrue(self.b.wait_log(r"reload refused, the previous policy stays in force", 10))
+        self.assertTrue(self.b.wait_log(r"Expiring client sensor-1 due to timeout", EXPIRY + 10))
+        c = self.env.client(self.pki, "hmi-1", self.b)
+        self.assertEqual(c.connect(), 0)
+        time.sleep(2.5)
+        self.assertTrue(self.b.alive(), "broker died after a refused reload:\n" + self.b.log()[-3000:])
+        self.assertFalse(c.disconnected.is_set())
+        self.assertNotIn("no client certificate", self.b.log())
+
     def test_v311_persistent_sessions_survive_reloads(self):
         for ident in ("sensor-1", "eng-1"):
             self.offline_session(ident, protocol=4)
