@@ -237,8 +237,9 @@ void doctor_pki_check(const doctor_pki_in_t *in, doctor_report_t *r);
 /* PKI-RENEWAL (doctor_renewal.c): device and bridge certificates in force in
  * the scripts/pki directory `dir` that will lapse without a renewal path —
  * issued by hand and due within 30 days, or issued by plantgate-est and not
- * renewed with 7 days left.  rev (borrowed, may be NULL) is the revocation
- * list and CRL. */
+ * renewed with 7 days left.  Also PKI-CRL for plantgate-est's intermediate
+ * CRL (DIR/crl-est.pem: current, and in DIR/crl.pem).  rev (borrowed, may be
+ * NULL) is the revocation list and CRL. */
 struct revocation;
 void doctor_renewal_check(const char *dir, const struct revocation *rev, time_t now, doctor_report_t *r);
 /* Permissions of a private key file: the CA key must be readable by its owner

@@ -14,6 +14,11 @@
  *    expiry it will lapse unless someone acts.
  * Server certificates are PKI-SERVER-CERT's business; revoked and expired
  * ones are history.
+ *
+ * With an intermediate CA, plantgate-est also keeps that CA's CRL
+ * (DIR/crl-est.pem, copied into DIR/crl.pem); mosquitto's crlfile refuses
+ * every device it issued once that CRL is out of date, so PKI-CRL reports it
+ * due, out of date, or missing from crl.pem.
  */
 #include <openssl/asn1.h>
 #include <openssl/pem.h>
@@ -124,6 +129,77 @@ static void renewal_row(renewal_set_t *s, const char *dir, char *line, const rev
 	util_strlcpy(e->until, iso, sizeof(e->until));
 }
 
+/* The CRLs of a PEM file (NULL when it cannot be read). */
+static STACK_OF(X509_CRL) *renewal_crls(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	if(!f) {
+		return NULL;
+	}
+	STACK_OF(X509_CRL) *st = sk_X509_CRL_new_null();
+	for(X509_CRL *c; st && (c = PEM_read_X509_CRL(f, NULL, NULL, NULL));) {
+		if(!sk_X509_CRL_push(st, c)) {
+			X509_CRL_free(c);
+		}
+	}
+	fclose(f);
+	return st;
+}
+
+/* plantgate-est's intermediate keeps its own CRL (crl-est.pem), which must be
+ * current and in crl.pem, or mosquitto refuses every device it issued. */
+static void renewal_est_crl(const char *dir, time_t now, doctor_report_t *r)
+{
+	char own[4096], all[4096], ev[1024], next[32] = "?";
+	if(util_snprintf(own, sizeof(own), "%s/crl-est.pem", dir) < 0 ||
+	   util_snprintf(all, sizeof(all), "%s/crl.pem", dir) < 0) {
+		return;
+	}
+	STACK_OF(X509_CRL) *mine = renewal_crls(own), *in_all = NULL;
+	if(!mine) {
+		return; /* no intermediate in use */
+	}
+	X509_CRL *c = sk_X509_CRL_num(mine) ? sk_X509_CRL_value(mine, 0) : NULL;
+	const ASN1_TIME *nu = c ? X509_CRL_get0_nextUpdate(c) : NULL;
+	struct tm tm;
+	if(nu && ASN1_TIME_to_tm(nu, &tm) == 1) {
+		strftime(next, sizeof(next), "%Y-%m-%d %H:%M UTC", &tm);
+	}
+	util_snprintf(ev, sizeof(ev), "%s: next update %s", own, next);
+	const char *fix = "check that plantgate-est runs (it re-signs this CRL daily), then scripts/pki "
+	                  "--dir DIR crl && systemctl reload mosquitto";
+	bool listed = false;
+	in_all = c ? renewal_crls(all) : NULL;
+	for(int i = 0; in_all && i < sk_X509_CRL_num(in_all); i++) {
+		X509_CRL *o = sk_X509_CRL_value(in_all, i);
+		listed |= X509_NAME_cmp(X509_CRL_get_issuer(o), X509_CRL_get_issuer(c)) == 0 &&
+		          ASN1_TIME_compare(X509_CRL_get0_nextUpdate(o), nu) >= 0;
+	}
+	if(!c || !nu) {
+		doctor_report_add(r, "PKI-CRL", DOCTOR_CRITICAL, ev, fix,
+		                  "the EST intermediate's CRL cannot be read");
+	} else if(X509_cmp_time(nu, &now) < 0) {
+		doctor_report_add(r, "PKI-CRL", DOCTOR_CRITICAL, ev, fix,
+		                  "the EST intermediate's CRL is out of date since %s: with crlfile set, "
+		                  "mosquitto refuses every device plantgate-est issued",
+		                  next);
+	} else if(!listed) {
+		util_snprintf(ev, sizeof(ev), "%s: no CRL of %s as current as %s", all, own, own);
+		doctor_report_add(r, "PKI-CRL", DOCTOR_CRITICAL, ev,
+		                  "scripts/pki --dir DIR crl && systemctl reload mosquitto",
+		                  "crl.pem lacks the EST intermediate's current CRL: mosquitto refuses its "
+		                  "devices once the copy it has expires");
+	} else if((nu && ASN1_TIME_to_tm(nu, &tm) == 1 && timegm(&tm) - now < 7 * 86400)) {
+		doctor_report_add(r, "PKI-CRL", DOCTOR_WARNING, ev, fix,
+		                  "the EST intermediate's CRL expires on %s, in less than 7 days", next);
+	} else {
+		doctor_report_add(r, "PKI-CRL", DOCTOR_PASS, ev, NULL,
+		                  "the EST intermediate's CRL is current until %s and in crl.pem", next);
+	}
+	sk_X509_CRL_pop_free(mine, X509_CRL_free);
+	sk_X509_CRL_pop_free(in_all, X509_CRL_free);
+}
+
 void doctor_renewal_check(const char *dir, const revocation_t *rev, time_t now, doctor_report_t *r)
 {
 	char path[4096], line[8192], ev[1024], fix[512];
@@ -131,6 +207,7 @@ void doctor_renewal_check(const char *dir, const revocation_t *rev, time_t now, 
 	if(util_snprintf(path, sizeof(path), "%s/index.txt", dir) < 0) {
 		return;
 	}
+	renewal_est_crl(dir, now, r);
 	FILE *f = fopen(path, "re");
 	if(!f) {
 		return; /* PKI-DIR says the directory cannot be read */

@@ -3,7 +3,7 @@
  * without a renewal path.  Builds a scripts/pki-shaped directory (index.txt,
  * newcerts/) at run time with certificates from the EST core, some rows
  * marked as issued by plantgate-est, some by hand, and checks what the doctor
- * says at an injected time.
+ * says at an injected time; and the freshness of the EST intermediate's CRL.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -199,11 +199,66 @@ static void test_summary(void **state)
 	fx_close(&f);
 }
 
+/* crl-est.pem (and, with `in_all`, crl.pem) holding an intermediate CRL
+ * signed `age` days before NOW, valid 30 days. */
+static void write_crls(fx_t *f, long age, bool in_all)
+{
+	char p[512];
+	X509_CRL *crl = est_crl_build(f->ca, f->cak, "", 0, NOW - age * DAY, 30, 1);
+	assert_non_null(crl);
+	util_snprintf(p, sizeof(p), "%s/crl-est.pem", f->dir);
+	FILE *o = fopen(p, "w");
+	PEM_write_X509_CRL(o, crl);
+	fclose(o);
+	util_snprintf(p, sizeof(p), "%s/crl.pem", f->dir);
+	unlink(p);
+	if(in_all) {
+		o = fopen(p, "w");
+		PEM_write_X509_CRL(o, crl);
+		fclose(o);
+	}
+	X509_CRL_free(crl);
+}
+
+static void test_est_crl(void **state)
+{
+	(void)state;
+	fx_t f;
+	fx_open(&f);
+	doctor_report_t r;
+	check(&f, NULL, &r); /* no intermediate: nothing about its CRL */
+	assert_int_equal(doctor_report_count(&r, "PKI-CRL", DOCTOR_PASS) +
+	                     doctor_report_count(&r, "PKI-CRL", DOCTOR_CRITICAL),
+	                 0);
+	doctor_report_free(&r);
+	static const struct {
+		long age;
+		bool in_all;
+		doctor_sev_t want;
+		const char *text;
+	} cases[] = {
+	    {10, true, DOCTOR_PASS, "current until"},
+	    {10, false, DOCTOR_CRITICAL, "crl.pem lacks the EST intermediate's current CRL"},
+	    {25, true, DOCTOR_WARNING, "in less than 7 days"},
+	    {40, true, DOCTOR_CRITICAL, "out of date since"},
+	};
+	for(size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		write_crls(&f, cases[i].age, cases[i].in_all);
+		check(&f, NULL, &r);
+		assert_int_equal(doctor_report_count(&r, "PKI-CRL", cases[i].want), 1);
+		const doctor_finding_t *x = doctor_report_get(&r, "PKI-CRL");
+		assert_non_null(strstr(x->title, cases[i].text));
+		doctor_report_free(&r);
+	}
+	fx_close(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_lapse_without_renewal_path),
 	    cmocka_unit_test(test_summary),
+	    cmocka_unit_test(test_est_crl),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
