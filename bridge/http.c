@@ -29,6 +29,7 @@
 #include <strings.h>
 
 #include "blog.h"
+#include "json.h"
 #include "pg_version.h"
 #include "tunnel.h"
 #include "util.h"
@@ -186,20 +187,16 @@ static void http_buf_put(http_buf_t *sb, const void *data, size_t n)
 	sb->mem[LWS_PRE + sb->len] = '\0';
 }
 
-/* A JSON string (quoted, escaped). */
+static void http_buf_json_put(void *sb, const char *s, size_t n)
+{
+	http_buf_put(sb, s, n);
+}
+
+/* A JSON string: quoted, escaped by common/json.c. */
 static void http_buf_json_str(http_buf_t *sb, const char *s)
 {
 	http_buf_put(sb, "\"", 1);
-	for(; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if(ch == '"' || ch == '\\') {
-			http_buf_printf(sb, "\\%c", ch);
-		} else if(ch < 0x20) {
-			http_buf_printf(sb, "\\u%04x", ch);
-		} else {
-			http_buf_put(sb, s, 1);
-		}
-	}
+	json_escape(s, strlen(s), 0, http_buf_json_put, sb);
 	http_buf_put(sb, "\"", 1);
 }
 
