@@ -299,8 +299,12 @@ int auth_basic(int event, void *event_data, void *userdata)
 	 * (a takeover keeps them without a SUBSCRIBE check): one kick makes
 	 * mosquitto re-check them (check_subscription_acls in
 	 * src/plugin_public.c), after which the device reconnects cleanly. */
-	rec->kick_pending = rec->rights_changed && !recheck;
-	rec->rights_changed = false;
+	if(!recheck) {
+		/* A pending kick was for the previous connection; a device whose
+		 * rights changed while it was offline gets one now. */
+		rec->kick_pending = rec->rights_changed;
+		rec->rights_changed = false;
+	}
 	/* Frees ed->username: do not read it after this. */
 	rc = mosquitto_set_username(client, identity);
 	if(rc) {
