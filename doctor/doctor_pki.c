@@ -286,16 +286,24 @@ static void doctor_pki_expiry(const doctor_pki_cert_t *c, doctor_report_t *r)
 	}
 }
 
-void doctor_pki_check(const doctor_pki_in_t *in, doctor_report_t *r)
-{
-	char cafile[4096], crlfile[4096], revfile[4096], buf[4096], ev[2048], err[1024];
-	doctor_pki_set_t set = {0};
-	revocation_t *rev = NULL;
-	X509 *ca = NULL;
-	struct stat sb;
-	bool have_crl = false;
+/* What the checks of doctor_pki_check share: the inputs, the files they
+ * resolve to, the revocation data, the CA and every certificate found. */
+typedef struct doctor_pki_ctx {
+	const doctor_pki_in_t *in;
+	char cafile[4096], crlfile[4096], revfile[4096];
+	bool have_crl;
+	revocation_t *rev;
+	X509 *ca;
+	doctor_pki_set_t set;
+} doctor_pki_ctx_t;
 
-	cafile[0] = crlfile[0] = revfile[0] = '\0';
+/* PKI-DIR: the scripts/pki directory, and the files it implies unless the
+ * configuration names them. */
+static void doctor_pki_dir(doctor_pki_ctx_t *x, doctor_report_t *r)
+{
+	const doctor_pki_in_t *in = x->in;
+	char ev[2048];
+	struct stat sb;
 	if(in->dir) {
 		if(stat(in->dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
 			util_snprintf(ev, sizeof(ev), "%s: not a directory", in->dir);
@@ -305,91 +313,119 @@ void doctor_pki_check(const doctor_pki_in_t *in, doctor_report_t *r)
 			util_snprintf(ev, sizeof(ev), "%s", in->dir);
 			doctor_report_add(r, "PKI-DIR", DOCTOR_PASS, ev, NULL, "the plant PKI directory was examined");
 		}
-		util_snprintf(cafile, sizeof(cafile), "%s/ca.crt", in->dir);
-		util_snprintf(crlfile, sizeof(crlfile), "%s/crl.pem", in->dir);
-		util_snprintf(revfile, sizeof(revfile), "%s/revoked.txt", in->dir);
+		util_snprintf(x->cafile, sizeof(x->cafile), "%s/ca.crt", in->dir);
+		util_snprintf(x->crlfile, sizeof(x->crlfile), "%s/crl.pem", in->dir);
+		util_snprintf(x->revfile, sizeof(x->revfile), "%s/revoked.txt", in->dir);
 	} else {
 		doctor_report_add(r, "PKI-DIR", DOCTOR_INFO, NULL, "plantgate-doctor --pki /etc/plantgate/pki ...",
 		                  "no PKI directory given: only the certificates named in the configuration were "
 		                  "examined, not every device certificate");
 	}
 	if(in->cafile) {
-		util_strlcpy(cafile, in->cafile, sizeof(cafile));
+		util_strlcpy(x->cafile, in->cafile, sizeof(x->cafile));
 	}
 	if(in->crlfile) {
-		util_strlcpy(crlfile, in->crlfile, sizeof(crlfile));
+		util_strlcpy(x->crlfile, in->crlfile, sizeof(x->crlfile));
 	}
 	if(in->revocation) {
-		util_strlcpy(revfile, in->revocation, sizeof(revfile));
+		util_strlcpy(x->revfile, in->revocation, sizeof(x->revfile));
 	}
-	have_crl = crlfile[0] && (in->crlfile || access(crlfile, F_OK) == 0);
-	if(revfile[0] && !in->revocation && access(revfile, F_OK) != 0) {
-		revfile[0] = '\0';
+	x->have_crl = x->crlfile[0] && (in->crlfile || access(x->crlfile, F_OK) == 0);
+	if(x->revfile[0] && !in->revocation && access(x->revfile, F_OK) != 0) {
+		x->revfile[0] = '\0';
 	}
-	if(revfile[0] || have_crl) {
-		rev = revocation_load(revfile[0] ? revfile : NULL, have_crl ? crlfile : NULL, err, sizeof(err));
-		if(!rev) {
-			doctor_report_add(r, "REV-CONFIG", DOCTOR_CRITICAL, err, "scripts/pki --dir DIR crl",
-			                  "the revocation list or CRL does not load: the plugin refuses it");
-		}
+}
+
+/* REV-CONFIG: the revocation list and CRL load as the plugin loads them. */
+static void doctor_pki_revocation(doctor_pki_ctx_t *x, doctor_report_t *r)
+{
+	char err[1024];
+	if(!x->revfile[0] && !x->have_crl) {
+		return;
 	}
-	if(cafile[0]) {
-		ca = doctor_pki_read(cafile);
-		if(ca) {
-			doctor_pki_add(&set, cafile, NULL, false, NULL, in->now);
-			set.c[set.n - 1].server = true; /* the CA counts with the server's credentials */
-			set.c[set.n - 1].is_ca = true;
+	x->rev = revocation_load(x->revfile[0] ? x->revfile : NULL, x->have_crl ? x->crlfile : NULL, err,
+	                         sizeof(err));
+	if(!x->rev) {
+		doctor_report_add(r, "REV-CONFIG", DOCTOR_CRITICAL, err, "scripts/pki --dir DIR crl",
+		                  "the revocation list or CRL does not load: the plugin refuses it");
+	}
+}
+
+/* Gather the CA, DIR/issued, DIR/newcerts and the configured certificates
+ * (PKI-SERVER-CERT, PKI-EXPIRY when one cannot be read). */
+static void doctor_pki_collect(doctor_pki_ctx_t *x, doctor_report_t *r)
+{
+	const doctor_pki_in_t *in = x->in;
+	doctor_pki_set_t *set = &x->set;
+	char buf[4096], ev[2048];
+	if(x->cafile[0]) {
+		x->ca = doctor_pki_read(x->cafile);
+		if(x->ca) {
+			doctor_pki_add(set, x->cafile, NULL, false, NULL, in->now);
+			set->c[set->n - 1].server = true; /* the CA counts with the server's credentials */
+			set->c[set->n - 1].is_ca = true;
 		} else if(in->dir || in->cafile) {
-			util_snprintf(ev, sizeof(ev), "%s: no PEM certificate", cafile);
+			util_snprintf(ev, sizeof(ev), "%s: no PEM certificate", x->cafile);
 			doctor_report_add(r, "PKI-SERVER-CERT", DOCTOR_CRITICAL, ev, "scripts/pki --dir DIR init",
 			                  "the CA certificate cannot be read");
 		}
 	}
 	if(in->dir) {
 		util_snprintf(buf, sizeof(buf), "%s/issued", in->dir);
-		doctor_pki_add_dir(&set, buf, ".crt", true, rev, in->now);
+		doctor_pki_add_dir(set, buf, ".crt", true, x->rev, in->now);
 		util_snprintf(buf, sizeof(buf), "%s/newcerts", in->dir);
-		doctor_pki_add_dir(&set, buf, ".pem", false, rev, in->now);
+		doctor_pki_add_dir(set, buf, ".pem", false, x->rev, in->now);
 	}
 	for(size_t i = 0; i < 8 && in->certs[i]; i++) {
-		if(doctor_pki_add(&set, in->certs[i], in->cert_from[i], false, rev, in->now) != 0) {
+		if(doctor_pki_add(set, in->certs[i], in->cert_from[i], false, x->rev, in->now) != 0) {
 			util_snprintf(ev, sizeof(ev), "%s%s%s: cannot be read", in->cert_from[i] ? in->cert_from[i] : "",
 			              in->cert_from[i] ? ": " : "", in->certs[i]);
 			doctor_report_add(r, "PKI-EXPIRY", DOCTOR_CRITICAL, ev, "fix the path or the permissions",
 			                  "a configured certificate cannot be read");
 		}
 	}
+}
 
-	/* The same certificate under two device names. */
+/* PKI-SHARED, first half: the same certificate under two device names. */
+static int doctor_pki_same_cert(const doctor_pki_set_t *set, doctor_report_t *r)
+{
+	char ev[2048];
 	int shared = 0;
-	for(size_t i = 0; i < set.n; i++) {
-		for(size_t j = i + 1; j < set.n; j++) {
-			const doctor_pki_cert_t *a = &set.c[i], *b = &set.c[j];
+	for(size_t i = 0; i < set->n; i++) {
+		for(size_t j = i + 1; j < set->n; j++) {
+			const doctor_pki_cert_t *a = &set->c[i], *b = &set->c[j];
 			if(a->issued && b->issued && strcmp(a->fp, b->fp) == 0 && strcmp(a->path, b->path) != 0) {
 				util_snprintf(ev, sizeof(ev), "%s and %s: same certificate (sha256 %.16s..., CN=%s)", a->path,
 				              b->path, a->fp, a->cn);
-				util_snprintf(buf, sizeof(buf), "issue each device its own: scripts/pki --dir DIR device NAME");
-				doctor_report_add(r, "PKI-SHARED", DOCTOR_CRITICAL, ev, buf,
+				doctor_report_add(r, "PKI-SHARED", DOCTOR_CRITICAL, ev,
+				                  "issue each device its own: scripts/pki --dir DIR device NAME",
 				                  "two devices share one certificate: they cannot be told apart, and "
 				                  "revoking one cuts off both");
 				shared++;
 			}
 		}
 	}
-	/* The same identity in two different certificates in force (each
-	 * certificate counted once, however many files hold it). */
-	for(size_t i = 0; i < set.n; i++) {
-		for(size_t k = 0; k < i && !set.c[i].dup; k++) {
-			set.c[i].dup = strcmp(set.c[k].fp, set.c[i].fp) == 0;
+	return shared;
+}
+
+/* PKI-SHARED, second half: the same identity in two different certificates
+ * in force (each certificate counted once, however many files hold it). */
+static int doctor_pki_same_identity(doctor_pki_set_t *set, doctor_report_t *r)
+{
+	char ev[2048];
+	int shared = 0;
+	for(size_t i = 0; i < set->n; i++) {
+		for(size_t k = 0; k < i && !set->c[i].dup; k++) {
+			set->c[i].dup = strcmp(set->c[k].fp, set->c[i].fp) == 0;
 		}
 	}
-	for(size_t i = 0; i < set.n; i++) {
-		const doctor_pki_cert_t *a = &set.c[i];
+	for(size_t i = 0; i < set->n; i++) {
+		const doctor_pki_cert_t *a = &set->c[i];
 		if(a->dup || a->revoked || a->state != 0 || !a->cn[0] || a->is_ca) {
 			continue;
 		}
-		for(size_t j = i + 1; j < set.n; j++) {
-			const doctor_pki_cert_t *b = &set.c[j];
+		for(size_t j = i + 1; j < set->n; j++) {
+			const doctor_pki_cert_t *b = &set->c[j];
 			/* Same CA only: a cloud certificate may carry the bridge's name. */
 			if(b->dup || b->revoked || b->state != 0 || strcmp(a->cn, b->cn) != 0 ||
 			   X509_NAME_cmp(X509_get_issuer_name(a->x), X509_get_issuer_name(b->x)) != 0) {
@@ -397,33 +433,47 @@ void doctor_pki_check(const doctor_pki_in_t *in, doctor_report_t *r)
 			}
 			util_snprintf(ev, sizeof(ev), "%s (serial %s) and %s (serial %s): both CN=%s, neither revoked "
 			              "nor expired", a->path, a->serial, b->path, b->serial, a->cn);
-			util_snprintf(buf, sizeof(buf), "revoke the one that should not exist: scripts/pki --dir DIR revoke "
-			              "SERIAL (or add `serial SERIAL` to revoked.txt), then reload the broker");
-			doctor_report_add(r, "PKI-SHARED", DOCTOR_CRITICAL, ev, buf,
+			doctor_report_add(r, "PKI-SHARED", DOCTOR_CRITICAL, ev,
+			                  "revoke the one that should not exist: scripts/pki --dir DIR revoke "
+			                  "SERIAL (or add `serial SERIAL` to revoked.txt), then reload the broker",
 			                  "identity %s is held by two different certificates in force: two devices "
 			                  "can pose as %s",
 			                  a->cn, a->cn);
 			shared++;
 		}
 	}
-	if(!shared && set.n) {
-		util_snprintf(ev, sizeof(ev), "%zu certificates compared by fingerprint and identity", set.n);
+	return shared;
+}
+
+/* PKI-SHARED: every device holds its own certificate and identity. */
+static void doctor_pki_shared(doctor_pki_ctx_t *x, doctor_report_t *r)
+{
+	char ev[2048];
+	int shared = doctor_pki_same_cert(&x->set, r);
+	shared += doctor_pki_same_identity(&x->set, r);
+	if(!shared && x->set.n) {
+		util_snprintf(ev, sizeof(ev), "%zu certificates compared by fingerprint and identity", x->set.n);
 		doctor_report_add(r, "PKI-SHARED", DOCTOR_PASS, ev, NULL,
 		                  "every device holds its own certificate and identity");
 	}
+}
 
-	/* Expiry of what is in use (issued/ holds the newest of each name). */
+/* PKI-EXPIRY of what is in use (issued/ holds the newest of each name). */
+static void doctor_pki_expiries(doctor_pki_ctx_t *x, doctor_report_t *r)
+{
+	const doctor_pki_set_t *set = &x->set;
+	char ev[2048];
 	int soon = 0;
 	int min_days = 1 << 30;
 	const doctor_pki_cert_t *soonest = NULL;
-	for(size_t i = 0; i < set.n; i++) {
-		const doctor_pki_cert_t *c = &set.c[i];
+	for(size_t i = 0; i < set->n; i++) {
+		const doctor_pki_cert_t *c = &set->c[i];
 		bool dup = false;
 		if((!c->issued && c->from == NULL && !c->is_ca) || c->revoked) {
 			continue; /* newcerts history, or revoked */
 		}
 		for(size_t k = 0; k < i; k++) {
-			dup |= strcmp(set.c[k].fp, c->fp) == 0 && (set.c[k].issued || set.c[k].from || set.c[k].is_ca);
+			dup |= strcmp(set->c[k].fp, c->fp) == 0 && (set->c[k].issued || set->c[k].from || set->c[k].is_ca);
 		}
 		if(dup) {
 			continue;
@@ -442,39 +492,70 @@ void doctor_pki_check(const doctor_pki_in_t *in, doctor_report_t *r)
 		                  "%scertificates in use are valid for %d more days or longer",
 		                  soon ? "the other " : "all ", min_days);
 	}
+}
 
-	if(have_crl || in->dir) {
-		doctor_pki_crl(crlfile, ca, in->now, in->crlfile != NULL, r);
+/* REV-CRL: the CRL is there, signed by the CA and fresh. */
+static void doctor_pki_crl_step(doctor_pki_ctx_t *x, doctor_report_t *r)
+{
+	if(x->have_crl || x->in->dir) {
+		doctor_pki_crl(x->crlfile, x->ca, x->in->now, x->in->crlfile != NULL, r);
 	}
-	if(in->dir) {
-		util_snprintf(buf, sizeof(buf), "%s/private/ca.key", in->dir);
-		if(access(buf, F_OK) == 0) {
-			doctor_pki_check_key(buf, true, r);
-		} else {
-			util_snprintf(ev, sizeof(ev), "%s: not present", buf);
-			doctor_report_add(r, "PKI-CA-KEY", DOCTOR_PASS, ev, NULL,
-			                  "the CA key is not on this host (kept offline)");
+}
+
+/* PKI-CA-KEY and the device keys in DIR/private: offline, and not readable
+ * by others. */
+static void doctor_pki_keys(doctor_pki_ctx_t *x, doctor_report_t *r)
+{
+	char buf[4096], ev[2048];
+	struct stat sb;
+	if(!x->in->dir) {
+		return;
+	}
+	util_snprintf(buf, sizeof(buf), "%s/private/ca.key", x->in->dir);
+	if(access(buf, F_OK) == 0) {
+		doctor_pki_check_key(buf, true, r);
+	} else {
+		util_snprintf(ev, sizeof(ev), "%s: not present", buf);
+		doctor_report_add(r, "PKI-CA-KEY", DOCTOR_PASS, ev, NULL, "the CA key is not on this host (kept offline)");
+	}
+	util_snprintf(buf, sizeof(buf), "%s/private", x->in->dir);
+	struct dirent **names = NULL;
+	int n = scandir(buf, &names, NULL, alphasort);
+	for(int i = 0; i < n; i++) {
+		size_t len = strlen(names[i]->d_name);
+		char kp[4096];
+		if(len > 4 && strcmp(names[i]->d_name + len - 4, ".key") == 0 && strcmp(names[i]->d_name, "ca.key") != 0 &&
+		   util_snprintf(kp, sizeof(kp), "%s/%s", buf, names[i]->d_name) >= 0 && stat(kp, &sb) == 0 &&
+		   (sb.st_mode & 07)) {
+			doctor_pki_check_key(kp, false, r);
 		}
-		util_snprintf(buf, sizeof(buf), "%s/private", in->dir);
-		struct dirent **names = NULL;
-		int n = scandir(buf, &names, NULL, alphasort);
-		for(int i = 0; i < n; i++) {
-			size_t len = strlen(names[i]->d_name);
-			char kp[4096];
-			if(len > 4 && strcmp(names[i]->d_name + len - 4, ".key") == 0 &&
-			   strcmp(names[i]->d_name, "ca.key") != 0 &&
-			   util_snprintf(kp, sizeof(kp), "%s/%s", buf, names[i]->d_name) >= 0 && stat(kp, &sb) == 0 &&
-			   (sb.st_mode & 07)) {
-				doctor_pki_check_key(kp, false, r);
-			}
-			free(names[i]);
-		}
-		free(names);
+		free(names[i]);
 	}
-	X509_free(ca);
-	if(in->dir) {
-		doctor_renewal_check(in->dir, rev, in->now, r);
+	free(names);
+}
+
+/* PKI-RENEWAL (doctor_renewal.c): certificates that will lapse unrenewed. */
+static void doctor_pki_renewal(doctor_pki_ctx_t *x, doctor_report_t *r)
+{
+	if(x->in->dir) {
+		doctor_renewal_check(x->in->dir, x->rev, x->in->now, r);
 	}
-	revocation_free(rev);
-	doctor_pki_set_free(&set);
+}
+
+/* The checks, in the order they run (and report): each reads what the
+ * earlier ones found in the context. */
+static void (*const doctor_pki_steps[])(doctor_pki_ctx_t *, doctor_report_t *) = {
+    doctor_pki_dir,     doctor_pki_revocation, doctor_pki_collect, doctor_pki_shared,
+    doctor_pki_expiries, doctor_pki_crl_step,  doctor_pki_keys,    doctor_pki_renewal,
+};
+
+void doctor_pki_check(const doctor_pki_in_t *in, doctor_report_t *r)
+{
+	doctor_pki_ctx_t x = {.in = in};
+	for(size_t i = 0; i < sizeof(doctor_pki_steps) / sizeof(doctor_pki_steps[0]); i++) {
+		doctor_pki_steps[i](&x, r);
+	}
+	X509_free(x.ca);
+	revocation_free(x.rev);
+	doctor_pki_set_free(&x.set);
 }
