@@ -161,7 +161,7 @@ typedef struct doctor_listener {
 	bool implicit;         /* the default listener (no `listener` line) */
 	doctor_setting_t bind_interface, cafile, capath, certfile, keyfile, crlfile, tls_version,
 	    require_certificate, use_identity_as_username, use_subject_as_username, protocol,
-	    psk_hint, allow_anonymous;
+	    psk_hint, allow_anonymous, disable_client_cert_date_checks;
 } doctor_listener_t;
 
 typedef struct doctor_plugin_opt {

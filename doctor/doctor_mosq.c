@@ -53,6 +53,7 @@ static const doctor_mosq_row_t doctor_mosq_rows[] = {
     {"require_certificate", DM_LISTENER, LOFF(require_certificate), 0},
     {"use_identity_as_username", DM_LISTENER, LOFF(use_identity_as_username), 0},
     {"use_subject_as_username", DM_LISTENER, LOFF(use_subject_as_username), 0},
+    {"disable_client_cert_date_checks", DM_LISTENER, LOFF(disable_client_cert_date_checks), 0},
     {"protocol", DM_LISTENER, LOFF(protocol), 0},
     {"psk_hint", DM_LISTENER, LOFF(psk_hint), 0},
     {"bind_interface", DM_LISTENER, LOFF(bind_interface), 0},
@@ -81,7 +82,8 @@ static void doctor_mosq_listener_free(doctor_listener_t *l)
 	                           &l->crlfile,  &l->tls_version,
 	                           &l->require_certificate, &l->use_identity_as_username,
 	                           &l->use_subject_as_username, &l->protocol,
-	                           &l->psk_hint, &l->allow_anonymous};
+	                           &l->psk_hint, &l->allow_anonymous,
+	                           &l->disable_client_cert_date_checks};
 	for(size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
 		doctor_mosq_setting_free(all[i]);
 	}
@@ -554,6 +556,19 @@ static void doctor_mosq_check_listener(const doctor_mosq_t *m, const doctor_list
 	} else {
 		doctor_report_add(r, "MQ-REQUIRE-CERT", DOCTOR_PASS, ev, NULL,
 		                  "%s requires every client to present a certificate", name);
+	}
+
+	/* mosquitto 2.1: accept expired and not-yet-valid client certificates. */
+	if(doctor_mosq_is_true(&l->disable_client_cert_date_checks)) {
+		doctor_mosq_ev(&l->disable_client_cert_date_checks, "disable_client_cert_date_checks", ev, sizeof(ev));
+		doctor_report_add(r, "MQ-CERT-DATES", DOCTOR_CRITICAL, ev, "disable_client_cert_date_checks false",
+		                  "%s admits client certificates that have expired or are not yet valid "
+		                  "(mosquitto 2.1's disable_client_cert_date_checks): a device whose certificate "
+		                  "was left to lapse instead of being revoked gets in again",
+		                  name);
+	} else {
+		doctor_report_add(r, "MQ-CERT-DATES", DOCTOR_PASS, NULL, NULL,
+		                  "%s checks the validity dates of client certificates", name);
 	}
 
 	/* Identity as username makes mosquitto skip the plugin's identity checks. */

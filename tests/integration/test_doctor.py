@@ -186,6 +186,7 @@ class Doctor(unittest.TestCase):
                 "tls_version tlsv1.1",
                 "require_certificate false",
                 "use_identity_as_username true",
+                "disable_client_cert_date_checks true",
             ]) + "\n")
             bridge = env.write("bridge.conf", h.render(os.path.join(FIXTURES, "weak", "bridge.conf"), [
                 ("/tmp/plantgate-doctor-fixture-queue.db", env.path("queue.db"))]))

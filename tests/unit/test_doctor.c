@@ -146,7 +146,7 @@ static void test_mosq_good(void **state)
 	mosq_report(fx("good/mosquitto.conf"), &r);
 	no_worse_than(&r, DOCTOR_PASS);
 	const char *ids[] = {"MQ-LISTENER-TLS", "MQ-LISTENER-BIND", "MQ-TLS-VERSION", "MQ-ANONYMOUS",
-	                     "MQ-REQUIRE-CERT", "MQ-IDENTITY-USERNAME", "MQ-PER-LISTENER", "MQ-PLUGIN",
+	                     "MQ-REQUIRE-CERT", "MQ-CERT-DATES", "MQ-IDENTITY-USERNAME", "MQ-PER-LISTENER", "MQ-PLUGIN",
 	                     "MQ-ISSUER-PIN", "MQ-USER", "REV-CONFIG"};
 	for(size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
 		expect(&r, ids[i], DOCTOR_PASS);
@@ -209,6 +209,34 @@ static void test_mosq_default_listener(void **state)
 	doctor_mosq_check(&m, &r);
 	expect(&r, "MQ-LISTENER-TLS", DOCTOR_CRITICAL);
 	expect(&r, "MQ-LISTENER-BIND", DOCTOR_WARNING);
+	doctor_mosq_free(&m);
+	doctor_report_free(&r);
+}
+
+/* mosquitto 2.1's disable_client_cert_date_checks lets expired certificates in. */
+static void test_mosq_cert_dates(void **state)
+{
+	doctor_mosq_t m;
+	doctor_report_t r = {0};
+	char err[256];
+	const char *text = "listener 8883 10.0.0.5\ncafile ca.crt\ncertfile b.crt\nkeyfile b.key\n"
+	                   "require_certificate true\ntls_version tlsv1.2\n"
+	                   "disable_client_cert_date_checks true\n";
+	assert_int_equal(doctor_mosq_load_buffer("dates.conf", text, strlen(text), &m, err, sizeof(err)), 0);
+	doctor_mosq_check(&m, &r);
+	expect(&r, "MQ-CERT-DATES", DOCTOR_CRITICAL);
+	const doctor_finding_t *f = doctor_report_get(&r, "MQ-CERT-DATES");
+	assert_non_null(strstr(f->evidence, "dates.conf:7: disable_client_cert_date_checks true"));
+	assert_string_equal(f->fix, "disable_client_cert_date_checks false");
+	doctor_mosq_free(&m);
+	doctor_report_free(&r);
+	/* Off (or absent, as in good/mosquitto.conf) passes. */
+	text = "listener 8883 10.0.0.5\ncafile ca.crt\ncertfile b.crt\nkeyfile b.key\n"
+	       "require_certificate true\ndisable_client_cert_date_checks false\n";
+	assert_int_equal(doctor_mosq_load_buffer("dates.conf", text, strlen(text), &m, err, sizeof(err)), 0);
+	doctor_mosq_check(&m, &r);
+	expect(&r, "MQ-CERT-DATES", DOCTOR_PASS);
+	assert_int_equal(doctor_report_count(&r, "MQ-CERT-DATES", DOCTOR_CRITICAL), 0);
 	doctor_mosq_free(&m);
 	doctor_report_free(&r);
 }
@@ -647,6 +675,7 @@ int main(void)
 	    cmocka_unit_test(test_mosq_weak),
 	    cmocka_unit_test(test_mosq_weak_plugin),
 	    cmocka_unit_test(test_mosq_default_listener),
+	    cmocka_unit_test(test_mosq_cert_dates),
 	    cmocka_unit_test(test_mosq_include_dir),
 	    cmocka_unit_test(test_mosq_shipped_example),
 	    cmocka_unit_test(test_policy_good),
