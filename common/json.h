@@ -1,7 +1,9 @@
 /*
- * json.h — a small, strict JSON reader and writer for the formats plantgate
- * defines itself: the integrity envelope's JSON wrapper, capture lines of
- * plantgate-verify and the test vector (see docs/integrity.md).  Not a DOM:
+ * json.h — the one small, strict JSON reader and writer of plantgate: the
+ * integrity envelope's JSON wrapper, capture lines of plantgate-verify and
+ * the test vector (see docs/integrity.md); its string escaper (json_escape)
+ * also writes the bridge's /healthz and plantgate-doctor's --json report.
+ * Not a DOM:
  * the reader is a cursor that the caller walks through the one layout it
  * expects, so hostile input never builds a tree.
  *

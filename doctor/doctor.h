@@ -17,7 +17,11 @@
  *   doctor_html.c    the one-page printable HTML report with the component map
  *   doctor_mosq.c    mosquitto.conf: parser and checks
  *   doctor_policy.c  the device policy, questioned through the policy engine
- *   doctor_pki.c     certificates, CA key, CRL
+ *                    (it walks the engine's rules and entries: policy.h's
+ *                    iterators; it never parses the file itself)
+ *   doctor_pki.c     certificates, CA key, CRL (one step function each, run
+ *                    from a table)
+ *   doctor_renewal.c certificates that will lapse without a renewal path
  *   doctor_audit.c   the audit trail
  *   doctor_bridge.c  the bridge configuration and the bridge's privileges
  *   doctor_live.c    the running broker ($SYS) and bridge (/healthz) on loopback

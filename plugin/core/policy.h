@@ -2,7 +2,10 @@
  * policy.h — the compiled device policy: who may publish, subscribe to and
  * receive which topics.  Pure core: no mosquitto, no network, no clock.
  *
- * Contract used by the plugin glue (acl.c, auth.c) and plantgate-policy:
+ * Contract used by the plugin glue (acl.c, auth.c), plantgate-policy and
+ * plantgate-doctor (which reads the policy only through the iterators below).
+ * Inside: policy_parse.c reads the file, policy.c decides, policy_opt.c holds
+ * the rule options (docs/internals.md):
  *  - A policy is loaded once, validated completely, and is then immutable; the
  *    plugin swaps a whole new policy in on reload (never edits one in place).
  *  - Every check is keyed on the identity recorded at connect (the certificate
