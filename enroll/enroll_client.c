@@ -15,6 +15,11 @@
  * a new key and renew at /simplereenroll, authenticated by the current
  * certificate (mutual TLS).
  *
+ * A renewal keeps its new key in KEY.pending until the certificate is in
+ * place, so when the answer is lost the next run asks again with the same key
+ * and plantgate-est sends the certificate it issued (the old one is
+ * superseded by then and renews nothing else).
+ *
  * Files are replaced so that a device never holds a broken pair: KEY.new and
  * CERT.new are written and synced, then KEY.new is renamed over KEY and
  * CERT.new over CERT.  If the device dies between the two renames, the next
@@ -514,8 +519,25 @@ int main(int argc, char **argv)
 		path = "/.well-known/est/simplereenroll";
 	}
 
-	g.k = o.rsa ? EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)3072)
-	            : EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+	/* A renewal's new key is kept as KEY.pending until its certificate is in
+	 * place: if the answer is lost, the next run asks again with the same key
+	 * and plantgate-est sends the certificate it already issued. */
+	char pending[4200], err[512];
+	util_snprintf(pending, sizeof(pending), "%s.pending", o.key);
+	g.k = o.token ? NULL : read_key(pending);
+	if(!g.k) {
+		g.k = o.rsa ? EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)3072)
+		            : EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+		size_t pl = 0;
+		char *pp = g.k && !o.token ? pem_of(true, g.k, NULL, &pl) : NULL;
+		if(pp && est_store_write_atomic(pending, pp, pl, 0600, err, sizeof(err))) {
+			fail("cannot keep the new key: %s", err);
+		}
+		if(pp) {
+			OPENSSL_cleanse(pp, pl);
+			free(pp);
+		}
+	}
 	g.req = g.k ? make_csr(g.k, id) : NULL;
 	g.body = g.req ? csr_b64(g.req) : NULL;
 	if(!g.body) {
@@ -543,6 +565,7 @@ int main(int argc, char **argv)
 	est_serial_hex(g.c, serial, sizeof(serial));
 	printf("%s: %s; serial %s valid until %s; wrote %s and %s\n", id,
 	       o.token ? "enrolled" : "renewed", serial, until, o.key, o.cert);
+	unlink(pending); /* the pair is in place */
 	OPENSSL_cleanse(tokbuf, sizeof(tokbuf));
 	client_free();
 	return 0;

@@ -465,6 +465,54 @@ int est_index_split(char *line, char *f[6])
 	return nf;
 }
 
+bool est_index_resendable(const char *index, size_t len, const char *old_serial,
+                          const char *identity, char *newest, size_t n)
+{
+	char *copy = malloc(len + 1);
+	bool superseded = false, found = false;
+	char best_exp[32] = "";
+	if(!copy) {
+		return false;
+	}
+	memcpy(copy, index, len);
+	copy[len] = '\0';
+	for(char *line = copy, *next; line && *line; line = next) {
+		next = strchr(line, '\n');
+		if(next) {
+			*next++ = '\0';
+		}
+		char *f[6];
+		if(est_index_split(line, f) != 6) {
+			continue;
+		}
+		const char *cn = strstr(f[5], "/CN=");
+		size_t il = strlen(identity);
+		bool mine = cn && strncmp(cn + 4, identity, il) == 0 &&
+		            (cn[4 + il] == '\0' || cn[4 + il] == '/');
+		if(!mine) {
+			continue;
+		}
+		if(strcmp(f[0], "R") == 0 && strcmp(f[3], old_serial) == 0) {
+			const char *comma = strchr(f[2], ',');
+			superseded = comma && strcmp(comma + 1, "superseded") == 0;
+		}
+		/* Expiry times of one CA's rows share a format; compare as text
+		 * after widening UTCTime (YYMMDD...) to four-digit years. */
+		char exp[32];
+		if(strlen(f[1]) == 13) {
+			util_snprintf(exp, sizeof(exp), "%s%s", f[1][0] < '5' ? "20" : "19", f[1]);
+		} else {
+			util_strlcpy(exp, f[1], sizeof(exp));
+		}
+		if(strcmp(f[0], "V") == 0 && strcmp(f[4], "est") == 0 && strcmp(exp, best_exp) > 0) {
+			util_strlcpy(best_exp, exp, sizeof(best_exp));
+			found = util_strlcpy(newest, f[3], n) == 0;
+		}
+	}
+	free(copy);
+	return superseded && found;
+}
+
 X509_CRL *est_crl_build(X509 *issuer, EVP_PKEY *key, const char *index, size_t len, time_t now,
                         long days, long number)
 {

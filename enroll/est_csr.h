@@ -15,6 +15,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/x509.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -90,6 +91,17 @@ int est_index_row(X509 *cert, char *out, size_t outlen);
  * ("est" for plantgate-est's rows), f[5] subject.  Returns the number of
  * fields found (6 for a whole row; at most 6, the subject may hold tabs). */
 int est_index_split(char *line, char *f[6]);
+
+/* A renewal whose response was lost: the device still holds `old_serial`,
+ * which has since been marked superseded (row "R ...,superseded"; any other
+ * reason, e.g. keyCompromise, never qualifies).  Then the newest valid row of
+ * `identity` (CN) that plantgate-est issued is the certificate it did not
+ * receive; its serial goes to newest (n bytes).  The caller re-sends it only
+ * for a request signed with that certificate's own key: a certificate goes
+ * only to the holder of its private key, so the old key alone gets nothing.
+ * True when such a pair exists. */
+bool est_index_resendable(const char *index, size_t len, const char *old_serial,
+                          const char *identity, char *newest, size_t n);
 
 /* index.txt text with the row of `serial` turned into a revoked one (status R,
  * revocation time `now`, reason "superseded").  Returns a new string the caller

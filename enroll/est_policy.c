@@ -69,14 +69,15 @@ est_err_t est_reenroll_check(X509 *peer, STACK_OF(X509) *chain, X509 *root, X509
 		util_strlcpy(why, "cannot read the client certificate's serial", whylen);
 		goto out;
 	}
+	util_strlcpy(out->identity, id, sizeof(out->identity));
+	identity_cert_attrs(peer, out->site, sizeof(out->site), out->line, sizeof(out->line));
 	if(rev && revocation_is_revoked(rev, peer, id, out->serial, sha, &reason)) {
 		util_snprintf(why, whylen, "client certificate is revoked (%s); enroll again with a new "
 		                           "token if the device may come back",
 		              reason ? reason : "revoked");
+		out->revoked = true; /* everything else about it is fine */
 		goto out;
 	}
-	util_strlcpy(out->identity, id, sizeof(out->identity));
-	identity_cert_attrs(peer, out->site, sizeof(out->site), out->line, sizeof(out->line));
 	rc = EST_OK;
 out:
 	X509_STORE_CTX_free(ctx);

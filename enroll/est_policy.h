@@ -29,9 +29,12 @@ typedef struct est_peer {
 	char site[EST_NAME_MAX + 1];
 	char line[EST_NAME_MAX + 1];
 	char serial[128]; /* upper-case hex, as in index.txt */
+	bool revoked;     /* refused only because it is revoked (the fields are set) */
 } est_peer_t;
 
 /* Check the client certificate `peer` (with the chain it sent, may be NULL)
+ * ... (when the only fault is a revocation, out is filled and out->revoked
+ * set, so a lost response can be re-sent: est_index_resendable()).
  * for re-enrollment at `now` against trust anchor `root`, with `intermediate`
  * (may be NULL) as a CA the chain may pass through, and revocations `rev`
  * (may be NULL).  So a device with a certificate from the root (scripts/pki)

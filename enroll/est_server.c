@@ -424,6 +424,52 @@ static void est_crl_refresh(est_server_t *s, bool locked)
 	}
 }
 
+/* A device renewed, but the answer never reached it: it comes back with its
+ * old certificate, now superseded, and the same request.  If the request is
+ * signed with the key of the certificate that superseded it, send that one
+ * again (a certificate goes only to the holder of its key; nothing is
+ * issued).  True when it answered (*rc is the callback's result). */
+static bool est_resend(est_server_t *s, struct lws *wsi, est_pss_t *pss, const est_req_t *r,
+                       const est_peer_t *p, int *rc)
+{
+	char why[512], idx[EST_PATH_MAX + 16], path[EST_PATH_MAX + 160], newest[128];
+	X509_REQ *req = NULL;
+	X509 *c = NULL;
+	char *text = NULL;
+	bool done = false;
+	if(est_csr_decode(pss->body, pss->body_len, &req, why, sizeof(why)) ||
+	   est_csr_check(req, p->identity, why, sizeof(why))) {
+		goto out;
+	}
+	util_snprintf(idx, sizeof(idx), "%s/index.txt", s->cfg.pki_dir);
+	size_t len = 0;
+	text = est_store_read(idx, &len, why, sizeof(why));
+	if(!text || !est_index_resendable(text, len, p->serial, p->identity, newest, sizeof(newest)) ||
+	   util_snprintf(path, sizeof(path), "%s/newcerts/%s.pem", s->cfg.pki_dir, newest) < 0) {
+		goto out;
+	}
+	FILE *f = fopen(path, "re");
+	c = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+	if(f) {
+		fclose(f);
+	}
+	if(!c || EVP_PKEY_eq(X509_get0_pubkey(c), X509_REQ_get0_pubkey(req)) != 1) {
+		goto out;
+	}
+	char how[300];
+	util_snprintf(how, sizeof(how), "re-sent: the answer to the renewal of serial %s was lost",
+	              p->serial);
+	est_issued(s, r, c, how);
+	X509 *certs[2] = {c, s->intermediate};
+	*rc = est_respond_certs(wsi, pss, certs, s->intermediate ? 2 : 1);
+	done = true;
+out:
+	free(text);
+	X509_free(c);
+	X509_REQ_free(req);
+	return done;
+}
+
 static int est_reenroll(est_server_t *s, struct lws *wsi, est_pss_t *pss, est_req_t *r)
 {
 	char why[512] = "", key[100];
@@ -445,6 +491,16 @@ static int est_reenroll(est_server_t *s, struct lws *wsi, est_pss_t *pss, est_re
 		goto out; /* fail closed: an unreadable revocation list renews nothing */
 	}
 	e = est_reenroll_check(peer, chain, s->root, s->intermediate, rev, now, &p, why, sizeof(why));
+	if(e == EST_E_CERT && p.revoked) {
+		util_strlcpy(r->identity, p.identity, sizeof(r->identity));
+		int rc = 0;
+		if(est_resend(s, wsi, pss, r, &p, &rc)) {
+			revocation_free(rev);
+			X509_free(peer);
+			return rc;
+		}
+		goto out;
+	}
 	if(e) {
 		if(peer) {
 			/* Name the certificate in the refusal even though it is not accepted. */

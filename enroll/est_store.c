@@ -103,8 +103,7 @@ int est_store_write_atomic(const char *path, const char *data, size_t len, mode_
 	return 0;
 }
 
-/* The whole of a small text file, or NULL (*len 0) when it does not exist. */
-static char *store_read(const char *path, size_t *len, char *err, size_t errlen)
+char *est_store_read(const char *path, size_t *len, char *err, size_t errlen)
 {
 	*len = 0;
 	FILE *f = fopen(path, "re");
@@ -154,7 +153,7 @@ int est_store_record(const char *pki_dir, X509 *cert, char *err, size_t errlen)
 	}
 	err[0] = '\0';
 	size_t len;
-	char *cur = store_read(idx, &len, err, errlen);
+	char *cur = est_store_read(idx, &len, err, errlen);
 	if(!cur) {
 		if(!err[0]) {
 			util_snprintf(err, errlen, "%s is missing: pki_dir is not a scripts/pki CA", idx);
@@ -211,7 +210,7 @@ int est_store_supersede(const char *pki_dir, X509 *old, const char *identity, ti
 	}
 	err[0] = '\0';
 	size_t len;
-	char *cur = store_read(idx, &len, err, errlen);
+	char *cur = est_store_read(idx, &len, err, errlen);
 	char *next = cur ? est_index_revoke(cur, len, serial, now) : NULL;
 	free(cur);
 	if(next) {
@@ -224,7 +223,7 @@ int est_store_supersede(const char *pki_dir, X509 *old, const char *identity, ti
 	/* revoked.txt even when index.txt has no valid row (issued elsewhere):
 	 * the plugin refuses the certificate on its next reload. */
 	size_t ll;
-	char *old_list = store_read(list, &ll, err, errlen);
+	char *old_list = est_store_read(list, &ll, err, errlen);
 	if(!old_list && err[0]) {
 		return -1;
 	}
@@ -263,7 +262,7 @@ int est_store_crl(const char *pki_dir, X509 *issuer, EVP_PKEY *key, time_t now, 
 	}
 	err[0] = '\0';
 	size_t len = 0, cl = 0;
-	char *text = store_read(idx, &len, err, errlen);
+	char *text = est_store_read(idx, &len, err, errlen);
 	if(!text) {
 		if(!err[0]) {
 			util_snprintf(err, errlen, "%s is missing", idx);
@@ -272,7 +271,7 @@ int est_store_crl(const char *pki_dir, X509 *issuer, EVP_PKEY *key, time_t now, 
 	}
 	X509_CRL *crl = est_crl_build(issuer, key, text, len, now, 30, (long)now);
 	free(text);
-	char *cur = store_read(all, &cl, err, errlen);
+	char *cur = est_store_read(all, &cl, err, errlen);
 	BIO *mine = BIO_new(BIO_s_mem()), *out = BIO_new(BIO_s_mem());
 	BIO *in = cur ? BIO_new_mem_buf(cur, (int)cl) : NULL;
 	int rc = -1;

@@ -28,6 +28,10 @@ void est_store_unlock(int fd);
 int est_store_write_atomic(const char *path, const char *data, size_t len, mode_t mode, char *err,
                            size_t errlen);
 
+/* The whole of a text file (NUL-terminated, *len its length; the caller
+ * frees it), or NULL: err is "" when the file does not exist, else says why. */
+char *est_store_read(const char *path, size_t *len, char *err, size_t errlen);
+
 /* Record an issued certificate (lock held).  0 or -1 with err. */
 int est_store_record(const char *pki_dir, X509 *cert, char *err, size_t errlen);
 

@@ -230,6 +230,42 @@ class Est(unittest.TestCase):
         self.assertIn("403", p.stderr)
         self.assertIn("revoked", p.stderr)
 
+    def test_lost_renewal_answer_is_sent_again(self):
+        d = self.env.path("lost-1")
+        os.makedirs(d)
+        crt, key = d + "/c.pem", d + "/k.pem"
+        p = self.enroll_tool("--cert", crt, "--key", key, "--id", "lost-1", "--token",
+                             self.token("lost-1"))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        # The renewal is issued (the old certificate is superseded at once) but
+        # its answer never reaches the device.
+        k1, b64 = self.csr("lost-1-k1", "lost-1")
+        status, body = self.curl("simplereenroll", "--cert", crt, "--key", key, "--data-binary", "@" + b64)
+        self.assertEqual(status, 200, body)
+        issued = self.cert_field(self.pem_of(body, "lost-1-n1"), "-serial")
+        # Asked again with the same key: the same certificate, nothing new issued.
+        rows = self.index().count("/CN=lost-1\n")
+        status, body = self.curl("simplereenroll", "--cert", crt, "--key", key, "--data-binary", "@" + b64)
+        self.assertEqual(status, 200, body)
+        self.assertEqual(self.cert_field(self.pem_of(body, "lost-1-n1b"), "-serial"), issued)
+        self.assertEqual(self.index().count("/CN=lost-1\n"), rows)
+        self.assertTrue(self.est.wait_log(r"re-sent: the answer to the renewal of serial", 5))
+        # The old key with any other new key gets nothing: it is revoked.
+        _, other = self.csr("lost-1-k2", "lost-1")
+        status, body = self.curl("simplereenroll", "--cert", crt, "--key", key, "--data-binary", "@" + other)
+        self.assertEqual(status, 403)
+        self.assertIn("revoked", body)
+        # plantgate-enroll keeps its new key as KEY.pending until the pair is in
+        # place, so its next run gets that certificate.
+        with open(k1) as f, open(key + ".pending", "w") as g:
+            g.write(f.read())
+        p = self.enroll_tool("--cert", crt, "--key", key, "--force")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(self.cert_field(crt, "-serial"), issued)
+        self.assertEqual(run(["openssl", "pkey", "-in", key, "-pubout"]).stdout,
+                         run(["openssl", "pkey", "-in", k1, "-pubout"]).stdout)
+        self.assertFalse(os.path.exists(key + ".pending"))
+
     def test_interrupted_swap_is_finished(self):
         d = self.env.path("swap-1")
         os.makedirs(d)

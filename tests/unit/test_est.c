@@ -274,6 +274,30 @@ static void test_index_revoke(void **state)
 	assert_null(est_index_revoke(idx, strlen(idx), "B", NOW));
 }
 
+static void test_index_resendable(void **state)
+{
+	(void)state;
+	const char idx[] = "R\t270216110640Z\t261118110640Z,superseded\tAA\tunknown\t/L=x/CN=press-07\n"
+	                   "R\t270516110640Z\t261118110640Z,superseded\tBB\test\t/CN=press-07\n"
+	                   "V\t270816110640Z\t\tCC\test\t/L=x/OU=y/CN=press-07\n"
+	                   "V\t270916110640Z\t\tDD\test\t/CN=press-070\n"
+	                   "R\t270216110640Z\t261118110640Z,keyCompromise\tEE\test\t/CN=valve-1\n"
+	                   "V\t270816110640Z\t\tFF\test\t/CN=valve-1\n"
+	                   "R\t270216110640Z\t261118110640Z,superseded\t11\test\t/CN=hand-1\n"
+	                   "V\t270816110640Z\t\t22\tunknown\t/CN=hand-1\n";
+	char newest[64];
+	/* The first renewal of a scripts/pki certificate, and a later one. */
+	assert_true(est_index_resendable(idx, strlen(idx), "AA", "press-07", newest, sizeof(newest)));
+	assert_string_equal(newest, "CC"); /* not press-070's DD */
+	assert_true(est_index_resendable(idx, strlen(idx), "BB", "press-07", newest, sizeof(newest)));
+	assert_string_equal(newest, "CC");
+	assert_false(est_index_resendable(idx, strlen(idx), "CC", "press-07", newest, sizeof(newest)));
+	assert_false(est_index_resendable(idx, strlen(idx), "AA", "press-0", newest, sizeof(newest)));
+	/* Revoked for another reason; or the newest was issued by hand. */
+	assert_false(est_index_resendable(idx, strlen(idx), "EE", "valve-1", newest, sizeof(newest)));
+	assert_false(est_index_resendable(idx, strlen(idx), "11", "hand-1", newest, sizeof(newest)));
+}
+
 static void test_crl_build(void **state)
 {
 	(void)state;
@@ -478,6 +502,7 @@ static void test_reenroll_check(void **state)
 	assert_int_equal(est_reenroll_check(c, NULL, ca, NULL, NULL, NOW + 91 * 86400, &p, why, sizeof(why)),
 	                 EST_E_CERT);
 	assert_non_null(strstr(why, "new token"));
+	assert_false(p.revoked);
 	/* A CA certificate is never a device, even one the issuer signed. */
 	assert_int_equal(est_reenroll_check(ca, NULL, ca, NULL, NULL, NOW + 60, &p, why, sizeof(why)),
 	                 EST_E_CERT);
@@ -493,6 +518,8 @@ static void test_reenroll_check(void **state)
 	assert_int_equal(est_reenroll_check(c, NULL, ca, NULL, rev, NOW + 60, &p, why, sizeof(why)),
 	                 EST_E_CERT);
 	assert_non_null(strstr(why, "revoked"));
+	assert_true(p.revoked); /* only revoked: identity and serial are known */
+	assert_string_equal(p.identity, "press-07");
 	revocation_free(rev);
 	/* A certificate from plantgate-est's intermediate renews against the
 	 * root with the intermediate as a step; without it, it does not verify. */
@@ -532,6 +559,7 @@ int main(void)
 	    cmocka_unit_test(test_issue_device_profile),
 	    cmocka_unit_test(test_index_revoke),
 	    cmocka_unit_test(test_crl_build),
+	    cmocka_unit_test(test_index_resendable),
 	    cmocka_unit_test(test_tokens),
 	    cmocka_unit_test(test_conf),
 	    cmocka_unit_test(test_limits),
