@@ -465,6 +465,24 @@ int est_index_split(char *line, char *f[6])
 	return nf;
 }
 
+bool est_index_next(char **cur, char *f[6])
+{
+	while(*cur && **cur) {
+		char *line = *cur;
+		char *nl = strchr(line, '\n');
+		if(nl) {
+			*nl = '\0';
+			*cur = nl + 1;
+		} else {
+			*cur = line + strlen(line);
+		}
+		if(est_index_split(line, f) == 6) {
+			return true;
+		}
+	}
+	return false;
+}
+
 bool est_index_resendable(const char *index, size_t len, const char *old_serial,
                           const char *identity, char *newest, size_t n)
 {
@@ -476,15 +494,8 @@ bool est_index_resendable(const char *index, size_t len, const char *old_serial,
 	}
 	memcpy(copy, index, len);
 	copy[len] = '\0';
-	for(char *line = copy, *next; line && *line; line = next) {
-		next = strchr(line, '\n');
-		if(next) {
-			*next++ = '\0';
-		}
-		char *f[6];
-		if(est_index_split(line, f) != 6) {
-			continue;
-		}
+	char *f[6];
+	for(char *cur = copy; est_index_next(&cur, f);) {
 		const char *cn = strstr(f[5], "/CN=");
 		size_t il = strlen(identity);
 		bool mine = cn && strncmp(cn + 4, identity, il) == 0 &&
@@ -529,13 +540,9 @@ X509_CRL *est_crl_build(X509 *issuer, EVP_PKEY *key, const char *index, size_t l
 	}
 	memcpy(copy, index, len);
 	copy[len] = '\0';
-	for(char *line = copy, *next; line && *line; line = next) {
-		next = strchr(line, '\n');
-		if(next) {
-			*next++ = '\0';
-		}
-		char *f[6];
-		if(est_index_split(line, f) == 6 && strcmp(f[0], "R") == 0 && strcmp(f[4], "est") == 0 && crl_add_row(crl, f)) {
+	char *f[6];
+	for(char *cur = copy; est_index_next(&cur, f);) {
+		if(strcmp(f[0], "R") == 0 && strcmp(f[4], "est") == 0 && crl_add_row(crl, f)) {
 			goto out;
 		}
 	}

@@ -92,6 +92,11 @@ int est_index_row(X509 *cert, char *out, size_t outlen);
  * fields found (6 for a whole row; at most 6, the subject may hold tabs). */
 int est_index_split(char *line, char *f[6]);
 
+/* Walk a writable, NUL-terminated copy of index.txt: split the next whole
+ * row at *cur into f (est_index_split), advance *cur, true; false at the end.
+ * Blank and short lines are skipped. */
+bool est_index_next(char **cur, char *f[6]);
+
 /* A renewal whose response was lost: the device still holds `old_serial`,
  * which has since been marked superseded (row "R ...,superseded"; any other
  * reason, e.g. keyCompromise, never qualifies).  Then the newest valid row of
