@@ -347,5 +347,37 @@ check "--ecdsa makes a P-256 key" has 'key id: [0-9a-f]{16} \(ecdsa-p256\)' "$T/
 check "both public keys in signing/ (a key set for rotation)" \
     test "$(ls "$S/signing" | tr '\n' ' ')" = "bridge-01-2.pub bridge-01.pub "
 
+# ---------------------------------------------------- enroll-token / intermediate ----
+E=$T/est
+expect_ok "init --intermediates" "$PKI" --dir "$E" init --intermediates
+openssl x509 -in "$E/ca.crt" -noout -ext basicConstraints > "$T/eca.txt" 2>&1
+check "--intermediates: root CA:TRUE, pathlen:1" has 'CA:TRUE, pathlen:1' "$T/eca.txt"
+expect_ok "enroll-token prints a token once" "$PKI" --dir "$E" enroll-token press-07 --site osaka --line line-3 --ttl 2h
+tok=$(sed -n 2p "$T/out")
+check "the token is 40 hex digits" test "${#tok}" = 40
+hash=$(printf '%s' "$tok" | sha256sum | cut -d' ' -f1)
+check "enroll-tokens.txt keeps its SHA-256, never the token" \
+    bash -c "grep -q '^token $hash press-07 osaka line-3 [0-9]* unused\$' '$E/enroll-tokens.txt' && ! grep -q '$tok' '$E/enroll-tokens.txt'"
+check "enroll-tokens.txt is 0600" test "$(stat -c %a "$E/enroll-tokens.txt")" = 600
+expect_ok "a second token for press-07" "$PKI" --dir "$E" enroll-token press-07
+check "... replaces the unused one" test "$(grep -c ' press-07 ' "$E/enroll-tokens.txt")" = 1
+expect_ok "list shows tokens not used yet" "$PKI" --dir "$E" list
+check "... press-07" has '^  press-07 \(until ' "$T/out"
+expect_fail "enroll-token refuses a TTL over 30d" "$PKI" --dir "$E" enroll-token press-08 --ttl 31d
+expect_fail "enroll-token refuses an identity with '+'" "$PKI" --dir "$E" enroll-token 'press+8'
+"$PKI" --dir "$E" device held-1 >/dev/null 2>&1
+expect_fail "enroll-token refuses an identity with a valid certificate" "$PKI" --dir "$E" enroll-token held-1
+check "... and says to revoke first" has 'revoke first' "$T/out"
+expect_ok "intermediate est-1" "$PKI" --dir "$E" intermediate est-1
+openssl x509 -in "$E/intermediate/est-1.crt" -noout -ext basicConstraints,extendedKeyUsage > "$T/int.txt" 2>&1
+check "intermediate: CA:TRUE, pathlen:0, EKU clientAuth only" \
+    bash -c "grep -q 'CA:TRUE, pathlen:0' '$T/int.txt' && grep -q 'TLS Web Client Authentication' '$T/int.txt' && ! grep -q 'Server' '$T/int.txt'"
+check "intermediate key 0600" test "$(stat -c %a "$E/private/est-1.intermediate.key")" = 600
+expect_ok "openssl verify: intermediate chains to the root" openssl verify -CAfile "$E/ca.crt" "$E/intermediate/est-1.crt"
+expect_ok "list" "$PKI" --dir "$E" list
+check "list shows the intermediate as kind ca" has '^[0-9A-F]+ +est-1 +ca ' "$T/out"
+expect_fail "intermediate refused on a pathlen:0 root" "$PKI" --dir "$D" intermediate est-2
+check "... and says why" has 'pathlen:0' "$T/out"
+
 printf '%d passed, %d failed\n' "$PASS" "$FAIL"
 (( FAIL == 0 ))
