@@ -135,10 +135,10 @@ static const char *fix_for_identity(const char *reason)
  * another device could hold as its own: refuse it when the policy would
  * admit it as an identity — a `device` line, a `devices matching` pattern
  * that matches it, or `unknown-devices role ...` (which admits any). */
-static bool clientid_could_be_identity(const pg_plugin_t *pg, const char *cid)
+bool auth_clientid_taken(const policy_t *policy, const char *identity, const char *cid)
 {
 	const policy_subject_t who = {cid, cid, NULL, 0};
-	return policy_resolve(pg->policy, &who) != NULL;
+	return strcmp(cid, identity) != 0 && policy_resolve(policy, &who) != NULL;
 }
 
 /* Is this BASIC_AUTH mosquitto's re-check of a session that has no
@@ -254,7 +254,7 @@ int auth_basic(int event, void *event_data, void *userdata)
 		                                                 : "set the MQTT client id to the identity or identity-<suffix>");
 		goto out;
 	}
-	if(strcmp(cid, identity) && clientid_could_be_identity(pg, cid)) {
+	if(auth_clientid_taken(pg->policy, identity, cid)) {
 		rc = refuse(pg, client, identity, "client id could be another device's identity (prefix mode)",
 		            "use a suffix that makes no identity the policy admits, or the identity itself");
 		goto out;

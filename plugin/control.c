@@ -152,6 +152,9 @@ static void reload(pg_plugin_t *pg)
 			why = "no longer admitted by the policy";
 		} else if(!policy_binding_same_rights(pg->policy, rec->binding, np, nb)) {
 			why = "its rights changed in the new policy";
+		} else if(auth_clientid_taken(np, rec->identity, cid)) {
+			/* Checked at connect against the old policy (auth.c). */
+			why = "its client id could now be another device's identity";
 		}
 		rec->binding = nb;
 		/* Only a live connection is kicked.  Kicking (or refusing) an

@@ -177,6 +177,9 @@ typedef struct pg_plugin {
 
 /* auth.c */
 int auth_basic(int event, void *event_data, void *userdata);
+/* Prefix mode: is `cid` (not `identity` itself) an identity `policy` would
+ * admit, so that holding it could take over another device's session? */
+bool auth_clientid_taken(const policy_t *policy, const char *identity, const char *cid);
 /* acl.c */
 int acl_check(int event, void *event_data, void *userdata);
 /* control.c */

@@ -185,6 +185,15 @@ devices matching cam-* role sensor
             # ... but not one a `devices matching` pattern would admit.
             cam = env.client(pki, "cam-1", broker, clientid="cam-1-2")
             self.assertNotEqual(cam.connect(), 0, "cam-1 took a client id cam-* admits as an identity")
+            # A reload that makes a held client id another device's identity
+            # disconnects its holder.
+            with open(env.path("plant-policy.conf"), "w") as f:
+                f.write(self.POLICY + "device sensor-a-probe role sensor\n")
+            broker.reload()
+            self.assertTrue(ok.wait_disconnect(10), "sensor-a kept client id sensor-a-probe")
+            self.assertTrue(broker.wait_log(
+                r'kick: identity="sensor-a" reason="its client id could now be another device', 5))
+            self.assertFalse(victim.disconnected.is_set())
 
 
 class IdentitySources(unittest.TestCase):
