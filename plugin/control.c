@@ -284,15 +284,11 @@ bool control_refusal_written(pg_plugin_t *pg, const char *identity, pg_ident_t *
 	return true;
 }
 
-/* At most once a second: write the summaries of refusal windows that have
- * closed, and forget identities idle long enough that a fresh state is the
- * same (buckets full again, flood and refusal windows over). */
+/* Write the summaries of refusal windows that have closed, and forget
+ * identities idle long enough that a fresh state is the same (buckets full
+ * again, flood and refusal windows over). */
 static void idents_sweep(pg_plugin_t *pg, int64_t now)
 {
-	if(now - pg->last_sweep_ms < 1000) {
-		return;
-	}
-	pg->last_sweep_ms = now;
 	int64_t idle = (int64_t)(pg->burst_seconds * 1000) + 1000;
 	if(idle < pg->flood_window_ms + 1000) {
 		idle = pg->flood_window_ms + 1000;
@@ -374,7 +370,7 @@ int control_disconnect(int event, void *event_data, void *userdata)
 	/* MQTT 3.1.1 clean session: no session survives and there is no will
 	 * delay; the will's WRITE check comes right after this callback
 	 * (src/context.c, context__disconnect), so the record goes at the next
-	 * tick.  MQTT 5 keeps a session for its expiry interval even with clean
+	 * sweep (once a second).  MQTT 5 keeps a session for its expiry interval even with clean
 	 * start, and a will may wait for its delay: kept (see plugin_int.h). */
 	if(mosquitto_client_clean_session(ed->client) && mosquitto_client_protocol_version(ed->client) != 5) {
 		rec->forget = true;
@@ -519,8 +515,12 @@ int control_tick(int event, void *event_data, void *userdata)
 	int64_t now = control_mono_ms();
 
 	pg->reload_pass = false;
-	expire_records(pg);
-	idents_sweep(pg, now);
+	/* The tick comes every main-loop pass: the scans run once a second. */
+	if(now - pg->last_sweep_ms >= 1000) {
+		pg->last_sweep_ms = now;
+		expire_records(pg);
+		idents_sweep(pg, now);
+	}
 	/* Devices that kept flooding: disconnect them here, outside the ACL
 	 * callback of their own publish. */
 	char *ids[32];

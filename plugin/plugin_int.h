@@ -49,7 +49,7 @@
  * after a will delay), and an MQTT 5 session — clean start or not — lives on
  * for its session expiry interval, which plugins cannot read, with messages
  * queued for it and READ-checked.  An MQTT 3.1.1 clean session is forgotten
- * at the next tick (its will was checked right after the disconnect); every
+ * within a second (its will was checked right after the disconnect); every
  * other offline record is kept, the oldest dropped beyond
  * plugin_opt_offline_sessions (control.c). */
 typedef struct pg_client {
@@ -66,7 +66,7 @@ typedef struct pg_client {
 	 * this very pointer (see auth.c, offline_recheck). */
 	const struct mosquitto *session;
 	bool rights_changed; /* a reload changed its rights while it was offline */
-	bool forget;         /* offline with no session left: drop at the next tick */
+	bool forget;         /* offline with no session left: drop at the next sweep (1 s) */
 	int64_t offline_ms;  /* when it went offline (monotonic, never 0); 0 = live */
 	bool evict;          /* marked for dropping (control.c, expire_records) */
 	bool kick_pending;
