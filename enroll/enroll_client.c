@@ -15,10 +15,11 @@
  * a new key and renew at /simplereenroll, authenticated by the current
  * certificate (mutual TLS).
  *
- * A renewal keeps its new key in KEY.pending until the certificate is in
- * place, so when the answer is lost the next run asks again with the same key
- * and plantgate-est sends the certificate it issued (the old one is
- * superseded by then and renews nothing else).
+ * The new key waits in KEY.pending until its certificate is in place, so
+ * when an answer is lost the next run asks again with the same key and
+ * plantgate-est sends the certificate it issued (after a renewal the old
+ * certificate is superseded by then; after a first enrollment the token is
+ * used) — to the holder of that key only.
  *
  * Files are replaced so that a device never holds a broken pair: KEY.new and
  * CERT.new are written and synced, then KEY.new is renamed over KEY and
@@ -519,17 +520,17 @@ int main(int argc, char **argv)
 		path = "/.well-known/est/simplereenroll";
 	}
 
-	/* A renewal's new key is kept as KEY.pending until its certificate is in
-	 * place: if the answer is lost, the next run asks again with the same key
-	 * and plantgate-est sends the certificate it already issued. */
+	/* The new key is kept as KEY.pending until its certificate is in place:
+	 * if the answer is lost, the next run asks again with the same key and
+	 * plantgate-est sends the certificate it already issued. */
 	char pending[4200], err[512];
 	util_snprintf(pending, sizeof(pending), "%s.pending", o.key);
-	g.k = o.token ? NULL : read_key(pending);
+	g.k = read_key(pending);
 	if(!g.k) {
 		g.k = o.rsa ? EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)3072)
 		            : EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
 		size_t pl = 0;
-		char *pp = g.k && !o.token ? pem_of(true, g.k, NULL, &pl) : NULL;
+		char *pp = g.k ? pem_of(true, g.k, NULL, &pl) : NULL;
 		if(pp && est_store_write_atomic(pending, pp, pl, 0600, err, sizeof(err))) {
 			fail("cannot keep the new key: %s", err);
 		}

@@ -483,6 +483,25 @@ bool est_index_next(char **cur, char *f[6])
 	return false;
 }
 
+char est_index_status(const char *index, size_t len, const char *serial)
+{
+	char *copy = malloc(len + 1);
+	char st = 0;
+	if(!copy) {
+		return 0;
+	}
+	memcpy(copy, index, len);
+	copy[len] = '\0';
+	char *f[6];
+	for(char *cur = copy; !st && est_index_next(&cur, f);) {
+		if(strcmp(f[3], serial) == 0 && strlen(f[0]) == 1) {
+			st = f[0][0];
+		}
+	}
+	free(copy);
+	return st;
+}
+
 bool est_index_resendable(const char *index, size_t len, const char *old_serial,
                           const char *identity, char *newest, size_t n)
 {

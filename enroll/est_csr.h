@@ -97,6 +97,9 @@ int est_index_split(char *line, char *f[6]);
  * Blank and short lines are skipped. */
 bool est_index_next(char **cur, char *f[6]);
 
+/* Status of `serial` in index.txt: 'V', 'R', 'E', or 0 when absent. */
+char est_index_status(const char *index, size_t len, const char *serial);
+
 /* A renewal whose response was lost: the device still holds `old_serial`,
  * which has since been marked superseded (row "R ...,superseded"; any other
  * reason, e.g. keyCompromise, never qualifies).  Then the newest valid row of

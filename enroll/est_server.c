@@ -314,9 +314,48 @@ static void est_issued(est_server_t *s, const est_req_t *r, X509 *c, const char 
 	est_audit(s, true, r->identity, r->address, r->op, reason);
 }
 
+static int est_tokens_save(est_server_t *s, const est_tokens_t *t, char *why, size_t whylen)
+{
+	size_t fl;
+	char *f = est_tokens_format(t, &fl);
+	int rc = f ? est_store_write_atomic(s->cfg.tokens, f, fl, 0600, why, whylen) : -1;
+	if(!f) {
+		util_strlcpy(why, "out of memory", whylen);
+	}
+	free(f);
+	return rc;
+}
+
+/* The certificate at newcerts/SERIAL.pem if index.txt says it is valid and it
+ * holds the public key of req, else NULL: what a device that lost the answer
+ * may be sent again. */
+static X509 *est_issued_for(est_server_t *s, const char *serial, X509_REQ *req)
+{
+	char path[EST_PATH_MAX + 160], err[256];
+	size_t len = 0;
+	util_snprintf(path, sizeof(path), "%s/index.txt", s->cfg.pki_dir);
+	char *text = est_store_read(path, &len, err, sizeof(err));
+	bool valid = text && est_index_status(text, len, serial) == 'V';
+	free(text);
+	if(!valid || util_snprintf(path, sizeof(path), "%s/newcerts/%s.pem", s->cfg.pki_dir, serial) < 0) {
+		return NULL;
+	}
+	FILE *f = fopen(path, "re");
+	X509 *c = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+	if(f) {
+		fclose(f);
+	}
+	if(c && EVP_PKEY_eq(X509_get0_pubkey(c), X509_REQ_get0_pubkey(req)) != 1) {
+		X509_free(c);
+		c = NULL;
+	}
+	return c;
+}
+
 static int est_enroll(est_server_t *s, struct lws *wsi, est_pss_t *pss, est_req_t *r)
 {
 	char why[512] = "", tok[256];
+	const char *how = "token";
 	est_err_t e = est_basic_auth(wsi, r->identity, sizeof(r->identity), tok, sizeof(tok), why,
 	                             sizeof(why));
 	if(e) {
@@ -351,26 +390,34 @@ static int est_enroll(est_server_t *s, struct lws *wsi, est_pss_t *pss, est_req_
 		goto out;
 	}
 	e = est_tokens_redeem(&t, r->identity, tok, now, &idx, why, sizeof(why));
+	if(e == EST_E_REPLAY && t.v[idx].serial[0] &&
+	   (c = est_issued_for(s, t.v[idx].serial, req)) != NULL) {
+		/* The device never got the answer: the same key asks again. */
+		how = "re-sent: the answer to this token's enrollment was lost";
+		e = EST_OK;
+		goto out;
+	}
 	if(e) {
 		goto out;
 	}
 	/* Burn the token before anything is issued: a crash from here on
 	 * costs a token, never hands out two certificates for one. */
-	size_t fl;
-	char *f = est_tokens_format(&t, &fl);
-	if(!f || est_store_write_atomic(s->cfg.tokens, f, fl, 0600, why, sizeof(why))) {
-		if(!f) {
-			util_strlcpy(why, "out of memory", sizeof(why));
-		}
-		free(f);
+	if(est_tokens_save(s, &t, why, sizeof(why))) {
 		e = EST_E_INTERNAL;
 		goto out;
 	}
-	free(f);
 	est_subject_t subj = {t.v[idx].id, t.v[idx].site, t.v[idx].line};
 	c = est_issue_record(s, req, &subj, now, why, sizeof(why));
 	if(!c) {
 		e = EST_E_INTERNAL;
+		goto out;
+	}
+	/* Remember what the token was used for, so a lost answer can be sent again. */
+	char q[600] = "cannot read the serial", qq[700];
+	if(est_serial_hex(c, t.v[idx].serial, sizeof(t.v[idx].serial)) ||
+	   est_tokens_save(s, &t, q, sizeof(q))) {
+		est_log("warning: identity=%s token not linked to its certificate: %s", r->identity,
+		        util_log_safe(q, qq, sizeof(qq)));
 	}
 out:
 	est_store_unlock(lock);
@@ -379,7 +426,7 @@ out:
 	if(e) {
 		return est_refuse(s, wsi, pss, r, e, why);
 	}
-	est_issued(s, r, c, "token");
+	est_issued(s, r, c, how);
 	X509 *certs[2] = {c, s->intermediate};
 	int rc = est_respond_certs(wsi, pss, certs, s->intermediate ? 2 : 1);
 	X509_free(c);
@@ -432,28 +479,20 @@ static void est_crl_refresh(est_server_t *s, bool locked)
 static bool est_resend(est_server_t *s, struct lws *wsi, est_pss_t *pss, const est_req_t *r,
                        const est_peer_t *p, int *rc)
 {
-	char why[512], idx[EST_PATH_MAX + 16], path[EST_PATH_MAX + 160], newest[128];
+	char why[512], idx[EST_PATH_MAX + 16], newest[128];
 	X509_REQ *req = NULL;
 	X509 *c = NULL;
 	char *text = NULL;
+	size_t len = 0;
 	bool done = false;
 	if(est_csr_decode(pss->body, pss->body_len, &req, why, sizeof(why)) ||
 	   est_csr_check(req, p->identity, why, sizeof(why))) {
 		goto out;
 	}
 	util_snprintf(idx, sizeof(idx), "%s/index.txt", s->cfg.pki_dir);
-	size_t len = 0;
 	text = est_store_read(idx, &len, why, sizeof(why));
 	if(!text || !est_index_resendable(text, len, p->serial, p->identity, newest, sizeof(newest)) ||
-	   util_snprintf(path, sizeof(path), "%s/newcerts/%s.pem", s->cfg.pki_dir, newest) < 0) {
-		goto out;
-	}
-	FILE *f = fopen(path, "re");
-	c = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
-	if(f) {
-		fclose(f);
-	}
-	if(!c || EVP_PKEY_eq(X509_get0_pubkey(c), X509_REQ_get0_pubkey(req)) != 1) {
+	   !(c = est_issued_for(s, newest, req))) {
 		goto out;
 	}
 	char how[300];

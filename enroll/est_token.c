@@ -35,6 +35,21 @@ static bool token_hex64(const char *s)
 	return true;
 }
 
+/* 2..64 upper-case hex digits, as index.txt writes serials. */
+static bool token_serial(const char *s)
+{
+	size_t n = strlen(s);
+	if(n < 2 || n > 64) {
+		return false;
+	}
+	for(; *s; s++) {
+		if(!((*s >= '0' && *s <= '9') || (*s >= 'A' && *s <= 'F'))) {
+			return false;
+		}
+	}
+	return true;
+}
+
 /* identity/site/line: the plugin's rules, and scripts/pki's length limit. */
 static int token_name(const conf_line_t *l, const char *what, const char *v, char *dst,
                       size_t dstlen, bool dash_empty, char *err, size_t errlen)
@@ -76,10 +91,14 @@ static int token_line(void *ud, const conf_line_t *l, char *err, size_t errlen)
 	if(util_parse_i64(l->argv[5], 0, INT64_C(253402300799), &k.expires)) {
 		return conf_error(l, err, errlen, "expiry is not a time in unix seconds");
 	}
-	if(strcmp(l->argv[6], "used") == 0) {
+	const char *st = l->argv[6];
+	if(strcmp(st, "used") == 0) {
 		k.used = true;
-	} else if(strcmp(l->argv[6], "unused") != 0) {
-		return conf_error(l, err, errlen, "state must be `unused` or `used`");
+	} else if(strncmp(st, "used:", 5) == 0 && token_serial(st + 5)) {
+		k.used = true;
+		memcpy(k.serial, st + 5, strlen(st + 5) + 1);
+	} else if(strcmp(st, "unused") != 0) {
+		return conf_error(l, err, errlen, "state must be `unused`, `used` or `used:SERIAL`");
 	}
 	for(size_t i = 0; i < t->n; i++) {
 		if(strcmp(t->v[i].hash, k.hash) == 0) {
@@ -129,8 +148,8 @@ char *est_tokens_format(const est_tokens_t *t, size_t *len)
 {
 	static const char head[] = "# plantgate enrollment tokens (scripts/pki enroll-token; "
 	                           "plantgate-est marks them used)\n"
-	                           "# token SHA256 IDENTITY SITE LINE EXPIRES unused|used\n";
-	size_t cap = sizeof(head) + t->n * 300;
+	                           "# token SHA256 IDENTITY SITE LINE EXPIRES unused|used[:SERIAL]\n";
+	size_t cap = sizeof(head) + t->n * 400; /* a line is at most ~360 bytes */
 	char *s = malloc(cap);
 	if(!s) {
 		return NULL;
@@ -138,9 +157,10 @@ char *est_tokens_format(const est_tokens_t *t, size_t *len)
 	size_t o = util_strlcpy(s, head, cap) ? 0 : strlen(head);
 	for(size_t i = 0; i < t->n; i++) {
 		const est_token_t *k = &t->v[i];
-		int n = snprintf(s + o, cap - o, "token %s %s %s %s %lld %s\n", k->hash, k->id,
+		int n = snprintf(s + o, cap - o, "token %s %s %s %s %lld %s%s%s\n", k->hash, k->id,
 		                 k->site[0] ? k->site : "-", k->line[0] ? k->line : "-",
-		                 (long long)k->expires, k->used ? "used" : "unused");
+		                 (long long)k->expires, k->used ? "used" : "unused",
+		                 k->used && k->serial[0] ? ":" : "", k->used ? k->serial : "");
 		if(n < 0 || (size_t)n >= cap - o) {
 			free(s);
 			return NULL;
@@ -178,6 +198,7 @@ est_err_t est_tokens_redeem(est_tokens_t *t, const char *identity, const char *t
 			return EST_E_IDENTITY;
 		}
 		if(k->used) {
+			*index = i;
 			util_strlcpy(why, "a token works once; ask the operator for a new one "
 			                  "(scripts/pki enroll-token)",
 			             whylen);

@@ -6,11 +6,14 @@
  * the SHA-256 of each token, so reading it does not let anyone enroll:
  *
  *     # plantgate enrollment tokens — written by scripts/pki and plantgate-est
- *     token <sha256 hex of the token> <identity> <site|-> <line|-> <expires unix> unused|used
+ *     token <sha256 hex of the token> <identity> <site|-> <line|-> <expires unix> unused|used[:SERIAL]
  *
  * plantgate-est marks a token "used" (and rewrites the file atomically) before
  * it hands out the certificate, so a token works once; a used token stays in
- * the file so that a replay is named as one.  Pure: the caller passes the time.
+ * the file so that a replay is named as one, with the serial it was used for
+ * ("used:SERIAL") so that an answer the device never received can be sent
+ * again to the holder of that certificate's key.  Pure: the caller passes the
+ * time.
  */
 #ifndef PG_EST_TOKEN_H
 #define PG_EST_TOKEN_H
@@ -30,6 +33,7 @@ typedef struct est_token {
 	char line[EST_NAME_MAX + 1];
 	int64_t expires; /* unix seconds */
 	bool used;
+	char serial[65]; /* the certificate issued with it ("used:SERIAL"), or "" */
 } est_token_t;
 
 typedef struct est_tokens {
@@ -53,7 +57,8 @@ char *est_tokens_format(const est_tokens_t *t, size_t *len);
 /* Find the token whose hash is SHA-256(token) and that belongs to `identity`,
  * check it is unused and not expired at `now`, and mark it used.  *index is
  * its position.  EST_E_TOKEN (unknown, other identity, expired) or
- * EST_E_REPLAY (used) with why filled; the store is unchanged then. */
+ * EST_E_REPLAY (used; *index is then the used token) with why filled; the
+ * store is unchanged then. */
 est_err_t est_tokens_redeem(est_tokens_t *t, const char *identity, const char *token, int64_t now,
                             size_t *index, char *why, size_t whylen);
 

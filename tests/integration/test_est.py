@@ -132,8 +132,9 @@ class Est(unittest.TestCase):
         # Recorded like scripts/pki's own issuance: list, newcerts/.
         self.assertRegex(self.pki.run("list").stdout, r"%s\s+press-07\s+device\s+\S+\s+valid" % serial)
         self.assertTrue(os.path.exists(os.path.join(self.pki.dir, "newcerts", serial + ".pem")))
-        # The token works once.
-        status, body = self.enroll_curl("press-07", tok, b64)
+        # The token works once: a second request (another key) is a replay.
+        _, again = self.csr("press-07-again", "press-07")
+        status, body = self.enroll_curl("press-07", tok, again)
         self.assertEqual(status, 403)
         self.assertIn("already used", body)
         self.assertTrue(self.est.wait_log(r"refused simpleenroll identity=press-07 .*status=403", 5))
@@ -229,6 +230,25 @@ class Est(unittest.TestCase):
         self.assertEqual(p.returncode, 1)
         self.assertIn("403", p.stderr)
         self.assertIn("revoked", p.stderr)
+
+    def test_lost_enrollment_answer_is_sent_again(self):
+        tok = self.token("lost-2")
+        k1, b64 = self.csr("lost-2", "lost-2")
+        status, body = self.enroll_curl("lost-2", tok, b64)
+        self.assertEqual(status, 200, body)
+        issued = self.cert_field(self.pem_of(body, "lost-2-a"), "-serial")
+        # The answer was lost: the same token and key get the same certificate.
+        status, body = self.enroll_curl("lost-2", tok, b64)
+        self.assertEqual(status, 200, body)
+        self.assertEqual(self.cert_field(self.pem_of(body, "lost-2-b"), "-serial"), issued)
+        self.assertTrue(self.est.wait_log(r"re-sent: the answer to this token's enrollment was lost", 5))
+        with open(os.path.join(self.pki.dir, "enroll-tokens.txt")) as f:
+            self.assertIn(" used:%s\n" % issued.split("=")[1], f.read())
+        # Anyone else with the token (another key) is a replay.
+        _, other = self.csr("lost-2-other", "lost-2")
+        status, body = self.enroll_curl("lost-2", tok, other)
+        self.assertEqual(status, 403)
+        self.assertIn("already used", body)
 
     def test_lost_renewal_answer_is_sent_again(self):
         d = self.env.path("lost-1")

@@ -277,6 +277,10 @@ static void test_index_revoke(void **state)
 static void test_index_resendable(void **state)
 {
 	(void)state;
+	const char one[] = "R\t270216110640Z\t261118110640Z\tAA\test\t/CN=a\nV\t270216110640Z\t\tBB\test\t/CN=b\n";
+	assert_int_equal(est_index_status(one, strlen(one), "AA"), 'R');
+	assert_int_equal(est_index_status(one, strlen(one), "BB"), 'V');
+	assert_int_equal(est_index_status(one, strlen(one), "B"), 0);
 	const char idx[] = "R\t270216110640Z\t261118110640Z,superseded\tAA\tunknown\t/L=x/CN=press-07\n"
 	                   "R\t270516110640Z\t261118110640Z,superseded\tBB\test\t/CN=press-07\n"
 	                   "V\t270816110640Z\t\tCC\test\t/L=x/OU=y/CN=press-07\n"
@@ -376,13 +380,21 @@ static void test_tokens(void **state)
 	assert_int_equal(est_tokens_redeem(&t, "press-07", "secret-one", NOW, &idx, why, sizeof(why)),
 	                 EST_E_REPLAY);
 
-	/* Formatting round-trips, the used flag included. */
+	/* What it was used for is kept, and a replay names the token. */
+	util_strlcpy(t.v[0].serial, "7F0102", sizeof(t.v[0].serial));
+	idx = 99;
+	assert_int_equal(est_tokens_redeem(&t, "press-07", "secret-one", NOW, &idx, why, sizeof(why)),
+	                 EST_E_REPLAY);
+	assert_int_equal(idx, 0);
+	/* Formatting round-trips, the used flag and serial included. */
 	size_t fl;
 	char *f = est_tokens_format(&t, &fl);
 	est_tokens_t t2;
 	assert_int_equal(est_tokens_parse("fmt", f, fl, &t2, err, sizeof(err)), 0);
 	assert_int_equal(t2.n, 2);
 	assert_true(t2.v[0].used);
+	assert_string_equal(t2.v[0].serial, "7F0102");
+	assert_non_null(strstr(f, " used:7F0102\n"));
 	assert_string_equal(t2.v[0].line, "line-3");
 	assert_int_equal(est_tokens_redeem(&t2, "press-07", "secret-one", NOW, &idx, why, sizeof(why)),
 	                 EST_E_REPLAY);
@@ -399,6 +411,8 @@ static void test_tokens(void **state)
 	    {"token %s press-07 a/b - 1 unused\n", "tok:1: site is not a valid name"},
 	    {"token %s press-07 - - soon unused\n", "tok:1: expiry"},
 	    {"token %s press-07 - - 1 maybe\n", "tok:1: state"},
+	    {"token %s press-07 - - 1 used:7f01\n", "tok:1: state"},
+	    {"token %s press-07 - - 1 used:\n", "tok:1: state"},
 	    {"token %s press-07 - - 1\n", "tok:1: 6 words"},
 	    {"ticket %s press-07 - - 1 unused\n", "tok:1: unknown keyword"},
 	};
