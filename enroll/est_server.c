@@ -2,7 +2,8 @@
  * est_server.c — plantgate-est, the plant's EST server (RFC 7030 subset) on
  * libwebsockets, HTTPS only, meant for the plant LAN:
  *
- *   GET  /.well-known/est/cacerts        the issuer certificate (certs-only)
+ *   GET  /.well-known/est/cacerts        the CA certificates (certs-only): the
+ *                                        root, or the intermediate and the root
  *   POST /.well-known/est/simpleenroll   first enrollment: HTTP Basic
  *                                        identity:token (scripts/pki
  *                                        enroll-token), body = base64 PKCS#10
@@ -14,6 +15,12 @@
  * to renew is decided here, per request, by est_reenroll_check() — chain,
  * dates, identity rules and the plugin's revocation list and CRL, re-read for
  * every request so a revocation counts at once.
+ *
+ * An answer the device never received is sent again to the holder of the new
+ * certificate's key (est_issued_for): after a renewal when the old
+ * certificate was superseded, after a first enrollment when the token was
+ * used for it.  With an intermediate issuer it keeps that CA's CRL in the PKI
+ * directory (est_crl_refresh), since mosquitto's crlfile needs one.
  *
  * Every issuance and every refusal goes to stderr and, with audit_log, to a
  * hash-chained audit trail of its own (plugin/core/audit.c; verify it with
