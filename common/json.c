@@ -14,6 +14,7 @@ void json_in_init(json_in_t *in, const char *s, size_t len)
 {
 	in->p = s;
 	in->end = s + len;
+	in->why = NULL;
 }
 
 static void json_ws(json_in_t *in)
@@ -93,37 +94,30 @@ static size_t json_utf8(char *d, unsigned cp)
 	return 4;
 }
 
-int json_string(json_in_t *in, char **out, size_t *len)
+static int json_fail(json_in_t *in, const char *why)
 {
-	*out = NULL;
+	in->why = why;
+	return -1;
+}
+
+int json_string_into(json_in_t *in, char *d, size_t *len)
+{
 	if(json_expect(in, '"')) {
-		return -1;
-	}
-	/* The decoded text is never longer than the source (an escape of n
-	 * bytes yields at most n bytes of UTF-8). */
-	const char *q = in->p;
-	while(q < in->end && *q != '"') {
-		q += *q == '\\' && q + 1 < in->end ? 2 : 1;
-	}
-	if(q >= in->end) {
-		return -1;
-	}
-	char *d = malloc((size_t)(q - in->p) + 1);
-	if(!d) {
-		return -1;
+		return json_fail(in, "expected '\"'");
 	}
 	size_t n = 0;
 	while(in->p < in->end && *in->p != '"') {
-		unsigned char c = (unsigned char)*in->p++;
+		unsigned char c = (unsigned char)*in->p;
 		if(c < 0x20) {
-			goto bad;
+			return json_fail(in, "control character in string");
 		}
+		in->p++;
 		if(c != '\\') {
 			d[n++] = (char)c;
 			continue;
 		}
 		if(in->p >= in->end) {
-			goto bad;
+			return json_fail(in, "unterminated escape");
 		}
 		char e = *in->p++;
 		unsigned cp, lo;
@@ -150,43 +144,61 @@ int json_string(json_in_t *in, char **out, size_t *len)
 			break;
 		case 'u':
 			if(json_hex4(in, &cp)) {
-				goto bad;
+				return json_fail(in, "bad \\u escape");
 			}
 			if(cp >= 0xDC00 && cp <= 0xDFFF) {
-				goto bad; /* a lone low surrogate */
+				return json_fail(in, "lone low surrogate");
 			}
 			if(cp >= 0xD800 && cp <= 0xDBFF) {
 				if(in->end - in->p < 6 || in->p[0] != '\\' || in->p[1] != 'u') {
-					goto bad;
+					return json_fail(in, "lone high surrogate");
 				}
 				in->p += 2;
 				if(json_hex4(in, &lo) || lo < 0xDC00 || lo > 0xDFFF) {
-					goto bad;
+					return json_fail(in, "bad surrogate pair");
 				}
 				cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
 			}
 			n += json_utf8(d + n, cp);
 			break;
 		default:
-			goto bad;
+			return json_fail(in, "unknown escape");
 		}
 	}
 	if(in->p >= in->end) {
-		goto bad;
+		return json_fail(in, "unterminated string");
 	}
 	in->p++; /* closing quote */
 	d[n] = '\0';
 	if(!util_utf8_valid(d, n)) {
-		goto bad; /* invalid UTF-8, or a NUL (\u0000) */
+		return json_fail(in, "invalid UTF-8 or NUL in string");
 	}
-	*out = d;
 	if(len) {
 		*len = n;
 	}
 	return 0;
-bad:
-	free(d);
-	return -1;
+}
+
+int json_string(json_in_t *in, char **out, size_t *len)
+{
+	*out = NULL;
+	json_ws(in);
+	/* The decoded text is never longer than the source (an escape of n
+	 * bytes yields at most n bytes of UTF-8): size the copy by the string. */
+	const char *q = in->p < in->end ? in->p + 1 : in->p;
+	while(q < in->end && *q != '"') {
+		q += *q == '\\' && q + 1 < in->end ? 2 : 1;
+	}
+	char *d = malloc((size_t)(q - in->p) + 1);
+	if(!d) {
+		return json_fail(in, "out of memory");
+	}
+	if(json_string_into(in, d, len)) {
+		free(d);
+		return -1;
+	}
+	*out = d;
+	return 0;
 }
 
 int json_int(json_in_t *in, int64_t min, int64_t max, int64_t *out)
@@ -199,37 +211,37 @@ int json_int(json_in_t *in, int64_t min, int64_t max, int64_t *out)
 		s++;
 	}
 	if(s >= in->end || *s < '0' || *s > '9') {
-		return -1;
+		return json_fail(in, "expected an integer");
 	}
 	if(*s == '0' && s + 1 < in->end && s[1] >= '0' && s[1] <= '9') {
-		return -1; /* leading zero */
+		return json_fail(in, "leading zero");
 	}
 	uint64_t v = 0;
 	while(s < in->end && *s >= '0' && *s <= '9') {
 		unsigned dgt = (unsigned)(*s - '0');
 		if(v > (UINT64_MAX - dgt) / 10) {
-			return -1;
+			return json_fail(in, "integer out of range");
 		}
 		v = v * 10 + dgt;
 		s++;
 	}
 	if(s < in->end && (*s == '.' || *s == 'e' || *s == 'E')) {
-		return -1; /* not an integer */
+		return json_fail(in, "only integers are allowed");
 	}
 	int64_t r;
 	if(neg) {
 		if(v > (uint64_t)INT64_MAX + 1) {
-			return -1;
+			return json_fail(in, "integer out of range");
 		}
 		r = v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)v;
 	} else {
 		if(v > (uint64_t)INT64_MAX) {
-			return -1;
+			return json_fail(in, "integer out of range");
 		}
 		r = (int64_t)v;
 	}
 	if(r < min || r > max) {
-		return -1;
+		return json_fail(in, "integer out of range");
 	}
 	in->p = s;
 	*out = r;

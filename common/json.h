@@ -28,6 +28,8 @@
 typedef struct json_in {
 	const char *p;   /* next byte */
 	const char *end; /* one past the last byte */
+	const char *why; /* after json_string(_into) or json_int failed: what was
+	                    wrong ("lone high surrogate"), static text; else NULL */
 } json_in_t;
 
 /* Borrow s[0..len) for reading; s must outlive the cursor. */
@@ -45,6 +47,11 @@ bool json_at_end(json_in_t *in);
 /* Read a string value.  *out is a fresh NUL-terminated copy the caller frees;
  * *len (may be NULL) its length. */
 int json_string(json_in_t *in, char **out, size_t *len);
+
+/* json_string without an allocation: decode into d, which has room for the
+ * rest of the input plus a NUL (the decoded text is never longer than the
+ * encoded one, quotes included).  *len (may be NULL) gets its length. */
+int json_string_into(json_in_t *in, char *d, size_t *len);
 
 /* Read an integer value in [min, max]. */
 int json_int(json_in_t *in, int64_t min, int64_t max, int64_t *out);

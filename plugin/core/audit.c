@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "hmap.h"
+#include "json.h"
 #include "util.h"
 
 #define AUDIT_HASH_LEN 32
@@ -86,27 +87,6 @@ static void audit_sha256_hex(const void *data, size_t len, char out[AUDIT_HASH_H
 	unsigned char h[AUDIT_HASH_LEN];
 	audit_sha256(data, len, h);
 	util_hex(h, sizeof(h), out);
-}
-
-/* Length of the valid UTF-8 sequence at s[0..avail), 0 when invalid. */
-static size_t audit_utf8_seq(const unsigned char *s, size_t avail)
-{
-	size_t n;
-	if(s[0] < 0x80) {
-		n = 1;
-	} else if(s[0] >= 0xC2 && s[0] <= 0xDF) {
-		n = 2;
-	} else if(s[0] >= 0xE0 && s[0] <= 0xEF) {
-		n = 3;
-	} else if(s[0] >= 0xF0 && s[0] <= 0xF4) {
-		n = 4;
-	} else {
-		return 0;
-	}
-	if(n > avail || !util_utf8_valid((const char *)s, n)) {
-		return 0;
-	}
-	return n;
 }
 
 void audit_format_ts(int64_t now_ms, char out[25])
@@ -170,9 +150,16 @@ static void audit_sb_int(audit_sbuf_t *b, int64_t v)
 	audit_sb_put(b, tmp, (size_t)n);
 }
 
-/* Append s as a JSON string body: '"' and '\\' escaped, control characters
- * and DEL as \uXXXX (or the short forms), U+2028/U+2029 escaped, each byte
- * of invalid UTF-8 as \ufffd.  At most AUDIT_FIELD_MAX input bytes. */
+static void audit_sb_json_put(void *b, const char *s, size_t n)
+{
+	if(n) {
+		audit_sb_put(b, s, n);
+	}
+}
+
+/* Append s as a JSON string body, escaped by common/json.c in its strict
+ * mode ('"' and '\\', control characters and DEL, U+2028/U+2029, each byte
+ * of invalid UTF-8 as \ufffd).  At most AUDIT_FIELD_MAX input bytes. */
 static void audit_sb_escaped(audit_sbuf_t *b, const char *str, bool *truncated)
 {
 	const unsigned char *s = (const unsigned char *)str;
@@ -186,42 +173,7 @@ static void audit_sb_escaped(audit_sbuf_t *b, const char *str, bool *truncated)
 		}
 		cut = true;
 	}
-	size_t i = 0;
-	while(i < n) {
-		unsigned char c = s[i];
-		char esc[8];
-		if(c < 0x80) {
-			switch(c) {
-			case '"': audit_sb_put(b, "\\\"", 2); break;
-			case '\\': audit_sb_put(b, "\\\\", 2); break;
-			case '\n': audit_sb_put(b, "\\n", 2); break;
-			case '\r': audit_sb_put(b, "\\r", 2); break;
-			case '\t': audit_sb_put(b, "\\t", 2); break;
-			case '\b': audit_sb_put(b, "\\b", 2); break;
-			case '\f': audit_sb_put(b, "\\f", 2); break;
-			default:
-				if(c < 0x20 || c == 0x7F) {
-					util_snprintf(esc, sizeof(esc), "\\u%04x", (unsigned)c);
-					audit_sb_put(b, esc, 6);
-				} else {
-					audit_sb_put(b, (const char *)&s[i], 1);
-				}
-			}
-			i++;
-			continue;
-		}
-		size_t k = audit_utf8_seq(s + i, n - i);
-		if(k == 0) {
-			audit_sb_put(b, "\\ufffd", 6);
-			i++;
-		} else if(k == 3 && s[i] == 0xE2 && s[i + 1] == 0x80 && (s[i + 2] == 0xA8 || s[i + 2] == 0xA9)) {
-			audit_sb_put(b, s[i + 2] == 0xA8 ? "\\u2028" : "\\u2029", 6);
-			i += 3;
-		} else {
-			audit_sb_put(b, (const char *)&s[i], k);
-			i += k;
-		}
-	}
+	json_escape(str, n, JSON_ESC_STRICT, audit_sb_json_put, b);
 	if(cut) {
 		audit_sb_str(b, AUDIT_TRUNC_MARK);
 		if(truncated) {
@@ -315,198 +267,74 @@ static const struct audit_key {
 #define AUDIT_KEY_SEQ 1
 #define AUDIT_KEY_COUNT 12
 
-typedef struct audit_parser {
-	const unsigned char *p;
-	const unsigned char *end;
-	const unsigned char *start;
-	char *out; /* decode area, as large as the input + 1 */
-	size_t w;
-	char *err;
-	size_t errlen;
-} audit_parser_t;
-
-static int audit_perr(audit_parser_t *ps, const char *what)
+/* "what at column N" into err; -1. */
+static int audit_perr(const json_in_t *in, const char *line, const char *what, char *err, size_t errlen)
 {
-	if(ps->errlen) {
-		util_snprintf(ps->err, ps->errlen, "%s at column %zu", what,
-		              (size_t)(ps->p - ps->start) + 1);
+	if(errlen) {
+		util_snprintf(err, errlen, "%s at column %zu", what, (size_t)(in->p - line) + 1);
 	}
 	return -1;
 }
 
-static void audit_skip_ws(audit_parser_t *ps)
+/* Read the members of the object (its '{' consumed) into rec, decoding the
+ * strings into rec->buf_ (as large as the line + 1: the decoded strings are
+ * never longer than their encoded form).  *seen gets a bit per key read. */
+static int audit_parse_members(json_in_t *in, const char *line, audit_record_t *rec, uint32_t *seen,
+                               char *err, size_t errlen)
 {
-	while(ps->p < ps->end && (*ps->p == ' ' || *ps->p == '\t' || *ps->p == '\r')) {
-		ps->p++;
+	size_t w = 0;
+	if(json_peek(in, '}')) {
+		in->p++;
+		return 0;
 	}
-}
-
-static int audit_hex4(audit_parser_t *ps, uint32_t *out)
-{
-	uint32_t v = 0;
-	if(ps->end - ps->p < 4) {
-		return audit_perr(ps, "short \\u escape");
-	}
-	for(int i = 0; i < 4; i++) {
-		unsigned char c = ps->p[i];
-		v <<= 4;
-		if(c >= '0' && c <= '9') {
-			v |= (uint32_t)(c - '0');
-		} else if(c >= 'a' && c <= 'f') {
-			v |= (uint32_t)(c - 'a' + 10);
-		} else if(c >= 'A' && c <= 'F') {
-			v |= (uint32_t)(c - 'A' + 10);
-		} else {
-			return audit_perr(ps, "bad hex digit in \\u escape");
-		}
-	}
-	ps->p += 4;
-	*out = v;
-	return 0;
-}
-
-static void audit_put_cp(audit_parser_t *ps, uint32_t cp)
-{
-	char *o = ps->out + ps->w;
-	if(cp < 0x80) {
-		o[0] = (char)cp;
-		ps->w += 1;
-	} else if(cp < 0x800) {
-		o[0] = (char)(0xC0 | (cp >> 6));
-		o[1] = (char)(0x80 | (cp & 0x3F));
-		ps->w += 2;
-	} else if(cp < 0x10000) {
-		o[0] = (char)(0xE0 | (cp >> 12));
-		o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-		o[2] = (char)(0x80 | (cp & 0x3F));
-		ps->w += 3;
-	} else {
-		o[0] = (char)(0xF0 | (cp >> 18));
-		o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-		o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-		o[3] = (char)(0x80 | (cp & 0x3F));
-		ps->w += 4;
-	}
-}
-
-/* Decode the string at ps->p (which is at the opening quote) into the decode
- * area; *s points at the NUL-terminated result.  The decoded form is never
- * longer than the encoded one, so the area (input length + 1) suffices. */
-static int audit_parse_string(audit_parser_t *ps, const char **s)
-{
-	if(ps->p >= ps->end || *ps->p != '"') {
-		return audit_perr(ps, "expected '\"'");
-	}
-	ps->p++;
-	size_t begin = ps->w;
 	for(;;) {
-		if(ps->p >= ps->end) {
-			return audit_perr(ps, "unterminated string");
+		/* The key's text is only needed until it is looked up: decode it
+		 * where the next value will go. */
+		const char *key = rec->buf_ + w;
+		if(json_string_into(in, rec->buf_ + w, NULL)) {
+			return audit_perr(in, line, in->why, err, errlen);
 		}
-		unsigned char c = *ps->p;
-		if(c == '"') {
-			ps->p++;
-			break;
+		size_t k = 0;
+		while(k < AUDIT_NKEYS && strcmp(audit_keys[k].name, key)) {
+			k++;
 		}
-		if(c < 0x20) {
-			return audit_perr(ps, "control character in string");
+		if(k == AUDIT_NKEYS) {
+			return audit_perr(in, line, "unknown key", err, errlen);
 		}
-		if(c >= 0x80) {
-			size_t k = audit_utf8_seq(ps->p, (size_t)(ps->end - ps->p));
-			if(k == 0) {
-				return audit_perr(ps, "invalid UTF-8 in string");
+		if(*seen & (1u << k)) {
+			return audit_perr(in, line, "duplicate key", err, errlen);
+		}
+		*seen |= 1u << k;
+		if(json_expect(in, ':')) {
+			return audit_perr(in, line, "expected ':'", err, errlen);
+		}
+		bool is_str = json_peek(in, '"');
+		if(is_str != (audit_keys[k].type == AUDIT_T_STR)) {
+			return audit_perr(in, line, is_str ? "expected an integer" : "expected a string", err, errlen);
+		}
+		if(is_str) {
+			const char *v = rec->buf_ + w;
+			size_t n;
+			if(json_string_into(in, rec->buf_ + w, &n)) {
+				return audit_perr(in, line, in->why, err, errlen);
 			}
-			memcpy(ps->out + ps->w, ps->p, k);
-			ps->w += k;
-			ps->p += k;
-			continue;
-		}
-		if(c != '\\') {
-			ps->out[ps->w++] = (char)c;
-			ps->p++;
-			continue;
-		}
-		ps->p++;
-		if(ps->p >= ps->end) {
-			return audit_perr(ps, "unterminated escape");
-		}
-		c = *ps->p++;
-		switch(c) {
-		case '"': ps->out[ps->w++] = '"'; break;
-		case '\\': ps->out[ps->w++] = '\\'; break;
-		case '/': ps->out[ps->w++] = '/'; break;
-		case 'b': ps->out[ps->w++] = '\b'; break;
-		case 'f': ps->out[ps->w++] = '\f'; break;
-		case 'n': ps->out[ps->w++] = '\n'; break;
-		case 'r': ps->out[ps->w++] = '\r'; break;
-		case 't': ps->out[ps->w++] = '\t'; break;
-		case 'u': {
-			uint32_t cp;
-			if(audit_hex4(ps, &cp)) {
-				return -1;
+			w += n + 1;
+			memcpy((char *)rec + audit_keys[k].off, &v, sizeof(v));
+		} else {
+			int64_t v;
+			if(json_int(in, INT64_MIN, INT64_MAX, &v)) {
+				return audit_perr(in, line, in->why, err, errlen);
 			}
-			if(cp >= 0xDC00 && cp <= 0xDFFF) {
-				return audit_perr(ps, "lone low surrogate");
-			}
-			if(cp >= 0xD800 && cp <= 0xDBFF) {
-				uint32_t lo;
-				if(ps->end - ps->p < 2 || ps->p[0] != '\\' || ps->p[1] != 'u') {
-					return audit_perr(ps, "lone high surrogate");
-				}
-				ps->p += 2;
-				if(audit_hex4(ps, &lo)) {
-					return -1;
-				}
-				if(lo < 0xDC00 || lo > 0xDFFF) {
-					return audit_perr(ps, "bad surrogate pair");
-				}
-				cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-			}
-			if(cp == 0) {
-				return audit_perr(ps, "NUL in string");
-			}
-			audit_put_cp(ps, cp);
-			break;
+			memcpy((char *)rec + audit_keys[k].off, &v, sizeof(v));
 		}
-		default: return audit_perr(ps, "unknown escape");
+		if(json_peek(in, '}')) {
+			in->p++;
+			return 0;
+		}
+		if(json_expect(in, ',')) {
+			return audit_perr(in, line, "expected ',' or '}'", err, errlen);
 		}
 	}
-	ps->out[ps->w++] = '\0';
-	*s = ps->out + begin;
-	return 0;
-}
-
-static int audit_parse_int(audit_parser_t *ps, int64_t *out)
-{
-	bool neg = false;
-	uint64_t v = 0;
-	if(ps->p < ps->end && *ps->p == '-') {
-		neg = true;
-		ps->p++;
-	}
-	if(ps->p >= ps->end || *ps->p < '0' || *ps->p > '9') {
-		return audit_perr(ps, "expected a string or an integer");
-	}
-	if(*ps->p == '0' && ps->p + 1 < ps->end && ps->p[1] >= '0' && ps->p[1] <= '9') {
-		return audit_perr(ps, "leading zero");
-	}
-	while(ps->p < ps->end && *ps->p >= '0' && *ps->p <= '9') {
-		unsigned d = (unsigned)(*ps->p - '0');
-		if(v > ((uint64_t)INT64_MAX + (neg ? 1u : 0u) - d) / 10) {
-			return audit_perr(ps, "integer out of range");
-		}
-		v = v * 10 + d;
-		ps->p++;
-	}
-	if(ps->p < ps->end && (*ps->p == '.' || *ps->p == 'e' || *ps->p == 'E')) {
-		return audit_perr(ps, "only integers are allowed");
-	}
-	if(neg) {
-		*out = v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)v;
-	} else {
-		*out = (int64_t)v;
-	}
-	return 0;
 }
 
 static bool audit_ts_valid(const char *ts)
@@ -558,7 +386,7 @@ int audit_parse_line(const char *line, size_t len, audit_record_t *out, char *er
 {
 	_Static_assert(AUDIT_NKEYS <= 32, "seen is a 32-bit mask");
 	audit_record_t rec;
-	audit_parser_t ps;
+	json_in_t in;
 	uint32_t seen = 0;
 	int rc = -1;
 	memset(&rec, 0, sizeof(rec));
@@ -579,88 +407,22 @@ int audit_parse_line(const char *line, size_t len, audit_record_t *out, char *er
 		}
 		return -1;
 	}
-	ps.start = ps.p = (const unsigned char *)line;
-	ps.end = ps.p + len;
-	ps.out = rec.buf_;
-	ps.w = 0;
-	ps.err = err;
-	ps.errlen = errlen;
-
-	audit_skip_ws(&ps);
-	if(ps.p >= ps.end || *ps.p != '{') {
-		audit_perr(&ps, len ? "expected '{'" : "empty line");
+	json_in_init(&in, line, len);
+	const char *nl = memchr(line, '\n', len);
+	if(nl) { /* one line, one record: JSON's white space stops at the line */
+		in.p = nl;
+		audit_perr(&in, line, "line break inside the line", err, errlen);
 		goto out;
 	}
-	ps.p++;
-	audit_skip_ws(&ps);
-	if(ps.p < ps.end && *ps.p == '}') {
-		ps.p++;
-	} else {
-		for(;;) {
-			const char *key;
-			size_t keypos = ps.w;
-			audit_skip_ws(&ps);
-			if(audit_parse_string(&ps, &key)) {
-				goto out;
-			}
-			size_t k = 0;
-			while(k < AUDIT_NKEYS && strcmp(audit_keys[k].name, key)) {
-				k++;
-			}
-			if(k == AUDIT_NKEYS) {
-				audit_perr(&ps, "unknown key");
-				goto out;
-			}
-			if(seen & (1u << k)) {
-				audit_perr(&ps, "duplicate key");
-				goto out;
-			}
-			seen |= 1u << k;
-			ps.w = keypos; /* the key's text is no longer needed */
-			audit_skip_ws(&ps);
-			if(ps.p >= ps.end || *ps.p != ':') {
-				audit_perr(&ps, "expected ':'");
-				goto out;
-			}
-			ps.p++;
-			audit_skip_ws(&ps);
-			if(ps.p < ps.end && *ps.p == '"') {
-				const char *s;
-				if(audit_keys[k].type != AUDIT_T_STR) {
-					audit_perr(&ps, "expected an integer");
-					goto out;
-				}
-				if(audit_parse_string(&ps, &s)) {
-					goto out;
-				}
-				memcpy((char *)&rec + audit_keys[k].off, &s, sizeof(s));
-			} else {
-				int64_t v;
-				if(audit_keys[k].type != AUDIT_T_INT) {
-					audit_perr(&ps, "expected a string");
-					goto out;
-				}
-				if(audit_parse_int(&ps, &v)) {
-					goto out;
-				}
-				memcpy((char *)&rec + audit_keys[k].off, &v, sizeof(v));
-			}
-			audit_skip_ws(&ps);
-			if(ps.p < ps.end && *ps.p == ',') {
-				ps.p++;
-				continue;
-			}
-			if(ps.p < ps.end && *ps.p == '}') {
-				ps.p++;
-				break;
-			}
-			audit_perr(&ps, "expected ',' or '}'");
-			goto out;
-		}
+	if(json_expect(&in, '{')) {
+		audit_perr(&in, line, len ? "expected '{'" : "empty line", err, errlen);
+		goto out;
 	}
-	audit_skip_ws(&ps);
-	if(ps.p != ps.end) {
-		audit_perr(&ps, "text after the object");
+	if(audit_parse_members(&in, line, &rec, &seen, err, errlen)) {
+		goto out;
+	}
+	if(!json_at_end(&in)) {
+		audit_perr(&in, line, "text after the object", err, errlen);
 		goto out;
 	}
 

@@ -2,7 +2,8 @@
  * test_common_prims.c — unit tests of the primitives plugin, bridge and
  * tools share once in common/ (issue 15, item 5): the one JSON string
  * escaper (json_escape, both modes, byte for byte), json_out_str built on it,
- * util_utf8_seq and the one growable array (util_grow).
+ * the reader's reasons for refusing (json_in_t.why) and its allocation-free
+ * json_string_into, util_utf8_seq and the one growable array (util_grow).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -92,6 +93,63 @@ static void test_out_str_roundtrip(void **state)
 	}
 }
 
+/* The reader says why it refused, for every caller (the audit trail's
+ * "... at column N" messages come from here). */
+static void test_reader_reasons(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *in;
+		const char *why;
+	} cases[] = {
+	    {"x", "expected '\"'"},
+	    {"\"abc", "unterminated string"},
+	    {"\"a\x01\"", "control character in string"},
+	    {"\"\\q\"", "unknown escape"},
+	    {"\"\\u12\"", "bad \\u escape"},
+	    {"\"\\udc00\"", "lone low surrogate"},
+	    {"\"\\ud800x\"", "lone high surrogate"},
+	    {"\"\\ud800\\u0041\"", "bad surrogate pair"},
+	    {"\"\\u0000\"", "invalid UTF-8 or NUL in string"},
+	    {"\"\xff\"", "invalid UTF-8 or NUL in string"},
+	};
+	for(size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		json_in_t in;
+		char *out;
+		json_in_init(&in, cases[i].in, strlen(cases[i].in));
+		assert_int_equal(json_string(&in, &out, NULL), -1);
+		assert_null(out);
+		assert_non_null(in.why);
+		assert_string_equal(in.why, cases[i].why);
+	}
+	static const struct {
+		const char *in;
+		const char *why;
+	} ints[] = {
+	    {"x", "expected an integer"},
+	    {"012", "leading zero"},
+	    {"1.5", "only integers are allowed"},
+	    {"99999999999999999999", "integer out of range"},
+	    {"11", "integer out of range"}, /* max is 10 below */
+	};
+	for(size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+		json_in_t in;
+		int64_t v;
+		json_in_init(&in, ints[i].in, strlen(ints[i].in));
+		assert_int_equal(json_int(&in, 0, 10, &v), -1);
+		assert_string_equal(in.why, ints[i].why);
+	}
+	/* json_string_into decodes in place, without allocating. */
+	char d[32];
+	size_t n;
+	json_in_t in;
+	json_in_init(&in, " \"a\\u00e9\\n\" rest", 15);
+	assert_int_equal(json_string_into(&in, d, &n), 0);
+	assert_int_equal(n, 4);
+	assert_string_equal(d, "a\xc3\xa9\n");
+	assert_null(in.why);
+}
+
 static void test_utf8_seq(void **state)
 {
 	(void)state;
@@ -136,6 +194,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_escape_cases),
 	    cmocka_unit_test(test_out_str_roundtrip),
+	    cmocka_unit_test(test_reader_reasons),
 	    cmocka_unit_test(test_utf8_seq),
 	    cmocka_unit_test(test_grow),
 	};
