@@ -153,6 +153,8 @@ static const bconf_row_t rows[BK_COUNT] = {
                          NULL, NULL},
     [BK_HTTP_TLS_CLIENT_CA] = {"http_tls_client_ca", T_STRING, OFF(http_tls_client_ca), false,
                                false, 0, 0, NULL, NULL, NULL},
+    [BK_HTTP_MAX_CONNECTIONS] = {"http_max_connections", T_INT, OFF(http_max_connections), false,
+                                 false, 4, 4096, NULL, "64", NULL},
     [BK_QUEUE_WARN_MESSAGES] = {"queue_warn_messages", T_INT, OFF(queue_warn_messages), false,
                                 false, 1, 1000000000, NULL, NULL, NULL},
     [BK_QUEUE_WARN_AGE] = {"queue_warn_age", T_DURATION, OFF(queue_warn_age_ms), false, false,

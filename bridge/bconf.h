@@ -87,6 +87,7 @@ enum bconf_key {
 	BK_HTTP_TLS_CERT,
 	BK_HTTP_TLS_KEY,
 	BK_HTTP_TLS_CLIENT_CA,
+	BK_HTTP_MAX_CONNECTIONS,
 	BK_QUEUE_WARN_MESSAGES,
 	BK_QUEUE_WARN_AGE,
 	BK_USER,
@@ -152,6 +153,7 @@ typedef struct bconf {
 	char *http_tls_cert;
 	char *http_tls_key;
 	char *http_tls_client_ca;
+	int64_t http_max_connections; /* open HTTP/WebSocket connections at once */
 	int64_t queue_warn_messages; /* /healthz: 503 at this backlog (default 80% of max) */
 	int64_t queue_warn_age_ms;   /* /healthz: 503 when the oldest is this old */
 

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 
 #include "blog.h"
 #include "json.h"
@@ -40,6 +41,21 @@
 #define HTTP_LOG_BURST 10   /* non-200 lines per HTTP_LOG_WINDOW */
 #define HTTP_LOG_WINDOW_MS 10000
 #define HTTP_BYTES_WARN_PCT 80
+/* File descriptors left to the rest of the bridge (queue, links, pipes, logs)
+ * whatever http_max_connections says: the HTTP port can never take the last
+ * ones, so accept() never meets EMFILE (libwebsockets 4.1.6 retries a failed
+ * accept at once and logs each failure: a busy loop). */
+#define HTTP_FD_RESERVE 64
+/* Slots of libwebsockets' poll table besides connections: the listening
+ * socket and the cancel pipe, plus the one it keeps free (it stops polling
+ * the listener when fds_count reaches fd_limit_per_thread - 1). */
+#define HTTP_FD_OVERHEAD 3
+
+/* At most HTTP_LOG_BURST lines per HTTP_LOG_WINDOW_MS; then a count. */
+typedef struct http_ratelimit {
+	int64_t window_start;
+	unsigned in_window, suppressed;
+} http_ratelimit_t;
 
 /* bridge/status.html, embedded by bridge/embed.cmake */
 extern const unsigned char http_status_html[];
@@ -113,8 +129,8 @@ struct http {
 	int64_t start_ms;
 	int ws_clients;
 
-	int64_t log_window_start;
-	unsigned log_in_window, log_suppressed;
+	http_ratelimit_t log_rl; /* non-200 responses */
+	int64_t max_conns;       /* connections held at most (http_fd_budget) */
 };
 
 /* Per connection: an HTTP response being written, or a WebSocket. */
@@ -631,23 +647,33 @@ static void http_build_metrics(http_t *h, http_buf_t *m)
 
 /* ------------------------------------------------------------ responses */
 
-static void http_log_status(http_t *h, struct lws *wsi, int status, const char *path)
+/* May a line be logged now?  When a window with suppressed lines ends, logs
+ * `event` with their count first. */
+static bool http_rate_allow(http_ratelimit_t *rl, const char *event)
 {
 	int64_t now = util_mono_ms();
-	if(now - h->log_window_start >= HTTP_LOG_WINDOW_MS) {
-		if(h->log_suppressed) {
-			blog(BLOG_INFO, "http.responses_suppressed", "count=%u window_s=%d",
-			     h->log_suppressed, HTTP_LOG_WINDOW_MS / 1000);
+	if(now - rl->window_start >= HTTP_LOG_WINDOW_MS) {
+		if(rl->suppressed) {
+			blog(BLOG_INFO, event, "count=%u window_s=%d", rl->suppressed,
+			     HTTP_LOG_WINDOW_MS / 1000);
 		}
-		h->log_window_start = now;
-		h->log_in_window = 0;
-		h->log_suppressed = 0;
+		rl->window_start = now;
+		rl->in_window = 0;
+		rl->suppressed = 0;
 	}
-	if(h->log_in_window >= HTTP_LOG_BURST) {
-		h->log_suppressed++;
+	if(rl->in_window >= HTTP_LOG_BURST) {
+		rl->suppressed++;
+		return false;
+	}
+	rl->in_window++;
+	return true;
+}
+
+static void http_log_status(http_t *h, struct lws *wsi, int status, const char *path)
+{
+	if(!http_rate_allow(&h->log_rl, "http.responses_suppressed")) {
 		return;
 	}
-	h->log_in_window++;
 	char peer[64] = "", q[300];
 	lws_get_peer_simple(wsi, peer, sizeof(peer));
 	blog(BLOG_INFO, "http.response", "status=%d path=%s peer=%s",
@@ -757,21 +783,46 @@ static int http_write_body(struct lws *wsi, http_pss_t *pss)
 
 /* Only same-origin pages may open the WebSocket (or non-browser clients,
  * which send no Origin). */
+/* The whole value of request header t, allocated (the caller frees it), or
+ * NULL when the request has none.  *failed when it could not be copied whole
+ * (out of memory): the caller refuses; a truncated value is never compared. */
+static char *http_hdr(struct lws *wsi, enum lws_token_indexes t, bool *failed)
+{
+	int len = lws_hdr_total_length(wsi, t);
+	*failed = false;
+	if(len <= 0) {
+		return NULL;
+	}
+	char *v = malloc((size_t)len + 1);
+	if(!v || lws_hdr_copy(wsi, v, len + 1, t) != len) {
+		free(v);
+		*failed = true;
+		return NULL;
+	}
+	return v;
+}
+
+/* Only same-origin pages may open the WebSocket (or non-browser clients,
+ * which send no Origin).  Origin and Host are compared whole, whatever
+ * their length. */
 static bool http_ws_allowed(struct lws *wsi)
 {
-	char uri[64], origin[256], host[256], want[300];
+	char uri[64];
 	if(lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, "/ws") != 0) {
 		return false;
 	}
-	if(lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) <= 0) {
-		return true;
+	bool failed;
+	char *origin = http_hdr(wsi, WSI_TOKEN_ORIGIN, &failed);
+	if(!origin) {
+		return !failed;
 	}
-	if(lws_hdr_copy(wsi, host, sizeof(host), WSI_TOKEN_HOST) <= 0) {
-		return false;
-	}
+	char *host = http_hdr(wsi, WSI_TOKEN_HOST, &failed);
 	const char *scheme = lws_is_ssl(wsi) ? "https://" : "http://";
-	return util_snprintf(want, sizeof(want), "%s%s", scheme, host) >= 0 &&
-	       strcmp(origin, want) == 0;
+	size_t sl = strlen(scheme);
+	bool ok = host && strncmp(origin, scheme, sl) == 0 && strcmp(origin + sl, host) == 0;
+	free(origin);
+	free(host);
+	return ok;
 }
 
 static int http_ws_write(struct lws *wsi, http_buf_t *msg)
@@ -881,8 +932,18 @@ static void http_on_links_tick(lws_sorted_usec_list_t *sul)
 	lws_sul_schedule(h->ctx, 0, &h->sul_links, http_on_links_tick, 100 * LWS_US_PER_MS);
 }
 
+/* libwebsockets' own lines (errors and warnings), rate limited: a failing
+ * accept() or a flood of bad requests must not flood the log. */
 static void http_lws_log(int level, const char *line)
 {
+	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	static http_ratelimit_t rl;
+	pthread_mutex_lock(&mu);
+	bool allow = http_rate_allow(&rl, "http.lws_suppressed");
+	pthread_mutex_unlock(&mu);
+	if(!allow) {
+		return;
+	}
 	char q[600];
 	size_t n = strlen(line);
 	char copy[512];
@@ -911,6 +972,29 @@ static void *http_run(void *arg)
 	return NULL;
 }
 
+/* How many connections the HTTP port may hold: http_max_connections, less
+ * when the process's file descriptor limit (RLIMIT_NOFILE) would not leave
+ * HTTP_FD_RESERVE to the rest of the bridge (then logged once). */
+static int64_t http_fd_budget(const bconf_t *cfg)
+{
+	int64_t want = cfg->http_max_connections;
+	struct rlimit rl;
+	if(getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) {
+		return want;
+	}
+	int64_t room = (int64_t)rl.rlim_cur - HTTP_FD_RESERVE - HTTP_FD_OVERHEAD;
+	if(room < want) {
+		int64_t got = room < 4 ? 4 : room;
+		blog(BLOG_WARN, "http.max_connections_lowered",
+		     "configured=%lld used=%lld nofile=%llu reserve=%d note=\"the file descriptor limit "
+		     "leaves too few for http_max_connections next to the links and the queue\" "
+		     "fix=\"raise LimitNOFILE (systemd) or lower http_max_connections\"",
+		     (long long)want, (long long)got, (unsigned long long)rl.rlim_cur, HTTP_FD_RESERVE);
+		return got;
+	}
+	return want;
+}
+
 int http_create(bridge_t *b, http_t **out, char *err, size_t errlen)
 {
 	const bconf_t *cfg = b->cfg;
@@ -935,6 +1019,8 @@ int http_create(bridge_t *b, http_t **out, char *err, size_t errlen)
 	info.vhost_name = "plantgate-bridge";
 	info.server_string = "plantgate-bridge";
 	info.timeout_secs = 10;
+	h->max_conns = http_fd_budget(cfg);
+	info.fd_limit_per_thread = (unsigned)(h->max_conns + HTTP_FD_OVERHEAD);
 	info.keepalive_timeout = 30;
 	info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
 	if(strchr(cfg->http_host, ':')) {
@@ -971,11 +1057,11 @@ int http_start(http_t *h)
 	}
 	h->started = true;
 	const bconf_t *cfg = h->b->cfg;
-	blog(BLOG_INFO, "http.listening", "address=%s url=%s://%s%s%s:%lld/ client_cert=%s",
+	blog(BLOG_INFO, "http.listening", "address=%s url=%s://%s%s%s:%lld/ client_cert=%s max_connections=%lld",
 	     cfg->http_listen, cfg->http_tls_cert ? "https" : "http",
 	     strchr(cfg->http_host, ':') ? "[" : "", cfg->http_host,
 	     strchr(cfg->http_host, ':') ? "]" : "", (long long)cfg->http_port,
-	     cfg->http_tls_client_ca ? "required" : "no");
+	     cfg->http_tls_client_ca ? "required" : "no", (long long)h->max_conns);
 	return 0;
 }
 
