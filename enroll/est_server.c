@@ -646,6 +646,13 @@ static int est_on_request(est_server_t *s, struct lws *wsi, est_pss_t *pss)
 			return est_respond_text(wsi, pss, 405, "error: enrollment is POST only", "allow:",
 			                        "POST");
 		}
+		if(lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0) {
+			/* libwebsockets 4.1 does not read a chunked request body. */
+			return est_respond_text(wsi, pss, 411,
+			                        "error: send the request with a Content-Length (no chunked "
+			                        "transfer encoding)",
+			                        NULL, NULL);
+		}
 		pss->body = malloc(EST_BODY_MAX + 1);
 		pss->body_len = 0;
 		return pss->body ? 0 : -1; /* the body follows */

@@ -158,6 +158,10 @@ class Est(unittest.TestCase):
         self.assertEqual(status, 403)
         self.assertIn("identity mismatch", body)
         _, good = self.csr("weak-1-good", "weak-1")
+        status, body = self.curl("simpleenroll", "-u", "weak-1:" + tok, "-H", "Transfer-Encoding: chunked",
+                                 "--data-binary", "@" + good)
+        self.assertEqual(status, 411)
+        self.assertIn("Content-Length", body)
         status, body = self.enroll_curl("weak-1", "0" * 40, good)
         self.assertEqual(status, 401)
         self.assertIn("unknown enrollment token", body)
