@@ -469,12 +469,45 @@ static void validate_signing(bconf_ctx_t *c)
 	}
 }
 
+/* What each cloud profile's endpoint offers for the bridge's client
+ * certificate, one row per profile (issue 16).  tls is offered by all (port
+ * 8883; AWS also 443 with its ALPN, checked with the profile's limits). */
+typedef struct bconf_transports {
+	int64_t profile;
+	const char *ws_path;    /* wss at this default path; NULL: no wss */
+	const char *ws_refused; /* !ws_path: why, and what to use instead */
+} bconf_transports_t;
+
+static const bconf_transports_t profile_transports[] = {
+    {BCONF_PROFILE_GENERIC, "/mqtt", NULL},
+    {BCONF_PROFILE_AWS_IOT, NULL,
+     "AWS IoT Core takes MQTT over WebSockets only with SigV4 or a custom authorizer, not with "
+     "the client certificate this bridge uses: use `cloud_transport tls` with `cloud_port 443` "
+     "and `cloud_alpn x-amzn-mqtt-ca` (it also passes an HTTP proxy through cloud_proxy)"},
+    {BCONF_PROFILE_AZURE, "/$iothub/websocket", NULL},
+};
+
+static const bconf_transports_t *bconf_transports(int64_t profile)
+{
+	for(size_t i = 0; i < sizeof(profile_transports) / sizeof(profile_transports[0]); i++) {
+		if(profile_transports[i].profile == profile) {
+			return &profile_transports[i];
+		}
+	}
+	return &profile_transports[0];
+}
+
 /* cloud_transport, cloud_ws_path and the proxy keys (tunnel.c carries them
  * out; tunproto.c parses them). */
 static void validate_transport(bconf_ctx_t *c)
 {
 	bconf_t *cfg = c->cfg;
 	const char *why = NULL;
+	const bconf_transports_t *tr = bconf_transports(cfg->cloud_profile);
+	if(cfg->cloud_transport == BCONF_TRANSPORT_WSS && !tr->ws_path) {
+		ctx_errf(c, cfg->line[BK_CLOUD_TRANSPORT], "%s: %s",
+		         bconf_profile_name(cfg->cloud_profile), tr->ws_refused);
+	}
 	const char *path = cfg->cloud_ws_path;
 	if(cfg->line[BK_CLOUD_WS_PATH] && cfg->cloud_transport != BCONF_TRANSPORT_WSS) {
 		ctx_errf(c, cfg->line[BK_CLOUD_WS_PATH],
@@ -575,13 +608,6 @@ static void validate(bconf_ctx_t *c)
 			         "aws-iot: drain_inflight must be at most %d (AWS IoT's unacknowledged QoS 1 "
 			         "limit)",
 			         BCONF_AWS_MAX_INFLIGHT);
-		}
-		if(cfg->cloud_transport == BCONF_TRANSPORT_WSS) {
-			ctx_errf(c, cfg->line[BK_CLOUD_TRANSPORT],
-			         "aws-iot: AWS IoT Core takes MQTT over WebSockets only with SigV4 or a "
-			         "custom authorizer, not with the client certificate this bridge uses: "
-			         "use `cloud_transport tls` with `cloud_port 443` and `cloud_alpn "
-			         "x-amzn-mqtt-ca` (it also passes an HTTP proxy through cloud_proxy)");
 		}
 		if(cfg->cloud_transport == BCONF_TRANSPORT_TLS && cfg->cloud_port == 443 &&
 		   (!cfg->cloud_alpn || strcmp(cfg->cloud_alpn, "x-amzn-mqtt-ca") != 0)) {
@@ -687,10 +713,9 @@ static int load_common(bconf_ctx_t *c, int rc, const char *parse_err)
 			if(cf->cloud_transport == BCONF_TRANSPORT_WSS && !cf->line[BK_CLOUD_PORT]) {
 				cf->cloud_port = 443; /* where HTTPS, and so wss, is let out */
 			}
-			if(cf->cloud_transport == BCONF_TRANSPORT_WSS && !cf->cloud_ws_path) {
-				cf->cloud_ws_path = strdup(cf->cloud_profile == BCONF_PROFILE_AZURE
-				                               ? BCONF_AZURE_WS_PATH
-				                               : BCONF_WS_PATH_DEFAULT);
+			const bconf_transports_t *tr = bconf_transports(cf->cloud_profile);
+			if(cf->cloud_transport == BCONF_TRANSPORT_WSS && !cf->cloud_ws_path && tr->ws_path) {
+				cf->cloud_ws_path = strdup(tr->ws_path);
 			}
 			if(c->cfg->cloud_profile == BCONF_PROFILE_AWS_IOT && !c->cfg->line[BK_DRAIN_RATE]) {
 				c->cfg->drain_rate = BCONF_AWS_MAX_RATE;

@@ -35,9 +35,6 @@ enum bconf_sign_alg { BCONF_SIGN_AUTO = 0, BCONF_SIGN_ED25519 = 1, BCONF_SIGN_EC
 #define BCONF_AWS_MAX_INFLIGHT 100
 #define BCONF_AZURE_MAX_PAYLOAD (256u * 1024)
 #define BCONF_GENERIC_MAX_PAYLOAD (256u * 1024 * 1024)
-/* The WebSocket path of each profile's endpoint when cloud_ws_path is not set. */
-#define BCONF_WS_PATH_DEFAULT "/mqtt"
-#define BCONF_AZURE_WS_PATH "/$iothub/websocket"
 
 /* The operator HTTP endpoints listen here unless told otherwise (9464: the
  * port commonly used by Prometheus exporters of this kind). */
