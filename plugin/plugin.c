@@ -8,6 +8,7 @@
 #include "plugin_int.h"
 
 #include <openssl/pem.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,102 +125,156 @@ static int bad_option(const char *k, const char *v, const char *what)
 	return -1;
 }
 
+static int set_source(pg_plugin_t *pg, const char *v)
+{
+	return identity_source_parse(v, &pg->id_opts.source);
+}
+
+static int set_binding(pg_plugin_t *pg, const char *v)
+{
+	return identity_binding_parse(v, &pg->id_opts.binding);
+}
+
+/* How an option's value is read, and the type of the field it is stored in. */
+enum pg_opt_kind {
+	PG_OPT_PATH,     /* char *, a copy of the value */
+	PG_OPT_INT,      /* a whole number in [min, max] */
+	PG_OPT_SIZE,     /* a size such as 256k, at most max */
+	PG_OPT_DURATION, /* a duration such as 10s, in ms, at most max */
+	PG_OPT_BOOL,     /* true or false */
+	PG_OPT_FN,       /* fn(pg, value) stores it; -1 when invalid */
+};
+enum pg_opt_field { PG_F_STR, PG_F_DOUBLE, PG_F_U32, PG_F_SIZE, PG_F_I64, PG_F_BOOL, PG_F_NONE };
+
+/* The plugin_opt_* options, one row each (config/mosquitto.conf documents
+ * them): name, how it is read, where it goes, its bounds and what to write
+ * instead when the value is wrong.  A row without usage reports its own
+ * errors (load_pins); a PATH fails only without memory.  A later line for
+ * the same option replaces an earlier one, as in mosquitto.conf. */
+#define PG_OFF(f) offsetof(pg_plugin_t, f)
+static const struct pg_option {
+	const char *name;
+	enum pg_opt_kind kind;
+	enum pg_opt_field field;
+	size_t off;
+	int64_t min, max;
+	int (*fn)(pg_plugin_t *pg, const char *v);
+	const char *usage;
+} pg_options[] = {
+    {"policy", PG_OPT_PATH, PG_F_STR, PG_OFF(policy_path), 0, 0, NULL, NULL},
+    {"revocation_file", PG_OPT_PATH, PG_F_STR, PG_OFF(revocation_path), 0, 0, NULL, NULL},
+    {"crlfile", PG_OPT_PATH, PG_F_STR, PG_OFF(crl_path), 0, 0, NULL, NULL},
+    {"audit_log", PG_OPT_PATH, PG_F_STR, PG_OFF(audit_path), 0, 0, NULL, NULL},
+    {"identity_source", PG_OPT_FN, PG_F_NONE, 0, 0, 0, set_source, "use cn, san-uri or san-dns"},
+    {"san_uri_prefix", PG_OPT_FN, PG_F_NONE, 0, 0, 0, set_uri_prefixes,
+     "give 1 to 3 comma-separated prefixes"},
+    {"identity_max_len", PG_OPT_INT, PG_F_SIZE, PG_OFF(id_opts.max_len), 1, IDENTITY_MAX, NULL,
+     "give a number from 1 to 256"},
+    {"clientid", PG_OPT_FN, PG_F_NONE, 0, 0, 0, set_binding, "use equal or prefix"},
+    {"issuer_cafile", PG_OPT_FN, PG_F_NONE, 0, 0, 0, load_pins, NULL},
+    {"rate_messages", PG_OPT_INT, PG_F_DOUBLE, PG_OFF(rate_msgs), 0, 10000000, NULL,
+     "give messages per second per device, 0 = unlimited"},
+    {"rate_bytes", PG_OPT_SIZE, PG_F_DOUBLE, PG_OFF(rate_bytes), 0, 1LL << 40, NULL,
+     "give bytes per second per device, e.g. 256k; 0 = unlimited"},
+    {"rate_burst", PG_OPT_INT, PG_F_DOUBLE, PG_OFF(burst_seconds), 1, 3600, NULL,
+     "give the burst in seconds of rate, 1 to 3600"},
+    {"flood_disconnect", PG_OPT_INT, PG_F_U32, PG_OFF(flood_strikes), 0, 1000000, NULL,
+     "give refused publishes per 10 s that disconnect, 0 = never"},
+    {"connect_failures", PG_OPT_INT, PG_F_U32, PG_OFF(connect_failures), 0, 1000000, NULL,
+     "give failed connects per minute before throttling, 0 = never"},
+    {"max_packet_size", PG_OPT_SIZE, PG_F_U32, PG_OFF(max_packet), 0, 268435460LL, NULL,
+     "give the smallest Maximum Packet Size of your MQTT 5 subscribers, e.g. 1k; 0 = off"},
+    {"offline_sessions", PG_OPT_INT, PG_F_SIZE, PG_OFF(max_offline), 1, 10000000, NULL,
+     "give the number of offline sessions remembered, 1 to 10000000"},
+    {"stamp_received", PG_OPT_BOOL, PG_F_BOOL, PG_OFF(stamp_received), 0, 0, NULL, "use true or false"},
+    {"sys_interval", PG_OPT_DURATION, PG_F_I64, PG_OFF(sys_interval_ms), 0, 86400000, NULL,
+     "give an interval such as 10s; 0 = off"},
+};
+
+/* Read value v of option o into pg.  0; -1 with usage to be reported; -2
+ * when already reported or out of memory. */
+static int set_option(pg_plugin_t *pg, const struct pg_option *o, const char *v)
+{
+	void *f = (char *)pg + o->off;
+	int64_t n = 0;
+	uint64_t u;
+	switch(o->kind) {
+	case PG_OPT_PATH:
+		return set_path(f, v) ? -2 : 0;
+	case PG_OPT_FN:
+		if(o->fn(pg, v)) {
+			return o->usage ? -1 : -2;
+		}
+		return 0;
+	case PG_OPT_INT:
+		if(util_parse_i64(v, o->min, o->max, &n)) {
+			return -1;
+		}
+		break;
+	case PG_OPT_SIZE:
+		if(util_parse_size(v, (uint64_t)o->max, &u)) {
+			return -1;
+		}
+		n = (int64_t)u;
+		break;
+	case PG_OPT_DURATION:
+		if(util_parse_duration_ms(v, &n) || n > o->max) {
+			return -1;
+		}
+		break;
+	case PG_OPT_BOOL:
+		if(strcmp(v, "true") && strcmp(v, "false")) {
+			return -1;
+		}
+		n = !strcmp(v, "true");
+		break;
+	}
+	switch(o->field) {
+	case PG_F_DOUBLE:
+		*(double *)f = (double)n;
+		break;
+	case PG_F_U32:
+		*(uint32_t *)f = (uint32_t)n;
+		break;
+	case PG_F_SIZE:
+		*(size_t *)f = (size_t)n;
+		break;
+	case PG_F_I64:
+		*(int64_t *)f = n;
+		break;
+	case PG_F_BOOL:
+		*(bool *)f = n != 0;
+		break;
+	case PG_F_STR:
+	case PG_F_NONE:
+		break;
+	}
+	return 0;
+}
+
 static int parse_options(pg_plugin_t *pg, struct mosquitto_opt *options, int option_count)
 {
 	for(int i = 0; i < option_count; i++) {
 		const char *k = options[i].key, *v = options[i].value;
-		int64_t n;
-		uint64_t u;
 		if(!k || !v) {
 			continue;
 		}
-		if(!strcmp(k, "policy")) {
-			if(set_path(&pg->policy_path, v)) {
-				return -1;
-			}
-		} else if(!strcmp(k, "revocation_file")) {
-			if(set_path(&pg->revocation_path, v)) {
-				return -1;
-			}
-		} else if(!strcmp(k, "crlfile")) {
-			if(set_path(&pg->crl_path, v)) {
-				return -1;
-			}
-		} else if(!strcmp(k, "audit_log")) {
-			if(set_path(&pg->audit_path, v)) {
-				return -1;
-			}
-		} else if(!strcmp(k, "identity_source")) {
-			if(identity_source_parse(v, &pg->id_opts.source)) {
-				return bad_option(k, v, "use cn, san-uri or san-dns");
-			}
-		} else if(!strcmp(k, "san_uri_prefix")) {
-			if(set_uri_prefixes(pg, v)) {
-				return bad_option(k, v, "give 1 to 3 comma-separated prefixes");
-			}
-		} else if(!strcmp(k, "identity_max_len")) {
-			if(util_parse_i64(v, 1, IDENTITY_MAX, &n)) {
-				return bad_option(k, v, "give a number from 1 to 256");
-			}
-			pg->id_opts.max_len = (size_t)n;
-		} else if(!strcmp(k, "clientid")) {
-			if(identity_binding_parse(v, &pg->id_opts.binding)) {
-				return bad_option(k, v, "use equal or prefix");
-			}
-		} else if(!strcmp(k, "issuer_cafile")) {
-			if(load_pins(pg, v)) {
-				return -1;
-			}
-		} else if(!strcmp(k, "rate_messages")) {
-			if(util_parse_i64(v, 0, 10000000, &n)) {
-				return bad_option(k, v, "give messages per second per device, 0 = unlimited");
-			}
-			pg->rate_msgs = (double)n;
-		} else if(!strcmp(k, "rate_bytes")) {
-			if(util_parse_size(v, 1ULL << 40, &u)) {
-				return bad_option(k, v, "give bytes per second per device, e.g. 256k; 0 = unlimited");
-			}
-			pg->rate_bytes = (double)u;
-		} else if(!strcmp(k, "rate_burst")) {
-			if(util_parse_i64(v, 1, 3600, &n)) {
-				return bad_option(k, v, "give the burst in seconds of rate, 1 to 3600");
-			}
-			pg->burst_seconds = (double)n;
-		} else if(!strcmp(k, "flood_disconnect")) {
-			if(util_parse_i64(v, 0, 1000000, &n)) {
-				return bad_option(k, v, "give refused publishes per 10 s that disconnect, 0 = never");
-			}
-			pg->flood_strikes = (uint32_t)n;
-		} else if(!strcmp(k, "connect_failures")) {
-			if(util_parse_i64(v, 0, 1000000, &n)) {
-				return bad_option(k, v, "give failed connects per minute before throttling, 0 = never");
-			}
-			pg->connect_failures = (uint32_t)n;
-		} else if(!strcmp(k, "max_packet_size")) {
-			if(util_parse_size(v, 268435460ULL, &u)) {
-				return bad_option(k, v, "give the smallest Maximum Packet Size of your MQTT 5 subscribers, e.g. 1k; 0 = off");
-			}
-			pg->max_packet = (uint32_t)u;
-		} else if(!strcmp(k, "offline_sessions")) {
-			if(util_parse_i64(v, 1, 10000000, &n)) {
-				return bad_option(k, v, "give the number of offline sessions remembered, 1 to 10000000");
-			}
-			pg->max_offline = (size_t)n;
-		} else if(!strcmp(k, "stamp_received")) {
-			if(strcmp(v, "true") && strcmp(v, "false")) {
-				return bad_option(k, v, "use true or false");
-			}
-			pg->stamp_received = !strcmp(v, "true");
-		} else if(!strcmp(k, "sys_interval")) {
-			if(util_parse_duration_ms(v, &n) || n > 86400000) {
-				return bad_option(k, v, "give an interval such as 10s; 0 = off");
-			}
-			pg->sys_interval_ms = n;
-		} else {
+		size_t o = 0;
+		while(o < sizeof(pg_options) / sizeof(pg_options[0]) && strcmp(k, pg_options[o].name)) {
+			o++;
+		}
+		if(o == sizeof(pg_options) / sizeof(pg_options[0])) {
 			char qk[128];
 			mosquitto_log_printf(MOSQ_LOG_ERR, PG_LOG_PREFIX
 			                     "unknown option plugin_opt_%s: check the spelling (see config/mosquitto.conf)",
 			                     PG_SAFE(qk, k));
+			return -1;
+		}
+		int rc = set_option(pg, &pg_options[o], v);
+		if(rc == -1) {
+			return bad_option(k, v, pg_options[o].usage);
+		}
+		if(rc) {
 			return -1;
 		}
 	}
