@@ -297,6 +297,147 @@ static void doctor_follow(const doctor_mosq_t *m, doctor_found_t *f)
 	}
 }
 
+/* The files to examine: what the command line names, else what
+ * mosquitto.conf led to. */
+typedef struct doctor_files {
+	const char *policy, *revocation, *crl, *audit, *pki, *cafile;
+} doctor_files_t;
+
+/* MQ-*: read mosquitto.conf and check it; follow it to the other files.
+ * True when it was read. */
+static bool doctor_run_broker(const doctor_args_t *a, doctor_mosq_t *m, doctor_found_t *f, doctor_report_t *r)
+{
+	char err[4096];
+	if(!a->mosq_conf) {
+		doctor_report_add(r, "MQ-CONFIG", DOCTOR_INFO, NULL, "plantgate-doctor --mosquitto-conf /etc/mosquitto/mosquitto.conf",
+		                  "no mosquitto.conf given: the broker's listeners and plugin were not checked");
+		return false;
+	}
+	if(doctor_mosq_load_file(a->mosq_conf, m, err, sizeof(err)) != 0) {
+		doctor_report_add(r, "MQ-CONFIG", DOCTOR_CRITICAL, err, "fix the line (mosquitto -c FILE says the same)",
+		                  "mosquitto.conf cannot be read completely");
+		return false;
+	}
+	util_snprintf(err, sizeof(err), "%s (%zu file%s)", a->mosq_conf, m->nfiles, m->nfiles == 1 ? "" : "s");
+	doctor_report_add(r, "MQ-CONFIG", DOCTOR_PASS, err, NULL, "mosquitto.conf was read");
+	doctor_mosq_check(m, r);
+	doctor_mosq_check_files(m, r);
+	doctor_follow(m, f);
+	return true;
+}
+
+/* PKI-* and REV-*: the PKI directory, the certificates mosquitto.conf and
+ * the bridge configuration name, and their keys. */
+static void doctor_run_pki(const doctor_args_t *a, const doctor_found_t *f, const doctor_files_t *x,
+                           doctor_report_t *r)
+{
+	char err[4096];
+	doctor_pki_in_t pin;
+	memset(&pin, 0, sizeof(pin));
+	pin.dir = x->pki;
+	pin.cafile = x->cafile;
+	pin.crlfile = x->crl;
+	pin.revocation = x->revocation;
+	pin.now = a->now;
+	size_t nc = 0;
+	for(size_t i = 0; i < f->ncerts && nc < 7; i++, nc++) {
+		pin.certs[nc] = f->certs[i];
+		pin.cert_from[nc] = f->cert_from[i];
+	}
+	bconf_t bc;
+	memset(&bc, 0, sizeof(bc));
+	char bridge_from[2][512];
+	if(a->bridge_conf && bconf_load(a->bridge_conf, &bc, err, sizeof(err)) == 0) {
+		const char *bcerts[2] = {bc.plant_certfile, bc.cloud_certfile};
+		int lines[2] = {bc.line[BK_PLANT_CERTFILE], bc.line[BK_CLOUD_CERTFILE]};
+		for(int i = 0; i < 2 && nc < 7; i++) {
+			if(bcerts[i] && access(bcerts[i], R_OK) == 0) {
+				util_snprintf(bridge_from[i], sizeof(bridge_from[i]), "%s:%d", a->bridge_conf, lines[i]);
+				pin.certs[nc] = bcerts[i];
+				pin.cert_from[nc++] = bridge_from[i];
+			}
+		}
+	}
+	if(x->pki || x->cafile || nc || x->crl) {
+		doctor_pki_check(&pin, r);
+	}
+	bconf_free(&bc);
+	for(size_t i = 0; i < f->nkeys; i++) {
+		doctor_pki_check_key(f->keys[i], false, r);
+	}
+}
+
+/* BR-* and the live checks: the bridge configuration, the running broker
+ * and bridge, and the bridge's user. */
+static void doctor_run_bridge(const doctor_args_t *a, const doctor_files_t *x, doctor_report_t *r)
+{
+	doctor_live_in_t live = {a->broker, a->cert, a->key, x->cafile, a->clientid, a->bridge_url, a->timeout_ms};
+	char cn[256] = "";
+	if(a->broker && !a->clientid) {
+		/* The client id must equal the certificate's identity. */
+		const char *base = strrchr(a->cert, '/');
+		util_strlcpy(cn, base ? base + 1 : a->cert, sizeof(cn));
+		char *dot = strstr(cn, ".crt");
+		if(dot) {
+			*dot = '\0';
+		}
+		live.clientid = cn;
+	}
+	if(a->bridge_conf) {
+		doctor_bridge_check(a->bridge_conf, x->policy, r);
+	} else {
+		doctor_report_add(r, "BR-CONFIG", DOCTOR_INFO, NULL, "--bridge-conf /etc/plantgate/bridge.conf",
+		                  "no bridge configuration given: the WAN and cloud side were not checked");
+	}
+	long bridge_pid = 0;
+	if(a->broker || a->bridge_url) {
+		bridge_pid = doctor_live_check(&live, r);
+	}
+	if(a->bridge_conf || a->bridge_url || a->bridge_pidfile || a->bridge_unit) {
+		doctor_bridge_check_user(bridge_pid, a->bridge_pidfile, a->bridge_unit, r);
+	}
+}
+
+/* Print the report (text or JSON, and the HTML page) and give the exit
+ * status: 2 critical, 1 warnings, 0 otherwise; DOCTOR_EXIT_USAGE when the
+ * report could not be written or is incomplete. */
+static int doctor_output(const doctor_args_t *a, const doctor_files_t *x, const doctor_report_t *r)
+{
+	doctor_inputs_t in = {a->mosq_conf, x->policy, x->revocation, x->crl, x->audit, x->pki,
+	                      a->bridge_conf, a->bridge_url, a->broker, a->now};
+	if(a->json) {
+		doctor_report_json(r, &in, stdout);
+	} else {
+		doctor_report_text(r, &in, a->verbose, stdout);
+	}
+	if(a->html) {
+		FILE *html = fopen(a->html, "w");
+		if(!html) {
+			fprintf(stderr, "plantgate-doctor: cannot write %s\n", a->html);
+			return DOCTOR_EXIT_USAGE;
+		}
+		doctor_html_write(r, &in, html);
+		if(fclose(html) != 0) {
+			fprintf(stderr, "plantgate-doctor: cannot write %s\n", a->html);
+			return DOCTOR_EXIT_USAGE;
+		}
+	}
+	if(r->failed) {
+		fputs("plantgate-doctor: internal error (out of memory?): the report is incomplete\n", stderr);
+		return DOCTOR_EXIT_USAGE;
+	}
+	switch(doctor_report_worst(r)) {
+	case DOCTOR_CRITICAL:
+		return 2;
+	case DOCTOR_WARNING:
+		return 1;
+	case DOCTOR_INFO:
+	case DOCTOR_PASS:
+		break;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	int rc = DOCTOR_EXIT_USAGE;
@@ -304,9 +445,6 @@ int main(int argc, char **argv)
 	doctor_found_t f;
 	doctor_report_t r;
 	doctor_mosq_t m;
-	bool have_mosq = false;
-	char err[4096];
-	FILE *html = NULL;
 
 	memset(&a, 0, sizeof(a));
 	memset(&f, 0, sizeof(f));
@@ -330,142 +468,25 @@ int main(int argc, char **argv)
 		}
 	}
 
-	/* The broker. */
-	if(a.mosq_conf) {
-		if(doctor_mosq_load_file(a.mosq_conf, &m, err, sizeof(err)) != 0) {
-			doctor_report_add(&r, "MQ-CONFIG", DOCTOR_CRITICAL, err, "fix the line (mosquitto -c FILE says the same)",
-			                  "mosquitto.conf cannot be read completely");
-		} else {
-			have_mosq = true;
-			util_snprintf(err, sizeof(err), "%s (%zu file%s)", a.mosq_conf, m.nfiles, m.nfiles == 1 ? "" : "s");
-			doctor_report_add(&r, "MQ-CONFIG", DOCTOR_PASS, err, NULL, "mosquitto.conf was read");
-			doctor_mosq_check(&m, &r);
-			doctor_mosq_check_files(&m, &r);
-			doctor_follow(&m, &f);
-		}
-	} else {
-		doctor_report_add(&r, "MQ-CONFIG", DOCTOR_INFO, NULL, "plantgate-doctor --mosquitto-conf /etc/mosquitto/mosquitto.conf",
-		                  "no mosquitto.conf given: the broker's listeners and plugin were not checked");
-	}
-	const char *policy = a.policy ? a.policy : f.policy;
-	const char *revocation = a.revocation ? a.revocation : f.revocation;
-	const char *crl = a.crl ? a.crl : f.crl;
-	const char *audit = a.audit ? a.audit : f.audit;
-	const char *pki = a.pki ? a.pki : f.pki;
-	const char *cafile = a.cafile ? a.cafile : f.cafile;
-
-	/* The policy. */
-	if(policy) {
-		doctor_policy_check(policy, a.device_roles, a.policy ? NULL : f.policy_from, &r);
+	bool have_mosq = doctor_run_broker(&a, &m, &f, &r);
+	doctor_files_t x = {
+	    a.policy ? a.policy : f.policy, a.revocation ? a.revocation : f.revocation,
+	    a.crl ? a.crl : f.crl,          a.audit ? a.audit : f.audit,
+	    a.pki ? a.pki : f.pki,          a.cafile ? a.cafile : f.cafile,
+	};
+	if(x.policy) {
+		doctor_policy_check(x.policy, a.device_roles, a.policy ? NULL : f.policy_from, &r);
 	} else if(!have_mosq) {
 		doctor_report_add(&r, "POL-LOAD", DOCTOR_INFO, NULL, "--policy /etc/plantgate/policy.conf",
 		                  "no policy given: the device policy was not checked");
 	}
-
-	/* Certificates. */
-	doctor_pki_in_t pin;
-	memset(&pin, 0, sizeof(pin));
-	pin.dir = pki;
-	pin.cafile = cafile;
-	pin.crlfile = crl;
-	pin.revocation = revocation;
-	pin.now = a.now;
-	size_t nc = 0;
-	for(size_t i = 0; i < f.ncerts && nc < 7; i++, nc++) {
-		pin.certs[nc] = f.certs[i];
-		pin.cert_from[nc] = f.cert_from[i];
-	}
-	bconf_t bc;
-	memset(&bc, 0, sizeof(bc));
-	char bridge_from[2][512];
-	if(a.bridge_conf && bconf_load(a.bridge_conf, &bc, err, sizeof(err)) == 0) {
-		const char *bcerts[2] = {bc.plant_certfile, bc.cloud_certfile};
-		int lines[2] = {bc.line[BK_PLANT_CERTFILE], bc.line[BK_CLOUD_CERTFILE]};
-		for(int i = 0; i < 2 && nc < 7; i++) {
-			if(bcerts[i] && access(bcerts[i], R_OK) == 0) {
-				util_snprintf(bridge_from[i], sizeof(bridge_from[i]), "%s:%d", a.bridge_conf, lines[i]);
-				pin.certs[nc] = bcerts[i];
-				pin.cert_from[nc++] = bridge_from[i];
-			}
-		}
-	}
-	if(pki || cafile || nc || crl) {
-		doctor_pki_check(&pin, &r);
-	}
-	for(size_t i = 0; i < f.nkeys; i++) {
-		doctor_pki_check_key(f.keys[i], false, &r);
-	}
-
-	/* The audit trail. */
+	doctor_run_pki(&a, &f, &x, &r);
 	if(have_mosq || a.audit) {
-		doctor_audit_check(audit, audit && !a.audit ? f.audit_from : NULL, f.run_user[0] ? f.run_user : NULL, &r);
+		doctor_audit_check(x.audit, x.audit && !a.audit ? f.audit_from : NULL, f.run_user[0] ? f.run_user : NULL,
+		                   &r);
 	}
-
-	/* The bridge and the running hub. */
-	doctor_live_in_t live = {a.broker, a.cert, a.key, cafile, a.clientid, a.bridge_url, a.timeout_ms};
-	char cn[256] = "";
-	if(a.broker && !a.clientid) {
-		/* The client id must equal the certificate's identity. */
-		const char *base = strrchr(a.cert, '/');
-		util_strlcpy(cn, base ? base + 1 : a.cert, sizeof(cn));
-		char *dot = strstr(cn, ".crt");
-		if(dot) {
-			*dot = '\0';
-		}
-		live.clientid = cn;
-	}
-	if(a.bridge_conf) {
-		doctor_bridge_check(a.bridge_conf, policy, &r);
-	} else {
-		doctor_report_add(&r, "BR-CONFIG", DOCTOR_INFO, NULL, "--bridge-conf /etc/plantgate/bridge.conf",
-		                  "no bridge configuration given: the WAN and cloud side were not checked");
-	}
-	long bridge_pid = 0;
-	if(a.broker || a.bridge_url) {
-		bridge_pid = doctor_live_check(&live, &r);
-	}
-	if(a.bridge_conf || a.bridge_url || a.bridge_pidfile || a.bridge_unit) {
-		doctor_bridge_check_user(bridge_pid, a.bridge_pidfile, a.bridge_unit, &r);
-	}
-	bconf_free(&bc);
-
-	/* Output. */
-	doctor_inputs_t in = {a.mosq_conf, policy, revocation, crl, audit, pki, a.bridge_conf, a.bridge_url, a.broker, a.now};
-	if(a.json) {
-		doctor_report_json(&r, &in, stdout);
-	} else {
-		doctor_report_text(&r, &in, a.verbose, stdout);
-	}
-	if(a.html) {
-		html = fopen(a.html, "w");
-		if(!html) {
-			fprintf(stderr, "plantgate-doctor: cannot write %s\n", a.html);
-			goto out;
-		}
-		doctor_html_write(&r, &in, html);
-		if(fclose(html) != 0) {
-			html = NULL;
-			fprintf(stderr, "plantgate-doctor: cannot write %s\n", a.html);
-			goto out;
-		}
-		html = NULL;
-	}
-	if(r.failed) {
-		fputs("plantgate-doctor: internal error (out of memory?): the report is incomplete\n", stderr);
-		goto out;
-	}
-	switch(doctor_report_worst(&r)) {
-	case DOCTOR_CRITICAL:
-		rc = 2;
-		break;
-	case DOCTOR_WARNING:
-		rc = 1;
-		break;
-	case DOCTOR_INFO:
-	case DOCTOR_PASS:
-		rc = 0;
-		break;
-	}
+	doctor_run_bridge(&a, &x, &r);
+	rc = doctor_output(&a, &x, &r);
 out:
 	fflush(stdout);
 	doctor_report_free(&r);
