@@ -18,6 +18,13 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
+/* mosquitto 2.1 sends MOSQ_EVT_DISCONNECT only for a client whose session ends
+ * with the connection; one whose session stays gets MOSQ_EVT_CLIENT_OFFLINE
+ * (28, with the same event data) instead.  control_disconnect must see both,
+ * or a will sent later looks like a live publish (acl.c) and goes out with
+ * the client's own properties, unstamped.  2.0's headers lack the name. */
+#define PG_EVT_CLIENT_OFFLINE 28
+
 EXPORT int mosquitto_plugin_version(int supported_version_count, const int *supported_versions)
 {
 	for(int i = 0; i < supported_version_count; i++) {
@@ -26,6 +33,11 @@ EXPORT int mosquitto_plugin_version(int supported_version_count, const int *supp
 		}
 	}
 	return -1;
+}
+
+static bool pg_broker_has_offline_event(const pg_plugin_t *pg)
+{
+	return pg->mosq_version[0] * 1000 + pg->mosq_version[1] >= 2001;
 }
 
 static void plugin_free(pg_plugin_t *pg)
@@ -376,6 +388,11 @@ EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userd
 			goto fail;
 		}
 	}
+	if(pg_broker_has_offline_event(pg) &&
+	   mosquitto_callback_register(identifier, PG_EVT_CLIENT_OFFLINE, control_disconnect, NULL, pg)) {
+		mosquitto_log_printf(MOSQ_LOG_ERR, PG_LOG_PREFIX "cannot register callback %d", PG_EVT_CLIENT_OFFLINE);
+		goto fail;
+	}
 	*userdata = pg;
 	return MOSQ_ERR_SUCCESS;
 fail:
@@ -392,6 +409,9 @@ EXPORT int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *option
 		mosquitto_callback_unregister(pg->pid, MOSQ_EVT_RELOAD, control_reload, NULL);
 		mosquitto_callback_unregister(pg->pid, MOSQ_EVT_TICK, control_tick, NULL);
 		mosquitto_callback_unregister(pg->pid, MOSQ_EVT_DISCONNECT, control_disconnect, NULL);
+		if(pg_broker_has_offline_event(pg)) {
+			mosquitto_callback_unregister(pg->pid, PG_EVT_CLIENT_OFFLINE, control_disconnect, NULL);
+		}
 		mosquitto_callback_unregister(pg->pid, MOSQ_EVT_MESSAGE, provenance_message, NULL);
 		control_audit(pg, &(audit_event_t){.event = AUDIT_EV_STOP, .reason = "broker stopping"}, false);
 	}
