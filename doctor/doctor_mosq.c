@@ -593,21 +593,34 @@ static void doctor_mosq_check_listener(const doctor_mosq_t *m, const doctor_list
 	}
 }
 
-void doctor_mosq_check(const doctor_mosq_t *m, doctor_report_t *r)
+/* What the broker-wide checks share: the configuration, its first file, and
+ * the plantgate plugin line once found. */
+typedef struct doctor_mosq_ctx {
+	const doctor_mosq_t *m;
+	const char *conf;
+	const doctor_setting_t *ours;
+} doctor_mosq_ctx_t;
+
+/* MQ-TLS and the other per-listener checks. */
+static void doctor_mosq_listeners_step(doctor_mosq_ctx_t *x, doctor_report_t *r)
 {
-	char ev[1024];
-	const char *conf = m->nfiles ? m->files[0] : "mosquitto.conf";
-	bool per_listener = doctor_mosq_is_true(&m->per_listener_settings);
 	size_t n = 0;
-	doctor_listener_t **ls = doctor_mosq_listeners(m, &n);
-
+	doctor_listener_t **ls = doctor_mosq_listeners(x->m, &n);
 	for(size_t i = 0; i < n; i++) {
-		doctor_mosq_check_listener(m, ls[i], r);
+		doctor_mosq_check_listener(x->m, ls[i], r);
 	}
+	free(ls);
+}
 
-	/* Anonymous clients. */
+/* MQ-ANONYMOUS: anonymous clients, per listener or for the broker. */
+static void doctor_mosq_anonymous(doctor_mosq_ctx_t *x, doctor_report_t *r)
+{
+	const doctor_mosq_t *m = x->m;
+	char ev[1024];
 	bool anon_found = false;
-	if(per_listener) {
+	if(doctor_mosq_is_true(&m->per_listener_settings)) {
+		size_t n = 0;
+		doctor_listener_t **ls = doctor_mosq_listeners(m, &n);
 		for(size_t i = 0; i < n; i++) {
 			if(doctor_mosq_is_true(&ls[i]->allow_anonymous)) {
 				char name[512];
@@ -618,6 +631,7 @@ void doctor_mosq_check(const doctor_mosq_t *m, doctor_report_t *r)
 				                  "%s admits clients without any credentials", name);
 			}
 		}
+		free(ls);
 	} else if(doctor_mosq_is_true(&m->allow_anonymous)) {
 		anon_found = true;
 		doctor_mosq_ev(&m->allow_anonymous, "allow_anonymous", ev, sizeof(ev));
@@ -629,11 +643,15 @@ void doctor_mosq_check(const doctor_mosq_t *m, doctor_report_t *r)
 		doctor_report_add(r, "MQ-ANONYMOUS", DOCTOR_PASS, ev, NULL, "anonymous clients are refused%s",
 		                  m->allow_anonymous.value ? "" : " (mosquitto 2.0's default)");
 	}
-	free(ls);
+}
 
-	/* per_listener_settings. */
+/* MQ-PER-LISTENER. */
+static void doctor_mosq_per_listener(doctor_mosq_ctx_t *x, doctor_report_t *r)
+{
+	const doctor_mosq_t *m = x->m;
+	char ev[1024];
 	doctor_mosq_ev(&m->per_listener_settings, "per_listener_settings", ev, sizeof(ev));
-	if(per_listener) {
+	if(doctor_mosq_is_true(&m->per_listener_settings)) {
 		doctor_report_add(r, "MQ-PER-LISTENER", DOCTOR_WARNING, ev, "per_listener_settings false",
 		                  "per_listener_settings is true: a listener without its own plugin line is not "
 		                  "guarded by plantgate, and the plugin's periodic tasks ($SYS counters, flood "
@@ -642,8 +660,14 @@ void doctor_mosq_check(const doctor_mosq_t *m, doctor_report_t *r)
 		doctor_report_add(r, "MQ-PER-LISTENER", DOCTOR_PASS, ev, NULL,
 		                  "the plugin's settings apply to every listener");
 	}
+}
 
-	/* The plugin. */
+/* MQ-PLUGIN: the plantgate plugin is loaded, with a policy. */
+static void doctor_mosq_plugin(doctor_mosq_ctx_t *x, doctor_report_t *r)
+{
+	const doctor_mosq_t *m = x->m;
+	const char *conf = x->conf;
+	char ev[1024];
 	const doctor_setting_t *ours = NULL;
 	for(size_t i = 0; i < m->nplugins; i++) {
 		const char *base = strrchr(m->plugins[i].value, '/');
@@ -667,8 +691,15 @@ void doctor_mosq_check(const doctor_mosq_t *m, doctor_report_t *r)
 			                  "the plugin has no plugin_opt_policy: it refuses to start, and so does the broker");
 		}
 	}
+	x->ours = ours;
+}
 
-	/* Issuer pinning. */
+/* MQ-ISSUER-PIN. */
+static void doctor_mosq_issuer_pin(doctor_mosq_ctx_t *x, doctor_report_t *r)
+{
+	const doctor_mosq_t *m = x->m;
+	const doctor_setting_t *ours = x->ours;
+	char ev[1024];
 	const doctor_setting_t *pin = doctor_mosq_opt(m, "issuer_cafile");
 	if(ours && pin) {
 		doctor_mosq_ev(pin, "plugin_opt_issuer_cafile", ev, sizeof(ev));
@@ -680,8 +711,13 @@ void doctor_mosq_check(const doctor_mosq_t *m, doctor_report_t *r)
 		                  "the plugin accepts any certificate mosquitto's cafile trusts; pin the plant CA "
 		                  "if cafile is a bundle");
 	}
+}
 
-	/* Privileges. */
+/* MQ-USER: the broker drops root. */
+static void doctor_mosq_user(doctor_mosq_ctx_t *x, doctor_report_t *r)
+{
+	const doctor_mosq_t *m = x->m;
+	char ev[1024];
 	doctor_mosq_ev(&m->user, "user", ev, sizeof(ev));
 	if(m->user.value && strcmp(m->user.value, "root") == 0) {
 		doctor_report_add(r, "MQ-USER", DOCTOR_WARNING, ev, "user mosquitto (or remove the line)",
@@ -690,8 +726,15 @@ void doctor_mosq_check(const doctor_mosq_t *m, doctor_report_t *r)
 		doctor_report_add(r, "MQ-USER", DOCTOR_PASS, ev, NULL, "the broker drops root privileges (user %s)",
 		                  m->user.value ? m->user.value : "mosquitto");
 	}
+}
 
-	/* Revocation. */
+/* REV-CONFIG: the plugin's revocation list or CRL, or only mosquitto's. */
+static void doctor_mosq_revocation(doctor_mosq_ctx_t *x, doctor_report_t *r)
+{
+	const doctor_mosq_t *m = x->m;
+	const doctor_setting_t *ours = x->ours;
+	const char *conf = x->conf;
+	char ev[1024];
 	const doctor_setting_t *rev = doctor_mosq_opt(m, "revocation_file");
 	const doctor_setting_t *crl = doctor_mosq_opt(m, "crlfile");
 	const doctor_setting_t *mcrl = NULL;
@@ -718,6 +761,20 @@ void doctor_mosq_check(const doctor_mosq_t *m, doctor_report_t *r)
 		                  "/etc/plantgate/pki/crl.pem",
 		                  "no revocation is configured: a stolen device's certificate keeps working until "
 		                  "it expires");
+	}
+}
+
+/* The broker-wide checks, in the order they run (and report). */
+static void (*const doctor_mosq_steps[])(doctor_mosq_ctx_t *, doctor_report_t *) = {
+    doctor_mosq_listeners_step, doctor_mosq_anonymous, doctor_mosq_per_listener, doctor_mosq_plugin,
+    doctor_mosq_issuer_pin,     doctor_mosq_user,      doctor_mosq_revocation,
+};
+
+void doctor_mosq_check(const doctor_mosq_t *m, doctor_report_t *r)
+{
+	doctor_mosq_ctx_t x = {m, m->nfiles ? m->files[0] : "mosquitto.conf", NULL};
+	for(size_t i = 0; i < sizeof(doctor_mosq_steps) / sizeof(doctor_mosq_steps[0]); i++) {
+		doctor_mosq_steps[i](&x, r);
 	}
 }
 
