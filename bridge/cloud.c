@@ -561,6 +561,7 @@ void *cloud_run(void *arg)
 	                  /* through a tunnel, the relay does TLS with this context and
 	                   * libmosquitto speaks plain MQTT to it on loopback */
 	                  .tls = tunnel_lib_tls(c.tc) ? b->secrets.cloud_tls : NULL,
+	                  .watch = tunnel_lib_tls(c.tc) ? &b->secrets.cloud_watch : NULL,
 	                  .connect = c.tc ? cloud_connect_tunnel : NULL,
 	                  .failed_note = "messages stay queued; ",
 	                  .state_ctr = &b->ctr.cloud_state,

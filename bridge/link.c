@@ -9,6 +9,7 @@
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 #include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -154,6 +155,19 @@ static void link_on_connect(struct mosquitto *mosq, void *obj, int rc, int flags
 	l->state = LINK_UP;
 	atomic_store(l->conf.state_ctr, LINK_UP);
 	atomic_fetch_add(l->conf.connects, 1);
+	if(l->conf.watch && !atomic_load(&l->conf.watch->cert_requested) &&
+	   !l->warned_no_client_cert) {
+		/* Mutual TLS is what identifies the bridge; a peer that does not ask
+		 * for the certificate would take any client. */
+		char ev[40];
+		blog(BLOG_WARN, link_event(l, "no_client_certificate", ev, sizeof(ev)),
+		     "host=%s port=%d note=\"the %s did not ask for the bridge's certificate "
+		     "(%s_certfile): it authenticates clients some other way, or not at all\" "
+		     "hint=\"require client certificates there (mosquitto: require_certificate "
+		     "true)\"",
+		     l->conf.host, l->conf.port, l->conf.peer, l->conf.name);
+		l->warned_no_client_cert = true;
+	}
 	if(l->conf.up) {
 		l->conf.up(l->conf.owner, flags);
 	}
@@ -220,12 +234,31 @@ static bool link_reason_is_tls(const char *reason)
 	       strstr(reason, "TLS") || strstr(reason, "certificate");
 }
 
-/* What an operator should check for a TLS failure reason. */
-static void link_tls_hint(const link_t *l, const char *reason, char *out, size_t len)
+/* What an operator should check for a TLS failure reason; x509 is the
+ * verification error of the peer's certificate (0 when none was refused). */
+static void link_tls_hint(const link_t *l, const char *reason, int x509, char *out, size_t len)
 {
 	const char *n = l->conf.name, *peer = l->conf.peer;
 	out[0] = '\0';
-	if(strstr(reason, "certificate verify failed")) {
+	if(x509 == X509_V_ERR_CERT_HAS_EXPIRED || x509 == X509_V_ERR_CERT_NOT_YET_VALID) {
+		util_snprintf(out, len,
+		              " hint=\"the %s's certificate is outside its validity period: renew it "
+		              "there, or check this host's clock\"",
+		              peer);
+	} else if(x509 == X509_V_ERR_HOSTNAME_MISMATCH || x509 == X509_V_ERR_IP_ADDRESS_MISMATCH) {
+		util_snprintf(out, len,
+		              " hint=\"the %s's certificate is not for %s_host '%s': use the name the "
+		              "certificate carries, or a certificate for this name\"",
+		              peer, n, l->conf.host);
+	} else if(x509 == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
+	          x509 == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT ||
+	          x509 == X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT ||
+	          x509 == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN) {
+		util_snprintf(out, len,
+		              " hint=\"the %s's certificate was not issued by a CA in %s_cafile: the "
+		              "wrong CA file, or not the %s\"",
+		              peer, n, peer);
+	} else if(strstr(reason, "certificate verify failed")) {
 		util_snprintf(out, len,
 		              " hint=\"the %s's certificate was refused: not issued by %s_cafile, "
 		              "expired, or not for the name in %s_host\"",
@@ -243,9 +276,12 @@ static void link_tls_hint(const link_t *l, const char *reason, char *out, size_t
 	}
 }
 
-static void link_connect_failed(link_t *l, const char *reason)
+static void link_connect_failed(link_t *l, const char *why)
 {
-	char ev[32], hint[256];
+	char ev[32], hint[256], x509[512], reason[1024];
+	int xerr = l->conf.watch ? secrets_watch_reason(l->conf.watch, x509, sizeof(x509)) : 0;
+	/* OpenSSL says "certificate verify failed"; the verify callback knows why. */
+	util_snprintf(reason, sizeof(reason), "%s%s%s", why, xerr ? ": " : "", xerr ? x509 : "");
 	atomic_fetch_add(l->conf.failures, 1);
 	if(link_reason_is_tls(reason)) {
 		atomic_fetch_add(l->conf.tls_failures, 1);
@@ -253,7 +289,7 @@ static void link_connect_failed(link_t *l, const char *reason)
 	l->failures_since_up++;
 	/* Log a failure once per distinct reason, not once per attempt. */
 	if(strcmp(reason, l->logged_reason) != 0) {
-		link_tls_hint(l, reason, hint, sizeof(hint));
+		link_tls_hint(l, reason, xerr, hint, sizeof(hint));
 		blog(BLOG_WARN, link_event(l, "connect_failed", ev, sizeof(ev)),
 		     "host=%s port=%d reason=\"%s\"%s attempts=%u note=\"%sretrying with backoff; "
 		     "logged again only if the reason changes\"",
@@ -292,6 +328,9 @@ static void link_connect(link_t *l)
 	int rc;
 	l->lib_error[0] = '\0';
 	l->lost = false;
+	if(l->conf.watch) {
+		secrets_watch_reset(l->conf.watch);
+	}
 	/* A fresh client per attempt: libmosquitto keeps its own in-memory copies
 	 * of unacknowledged messages, which the queue, not it, must own. */
 	l->mosq = mosquitto_new(l->conf.client_id, !l->conf.persistent, l);

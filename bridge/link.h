@@ -55,6 +55,9 @@ typedef struct link_conf {
 	/* Borrowed; loaded before the privilege drop.  NULL only with .connect,
 	 * whose relay does TLS itself (cloud through a tunnel, tunnel.h). */
 	struct ssl_ctx_st *tls;
+	/* What the handshakes on `tls` said (secrets.h); borrowed; NULL when
+	 * the link does no TLS itself. */
+	secrets_tls_watch_t *watch;
 	const char *failed_note; /* said first in connect_failed's note ("" or "...; ") */
 	/* Counters for /metrics, borrowed from bridge_t. */
 	atomic_int *state_ctr;
@@ -93,6 +96,7 @@ typedef struct link {
 	int64_t next_attempt; /* monotonic ms */
 	int64_t down_since;   /* monotonic ms */
 	unsigned failures_since_up;
+	bool warned_no_client_cert; /* "<name>.no_client_certificate" said once */
 	char cb_reason[512];     /* why, as told by a callback (CONNACK, DISCONNECT) or the protocol */
 	char logged_reason[512]; /* the last connect failure logged */
 	char lib_error[256];     /* the last error libmosquitto logged */

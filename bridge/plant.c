@@ -598,6 +598,7 @@ void *plant_run(void *arg)
 	                  .client_id = c->plant_client_id,
 	                  .persistent = true,
 	                  .tls = b->secrets.plant_tls,
+	                  .watch = &b->secrets.plant_watch,
 	                  .failed_note = "",
 	                  .state_ctr = &b->ctr.plant_state,
 	                  .connects = &b->ctr.plant_connects,

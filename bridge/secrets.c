@@ -13,6 +13,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,87 @@
 
 #include "tunproto.h"
 #include "util.h"
+
+/* The secrets_tls_watch_t of a context (SSL_CTX ex_data), and the lock of
+ * the subjects. */
+static int secrets_watch_idx = -1;
+static pthread_once_t secrets_watch_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t secrets_watch_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void secrets_watch_init(void)
+{
+	secrets_watch_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+/* The verify callback: keeps OpenSSL's decision, remembers the first error. */
+static int secrets_verify_cb(int ok, X509_STORE_CTX *x)
+{
+	SSL *ssl = ok ? NULL : X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
+	secrets_tls_watch_t *w = ssl ? SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), secrets_watch_idx)
+	                             : NULL;
+	if(w) {
+		pthread_mutex_lock(&secrets_watch_mu);
+		if(atomic_load(&w->verify_err) == X509_V_OK) {
+			X509 *cert = X509_STORE_CTX_get_current_cert(x);
+			w->subject[0] = '\0';
+			if(cert) {
+				X509_NAME_oneline(X509_get_subject_name(cert), w->subject, sizeof(w->subject));
+			}
+			atomic_store(&w->depth, X509_STORE_CTX_get_error_depth(x));
+			atomic_store(&w->verify_err, X509_STORE_CTX_get_error(x));
+		}
+		pthread_mutex_unlock(&secrets_watch_mu);
+	}
+	return ok;
+}
+
+/* Notes a CertificateRequest from the peer (TLS 1.2 and 1.3 alike). */
+static void secrets_msg_cb(int write_p, int version, int content_type, const void *buf, size_t len,
+                           SSL *ssl, void *arg)
+{
+	const unsigned char *m = buf;
+	if(!write_p && content_type == SSL3_RT_HANDSHAKE && len > 0 &&
+	   m[0] == SSL3_MT_CERTIFICATE_REQUEST) {
+		atomic_store(&((secrets_tls_watch_t *)arg)->cert_requested, true);
+	}
+}
+
+static int secrets_watch_attach(SSL_CTX *ctx, secrets_tls_watch_t *w)
+{
+	pthread_once(&secrets_watch_once, secrets_watch_init);
+	if(secrets_watch_idx < 0 || !SSL_CTX_set_ex_data(ctx, secrets_watch_idx, w)) {
+		return -1;
+	}
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, secrets_verify_cb);
+	SSL_CTX_set_msg_callback(ctx, secrets_msg_cb);
+	SSL_CTX_set_msg_callback_arg(ctx, w);
+	return 0;
+}
+
+void secrets_watch_reset(secrets_tls_watch_t *w)
+{
+	atomic_store(&w->verify_err, X509_V_OK);
+	atomic_store(&w->depth, 0);
+	atomic_store(&w->cert_requested, false);
+}
+
+int secrets_watch_reason(secrets_tls_watch_t *w, char *out, size_t outlen)
+{
+	int e = atomic_load(&w->verify_err);
+	if(e == X509_V_OK) {
+		return 0;
+	}
+	char subject[256];
+	pthread_mutex_lock(&secrets_watch_mu);
+	util_strlcpy(subject, w->subject, sizeof(subject));
+	pthread_mutex_unlock(&secrets_watch_mu);
+	int depth = atomic_load(&w->depth);
+	util_snprintf(out, outlen, "%s (X.509 error %d at depth %d, %s, subject %s)",
+	              X509_verify_cert_error_string(e), e, depth,
+	              depth == 0 ? "the server's own certificate" : "a CA certificate of its chain",
+	              subject[0] ? subject : "unknown");
+	return e;
+}
 
 /* Append OpenSSL's first queued error (or `fallback`) to err. */
 static void secrets_err(char *err, size_t errlen, const char *key, const char *file,
@@ -182,6 +264,12 @@ int secrets_load(secrets_t *s, const bconf_t *cfg, bool insecure_hostname, char 
 	    cfg->cloud_cafile, cfg->cloud_use_system_trust, cfg->cloud_certfile, cfg->cloud_keyfile,
 	    cfg->cloud_alpn, insecure_hostname, err, errlen);
 	if(!s->cloud_tls) {
+		secrets_free(s);
+		return -1;
+	}
+	if(secrets_watch_attach(s->plant_tls, &s->plant_watch) ||
+	   secrets_watch_attach(s->cloud_tls, &s->cloud_watch)) {
+		util_snprintf(err, errlen, "cannot set up the TLS verify callbacks (out of memory)");
 		secrets_free(s);
 		return -1;
 	}

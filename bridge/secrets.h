@@ -13,6 +13,7 @@
 #ifndef PG_SECRETS_H
 #define PG_SECRETS_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -20,9 +21,22 @@
 
 struct ssl_ctx_st;
 
+/* What the TLS handshakes on one context said, for the link's log lines:
+ * the first X.509 verification error of the peer's chain (OpenSSL alone
+ * says only "certificate verify failed"), and whether the peer asked for
+ * the bridge's certificate.  Written by whichever thread runs a handshake
+ * on the context, read by the link's thread after it. */
+typedef struct secrets_tls_watch {
+	atomic_int verify_err;      /* X509_V_OK (0) or X509_V_ERR_* */
+	atomic_int depth;           /* where in the chain: 0 = the peer's own certificate */
+	atomic_bool cert_requested; /* the peer sent a CertificateRequest */
+	char subject[256];          /* of the refused certificate; under a lock in secrets.c */
+} secrets_tls_watch_t;
+
 typedef struct secrets {
 	struct ssl_ctx_st *plant_tls; /* client context for the plant broker */
 	struct ssl_ctx_st *cloud_tls; /* client context for the cloud endpoint */
+	secrets_tls_watch_t plant_watch, cloud_watch; /* of plant_tls and cloud_tls */
 	/* cloud_proxy https://: client context for the proxy itself (its CA is
 	 * cloud_proxy_cafile or the system store; no client certificate: the
 	 * cloud's certificate is for the cloud only).  NULL otherwise. */
@@ -43,5 +57,14 @@ int secrets_load(secrets_t *s, const bconf_t *cfg, bool insecure_hostname, char 
 
 /* Free what *s holds and zero it.  NULL and half-built are fine. */
 void secrets_free(secrets_t *s);
+
+/* Forget what earlier handshakes said (call before a connect). */
+void secrets_watch_reset(secrets_tls_watch_t *w);
+
+/* When the last handshake refused the peer's certificate: its X.509 reason
+ * in words ("certificate has expired", "hostname mismatch", "unable to get
+ * local issuer certificate"), where in the chain and whose, into out;
+ * returns the X509_V_ERR_* code.  0 when no certificate was refused. */
+int secrets_watch_reason(secrets_tls_watch_t *w, char *out, size_t outlen);
 
 #endif
