@@ -18,6 +18,7 @@
 
 #include "conf.h"
 #include "hmap.h"
+#include "json.h"
 #include "policy.h"
 #include "policy_trie.h"
 
@@ -30,8 +31,7 @@ typedef struct policy_role {
 	size_t nallow, ndeny;
 	/* The role's rules as written, in order, while parsing; then their
 	 * SHA-256, which tells a reload whether the role's rights changed. */
-	char *sigbuf;
-	size_t siglen, sigcap;
+	json_out_t sigtext; /* a growing byte buffer (common/json.h) */
 	unsigned char sig[32];
 	/* `limit rate<=N/s bytes<=SIZE/s`; -1 = not set (plugin default) */
 	double rate, bytes;

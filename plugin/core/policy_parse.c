@@ -59,7 +59,7 @@ static void policy_role_free(policy_role_t *r)
 			ptrie_compiled_free(r->trie[a][d]);
 		}
 	}
-	free(r->sigbuf);
+	json_out_free(&r->sigtext);
 	free(r->name);
 	free(r);
 }
@@ -603,23 +603,9 @@ static char *policy_rule_text(const conf_line_t *l)
 /* Append a rule's text to its role's signature buffer. */
 static int policy_role_sig_add(policy_role_t *role, const char *text)
 {
-	size_t n = strlen(text) + 1;
-	if(role->siglen + n > role->sigcap) {
-		size_t cap = role->sigcap ? role->sigcap : 256;
-		while(cap < role->siglen + n) {
-			cap *= 2;
-		}
-		char *nb = realloc(role->sigbuf, cap);
-		if(!nb) {
-			return -1;
-		}
-		role->sigbuf = nb;
-		role->sigcap = cap;
-	}
-	memcpy(role->sigbuf + role->siglen, text, n - 1);
-	role->sigbuf[role->siglen + n - 1] = '\n';
-	role->siglen += n;
-	return 0;
+	json_out_raw(&role->sigtext, text, strlen(text));
+	json_out_raw(&role->sigtext, "\n", 1);
+	return role->sigtext.oom ? -1 : 0;
 }
 
 static int policy_kw_rule(policy_parse_t *ps, const conf_line_t *l, char *err, size_t errlen)
@@ -787,10 +773,8 @@ static int policy_finish(policy_parse_t *ps, char *err, size_t errlen)
 	policy_t *p = ps->p;
 	for(size_t i = 0; i < p->nroles; i++) {
 		policy_role_t *r = p->role_list[i];
-		SHA256((const unsigned char *)(r->sigbuf ? r->sigbuf : ""), r->siglen, r->sig);
-		free(r->sigbuf);
-		r->sigbuf = NULL;
-		r->siglen = r->sigcap = 0;
+		SHA256((const unsigned char *)(r->sigtext.s ? r->sigtext.s : ""), r->sigtext.len, r->sig);
+		json_out_free(&r->sigtext);
 	}
 	if(ps->cur) {
 		conf_line_t l = {.file = p->file, .line = ps->cur->line};
