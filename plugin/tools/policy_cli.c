@@ -97,117 +97,108 @@ static bool cli_is(const char *w, const char *name)
 	return strncmp(w, name, n) == 0 && (w[n] == '\0' || w[n] == '=');
 }
 
-static int cli_explain(int argc, char **argv)
-{
-	const char *path = NULL, *id = NULL, *cid = NULL, *topic = NULL;
+/* explain's request, as the command line gives it. */
+typedef struct cli_explain_args {
+	const char *path, *id, *cid, *topic;
 	policy_attr_t attrs[CLI_MAX_ATTRS];
-	size_t nattrs = 0;
-	policy_request_t req = {0};
-	bool have_access = false;
-	int rc = 1;
-	policy_t *p = NULL;
+	size_t nattrs;
+	policy_request_t req;
+	bool have_access;
+} cli_explain_args_t;
 
+/* Read explain's arguments into x: 0, or -1 after saying what is wrong
+ * (a FILE, --id and one access are required). */
+static int cli_explain_args(int argc, char **argv, cli_explain_args_t *x)
+{
 	for(int i = 2; i < argc; i++) {
 		const char *w = argv[i];
 		char *v;
 		if(cli_is(w, "--id")) {
-			if(!(id = cli_value(argc, argv, &i, "--id"))) {
-				goto out;
+			if(!(x->id = cli_value(argc, argv, &i, "--id"))) {
+				return -1;
 			}
 		} else if(cli_is(w, "--clientid")) {
-			if(!(cid = cli_value(argc, argv, &i, "--clientid"))) {
-				goto out;
+			if(!(x->cid = cli_value(argc, argv, &i, "--clientid"))) {
+				return -1;
 			}
 		} else if(cli_is(w, "--attr")) {
 			if(!(v = cli_value(argc, argv, &i, "--attr"))) {
-				goto out;
+				return -1;
 			}
 			char *eq = strchr(v, '=');
 			if(!eq || eq == v) {
 				fprintf(stderr, "plantgate-policy: --attr wants KEY=VALUE, got \"%s\"\n", v);
-				goto out;
+				return -1;
 			}
-			if(nattrs == CLI_MAX_ATTRS) {
+			if(x->nattrs == CLI_MAX_ATTRS) {
 				fprintf(stderr, "plantgate-policy: at most %d --attr\n", CLI_MAX_ATTRS);
-				goto out;
+				return -1;
 			}
 			/* Split in place: argv strings are ours to modify. */
 			*eq = '\0';
-			attrs[nattrs].key = v;
-			attrs[nattrs].value = eq + 1;
-			nattrs++;
+			x->attrs[x->nattrs].key = v;
+			x->attrs[x->nattrs].value = eq + 1;
+			x->nattrs++;
 		} else if(cli_is(w, "--publish") || cli_is(w, "--subscribe") || cli_is(w, "--read")) {
-			if(have_access) {
+			if(x->have_access) {
 				fprintf(stderr,
 				        "plantgate-policy: give exactly one of --publish, --subscribe, --read\n");
-				goto out;
+				return -1;
 			}
-			have_access = true;
-			req.access = w[2] == 'p' ? POLICY_PUBLISH : w[2] == 's' ? POLICY_SUBSCRIBE : POLICY_READ;
-			if(!(topic = cli_value(argc, argv, &i, w))) {
-				goto out;
+			x->have_access = true;
+			x->req.access = w[2] == 'p' ? POLICY_PUBLISH : w[2] == 's' ? POLICY_SUBSCRIBE : POLICY_READ;
+			if(!(x->topic = cli_value(argc, argv, &i, w))) {
+				return -1;
 			}
 		} else if(cli_is(w, "--qos")) {
 			int64_t q;
 			if(!(v = cli_value(argc, argv, &i, "--qos"))) {
-				goto out;
+				return -1;
 			}
 			if(util_parse_i64(v, 0, 2, &q)) {
 				fprintf(stderr, "plantgate-policy: --qos wants 0, 1 or 2, got \"%s\"\n", v);
-				goto out;
+				return -1;
 			}
-			req.qos = (int)q;
+			x->req.qos = (int)q;
 		} else if(strcmp(w, "--retain") == 0) {
-			req.retain = true;
+			x->req.retain = true;
 		} else if(cli_is(w, "--size")) {
 			uint64_t sz;
 			if(!(v = cli_value(argc, argv, &i, "--size"))) {
-				goto out;
+				return -1;
 			}
 			if(util_parse_size(v, SIZE_MAX, &sz)) {
 				fprintf(stderr, "plantgate-policy: --size wants bytes like 512, 16k or 1M, got \"%s\"\n",
 				        v);
-				goto out;
+				return -1;
 			}
-			req.payloadlen = (size_t)sz;
+			x->req.payloadlen = (size_t)sz;
 		} else if(w[0] == '-') {
 			fprintf(stderr, "plantgate-policy: unknown option \"%s\"\n", w);
 			cli_usage(stderr);
-			goto out;
-		} else if(!path) {
-			path = w;
+			return -1;
+		} else if(!x->path) {
+			x->path = w;
 		} else {
 			fprintf(stderr, "plantgate-policy: unexpected argument \"%s\"\n", w);
 			cli_usage(stderr);
-			goto out;
+			return -1;
 		}
 	}
-	if(!path || !id || !have_access) {
+	if(!x->path || !x->id || !x->have_access) {
 		fprintf(stderr, "plantgate-policy: explain needs FILE, --id and one of --publish, "
 		                "--subscribe, --read\n");
 		cli_usage(stderr);
-		goto out;
+		return -1;
 	}
+	return 0;
+}
 
-	char err[1024];
-	p = policy_load_file(path, err, sizeof(err));
-	if(!p) {
-		fprintf(stderr, "%s\n", err);
-		goto out;
-	}
-	req.topic = topic;
-	policy_subject_t who = {
-	    .identity = id, .clientid = cid ? cid : id, .attrs = attrs, .nattrs = nattrs};
-
-	printf("identity:  %s (client id %s)\n", id, who.clientid);
-	const char *why = NULL;
-	if(!policy_admit(p, &who, &why)) {
-		printf("DENY: connection refused: %s\n", why);
-		rc = 2;
-		goto out;
-	}
+/* Print which entry an admitted subject resolves to. */
+static void cli_print_entry(const policy_t *p, const policy_subject_t *who)
+{
 	policy_binding_info_t bi;
-	policy_binding_get_info(policy_resolve(p, &who), &bi);
+	policy_binding_get_info(policy_resolve(p, who), &bi);
 	switch(bi.kind) {
 	case POLICY_BINDING_DEVICE:
 		printf("entry:     device %s -> role %s (%s:%d)\n", bi.entry, bi.role, bi.file, bi.line);
@@ -221,7 +212,38 @@ static int cli_explain(int argc, char **argv)
 		       bi.line);
 		break;
 	}
-	printf("request:   %s %s qos %d%s, %zu bytes\n", policy_access_name(req.access), topic,
+}
+
+static int cli_explain(int argc, char **argv)
+{
+	cli_explain_args_t x = {0};
+	int rc = 1;
+	policy_t *p = NULL;
+
+	if(cli_explain_args(argc, argv, &x)) {
+		goto out;
+	}
+
+	char err[1024];
+	p = policy_load_file(x.path, err, sizeof(err));
+	if(!p) {
+		fprintf(stderr, "%s\n", err);
+		goto out;
+	}
+	policy_request_t req = x.req;
+	req.topic = x.topic;
+	policy_subject_t who = {
+	    .identity = x.id, .clientid = x.cid ? x.cid : x.id, .attrs = x.attrs, .nattrs = x.nattrs};
+
+	printf("identity:  %s (client id %s)\n", x.id, who.clientid);
+	const char *why = NULL;
+	if(!policy_admit(p, &who, &why)) {
+		printf("DENY: connection refused: %s\n", why);
+		rc = 2;
+		goto out;
+	}
+	cli_print_entry(p, &who);
+	printf("request:   %s %s qos %d%s, %zu bytes\n", policy_access_name(req.access), x.topic,
 	       req.qos, req.retain ? " retained" : "", req.payloadlen);
 
 	policy_decision_t d;
