@@ -181,6 +181,7 @@ typedef struct doctor_mosq {
 	doctor_listener_t *listeners;
 	size_t nlisteners;
 	doctor_setting_t per_listener_settings, allow_anonymous, user;
+	doctor_setting_t persistence, autosave_interval, autosave_on_changes;
 	doctor_setting_t *plugins; /* `plugin` / `auth_plugin` lines */
 	size_t nplugins;
 	doctor_plugin_opt_t *opts; /* plugin_opt_* of every plugin */

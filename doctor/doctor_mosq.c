@@ -60,6 +60,9 @@ static const doctor_mosq_row_t doctor_mosq_rows[] = {
     {"allow_anonymous", DM_BOTH, LOFF(allow_anonymous), GOFF(allow_anonymous)},
     {"per_listener_settings", DM_GLOBAL, 0, GOFF(per_listener_settings)},
     {"user", DM_GLOBAL, 0, GOFF(user)},
+    {"persistence", DM_GLOBAL, 0, GOFF(persistence)},
+    {"autosave_interval", DM_GLOBAL, 0, GOFF(autosave_interval)},
+    {"autosave_on_changes", DM_GLOBAL, 0, GOFF(autosave_on_changes)},
 };
 
 typedef struct doctor_mosq_state {
@@ -107,6 +110,9 @@ void doctor_mosq_free(doctor_mosq_t *m)
 	}
 	free(m->listeners);
 	doctor_mosq_setting_free(&m->per_listener_settings);
+	doctor_mosq_setting_free(&m->persistence);
+	doctor_mosq_setting_free(&m->autosave_interval);
+	doctor_mosq_setting_free(&m->autosave_on_changes);
 	doctor_mosq_setting_free(&m->allow_anonymous);
 	doctor_mosq_setting_free(&m->user);
 	for(size_t i = 0; i < m->nplugins; i++) {
@@ -764,10 +770,62 @@ static void doctor_mosq_revocation(doctor_mosq_ctx_t *x, doctor_report_t *r)
 	}
 }
 
+/* MQ-PERSIST: what a broker crash keeps.  mosquitto saves its state (the
+ * persistent sessions, the bridge's among them, and what is queued for
+ * them) every autosave_interval seconds, default 1800, and at a clean
+ * shutdown; a crash loses everything since the last save, the bridge's
+ * subscriptions included until they were saved once. */
+#define DOCTOR_MOSQ_AUTOSAVE_MAX 60
+static void doctor_mosq_persist(doctor_mosq_ctx_t *x, doctor_report_t *r)
+{
+	const doctor_mosq_t *m = x->m;
+	char ev[1024];
+	const char *fix = "persistence true + autosave_interval 10";
+	if(!doctor_mosq_is_true(&m->persistence)) {
+		doctor_mosq_ev(&m->persistence, "persistence", ev, sizeof(ev));
+		doctor_report_add(r, "MQ-PERSIST", DOCTOR_WARNING, ev, fix,
+		                  "persistence is off: a broker restart or crash loses every persistent "
+		                  "session, the bridge's included, and every message queued for it; "
+		                  "devices that publish before the bridge has subscribed again lose "
+		                  "their messages");
+		return;
+	}
+	int64_t iv = 1800;
+	if(m->autosave_interval.value &&
+	   util_parse_i64(m->autosave_interval.value, 0, INT64_MAX, &iv) != 0) {
+		iv = 1800; /* mosquitto refuses the file then; MQ-CONFIG-level trouble */
+	}
+	doctor_mosq_ev(m->autosave_interval.value ? &m->autosave_interval : &m->persistence,
+	               m->autosave_interval.value ? "autosave_interval" : "persistence", ev, sizeof(ev));
+	if(doctor_mosq_is_true(&m->autosave_on_changes)) {
+		doctor_report_add(r, "MQ-PERSIST", DOCTOR_WARNING, ev,
+		                  "autosave_on_changes false + autosave_interval 10",
+		                  "autosave_on_changes true: the broker saves after every %lld changes, so "
+		                  "how much a crash loses depends on the traffic, and a quiet broker may "
+		                  "not save the bridge's session for a long time",
+		                  (long long)iv);
+	} else if(iv == 0 || iv > DOCTOR_MOSQ_AUTOSAVE_MAX) {
+		char when[64];
+		util_snprintf(when, sizeof(when), iv ? "every %lld s" : "only at a clean shutdown",
+		              (long long)iv);
+		doctor_report_add(r, "MQ-PERSIST", DOCTOR_WARNING, ev, fix,
+		                  "the broker saves its state %s%s: a crash (kill -9, power loss) loses "
+		                  "every message accepted since the last save, and the bridge's session "
+		                  "if it was not saved yet",
+		                  when, m->autosave_interval.value ? "" : " (mosquitto's default)");
+	} else {
+		doctor_report_add(r, "MQ-PERSIST", DOCTOR_PASS, ev, NULL,
+		                  "the broker saves its state every %lld s: a crash loses at most what it "
+		                  "accepted in the last %lld s; the bridge's session survives",
+		                  (long long)iv, (long long)iv);
+	}
+}
+
 /* The broker-wide checks, in the order they run (and report). */
 static void (*const doctor_mosq_steps[])(doctor_mosq_ctx_t *, doctor_report_t *) = {
     doctor_mosq_listeners_step, doctor_mosq_anonymous, doctor_mosq_per_listener, doctor_mosq_plugin,
     doctor_mosq_issuer_pin,     doctor_mosq_user,      doctor_mosq_revocation,
+    doctor_mosq_persist,
 };
 
 void doctor_mosq_check(const doctor_mosq_t *m, doctor_report_t *r)

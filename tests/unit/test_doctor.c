@@ -147,7 +147,7 @@ static void test_mosq_good(void **state)
 	no_worse_than(&r, DOCTOR_PASS);
 	const char *ids[] = {"MQ-LISTENER-TLS", "MQ-LISTENER-BIND", "MQ-TLS-VERSION", "MQ-ANONYMOUS",
 	                     "MQ-REQUIRE-CERT", "MQ-CERT-DATES", "MQ-IDENTITY-USERNAME", "MQ-PER-LISTENER", "MQ-PLUGIN",
-	                     "MQ-ISSUER-PIN", "MQ-USER", "REV-CONFIG"};
+	                     "MQ-ISSUER-PIN", "MQ-USER", "REV-CONFIG", "MQ-PERSIST"};
 	for(size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
 		expect(&r, ids[i], DOCTOR_PASS);
 	}
@@ -173,6 +173,7 @@ static void test_mosq_weak(void **state)
 	expect(&r, "MQ-PLUGIN", DOCTOR_CRITICAL);
 	expect(&r, "MQ-USER", DOCTOR_WARNING);
 	expect(&r, "REV-CONFIG", DOCTOR_WARNING);
+	expect(&r, "MQ-PERSIST", DOCTOR_WARNING);
 	const doctor_finding_t *f = doctor_report_get(&r, "MQ-ANONYMOUS");
 	assert_non_null(strstr(f->evidence, "weak/mosquitto.conf:9: allow_anonymous true"));
 	assert_string_equal(f->fix, "allow_anonymous false");
@@ -258,6 +259,43 @@ static void test_mosq_include_dir(void **state)
 	expect(&r, "MQ-ANONYMOUS", DOCTOR_CRITICAL);
 	assert_non_null(strstr(doctor_report_get(&r, "MQ-ANONYMOUS")->evidence, "20-anon.conf:1:"));
 	doctor_report_free(&r);
+}
+
+/* MQ-PERSIST: what a broker crash keeps of the bridge's session. */
+static void test_mosq_persist(void **state)
+{
+	static const struct {
+		const char *text;
+		doctor_sev_t sev;
+		const char *says;
+	} cases[] = {
+	    {"", DOCTOR_WARNING, "persistence is off"},
+	    {"persistence false\n", DOCTOR_WARNING, "persistence is off"},
+	    {"persistence true\n", DOCTOR_WARNING, "every 1800 s (mosquitto's default)"},
+	    {"persistence true\nautosave_interval 0\n", DOCTOR_WARNING, "only at a clean shutdown"},
+	    {"persistence true\nautosave_interval 300\n", DOCTOR_WARNING, "every 300 s"},
+	    {"persistence true\nautosave_interval 10\nautosave_on_changes true\n", DOCTOR_WARNING,
+	     "depends on the traffic"},
+	    {"persistence true\nautosave_interval 10\n", DOCTOR_PASS, "at most what it accepted in the last 10 s"},
+	    {"persistence true\nautosave_interval 60\nautosave_on_changes false\n", DOCTOR_PASS, "last 60 s"},
+	};
+	for(size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		doctor_mosq_t m;
+		doctor_report_t r = {0};
+		char err[256];
+		assert_int_equal(doctor_mosq_load_buffer("p.conf", cases[i].text, strlen(cases[i].text), &m,
+		                                         err, sizeof(err)),
+		                 0);
+		doctor_mosq_check(&m, &r);
+		const doctor_finding_t *f = doctor_report_get(&r, "MQ-PERSIST");
+		assert_non_null(f);
+		assert_int_equal(f->sev, cases[i].sev);
+		if(!strstr(f->title, cases[i].says)) {
+			fail_msg("case %zu: '%s' does not say '%s'", i, f->title, cases[i].says);
+		}
+		doctor_mosq_free(&m);
+		doctor_report_free(&r);
+	}
 }
 
 static void test_mosq_shipped_example(void **state)
@@ -677,6 +715,7 @@ int main(void)
 	    cmocka_unit_test(test_mosq_default_listener),
 	    cmocka_unit_test(test_mosq_cert_dates),
 	    cmocka_unit_test(test_mosq_include_dir),
+	    cmocka_unit_test(test_mosq_persist),
 	    cmocka_unit_test(test_mosq_shipped_example),
 	    cmocka_unit_test(test_policy_good),
 	    cmocka_unit_test(test_policy_weak),
