@@ -469,32 +469,39 @@ static void validate_signing(bconf_ctx_t *c)
 	}
 }
 
-/* What each cloud profile's endpoint offers for the bridge's client
- * certificate, one row per profile (issue 16).  tls is offered by all (port
- * 8883; AWS also 443 with its ALPN, checked with the profile's limits). */
-typedef struct bconf_transports {
-	int64_t profile;
-	const char *ws_path;    /* wss at this default path; NULL: no wss */
-	const char *ws_refused; /* !ws_path: why, and what to use instead */
-} bconf_transports_t;
-
-static const bconf_transports_t profile_transports[] = {
-    {BCONF_PROFILE_GENERIC, "/mqtt", NULL},
-    {BCONF_PROFILE_AWS_IOT, NULL,
-     "AWS IoT Core takes MQTT over WebSockets only with SigV4 or a custom authorizer, not with "
-     "the client certificate this bridge uses: use `cloud_transport tls` with `cloud_port 443` "
-     "and `cloud_alpn x-amzn-mqtt-ca` (it also passes an HTTP proxy through cloud_proxy)"},
-    {BCONF_PROFILE_AZURE, "/$iothub/websocket", NULL},
+/* The cloud profiles (bconf.h).  Sources, cited in docs/bridge.md:
+ * AWS IoT Core "AWS IoT Core message broker and protocol limits and quotas";
+ * Azure IoT Hub "Communicate with an IoT hub using the MQTT protocol" and
+ * "IoT Hub quotas and throttling". */
+static const bconf_profile_desc_t bconf_profiles[] = {
+    {.id = BCONF_PROFILE_GENERIC, .name = "generic", .cloud = "the cloud broker",
+     .max_payload = 256u * 1024 * 1024, .max_slashes = -1, .ws_path = "/mqtt"},
+    {.id = BCONF_PROFILE_AWS_IOT, .name = "aws-iot", .cloud = "AWS IoT Core",
+     .max_payload = 128u * 1024, .max_topic = 256, .max_slashes = 7,
+     .ingest_prefix = "$aws/rules/", .max_client_id = 128, .client_id_no_dollar = true,
+     .max_rate = 100, .max_inflight = 100, .max_bytes_per_s = 512u * 1024,
+     .alpn_443 = "x-amzn-mqtt-ca",
+     .ws_refused = "AWS IoT Core takes MQTT over WebSockets only with SigV4 or a custom "
+                   "authorizer, not with the client certificate this bridge uses: use "
+                   "`cloud_transport tls` with `cloud_port 443` and `cloud_alpn x-amzn-mqtt-ca` "
+                   "(it also passes an HTTP proxy through cloud_proxy)"},
+    {.id = BCONF_PROFILE_AZURE, .name = "azure-iot-hub", .cloud = "Azure IoT Hub",
+     .max_payload = 256u * 1024, .max_slashes = -1, .max_client_id = 128,
+     .max_keepalive_s = 1177, .protocol = 4, .ws_path = "/$iothub/websocket", .hub = true,
+     .d2c_topic = "devices/%s/messages/events/"},
 };
 
-static const bconf_transports_t *bconf_transports(int64_t profile)
+const char *const bconf_azure_suffixes[] = {".azure-devices.net", ".azure-devices.cn",
+                                            ".azure-devices.us", ".azure-devices.de", NULL};
+
+const bconf_profile_desc_t *bconf_profile(int64_t profile)
 {
-	for(size_t i = 0; i < sizeof(profile_transports) / sizeof(profile_transports[0]); i++) {
-		if(profile_transports[i].profile == profile) {
-			return &profile_transports[i];
+	for(size_t i = 0; i < sizeof(bconf_profiles) / sizeof(bconf_profiles[0]); i++) {
+		if(bconf_profiles[i].id == profile) {
+			return &bconf_profiles[i];
 		}
 	}
-	return &profile_transports[0];
+	return &bconf_profiles[0];
 }
 
 /* cloud_transport, cloud_ws_path and the proxy keys (tunnel.c carries them
@@ -503,7 +510,7 @@ static void validate_transport(bconf_ctx_t *c)
 {
 	bconf_t *cfg = c->cfg;
 	const char *why = NULL;
-	const bconf_transports_t *tr = bconf_transports(cfg->cloud_profile);
+	const bconf_profile_desc_t *tr = bconf_profile(cfg->cloud_profile);
 	if(cfg->cloud_transport == BCONF_TRANSPORT_WSS && !tr->ws_path) {
 		ctx_errf(c, cfg->line[BK_CLOUD_TRANSPORT], "%s: %s",
 		         bconf_profile_name(cfg->cloud_profile), tr->ws_refused);
@@ -553,6 +560,134 @@ static void validate_transport(bconf_ctx_t *c)
 	}
 }
 
+/* Characters (code points) of a UTF-8 string. */
+static size_t bconf_utf8_chars(const char *s)
+{
+	size_t n = 0;
+	for(; *s; s++) {
+		n += ((unsigned char)*s & 0xC0) != 0x80;
+	}
+	return n;
+}
+
+/* The cloud profile's limits on the connection (bconf_profile_desc_t). */
+static void validate_profile(bconf_ctx_t *c)
+{
+	bconf_t *cfg = c->cfg;
+	const bconf_profile_desc_t *p = bconf_profile(cfg->cloud_profile);
+	const char *cid = cfg->cloud_client_id;
+	int cid_line = cfg->line[BK_CLOUD_CLIENT_ID];
+	int pline = cfg->line[BK_CLOUD_PROFILE];
+	if(!p->hub && cfg->cloud_azure_hub) {
+		ctx_errf(c, cfg->line[BK_CLOUD_AZURE_HUB],
+		         "cloud_azure_hub is only meaningful with `cloud_profile azure-iot-hub`");
+	}
+	if(p->max_client_id && cid && (p->hub ? bconf_utf8_chars(cid) : strlen(cid)) > p->max_client_id) {
+		ctx_errf(c, cid_line, "%s: cloud_client_id is %zu %s long, %s allows %zu", p->name,
+		         p->hub ? bconf_utf8_chars(cid) : strlen(cid), p->hub ? "characters" : "bytes",
+		         p->cloud, p->max_client_id);
+	}
+	if(p->client_id_no_dollar && cid && cid[0] == '$') {
+		ctx_errf(c, cid_line, "%s: cloud_client_id must not start with '$' (%s reserves it)",
+		         p->name, p->cloud);
+	}
+	if(p->max_rate && (cfg->drain_rate == 0 || cfg->drain_rate > p->max_rate)) {
+		ctx_errf(c, cfg->line[BK_DRAIN_RATE] ? cfg->line[BK_DRAIN_RATE] : pline,
+		         "%s: drain_rate must be 1..%lld messages/s (%s's per-connection publish limit)",
+		         p->name, (long long)p->max_rate, p->cloud);
+	}
+	if(p->max_inflight && cfg->drain_inflight > p->max_inflight) {
+		ctx_errf(c, cfg->line[BK_DRAIN_INFLIGHT],
+		         "%s: drain_inflight must be at most %lld (%s's unacknowledged QoS 1 limit)",
+		         p->name, (long long)p->max_inflight, p->cloud);
+	}
+	if(p->max_keepalive_s && cfg->cloud_keepalive_ms / 1000 > p->max_keepalive_s) {
+		ctx_errf(c, cfg->line[BK_CLOUD_KEEPALIVE] ? cfg->line[BK_CLOUD_KEEPALIVE] : pline,
+		         "%s: cloud_keepalive must be at most %llds (%s closes longer ones)", p->name,
+		         (long long)p->max_keepalive_s, p->cloud);
+	}
+	if(p->alpn_443 && cfg->cloud_transport == BCONF_TRANSPORT_TLS && cfg->cloud_port == 443 &&
+	   (!cfg->cloud_alpn || strcmp(cfg->cloud_alpn, p->alpn_443) != 0)) {
+		ctx_errf(c, cfg->line[BK_CLOUD_PORT], "%s: MQTT over port 443 needs `cloud_alpn %s`",
+		         p->name, p->alpn_443);
+	}
+	if(p->protocol && cfg->cloud_protocol != p->protocol) {
+		ctx_errf(c, cfg->line[BK_CLOUD_PROTOCOL] ? cfg->line[BK_CLOUD_PROTOCOL] : pline,
+		         "%s: %s speaks MQTT 3.1.1 only: set `cloud_protocol 3.1.1`", p->name, p->cloud);
+	}
+	if(!p->hub) {
+		return;
+	}
+	if(!cfg->cloud_azure_hub) {
+		ctx_errf(c, pline, "%s: missing 'cloud_azure_hub' (the hub's host name, such as "
+		                   "<hub>.azure-devices.net, or just the hub name)", p->name);
+	}
+	if(!cfg->line[BK_CLOUD_CLIENT_ID]) {
+		ctx_errf(c, pline, "%s: set 'cloud_client_id' to the device id registered in the hub",
+		         p->name);
+	}
+	const char *hub = cfg->cloud_azure_hub;
+	bool known = hub && !strchr(hub, '.');
+	for(size_t i = 0; hub && !known && bconf_azure_suffixes[i]; i++) {
+		size_t hl = strlen(hub), sl = strlen(bconf_azure_suffixes[i]);
+		known = hl > sl && strcmp(hub + hl - sl, bconf_azure_suffixes[i]) == 0;
+	}
+	if(hub && !known) {
+		ctx_errf(c, cfg->line[BK_CLOUD_AZURE_HUB],
+		         "cloud_azure_hub '%s': expected the hub name or its full host name ending in "
+		         ".azure-devices.net (or the sovereign clouds' .azure-devices.cn, "
+		         ".azure-devices.us, .azure-devices.de)",
+		         hub);
+	}
+	if(hub && known && cid) {
+		char user[1024];
+		/* The username is the hub's full host name, sovereign clouds included. */
+		if(util_snprintf(user, sizeof(user), "%s%s/%s/?api-version=2021-04-12", hub,
+		                 strchr(hub, '.') ? "" : bconf_azure_suffixes[0], cid) >= 0) {
+			free(cfg->cloud_username);
+			cfg->cloud_username = strdup(user);
+		}
+	}
+}
+
+/* The cloud profile's limits on one forward rule. */
+static void validate_rule_profile(bconf_ctx_t *c, wl_rule_t *r)
+{
+	bconf_t *cfg = c->cfg;
+	const bconf_profile_desc_t *p = bconf_profile(cfg->cloud_profile);
+	const char *cid = cfg->cloud_client_id;
+	if(r->max_payload > p->max_payload) {
+		ctx_errf(c, r->line, "%s: max-payload=%llu exceeds the cloud's limit of %llu bytes",
+		         p->name, (unsigned long long)r->max_payload, (unsigned long long)p->max_payload);
+	}
+	if(!r->max_payload) {
+		r->max_payload = p->max_payload;
+	}
+	if(p->max_slashes >= 0) {
+		int sl = whitelist_max_slashes(r);
+		if(r->to && p->ingest_prefix && starts_with(r->to, p->ingest_prefix)) {
+			sl -= 3; /* $aws/rules/<rule>/: Basic Ingest, not counted */
+		}
+		if(sl > p->max_slashes) {
+			ctx_errf(c, r->line,
+			         "%s: cloud topics of this rule have %d '/', %s allows %d: use strip= or a "
+			         "shorter prefix=",
+			         p->name, sl, p->cloud, p->max_slashes);
+		}
+	}
+	if(p->d2c_topic) {
+		char want[512]; /* d2c_topic with the device id for its "%s" */
+		const char *at = strstr(p->d2c_topic, "%s");
+		snprintf(want, sizeof(want), "%.*s%s%s", (int)(at - p->d2c_topic), p->d2c_topic,
+		         cid ? cid : "", at + 2);
+		if(!r->to || !starts_with(r->to, want) || strchr(r->to + strlen(want), '/')) {
+			ctx_errf(c, r->line,
+			         "%s: every rule must send to the device-to-cloud topic: add `to=%s`",
+			         p->name, want);
+		}
+	}
+}
+
 /* Cross-key checks and the cloud profile's limits. */
 static void validate(bconf_ctx_t *c)
 {
@@ -584,60 +719,7 @@ static void validate(bconf_ctx_t *c)
 	}
 	validate_signing(c);
 	validate_transport(c);
-	if(cfg->cloud_profile != BCONF_PROFILE_AZURE && cfg->cloud_azure_hub) {
-		ctx_errf(c, cfg->line[BK_CLOUD_AZURE_HUB],
-		         "cloud_azure_hub is only meaningful with `cloud_profile azure-iot-hub`");
-	}
-
-	uint64_t profile_max = BCONF_GENERIC_MAX_PAYLOAD;
-	int pline = cfg->line[BK_CLOUD_PROFILE];
-	if(cfg->cloud_profile == BCONF_PROFILE_AWS_IOT) {
-		profile_max = BCONF_AWS_MAX_PAYLOAD;
-		if(cid && strlen(cid) > BCONF_AWS_MAX_CLIENT_ID) {
-			ctx_errf(c, cid_line, "aws-iot: cloud_client_id is %zu bytes, AWS IoT allows %d",
-			         strlen(cid), BCONF_AWS_MAX_CLIENT_ID);
-		}
-		if(cfg->drain_rate == 0 || cfg->drain_rate > BCONF_AWS_MAX_RATE) {
-			ctx_errf(c, cfg->line[BK_DRAIN_RATE] ? cfg->line[BK_DRAIN_RATE] : pline,
-			         "aws-iot: drain_rate must be 1..%d messages/s (AWS IoT's per-connection "
-			         "publish limit)",
-			         BCONF_AWS_MAX_RATE);
-		}
-		if(cfg->drain_inflight > BCONF_AWS_MAX_INFLIGHT) {
-			ctx_errf(c, cfg->line[BK_DRAIN_INFLIGHT],
-			         "aws-iot: drain_inflight must be at most %d (AWS IoT's unacknowledged QoS 1 "
-			         "limit)",
-			         BCONF_AWS_MAX_INFLIGHT);
-		}
-		if(cfg->cloud_transport == BCONF_TRANSPORT_TLS && cfg->cloud_port == 443 &&
-		   (!cfg->cloud_alpn || strcmp(cfg->cloud_alpn, "x-amzn-mqtt-ca") != 0)) {
-			ctx_errf(c, cfg->line[BK_CLOUD_PORT],
-			         "aws-iot: MQTT over port 443 needs `cloud_alpn x-amzn-mqtt-ca`");
-		}
-	} else if(cfg->cloud_profile == BCONF_PROFILE_AZURE) {
-		profile_max = BCONF_AZURE_MAX_PAYLOAD;
-		if(cfg->cloud_protocol != 4) {
-			ctx_errf(c, cfg->line[BK_CLOUD_PROTOCOL] ? cfg->line[BK_CLOUD_PROTOCOL] : pline,
-			         "azure-iot-hub: Azure IoT Hub speaks MQTT 3.1.1 only: set "
-			         "`cloud_protocol 3.1.1`");
-		}
-		if(!cfg->cloud_azure_hub) {
-			ctx_errf(c, pline, "azure-iot-hub: missing 'cloud_azure_hub' (the hub name, as in "
-			                   "<hub>.azure-devices.net)");
-		}
-		if(!cfg->line[BK_CLOUD_CLIENT_ID]) {
-			ctx_errf(c, pline, "azure-iot-hub: set 'cloud_client_id' to the device id "
-			                   "registered in the hub");
-		}
-		if(cfg->cloud_azure_hub && cid) {
-			char user[1024];
-			if(util_snprintf(user, sizeof(user), "%s.azure-devices.net/%s/?api-version=2021-04-12",
-			                 cfg->cloud_azure_hub, cid) >= 0) {
-				free(cfg->cloud_username);
-				cfg->cloud_username = strdup(user);
-			}
-		}
-	}
+	validate_profile(c);
 	validate_http(c);
 	if(cfg->queue_warn_messages > cfg->queue_max_messages) {
 		ctx_errf(c, cfg->line[BK_QUEUE_WARN_MESSAGES],
@@ -663,37 +745,7 @@ static void validate(bconf_ctx_t *c)
 				break;
 			}
 		}
-		if(r->max_payload > profile_max) {
-			ctx_errf(c, r->line, "%s: max-payload=%llu exceeds the cloud's limit of %llu bytes",
-			         bconf_profile_name(cfg->cloud_profile), (unsigned long long)r->max_payload,
-			         (unsigned long long)profile_max);
-		}
-		if(!r->max_payload) {
-			r->max_payload = profile_max;
-		}
-		if(cfg->cloud_profile == BCONF_PROFILE_AWS_IOT) {
-			int sl = whitelist_max_slashes(r);
-			if(sl > BCONF_AWS_MAX_SLASHES) {
-				ctx_errf(c, r->line,
-				         "aws-iot: cloud topics of this rule have %d '/', AWS IoT allows %d: "
-				         "use strip= or a shorter prefix=",
-				         sl, BCONF_AWS_MAX_SLASHES);
-			}
-		}
-		if(cfg->cloud_profile == BCONF_PROFILE_AZURE) {
-			char want[512];
-			snprintf(want, sizeof(want), "devices/%s/messages/events/", cid ? cid : "");
-			if(r->retain) {
-				ctx_errf(c, r->line, "azure-iot-hub: Azure IoT Hub does not accept retained "
-				                     "messages: remove `retain`");
-			}
-			if(!r->to || !starts_with(r->to, want) || strchr(r->to + strlen(want), '/')) {
-				ctx_errf(c, r->line,
-				         "azure-iot-hub: every rule must send to the device-to-cloud topic: "
-				         "add `to=%s`",
-				         want);
-			}
-		}
+		validate_rule_profile(c, r);
 	}
 }
 
@@ -706,19 +758,19 @@ static int load_common(bconf_ctx_t *c, int rc, const char *parse_err)
 		if(apply_defaults(c->cfg)) {
 			ctx_errf(c, 0, "internal error: bad default");
 		} else {
-			if(c->cfg->cloud_profile == BCONF_PROFILE_AZURE && !c->cfg->line[BK_CLOUD_PROTOCOL]) {
-				c->cfg->cloud_protocol = 4;
+			if(bconf_profile(c->cfg->cloud_profile)->protocol && !c->cfg->line[BK_CLOUD_PROTOCOL]) {
+				c->cfg->cloud_protocol = bconf_profile(c->cfg->cloud_profile)->protocol;
 			}
 			bconf_t *cf = c->cfg;
 			if(cf->cloud_transport == BCONF_TRANSPORT_WSS && !cf->line[BK_CLOUD_PORT]) {
 				cf->cloud_port = 443; /* where HTTPS, and so wss, is let out */
 			}
-			const bconf_transports_t *tr = bconf_transports(cf->cloud_profile);
+			const bconf_profile_desc_t *tr = bconf_profile(cf->cloud_profile);
 			if(cf->cloud_transport == BCONF_TRANSPORT_WSS && !cf->cloud_ws_path && tr->ws_path) {
 				cf->cloud_ws_path = strdup(tr->ws_path);
 			}
-			if(c->cfg->cloud_profile == BCONF_PROFILE_AWS_IOT && !c->cfg->line[BK_DRAIN_RATE]) {
-				c->cfg->drain_rate = BCONF_AWS_MAX_RATE;
+			if(bconf_profile(c->cfg->cloud_profile)->max_rate && !c->cfg->line[BK_DRAIN_RATE]) {
+				c->cfg->drain_rate = bconf_profile(c->cfg->cloud_profile)->max_rate;
 			}
 			if(!c->cfg->line[BK_QUEUE_WARN_MESSAGES]) {
 				/* 80% of the limit, at least 1 */
@@ -938,16 +990,28 @@ void bconf_free(bconf_t *cfg)
 
 bool bconf_cloud_topic_ok(const bconf_t *cfg, const char *topic, const char **why)
 {
+	const bconf_profile_desc_t *p = bconf_profile(cfg->cloud_profile);
 	if(!topic_valid_name(topic)) {
 		*why = "bad-cloud-topic";
 		return false;
 	}
-	if(cfg->cloud_profile == BCONF_PROFILE_AWS_IOT) {
+	/* Basic Ingest ($aws/rules/<rule>/...): the prefix counts toward
+	 * neither the length nor the depth. */
+	const char *counted = topic;
+	if(p->ingest_prefix && starts_with(topic, p->ingest_prefix)) {
+		const char *rule_end = strchr(topic + strlen(p->ingest_prefix), '/');
+		counted = rule_end ? rule_end + 1 : topic + strlen(topic);
+	}
+	if(p->max_topic && strlen(counted) > p->max_topic) {
+		*why = "cloud-topic-too-long";
+		return false;
+	}
+	if(p->max_slashes >= 0) {
 		int slashes = 0;
-		for(const char *p = topic; *p; p++) {
-			slashes += *p == '/';
+		for(const char *q = counted; *q; q++) {
+			slashes += *q == '/';
 		}
-		if(slashes > BCONF_AWS_MAX_SLASHES) {
+		if(slashes > p->max_slashes) {
 			*why = "cloud-topic-too-deep";
 			return false;
 		}

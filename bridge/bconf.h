@@ -27,14 +27,39 @@ enum bconf_when_full { BCONF_FULL_BACKPRESSURE = 0, BCONF_FULL_DROP_OLDEST };
 /* sign_algorithm; the values are envelope.h's ENVELOPE_ALG_*. */
 enum bconf_sign_alg { BCONF_SIGN_AUTO = 0, BCONF_SIGN_ED25519 = 1, BCONF_SIGN_ECDSA_P256 = 2 };
 
-/* Cloud limits enforced per profile. */
-#define BCONF_AWS_MAX_PAYLOAD (128u * 1024)
-#define BCONF_AWS_MAX_SLASHES 7
-#define BCONF_AWS_MAX_CLIENT_ID 128
-#define BCONF_AWS_MAX_RATE 100
-#define BCONF_AWS_MAX_INFLIGHT 100
-#define BCONF_AZURE_MAX_PAYLOAD (256u * 1024)
-#define BCONF_GENERIC_MAX_PAYLOAD (256u * 1024 * 1024)
+/* A cloud profile as data: what the endpoint accepts, checked at config
+ * check (bconf_load), per message (bconf_cloud_topic_ok, the signed size at
+ * ingest) and shown by the doctor.  One row per profile in bconf.c; a new
+ * cloud is a new row.  0 / NULL = no such limit.  docs/bridge.md, "Cloud
+ * profiles", cites the published source of every number. */
+typedef struct bconf_profile_desc {
+	int64_t id;              /* enum bconf_profile */
+	const char *name;        /* the cloud_profile value */
+	const char *cloud;       /* for messages: "AWS IoT Core" */
+	uint64_t max_payload;    /* bytes on the wire, after the MQTT 3.1.1 signing wrapper */
+	size_t max_topic;        /* bytes of a cloud topic */
+	int max_slashes;         /* '/' in a cloud topic; -1 = no limit */
+	const char *ingest_prefix; /* "$aws/rules/": Basic Ingest; its first 3 levels count
+	                              toward neither max_topic nor max_slashes */
+	size_t max_client_id;    /* bytes (AWS) or characters (Azure device id) */
+	bool client_id_no_dollar; /* a client id must not start with '$' */
+	int64_t max_rate;        /* publishes/s per connection (default and maximum drain_rate) */
+	int64_t max_inflight;    /* unacknowledged QoS 1 publishes per connection */
+	uint64_t max_bytes_per_s; /* per connection; documented, paced by drain_rate */
+	int64_t max_keepalive_s;
+	int protocol;            /* the only MQTT protocol it speaks (4 = 3.1.1), 0 = any */
+	const char *alpn_443;    /* ALPN that MQTT on port 443 needs */
+	const char *ws_path;     /* cloud_transport wss at this default path; NULL: no wss */
+	const char *ws_refused;  /* !ws_path: why, and what to use instead */
+	bool hub;                /* needs cloud_azure_hub; username from hub and device id */
+	const char *d2c_topic;   /* every rule sends to this topic ("%s" = the device id) */
+} bconf_profile_desc_t;
+
+/* The row of a profile (the generic one for an unknown id). */
+const bconf_profile_desc_t *bconf_profile(int64_t profile);
+
+/* The host name suffixes of Azure IoT Hub, public and sovereign clouds. */
+extern const char *const bconf_azure_suffixes[];
 
 /* The operator HTTP endpoints listen here unless told otherwise (9464: the
  * port commonly used by Prometheus exporters of this kind). */

@@ -194,9 +194,6 @@ static void test_azure_profile(void **state)
 	             "forward a/b prefix=x/\n",
 	             "t.conf:13: azure-iot-hub: every rule must send to the device-to-cloud topic: add "
 	             "`to=devices/dev1/messages/events/`");
-	expect_error("cloud_profile azure-iot-hub\ncloud_azure_hub h\ncloud_client_id dev1\n"
-	             "forward a/b to=devices/dev1/messages/events/ retain\n",
-	             "does not accept retained messages");
 	expect_error("cloud_azure_hub h\nforward a/b\n", "only meaningful with");
 	bconf_t cfg;
 	assert_int_equal(load(BASE "cloud_profile azure-iot-hub\ncloud_azure_hub myhub\n"
@@ -208,6 +205,106 @@ static void test_azure_profile(void **state)
 	assert_string_equal(cfg.cloud_username,
 	                    "myhub.azure-devices.net/dev1/?api-version=2021-04-12");
 	assert_int_equal(cfg.whitelist.rules[0].max_payload, 256 * 1024);
+	bconf_free(&cfg);
+	/* retain is not refused: IoT Hub does not store it, it passes the message on
+	 * with the property x-opt-retain (docs/bridge.md). */
+	assert_int_equal(load(BASE "cloud_profile azure-iot-hub\ncloud_azure_hub myhub\n"
+	                           "cloud_client_id dev1\n"
+	                           "forward a/b to=devices/dev1/messages/events/ retain\n",
+	                      &cfg),
+	                 0);
+	bconf_free(&cfg);
+}
+
+/* Azure IoT Hub's published limits (issue 12 item 10). */
+static void test_azure_limits(void **state)
+{
+	/* Keep-alive at most 1177 s. */
+	expect_error("cloud_profile azure-iot-hub\ncloud_azure_hub h\ncloud_client_id dev1\n"
+	             "cloud_keepalive 1178s\nforward a/b to=devices/dev1/messages/events/\n",
+	             "t.conf:13: azure-iot-hub: cloud_keepalive must be at most 1177s");
+	bconf_t cfg;
+	assert_int_equal(load(BASE "cloud_profile azure-iot-hub\ncloud_azure_hub h\ncloud_client_id dev1\n"
+	                           "cloud_keepalive 1177s\nforward a/b to=devices/dev1/messages/events/\n",
+	                      &cfg),
+	                 0);
+	bconf_free(&cfg);
+	/* Device id at most 128 characters (not bytes). */
+	char id[600], text[2048];
+	memset(id, 'd', 129);
+	id[129] = '\0';
+	snprintf(text, sizeof(text),
+	         "cloud_profile azure-iot-hub\ncloud_azure_hub h\ncloud_client_id %s\n"
+	         "forward a/b to=devices/%s/messages/events/\n",
+	         id, id);
+	expect_error(text, "azure-iot-hub: cloud_client_id is 129 characters long, Azure IoT Hub "
+	                   "allows 128");
+	id[0] = '\0';
+	for(int i = 0; i < 128; i++) {
+		strcat(id, "\xc3\xa9"); /* é: 2 bytes, 1 character */
+	}
+	snprintf(text, sizeof(text),
+	         BASE "cloud_profile azure-iot-hub\ncloud_azure_hub h\ncloud_client_id %s\n"
+	         "forward a/b to=devices/%s/messages/events/\n",
+	         id, id);
+	assert_int_equal(load(text, &cfg), 0);
+	bconf_free(&cfg);
+	/* The hub's full host name, sovereign clouds included, becomes the username. */
+	static const char *const hosts[] = {"hub1.azure-devices.net", "hub1.azure-devices.cn",
+	                                    "hub1.azure-devices.us", "hub1.azure-devices.de"};
+	for(size_t i = 0; i < sizeof(hosts) / sizeof(hosts[0]); i++) {
+		snprintf(text, sizeof(text),
+		         BASE "cloud_profile azure-iot-hub\ncloud_azure_hub %s\ncloud_client_id dev1\n"
+		         "forward a/b to=devices/dev1/messages/events/\n",
+		         hosts[i]);
+		assert_int_equal(load(text, &cfg), 0);
+		char want[256];
+		snprintf(want, sizeof(want), "%s/dev1/?api-version=2021-04-12", hosts[i]);
+		assert_string_equal(cfg.cloud_username, want);
+		bconf_free(&cfg);
+	}
+	expect_error("cloud_profile azure-iot-hub\ncloud_azure_hub hub1.example.com\n"
+	             "cloud_client_id dev1\nforward a/b to=devices/dev1/messages/events/\n",
+	             "t.conf:11: cloud_azure_hub 'hub1.example.com': expected the hub name or its full "
+	             "host name ending in .azure-devices.net");
+}
+
+/* AWS IoT Core's published limits (issue 12 item 10). */
+static void test_aws_limits(void **state)
+{
+	expect_error("cloud_profile aws-iot\ncloud_client_id $bridge\nforward a/b\n",
+	             "t.conf:11: aws-iot: cloud_client_id must not start with '$'");
+	/* Basic Ingest: $aws/rules/<rule>/ does not count toward the 7 '/'. */
+	bconf_t cfg;
+	assert_int_equal(load(BASE "cloud_profile aws-iot\n"
+	                           "forward a/b to=$aws/rules/r1/1/2/3/4/5/6/7/8 force\n",
+	                      &cfg),
+	                 0);
+	const char *why = NULL;
+	assert_true(bconf_cloud_topic_ok(&cfg, "$aws/rules/r1/1/2/3/4/5/6/7/8", &why));
+	assert_false(bconf_cloud_topic_ok(&cfg, "$aws/rules/r1/1/2/3/4/5/6/7/8/9", &why));
+	assert_string_equal(why, "cloud-topic-too-deep");
+	assert_false(bconf_cloud_topic_ok(&cfg, "1/2/3/4/5/6/7/8/9", &why));
+	/* Topic at most 256 bytes, the Basic Ingest prefix not counted. */
+	char topic[600];
+	memset(topic, 't', 256);
+	topic[256] = '\0';
+	assert_true(bconf_cloud_topic_ok(&cfg, topic, &why));
+	topic[256] = 'u';
+	topic[257] = '\0';
+	assert_false(bconf_cloud_topic_ok(&cfg, topic, &why));
+	assert_string_equal(why, "cloud-topic-too-long");
+	snprintf(topic, sizeof(topic), "$aws/rules/r1/%0256d", 0);
+	assert_true(bconf_cloud_topic_ok(&cfg, topic, &why));
+	bconf_free(&cfg);
+	expect_error("cloud_profile aws-iot\nforward a/b to=$aws/rules/r1/1/2/3/4/5/6/7/8/9 force\n",
+	             "t.conf:11: aws-iot: cloud topics of this rule have 8 '/'");
+	/* The generic profile has none of these limits. */
+	assert_int_equal(load(BASE "forward a/b\n", &cfg), 0);
+	memset(topic, 't', 500);
+	topic[500] = '\0';
+	assert_true(bconf_cloud_topic_ok(&cfg, topic, &why));
+	assert_true(bconf_cloud_topic_ok(&cfg, "1/2/3/4/5/6/7/8/9/10", &why));
 	bconf_free(&cfg);
 }
 
@@ -281,6 +378,8 @@ int main(void)
 	    cmocka_unit_test(test_forward_rules_refused),
 	    cmocka_unit_test(test_aws_profile),
 	    cmocka_unit_test(test_azure_profile),
+	    cmocka_unit_test(test_azure_limits),
+	    cmocka_unit_test(test_aws_limits),
 	    cmocka_unit_test(test_print_round_trip),
 	    cmocka_unit_test(test_shipped_example_parses),
 	    cmocka_unit_test(test_missing_file),
