@@ -329,6 +329,24 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 	if(q->len) {
 		memcpy(q->payload, m->payload, q->len);
 	}
+	/* MQTT 3.1.1 with a signing key: the message leaves as the envelope's JSON
+	 * wrapper (base64 payload and the signed fields), which must fit the
+	 * cloud's payload limit too. */
+	uint64_t cloud_max = bconf_profile(b->cfg->cloud_profile)->max_payload;
+	size_t wrapped = b->sign_key && b->cfg->cloud_protocol != 5
+	                     ? envelope_json_max_len(b->cfg->site_id, q->device, q->local_topic, q->len)
+	                     : 0;
+	if(wrapped > cloud_max) {
+		atomic_fetch_add(&b->ctr.in_rejected, 1);
+		blog(BLOG_WARN, "plant.rejected",
+		     "reason=signed-too-large topic=%s size=%zu wrapped=%zu max=%llu rule_line=%d "
+		     "note=\"signed for MQTT 3.1.1, the payload travels base64-encoded in the envelope's "
+		     "JSON wrapper, which the cloud would refuse\"",
+		     blog_quote(m->topic, q1, sizeof(q1)), q->len, wrapped,
+		     (unsigned long long)cloud_max, r->line);
+		queue_msg_clear(q);
+		return;
+	}
 	q->plant_mid = m->qos > 0 ? m->mid : 0;
 	int dup = p->link.rx_mid == m->mid ? p->link.rx_dup : -1;
 	p->link.rx_dup = -1;

@@ -686,6 +686,32 @@ envelope_rc_t envelope_from_props(envelope_t *e, const envelope_prop_t *props, s
 
 /* -------------------------------------------------------- JSON wrapper ---- */
 
+static void envelope_count(void *ctx, const char *s, size_t n)
+{
+	(void)s;
+	*(size_t *)ctx += n;
+}
+
+/* Bytes of s as a JSON string, quotes included (as json_out_str writes it). */
+static size_t envelope_json_str_len(const char *s)
+{
+	size_t n = 2;
+	json_escape(s, strlen(s), 0, envelope_count, &n);
+	return n;
+}
+
+size_t envelope_json_max_len(const char *site, const char *device, const char *topic,
+                             size_t payload_len)
+{
+	/* The keys and punctuation of envelope_to_json, four numbers of at most
+	 * 20 characters (v, seq, rx, ts), the quoted key id, payload and
+	 * signature. */
+	size_t keys = 5 + 8 + 10 + 9 + 7 + 6 + 6 + 7 + 15 + 7 + 1;
+	return keys + 4 * 20 + (ENVELOPE_KID_LEN + 2) + (4 * ((payload_len + 2) / 3) + 2) +
+	       (ENVELOPE_SIG_B64_MAX - 1 + 2) + envelope_json_str_len(site) +
+	       envelope_json_str_len(device ? device : "") + envelope_json_str_len(topic);
+}
+
 envelope_rc_t envelope_to_json(const envelope_t *e, const void *payload, size_t len, char **out,
                                size_t *outlen)
 {

@@ -154,6 +154,13 @@ envelope_rc_t envelope_from_props(envelope_t *e, const envelope_prop_t *props, s
 
 /* --- JSON wrapper (MQTT 3.1.1) ------------------------------------------- */
 
+/* The most bytes envelope_to_json can write for a message with these
+ * strings and a payload of payload_len bytes: exact for the strings and the
+ * payload, the widest values for the numbers, the key id and the signature.
+ * The bridge checks it against the cloud's payload limit before queueing. */
+size_t envelope_json_max_len(const char *site, const char *device, const char *topic,
+                             size_t payload_len);
+
 /* The wrapper payload: {"v":1,"site":..,"device":..,"topic":..,"seq":..,
  * "rx":..,"ts":..,"kid":..,"payload_b64":..,"sig":..} in this order, no
  * white space.  *out (caller frees) is NUL-terminated. */

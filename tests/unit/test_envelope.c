@@ -551,6 +551,17 @@ static void roundtrip_algorithms(void **state)
 		size_t jlen;
 		assert_int_equal(envelope_to_json(&e, payload, sizeof(payload), &json, &jlen),
 		                 ENVELOPE_OK);
+		/* envelope_json_max_len bounds the wrapper from above, closely (only
+		 * the numbers and the signature may be shorter than their widest). */
+		for(size_t n = 0; n <= 5; n++) {
+			char *j2;
+			size_t l2, bound = envelope_json_max_len(e.site, e.device, e.topic, n);
+			assert_int_equal(envelope_to_json(&e, payload, n, &j2, &l2), ENVELOPE_OK);
+			assert_true(l2 <= bound);
+			assert_true(bound - l2 <= 100);
+			free(j2);
+		}
+		assert_true(jlen <= envelope_json_max_len(e.site, e.device, e.topic, sizeof(payload)));
 		envelope_t back;
 		char why[256];
 		assert_int_equal(envelope_from_json(&back, json, jlen, why, sizeof(why)), ENVELOPE_OK);
