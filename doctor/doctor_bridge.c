@@ -294,6 +294,39 @@ static void doctor_bridge_cert_cn(const char *path, char *out, size_t len)
 	X509_free(x);
 }
 
+/* BR-CLOUD-LIMITS: the cloud profile's published limits (bconf_profile_desc_t)
+ * that the configuration check cannot enforce: a per-connection byte rate,
+ * which the bridge does not pace (it paces messages: drain_rate). */
+static void doctor_bridge_limits(const bconf_t *cfg, doctor_report_t *r)
+{
+	const bconf_profile_desc_t *p = bconf_profile(cfg->cloud_profile);
+	char ev[512];
+	uint64_t largest = 0;
+	for(size_t i = 0; i < cfg->whitelist.count; i++) {
+		if(cfg->whitelist.rules[i].max_payload > largest) {
+			largest = cfg->whitelist.rules[i].max_payload;
+		}
+	}
+	util_snprintf(ev, sizeof(ev), "%s: cloud_profile %s, drain_rate %lld, largest max-payload %llu",
+	              cfg->path, p->name, (long long)cfg->drain_rate, (unsigned long long)largest);
+	/* drain_rate 0 = unpaced: as fast as the link goes. */
+	uint64_t worst = cfg->drain_rate ? (uint64_t)cfg->drain_rate * largest : UINT64_MAX;
+	if(p->max_bytes_per_s && worst > p->max_bytes_per_s) {
+		uint64_t avg = p->max_bytes_per_s / (uint64_t)(cfg->drain_rate ? cfg->drain_rate : 1);
+		doctor_report_add(r, "BR-CLOUD-LIMITS", DOCTOR_WARNING, ev,
+		                  "lower drain_rate to 524288 / the typical message size, or max-payload",
+		                  "%s throttles a connection above %llu KiB/s; at drain_rate %lld with "
+		                  "messages of up to %llu bytes the bridge may send more (it stays below "
+		                  "only while messages average under %llu bytes)",
+		                  p->cloud, (unsigned long long)(p->max_bytes_per_s / 1024),
+		                  (long long)cfg->drain_rate, (unsigned long long)largest,
+		                  (unsigned long long)avg);
+	} else {
+		doctor_report_add(r, "BR-CLOUD-LIMITS", DOCTOR_PASS, ev, NULL,
+		                  "the configuration keeps within %s's published limits", p->cloud);
+	}
+}
+
 void doctor_bridge_check(const char *path, const char *policy, doctor_report_t *r)
 {
 	char err[8192], ev[2048], ident[256], topic[1024], rule[1024];
@@ -318,6 +351,7 @@ void doctor_bridge_check(const char *path, const char *policy, doctor_report_t *
 	doctor_bridge_cloud(&cfg, r);
 	doctor_bridge_proxy(&cfg, r);
 	doctor_bridge_queue(&cfg, r);
+	doctor_bridge_limits(&cfg, r);
 
 	if(policy) {
 		doctor_bridge_cert_cn(cfg.plant_certfile, ident, sizeof(ident));

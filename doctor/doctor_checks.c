@@ -124,6 +124,10 @@ static const doctor_check_t doctor_checks_table[] = {
     {"BR-QUEUE", DOCTOR_WAN, O, 7, "SR 7.2",
      "the bridge's queue is bounded and guards the disk",
      "A WAN or cloud outage must not fill the gateway's disk or stop the plant."},
+    {"BR-CLOUD-LIMITS", DOCTOR_CLOUD, I, 7, "SR 7.1",
+     "the bridge stays within the cloud profile's published limits (e.g. 512 KiB/s per AWS "
+     "connection)",
+     "Do not let the cloud throttle or cut off the plant's link."},
     {"BR-USER", DOCTOR_WAN, I, 2, "SR 2.1", "the bridge does not run as root",
      "Run services with the least privilege they need."},
     /* ---- the running hub ---- */

@@ -559,7 +559,7 @@ static void test_bridge_good(void **state)
 	doctor_bridge_check(fx("good/bridge.conf"), fx("good/policy.conf"), &r);
 	no_worse_than(&r, DOCTOR_PASS);
 	const char *ids[] = {"BR-CONFIG", "BR-WHITELIST", "BR-CLOUD-TRUST", "BR-HOSTNAME", "BR-CLOUD-TLS", "BR-QUEUE",
-	                     "BR-PLANT-WRITE"};
+	                     "BR-PLANT-WRITE", "BR-CLOUD-LIMITS"};
 	for(size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
 		expect(&r, ids[i], DOCTOR_PASS);
 	}
@@ -584,6 +584,31 @@ static void test_bridge_weak(void **state)
 	write_file(tmp("broken-bridge.conf"), "plant_host x\nno_such_key 1\n", 0644);
 	doctor_bridge_check(tmp("broken-bridge.conf"), NULL, &r);
 	expect(&r, "BR-CONFIG", DOCTOR_CRITICAL);
+	doctor_report_free(&r);
+}
+
+/* BR-CLOUD-LIMITS: AWS IoT Core's 512 KiB/s per connection, from the profile row. */
+static void test_bridge_cloud_limits(void **state)
+{
+	static const char base[] =
+	    "plant_host 127.0.0.1\nplant_cafile a\nplant_certfile b\nplant_keyfile c\n"
+	    "cloud_host x.iot.example\ncloud_cafile d\ncloud_certfile e\ncloud_keyfile f\n"
+	    "queue_path /tmp/plantgate-doctor-limits.db\ncloud_profile aws-iot\n";
+	char text[1024];
+	doctor_report_t r = {0};
+	/* 100 messages/s of up to 128 KiB: 12.5 MiB/s possible. */
+	util_snprintf(text, sizeof(text), "%sforward a/b\n", base);
+	write_file(tmp("limits.conf"), text, 0644);
+	doctor_bridge_check(tmp("limits.conf"), NULL, &r);
+	expect(&r, "BR-CLOUD-LIMITS", DOCTOR_WARNING);
+	assert_non_null(strstr(doctor_report_get(&r, "BR-CLOUD-LIMITS")->title, "512 KiB/s"));
+	doctor_report_free(&r);
+	/* 100 messages/s of up to 5 KiB: 500 KiB/s, within. */
+	memset(&r, 0, sizeof(r));
+	util_snprintf(text, sizeof(text), "%sforward a/b max-payload=5k\n", base);
+	write_file(tmp("limits.conf"), text, 0644);
+	doctor_bridge_check(tmp("limits.conf"), NULL, &r);
+	expect(&r, "BR-CLOUD-LIMITS", DOCTOR_PASS);
 	doctor_report_free(&r);
 }
 
@@ -730,6 +755,7 @@ int main(void)
 	    cmocka_unit_test(test_audit),
 	    cmocka_unit_test(test_bridge_good),
 	    cmocka_unit_test(test_bridge_weak),
+	    cmocka_unit_test(test_bridge_cloud_limits),
 	    cmocka_unit_test(test_bridge_shipped_example),
 	    cmocka_unit_test(test_bridge_user),
 	    cmocka_unit_test(test_outputs),
