@@ -137,6 +137,8 @@ static const bconf_row_t rows[BK_COUNT] = {
                        "1000", NULL},
     [BK_DRAIN_INFLIGHT] = {"drain_inflight", T_INT, OFF(drain_inflight), false, false, 1, 65535,
                            NULL, "20", NULL},
+    [BK_DRAIN_BYTE_RATE] = {"drain_byte_rate", T_SIZE, OFF(drain_byte_rate), false, false, 0,
+                            INT64_MAX, NULL, "0", NULL},
     [BK_DEAD_LETTER_AFTER] = {"dead_letter_after", T_INT, OFF(dead_letter_after), false, false,
                               0, 1000, NULL, "5", NULL},
     [BK_RECONNECT_MIN] = {"reconnect_min", T_DURATION, OFF(reconnect_min_ms), false, false, 100,
@@ -596,6 +598,12 @@ static void validate_profile(bconf_ctx_t *c)
 		         "%s: drain_rate must be 1..%lld messages/s (%s's per-connection publish limit)",
 		         p->name, (long long)p->max_rate, p->cloud);
 	}
+	if(p->max_bytes_per_s &&
+	   (cfg->drain_byte_rate == 0 || cfg->drain_byte_rate > p->max_bytes_per_s)) {
+		ctx_errf(c, cfg->line[BK_DRAIN_BYTE_RATE] ? cfg->line[BK_DRAIN_BYTE_RATE] : pline,
+		         "%s: drain_byte_rate must be 1..%llu bytes/s (%s's per-connection limit)",
+		         p->name, (unsigned long long)p->max_bytes_per_s, p->cloud);
+	}
 	if(p->max_inflight && cfg->drain_inflight > p->max_inflight) {
 		ctx_errf(c, cfg->line[BK_DRAIN_INFLIGHT],
 		         "%s: drain_inflight must be at most %lld (%s's unacknowledged QoS 1 limit)",
@@ -771,6 +779,9 @@ static int load_common(bconf_ctx_t *c, int rc, const char *parse_err)
 			}
 			if(bconf_profile(c->cfg->cloud_profile)->max_rate && !c->cfg->line[BK_DRAIN_RATE]) {
 				c->cfg->drain_rate = bconf_profile(c->cfg->cloud_profile)->max_rate;
+			}
+			if(!c->cfg->line[BK_DRAIN_BYTE_RATE]) {
+				c->cfg->drain_byte_rate = bconf_profile(c->cfg->cloud_profile)->max_bytes_per_s;
 			}
 			if(!c->cfg->line[BK_QUEUE_WARN_MESSAGES]) {
 				/* 80% of the limit, at least 1 */

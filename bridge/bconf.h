@@ -45,7 +45,7 @@ typedef struct bconf_profile_desc {
 	bool client_id_no_dollar; /* a client id must not start with '$' */
 	int64_t max_rate;        /* publishes/s per connection (default and maximum drain_rate) */
 	int64_t max_inflight;    /* unacknowledged QoS 1 publishes per connection */
-	uint64_t max_bytes_per_s; /* per connection; documented, paced by drain_rate */
+	uint64_t max_bytes_per_s; /* per connection (default and maximum drain_byte_rate) */
 	int64_t max_keepalive_s;
 	int protocol;            /* the only MQTT protocol it speaks (4 = 3.1.1), 0 = any */
 	const char *alpn_443;    /* ALPN that MQTT on port 443 needs */
@@ -101,6 +101,7 @@ enum bconf_key {
 	BK_QUEUE_MIN_FREE_DISK,
 	BK_DRAIN_RATE,
 	BK_DRAIN_INFLIGHT,
+	BK_DRAIN_BYTE_RATE,
 	BK_DEAD_LETTER_AFTER,
 	BK_RECONNECT_MIN,
 	BK_RECONNECT_MAX,
@@ -162,6 +163,7 @@ typedef struct bconf {
 
 	int64_t drain_rate;     /* messages per second, 0 = unpaced */
 	int64_t drain_inflight; /* unacknowledged QoS 1 publishes at the cloud */
+	uint64_t drain_byte_rate; /* published bytes per second (burst: one second), 0 = unpaced */
 	int64_t dead_letter_after; /* the cloud dropped the link this many times in a row on
 	                            * one message: set it aside; 0 = never */
 	int64_t reconnect_min_ms;

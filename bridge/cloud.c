@@ -1,7 +1,8 @@
 /*
  * cloud.c — the cloud link: publishes queued messages to the cloud endpoint
  * over mutually authenticated TLS, strictly in sequence order, with at most
- * drain_inflight unacknowledged and at most drain_rate per second; deletes a
+ * drain_inflight unacknowledged, at most drain_rate per second and at most
+ * drain_byte_rate bytes per second (pace.h, burst of one second); deletes a
  * message from the queue only when the cloud acknowledged it (QoS 1 PUBACK;
  * for QoS 0, once handed to TLS: written out at the end of the loop turn).
  *
@@ -28,6 +29,7 @@
 #include "blog.h"
 #include "bridge.h"
 #include "link.h"
+#include "pace.h"
 #include "tunnel.h"
 #include "util.h"
 
@@ -46,6 +48,11 @@
 #define CLOUD_STOP_GRACE_MS 5000    /* SIGTERM: wait this long for PUBACKs */
 #define CLOUD_DEAD_STREAK 10        /* dead letters in a row, no PUBACK between: stop */
 #define CLOUD_STATUS_EVERY_MS 60000 /* backlog summary while a backlog exists */
+/* Byte pacing (drain_byte_rate) counts what goes on the wire: the PUBLISH
+ * header (type, remaining length, topic length, packet id, properties
+ * length) and each user property's identifier and two string lengths. */
+#define CLOUD_PUBLISH_WIRE 12
+#define CLOUD_PROP_WIRE 5
 
 typedef struct cloud_inflight {
 	int mid;
@@ -86,6 +93,7 @@ typedef struct cloud {
 	bool dead_held;
 	double tokens;
 	int64_t tokens_at;
+	pace_t bytes; /* drain_byte_rate */
 	int64_t last_expire, last_status;
 } cloud_t;
 
@@ -362,17 +370,20 @@ static int cloud_setup(void *owner, struct mosquitto *mosq)
  * allocated; the caller frees it).  Without a key: only the sequence id as
  * user property "plantgate-seq" (MQTT 5). */
 static int cloud_message_props(const bridge_t *b, const queue_msg_t *m,
-                               mosquitto_property **props, char **wrapped, size_t *wlen)
+                               mosquitto_property **props, size_t *plen, char **wrapped,
+                               size_t *wlen)
 {
 	const bconf_t *cfg = b->cfg;
 	*wrapped = NULL;
 	*wlen = 0;
+	*plen = 0;
 	if(!b->sign_key) {
 		if(cfg->cloud_protocol != 5) {
 			return 0;
 		}
 		char seq[32];
 		snprintf(seq, sizeof(seq), "%lld", (long long)m->seq);
+		*plen = CLOUD_PROP_WIRE + strlen("plantgate-seq") + strlen(seq);
 		return mosquitto_property_add_string_pair(props, MQTT_PROP_USER_PROPERTY,
 		                                          "plantgate-seq", seq);
 	}
@@ -402,6 +413,7 @@ static int cloud_message_props(const bridge_t *b, const queue_msg_t *m,
 		if(rc) {
 			return rc;
 		}
+		*plen += CLOUD_PROP_WIRE + strlen(ep.p[i].name) + strlen(ep.p[i].value);
 	}
 	return 0;
 }
@@ -428,7 +440,8 @@ static int cloud_send(cloud_t *c)
 	queue_msg_t page[CLOUD_PAGE];
 	size_t window = c->probing ? 1 : c->window; /* a suspect goes alone */
 	refill_tokens(c, util_mono_ms());
-	while(c->n_inflight < window && (cfg->drain_rate == 0 || c->tokens >= 1.0)) {
+	while(c->n_inflight < window && (cfg->drain_rate == 0 || c->tokens >= 1.0) &&
+	      pace_ready(&c->bytes, util_mono_ms())) {
 		size_t want = window - c->n_inflight;
 		if(cfg->drain_rate && (size_t)c->tokens < want) {
 			want = (size_t)c->tokens;
@@ -453,14 +466,19 @@ static int cloud_send(cloud_t *c)
 			mosquitto_property *props = NULL;
 			int mid = 0;
 			char *wrapped = NULL;
-			size_t wlen = 0;
-			rc = cloud_message_props(b, m, &props, &wrapped, &wlen);
+			size_t wlen = 0, plen = 0;
+			if(i > 0 && !pace_ready(&c->bytes, util_mono_ms())) {
+				break; /* the rest of the page waits, in order, for the byte rate */
+			}
+			rc = cloud_message_props(b, m, &props, &plen, &wrapped, &wlen);
 			if(!rc) {
 				rc = mosquitto_publish_v5(c->link.mosq, &mid, m->remote_topic,
 				                          wrapped ? (int)wlen : (int)m->len,
 				                          wrapped ? (const void *)wrapped : m->payload, m->qos,
 				                          m->retain, props);
 			}
+			size_t wire = CLOUD_PUBLISH_WIRE + strlen(m->remote_topic) + plen +
+			              (wrapped ? wlen : m->len);
 			mosquitto_property_free_all(&props);
 			free(wrapped);
 			if(rc == MOSQ_ERR_PAYLOAD_SIZE || rc == MOSQ_ERR_OVERSIZE_PACKET ||
@@ -490,6 +508,7 @@ static int cloud_send(cloud_t *c)
 			c->n_inflight++;
 			c->last_sent_seq = m->seq;
 			c->tokens -= 1.0;
+			pace_take(&c->bytes, wire);
 		}
 		for(size_t j = 0; j < n; j++) {
 			queue_msg_clear(&page[j]);
@@ -574,6 +593,7 @@ void *cloud_run(void *arg)
 	                  .down = cloud_down};
 	link_init(&c.link, b, &lc);
 	c.tokens_at = util_mono_ms();
+	pace_init(&c.bytes, cfg->drain_byte_rate, c.tokens_at);
 	int64_t stop_at = 0;
 	for(;;) {
 		int64_t now = util_mono_ms();
@@ -599,6 +619,13 @@ void *cloud_run(void *arg)
 			timeout = 1000 / (int)cfg->drain_rate + 1;
 			if(timeout > 100) {
 				timeout = 100;
+			}
+		}
+		if(c.link.state == LINK_UP && c.n_inflight < c.window) {
+			/* the byte rate only delays the next publish; reads go on */
+			int64_t w = pace_wait_ms(&c.bytes, util_mono_ms());
+			if(w > 0 && w < timeout) {
+				timeout = (int)w;
 			}
 		}
 		struct pollfd wake = {.fd = b->wake[0], .events = POLLIN};

@@ -294,9 +294,11 @@ static void doctor_bridge_cert_cn(const char *path, char *out, size_t len)
 	X509_free(x);
 }
 
-/* BR-CLOUD-LIMITS: the cloud profile's published limits (bconf_profile_desc_t)
- * that the configuration check cannot enforce: a per-connection byte rate,
- * which the bridge does not pace (it paces messages: drain_rate). */
+/* BR-CLOUD-LIMITS: the cloud profile's published per-connection byte rate
+ * (bconf_profile_desc_t), which the bridge paces (drain_byte_rate, a token
+ * bucket with one second's burst; the config check keeps it within the
+ * profile's limit).  A message larger than one second's worth still goes in
+ * one piece: the rate then holds only on average. */
 static void doctor_bridge_limits(const bconf_t *cfg, doctor_report_t *r)
 {
 	const bconf_profile_desc_t *p = bconf_profile(cfg->cloud_profile);
@@ -307,20 +309,23 @@ static void doctor_bridge_limits(const bconf_t *cfg, doctor_report_t *r)
 			largest = cfg->whitelist.rules[i].max_payload;
 		}
 	}
-	util_snprintf(ev, sizeof(ev), "%s: cloud_profile %s, drain_rate %lld, largest max-payload %llu",
-	              cfg->path, p->name, (long long)cfg->drain_rate, (unsigned long long)largest);
-	/* drain_rate 0 = unpaced: as fast as the link goes. */
-	uint64_t worst = cfg->drain_rate ? (uint64_t)cfg->drain_rate * largest : UINT64_MAX;
-	if(p->max_bytes_per_s && worst > p->max_bytes_per_s) {
-		uint64_t avg = p->max_bytes_per_s / (uint64_t)(cfg->drain_rate ? cfg->drain_rate : 1);
+	util_snprintf(ev, sizeof(ev),
+	              "%s: cloud_profile %s, drain_byte_rate %llu, largest max-payload %llu", cfg->path,
+	              p->name, (unsigned long long)cfg->drain_byte_rate, (unsigned long long)largest);
+	if(cfg->drain_byte_rate && largest > cfg->drain_byte_rate) {
 		doctor_report_add(r, "BR-CLOUD-LIMITS", DOCTOR_WARNING, ev,
-		                  "lower drain_rate to 524288 / the typical message size, or max-payload",
-		                  "%s throttles a connection above %llu KiB/s; at drain_rate %lld with "
-		                  "messages of up to %llu bytes the bridge may send more (it stays below "
-		                  "only while messages average under %llu bytes)",
-		                  p->cloud, (unsigned long long)(p->max_bytes_per_s / 1024),
-		                  (long long)cfg->drain_rate, (unsigned long long)largest,
-		                  (unsigned long long)avg);
+		                  "raise drain_byte_rate to at least the largest max-payload, or lower "
+		                  "max-payload",
+		                  "a message of up to %llu bytes exceeds one second of drain_byte_rate "
+		                  "(%llu bytes/s): it leaves in one burst and the rate holds only on "
+		                  "average",
+		                  (unsigned long long)largest, (unsigned long long)cfg->drain_byte_rate);
+	} else if(p->max_bytes_per_s) {
+		doctor_report_add(r, "BR-CLOUD-LIMITS", DOCTOR_PASS, ev, NULL,
+		                  "the bridge paces the cloud link to %llu KiB/s, within %s's %llu KiB/s "
+		                  "per connection",
+		                  (unsigned long long)(cfg->drain_byte_rate / 1024), p->cloud,
+		                  (unsigned long long)(p->max_bytes_per_s / 1024));
 	} else {
 		doctor_report_add(r, "BR-CLOUD-LIMITS", DOCTOR_PASS, ev, NULL,
 		                  "the configuration keeps within %s's published limits", p->cloud);

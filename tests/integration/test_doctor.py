@@ -234,9 +234,8 @@ class Doctor(unittest.TestCase):
         listed = run_doctor("--list-checks")
         self.assertEqual(listed.returncode, 0)
         ids = [l.split()[0] for l in listed.stdout.splitlines()[1:] if l.strip()]
-        # BR-CLOUD-LIMITS warns only under a cloud profile with a byte-rate limit
-        # (aws-iot), which the weak bridge's `#` rules cannot load under; the
-        # unit test test_bridge_cloud_limits triggers it.
+        # BR-CLOUD-LIMITS warns only when drain_byte_rate is set below the
+        # largest max-payload; the unit test test_bridge_cloud_limits triggers it.
         missing = [i for i in ids if i not in seen and i not in ("BR-CLOUD-TLS", "BR-CLOUD-LIMITS")]
         self.assertEqual(missing, [], "checks not triggered by the weak deployment: %s\nseen: %s" % (missing, seen))
         for must in ("MQ-LISTENER-TLS", "MQ-ANONYMOUS", "MQ-REQUIRE-CERT", "MQ-IDENTITY-USERNAME",

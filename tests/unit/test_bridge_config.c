@@ -162,6 +162,10 @@ static void test_aws_profile(void **state)
 	             "t.conf:11: aws-iot: cloud topics of this rule have 8 '/'");
 	expect_error("cloud_profile aws-iot\ndrain_rate 500\nforward a/b\n",
 	             "t.conf:11: aws-iot: drain_rate must be 1..100");
+	expect_error("cloud_profile aws-iot\ndrain_byte_rate 1M\nforward a/b\n",
+	             "t.conf:11: aws-iot: drain_byte_rate must be 1..524288 bytes/s");
+	expect_error("cloud_profile aws-iot\ndrain_byte_rate 0\nforward a/b\n",
+	             "t.conf:11: aws-iot: drain_byte_rate must be 1..524288 bytes/s");
 	expect_error("cloud_profile aws-iot\ndrain_inflight 200\nforward a/b\n",
 	             "t.conf:11: aws-iot: drain_inflight must be at most 100");
 	expect_error("cloud_profile aws-iot\ncloud_port 443\nforward a/b\n",
@@ -178,7 +182,14 @@ static void test_aws_profile(void **state)
 	                      &cfg),
 	                 0);
 	assert_int_equal(cfg.drain_rate, 100); /* the profile's default */
+	assert_int_equal(cfg.drain_byte_rate, 512 * 1024);
 	assert_int_equal(cfg.whitelist.rules[0].max_payload, 128 * 1024);
+	bconf_free(&cfg);
+	assert_int_equal(load(BASE "cloud_profile aws-iot\ndrain_byte_rate 64K\nforward a/b\n", &cfg), 0);
+	assert_int_equal(cfg.drain_byte_rate, 64 * 1024);
+	bconf_free(&cfg);
+	assert_int_equal(load(BASE "forward a/b\n", &cfg), 0);
+	assert_int_equal(cfg.drain_byte_rate, 0); /* generic: unpaced */
 	bconf_free(&cfg);
 }
 

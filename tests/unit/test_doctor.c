@@ -587,7 +587,8 @@ static void test_bridge_weak(void **state)
 	doctor_report_free(&r);
 }
 
-/* BR-CLOUD-LIMITS: AWS IoT Core's 512 KiB/s per connection, from the profile row. */
+/* BR-CLOUD-LIMITS: AWS IoT Core's 512 KiB/s per connection, from the profile
+ * row, paced by drain_byte_rate; a message larger than one second's worth. */
 static void test_bridge_cloud_limits(void **state)
 {
 	static const char base[] =
@@ -596,19 +597,21 @@ static void test_bridge_cloud_limits(void **state)
 	    "queue_path /tmp/plantgate-doctor-limits.db\ncloud_profile aws-iot\n";
 	char text[1024];
 	doctor_report_t r = {0};
-	/* 100 messages/s of up to 128 KiB: 12.5 MiB/s possible. */
+	/* the profile's default: paced to 512 KiB/s */
 	util_snprintf(text, sizeof(text), "%sforward a/b\n", base);
 	write_file(tmp("limits.conf"), text, 0644);
 	doctor_bridge_check(tmp("limits.conf"), NULL, &r);
-	expect(&r, "BR-CLOUD-LIMITS", DOCTOR_WARNING);
+	expect(&r, "BR-CLOUD-LIMITS", DOCTOR_PASS);
+	assert_non_null(strstr(doctor_report_get(&r, "BR-CLOUD-LIMITS")->title, "paces"));
 	assert_non_null(strstr(doctor_report_get(&r, "BR-CLOUD-LIMITS")->title, "512 KiB/s"));
 	doctor_report_free(&r);
-	/* 100 messages/s of up to 5 KiB: 500 KiB/s, within. */
+	/* 64 KiB/s with messages of up to 128 KiB: one message is two seconds' worth */
 	memset(&r, 0, sizeof(r));
-	util_snprintf(text, sizeof(text), "%sforward a/b max-payload=5k\n", base);
+	util_snprintf(text, sizeof(text), "%sdrain_byte_rate 64K\nforward a/b\n", base);
 	write_file(tmp("limits.conf"), text, 0644);
 	doctor_bridge_check(tmp("limits.conf"), NULL, &r);
-	expect(&r, "BR-CLOUD-LIMITS", DOCTOR_PASS);
+	expect(&r, "BR-CLOUD-LIMITS", DOCTOR_WARNING);
+	assert_non_null(strstr(doctor_report_get(&r, "BR-CLOUD-LIMITS")->title, "131072 bytes"));
 	doctor_report_free(&r);
 }
 
