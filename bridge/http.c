@@ -405,8 +405,14 @@ static void http_build_sample_json(http_t *h, const http_snap_t *s, const http_s
 			sep = ",";
 		}
 	}
-	http_buf_printf(out, "],\"version\":\"%s\",\"queue_warn\":%lld}", PG_VERSION,
+	http_buf_printf(out,
+	                "],\"dead_letters\":%lld,\"redelivered\":%llu,\"version\":\"%s\","
+	                "\"queue_warn\":%lld,\"config\":",
+	                (long long)s->q.dead_letters, (unsigned long long)s->redelivered, PG_VERSION,
 	                (long long)h->b->cfg->queue_warn_messages);
+	/* the file the page's deadletter command names */
+	http_buf_json_str(out, h->b->cfg_path ? h->b->cfg_path : "FILE");
+	http_buf_printf(out, "}");
 }
 
 /* All samples, oldest first, as arrays: [t, in, out, depth, oldest], and the

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -230,8 +231,9 @@ class StatusPage(unittest.TestCase):
                     self.assertRegex(element(dom, "plant-for"), r"^connected for \d+")
                     self.assertRegex(element(dom, "health"), r"^All good")
                     for ident in ("in-rate", "out-rate", "queue-depth", "total-received",
-                                  "total-delivered"):
+                                  "total-delivered", "redelivered"):
                         self.assertRegex(element(dom, ident), r"^[\d,.]+$", ident)
+                    self.assertEqual(element(dom, "dead-letters"), "0", dom)
                 r1 = number(element(dom1, "total-received"))
                 r2 = number(element(dom2, "total-received"))
                 self.assertGreater(r1, 0)
@@ -274,6 +276,11 @@ class StatusPage(unittest.TestCase):
                 self.check_png(shot_lost)
                 # ... and reconnects by itself when the bridge is back.
                 n4 = browser.js(updates)
+                # A dead letter in the queue file (as the cloud link sets one
+                # aside): the page counts it and names the command to list it.
+                with sqlite3.connect(w.queue_path, timeout=5) as db:
+                    db.execute("INSERT INTO dead_letter VALUES(999999, 0, 0, 1, 0, 'plant/l1/x',"
+                               " 'plant/l1/x', x'00', 1, '', 'test', 5, 0, 0)")
                 w.cloud.start()
                 b2 = w.start_bridge(rules, extra=extra, name="bridge2")
                 self.assertTrue(b2.wait_log(r"event=http\.listening", 10), b2.log())
@@ -281,6 +288,13 @@ class StatusPage(unittest.TestCase):
                                                 " > %d" % n4, 20), browser.dom()[:3000])
                 self.assertTrue(browser.wait_js(
                     "document.getElementById('cloud-state').textContent == 'CONNECTED'", 20))
+                self.assertTrue(browser.wait_js(
+                    "document.getElementById('dead-letters').textContent == '1'", 10),
+                    browser.dom()[:3000])
+                dom5 = browser.dom()
+                self.assertRegex(element(dom5, "health"),
+                                 r"^Attention: .*1 message set aside as dead letters .*inspect "
+                                 r"with plantgate-bridge deadletter list -c \S*bridge2\.conf")
                 self.assertEqual(b2.stop(), 0, b2.log())
                 self.keep(shot, shot_down, shot_lost)
             finally:
