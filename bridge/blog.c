@@ -6,7 +6,6 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
-#include <string.h>
 #include <time.h>
 
 static atomic_int blog_level = BLOG_INFO;
@@ -56,60 +55,4 @@ void blog(int level, const char *event, const char *fmt, ...)
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
 	fprintf(stderr, "ts=%s.%03ldZ level=%s event=%s%s%s\n", when, ts.tv_nsec / 1000000L,
 	        blog_level_name(level), event, rest[0] ? " " : "", rest);
-}
-
-const char *blog_quote(const char *s, char *out, size_t outlen)
-{
-	if(!outlen) {
-		return out;
-	}
-	if(!s) {
-		s = "";
-	}
-	bool plain = s[0] != '\0';
-	for(const char *p = s; *p; p++) {
-		unsigned char c = (unsigned char)*p;
-		if(!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		     strchr("._:/+#$-", c))) {
-			plain = false;
-			break;
-		}
-	}
-	size_t o = 0;
-	if(plain) {
-		while(*s && o + 1 < outlen) {
-			out[o++] = *s++;
-		}
-		out[o] = '\0';
-		return out;
-	}
-	if(outlen < 3) {
-		out[0] = '\0';
-		return out;
-	}
-	out[o++] = '"';
-	for(; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		char esc[8];
-		size_t n;
-		if(c == '"' || c == '\\') {
-			esc[0] = '\\';
-			esc[1] = (char)c;
-			n = 2;
-		} else if(c < 0x20 || c == 0x7f) {
-			snprintf(esc, sizeof(esc), "\\x%02x", c);
-			n = 4;
-		} else {
-			esc[0] = (char)c;
-			n = 1;
-		}
-		if(o + n + 2 > outlen) {
-			break;
-		}
-		memcpy(out + o, esc, n);
-		o += n;
-	}
-	out[o++] = '"';
-	out[o] = '\0';
-	return out;
 }

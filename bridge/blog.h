@@ -7,7 +7,6 @@
 #ifndef PG_BLOG_H
 #define PG_BLOG_H
 
-#include <stdbool.h>
 #include <stddef.h>
 
 enum blog_level { BLOG_DEBUG = 0, BLOG_INFO = 1, BLOG_WARN = 2, BLOG_ERROR = 3 };
@@ -21,9 +20,7 @@ int blog_get_level(void);
 void blog(int level, const char *event, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Copy `s` into out as a log value: double-quoted with '"', '\\' and control
- * characters escaped when it contains anything but [A-Za-z0-9._:/+#$-];
- * truncated to fit.  Returns out, for use as a printf argument. */
-const char *blog_quote(const char *s, char *out, size_t outlen);
+/* Values go through util_log_quote() (common/util.h), the one log-value
+ * quoter of plugin and bridge. */
 
 #endif

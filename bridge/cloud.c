@@ -286,7 +286,7 @@ static void cloud_suspect(cloud_t *c)
 	size_t n = 0;
 	const char *topic = "?";
 	if(queue_peek(b->queue, seq - 1, 0, page, 1, &n) == QUEUE_OK && n == 1 && page[0].seq == seq) {
-		topic = blog_quote(page[0].remote_topic, q1, sizeof(q1));
+		topic = util_log_quote(page[0].remote_topic, q1, sizeof(q1));
 	}
 	queue_rc_t qrc = queue_dead_letter(b->queue, seq, reason, c->suspect_drops,
 	                                   c->suspect_first_ms, now, &moved);
@@ -489,7 +489,7 @@ static int cloud_send(cloud_t *c)
 				atomic_fetch_add(&b->ctr.out_refused, 1);
 				blog(BLOG_ERROR, "cloud.refused",
 				     "seq=%lld topic=%s reason=\"%s\" action=\"deleted from queue\"",
-				     (long long)m->seq, blog_quote(m->remote_topic, q, sizeof(q)),
+				     (long long)m->seq, util_log_quote(m->remote_topic, q, sizeof(q)),
 				     mosquitto_strerror(rc));
 				ack_add(c, m->seq);
 				c->last_sent_seq = m->seq;

@@ -61,11 +61,11 @@ static void dl_print(void *arg, const queue_dead_t *d)
 	p->n++;
 	printf("seq=%lld attempts=%d reason=%s first_failure=%s last_failure=%s topic=%s "
 	       "cloud_topic=%s device=%s size=%zu qos=%d\n",
-	       (long long)d->msg.seq, d->attempts, blog_quote(d->reason, q3, sizeof(q3)),
+	       (long long)d->msg.seq, d->attempts, util_log_quote(d->reason, q3, sizeof(q3)),
 	       dl_time(d->first_failure_ms, t1, sizeof(t1)), dl_time(d->last_failure_ms, t2, sizeof(t2)),
-	       blog_quote(d->msg.local_topic, q1, sizeof(q1)),
-	       blog_quote(d->msg.remote_topic, q2, sizeof(q2)),
-	       blog_quote(d->msg.device && d->msg.device[0] ? d->msg.device : "-", q4, sizeof(q4)),
+	       util_log_quote(d->msg.local_topic, q1, sizeof(q1)),
+	       util_log_quote(d->msg.remote_topic, q2, sizeof(q2)),
+	       util_log_quote(d->msg.device && d->msg.device[0] ? d->msg.device : "-", q4, sizeof(q4)),
 	       d->msg.len, d->msg.qos);
 	if(p->payload) {
 		/* Printable ASCII as is, the rest as \xNN, so a terminal is safe. */

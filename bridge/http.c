@@ -683,7 +683,7 @@ static void http_log_status(http_t *h, struct lws *wsi, int status, const char *
 	char peer[64] = "", q[300];
 	lws_get_peer_simple(wsi, peer, sizeof(peer));
 	blog(BLOG_INFO, "http.response", "status=%d path=%s peer=%s",
-	     status, blog_quote(path, q, sizeof(q)), peer[0] ? peer : "unknown");
+	     status, util_log_quote(path, q, sizeof(q)), peer[0] ? peer : "unknown");
 }
 
 static int http_add_header(struct lws *wsi, const char *name, const char *value, unsigned char **p,
@@ -958,7 +958,7 @@ static void http_lws_log(int level, const char *line)
 		copy[n - 1] = '\0';
 	}
 	blog(level == LLL_ERR ? BLOG_WARN : BLOG_DEBUG, "http.lws", "msg=%s",
-	     blog_quote(copy, q, sizeof(q)));
+	     util_log_quote(copy, q, sizeof(q)));
 }
 
 static void *http_run(void *arg)

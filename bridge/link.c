@@ -138,7 +138,7 @@ static void link_on_log(struct mosquitto *mosq, void *obj, int level, const char
 		l->rx_dup = dup;
 		l->rx_mid = mid;
 	}
-	blog(BLOG_DEBUG, link_event(l, "lib", ev, sizeof(ev)), "msg=%s", blog_quote(str, q, sizeof(q)));
+	blog(BLOG_DEBUG, link_event(l, "lib", ev, sizeof(ev)), "msg=%s", util_log_quote(str, q, sizeof(q)));
 }
 
 static void link_on_connect(struct mosquitto *mosq, void *obj, int rc, int flags,

@@ -269,14 +269,14 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 		 * overlap: the whitelist decides, not the subscription. */
 		atomic_fetch_add(&b->ctr.in_unmatched, 1);
 		blog(BLOG_DEBUG, "plant.unmatched", "topic=%s",
-		     blog_quote(m->topic, q1, sizeof(q1)));
+		     util_log_quote(m->topic, q1, sizeof(q1)));
 		return;
 	}
 	if((uint64_t)m->payloadlen > r->max_payload) {
 		atomic_fetch_add(&b->ctr.in_rejected, 1);
 		blog(BLOG_WARN, "plant.rejected",
 		     "reason=payload-too-large topic=%s size=%d max=%llu rule_line=%d",
-		     blog_quote(m->topic, q1, sizeof(q1)), m->payloadlen,
+		     util_log_quote(m->topic, q1, sizeof(q1)), m->payloadlen,
 		     (unsigned long long)r->max_payload, r->line);
 		return;
 	}
@@ -290,7 +290,7 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 		/* Acknowledged and not forwarded: the cloud could never take it. */
 		atomic_fetch_add(&b->ctr.in_rejected, 1);
 		blog(BLOG_WARN, "plant.rejected", "reason=%s topic=%s cloud_topic=%s rule_line=%d", why,
-		     blog_quote(m->topic, q1, sizeof(q1)), blog_quote(remote ? remote : "", q2, sizeof(q2)),
+		     util_log_quote(m->topic, q1, sizeof(q1)), util_log_quote(remote ? remote : "", q2, sizeof(q2)),
 		     r->line);
 		free(remote);
 		return;
@@ -342,7 +342,7 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 		     "reason=signed-too-large topic=%s size=%zu wrapped=%zu max=%llu rule_line=%d "
 		     "note=\"signed for MQTT 3.1.1, the payload travels base64-encoded in the envelope's "
 		     "JSON wrapper, which the cloud would refuse\"",
-		     blog_quote(m->topic, q1, sizeof(q1)), q->len, wrapped,
+		     util_log_quote(m->topic, q1, sizeof(q1)), q->len, wrapped,
 		     (unsigned long long)cloud_max, r->line);
 		queue_msg_clear(q);
 		return;
@@ -355,7 +355,7 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 		/* Stored already (as seq): acknowledge it, do not store it twice. */
 		atomic_fetch_add(&b->ctr.in_redelivered, 1);
 		blog(BLOG_DEBUG, "plant.redelivered_one", "mid=%d dup=%d seq=%lld topic=%s", m->mid, dup,
-		     (long long)seq, blog_quote(m->topic, q1, sizeof(q1)));
+		     (long long)seq, util_log_quote(m->topic, q1, sizeof(q1)));
 		if(!p->redelivered++) {
 			p->redelivered_first = seq;
 		}

@@ -236,6 +236,44 @@ const char *util_log_safe(const char *s, char *out, size_t outlen)
 	return out;
 }
 
+static bool util_log_plain(const char *s)
+{
+	if(!s[0]) {
+		return false;
+	}
+	for(; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if(!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		     strchr("._:/+#$-", c))) {
+			return false;
+		}
+	}
+	return true;
+}
+
+const char *util_log_quote(const char *s, char *out, size_t outlen)
+{
+	if(!s) {
+		s = "";
+	}
+	if(util_log_plain(s)) {
+		util_strlcpy(out, s, outlen);
+		return out;
+	}
+	if(outlen < 3) {
+		if(outlen) {
+			out[0] = '\0';
+		}
+		return out;
+	}
+	out[0] = '"';
+	util_log_safe(s, out + 1, outlen - 2);
+	size_t o = 1 + strlen(out + 1);
+	out[o++] = '"';
+	out[o] = '\0';
+	return out;
+}
+
 static int64_t util_clock_us(clockid_t id)
 {
 	struct timespec ts;

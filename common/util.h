@@ -61,9 +61,16 @@ int64_t util_mono_us(void);
 int64_t util_wall_ms(void);
 uint32_t util_random32(void);
 
-/* Copy `s` for a log line: printable ASCII and valid UTF-8 stay, control
- * characters and invalid bytes become '?', the result is cut at outlen-1 and
+/* Copy `s` for a log line: printable ASCII and valid UTF-8 stay; '"', '\\',
+ * control characters and invalid bytes become '?', the result is cut at outlen-1 and
  * NULL becomes "(none)".  Stops a client id or topic from forging log lines. */
 const char *util_log_safe(const char *s, char *out, size_t outlen);
+
+/* The same text as a whole key=value value, the bridge's dialect: left bare
+ * when it is a plain token of [A-Za-z0-9._:/+#$-], otherwise double-quoted
+ * with util_log_safe's replacements inside (so no '"' or '\\' can appear
+ * within the quotes); NULL is "".  Cut to fit outlen with the closing quote
+ * kept.  Returns out, for use as a printf argument. */
+const char *util_log_quote(const char *s, char *out, size_t outlen);
 
 #endif

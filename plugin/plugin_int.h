@@ -34,9 +34,10 @@
 
 #define PG_LOG_PREFIX "plantgate: "
 /* Every value in a log line goes through util_log_safe() (common/util.c), the
- * one quoting helper of plugin and bridge: '"', '\\', control characters and
- * invalid UTF-8 become '?', so no value can close its field, add a field or
- * start a new line.  PG_SAFE(buf, s) writes s into the char array buf. */
+ * one escaping of plugin and bridge (the bridge's util_log_quote wraps it):
+ * '"', '\\', control characters and invalid UTF-8 become '?', so no value
+ * can close its field, add a field or start a new line.  PG_SAFE(buf, s)
+ * writes s into the char array buf. */
 #define PG_SAFE(buf, s) util_log_safe((s), (buf), sizeof(buf))
 #define PG_PROP_DEVICE "plantgate-device"
 #define PG_PROP_RECEIVED "plantgate-received"

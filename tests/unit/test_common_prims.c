@@ -3,7 +3,8 @@
  * tools share once in common/ (issue 15, item 5): the one JSON string
  * escaper (json_escape, both modes, byte for byte), json_out_str built on it,
  * the reader's reasons for refusing (json_in_t.why) and its allocation-free
- * json_string_into, util_utf8_seq and the one growable array (util_grow).
+ * json_string_into, util_utf8_seq, the one growable array (util_grow) and
+ * the one log-value quoter (util_log_quote over util_log_safe).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -189,6 +190,32 @@ static void test_grow(void **state)
 	free(v);
 }
 
+static void test_log_quote(void **state)
+{
+	(void)state;
+	char b[64];
+	/* A plain token stays bare, the bridge's dialect. */
+	assert_string_equal(util_log_quote("plant/a-1/+/#", b, sizeof(b)), "plant/a-1/+/#");
+	assert_string_equal(util_log_quote("$aws/rules/r_1:x.y", b, sizeof(b)), "$aws/rules/r_1:x.y");
+	/* Anything else is quoted, with the plugin's replacements inside: no
+	 * quote, backslash, control byte or invalid UTF-8 survives. */
+	assert_string_equal(util_log_quote("", b, sizeof(b)), "\"\"");
+	assert_string_equal(util_log_quote(NULL, b, sizeof(b)), "\"\"");
+	assert_string_equal(util_log_quote("a b", b, sizeof(b)), "\"a b\"");
+	assert_string_equal(util_log_quote("x\" role=ops y=\"", b, sizeof(b)), "\"x? role=ops y=?\"");
+	assert_string_equal(util_log_quote("a\\b\nc\x7f", b, sizeof(b)), "\"a?b?c?\"");
+	assert_string_equal(util_log_quote("t\xc3\xa4mp", b, sizeof(b)), "\"t\xc3\xa4mp\"");
+	assert_string_equal(util_log_quote("bad\xc3", b, sizeof(b)), "\"bad?\"");
+	/* Cut to fit, the closing quote kept; too small for quotes is "". */
+	char s[6];
+	assert_string_equal(util_log_quote("hello world", s, sizeof(s)), "\"hel\"");
+	assert_string_equal(util_log_quote("abcdefgh", s, sizeof(s)), "abcde");
+	assert_string_equal(util_log_quote("a b", s, 2), "");
+	/* The plugin's form: the same replacements, quotes left to the caller. */
+	assert_string_equal(util_log_safe("x\" y", b, sizeof(b)), "x? y");
+	assert_string_equal(util_log_safe(NULL, b, sizeof(b)), "(none)");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -197,6 +224,7 @@ int main(void)
 	    cmocka_unit_test(test_reader_reasons),
 	    cmocka_unit_test(test_utf8_seq),
 	    cmocka_unit_test(test_grow),
+	    cmocka_unit_test(test_log_quote),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
