@@ -452,203 +452,258 @@ static void http_label_value(const char *in, char *out, size_t outlen)
 	out[o] = '\0';
 }
 
-static void http_metric_head(http_buf_t *m, const char *name, const char *type, const char *help)
-{
-	http_buf_printf(m, "# HELP plantgate_bridge_%s %s\n# TYPE plantgate_bridge_%s %s\n", name,
-	                help, name, type);
-}
+/* ------------------------------------------------------------ /metrics */
 
-static void http_build_metrics(http_t *h, http_buf_t *m)
+/* What a metric reads: one snapshot per scrape, the configuration, the
+ * bridge's live counters. */
+typedef struct http_mctx {
+	const http_t *h;
+	const http_snap_t *s;
+	const bconf_t *cfg;
+	bridge_counters_t *c;
+	bool healthy;
+} http_mctx_t;
+
+static const char *const http_link_name[2] = {"plant", "cloud"};
+
+/* One row per metric, in the order /metrics lists them: the name after
+ * "plantgate_bridge_", the type, the help text, and one way to get the
+ * samples: u (one unsigned value), i (one signed value), f (seconds, three
+ * decimals), link (one value per link, labelled link="plant"|"cloud") or
+ * lines (writes labelled samples itself). */
+typedef struct http_metric {
+	const char *name, *type, *help;
+	uint64_t (*u)(const http_mctx_t *x);
+	int64_t (*i)(const http_mctx_t *x);
+	double (*f)(const http_mctx_t *x);
+	uint64_t (*link)(const http_mctx_t *x, int link);
+	void (*lines)(const http_mctx_t *x, http_buf_t *m, const char *name);
+} http_metric_t;
+
+/* The value getters: one expression each. */
+#define HTTP_GET(fn, type, expr)                                                                   \
+	static type fn(const http_mctx_t *x)                                                           \
+	{                                                                                              \
+		return (type)(expr);                                                                       \
+	}
+#define HTTP_GET_LINK(fn, expr)                                                                    \
+	static uint64_t fn(const http_mctx_t *x, int l)                                                \
+	{                                                                                              \
+		return (uint64_t)(expr);                                                                   \
+	}
+HTTP_GET(http_m_start, int64_t, x->h->start_ms / 1000)
+HTTP_GET(http_m_received, uint64_t, x->s->received)
+HTTP_GET(http_m_queued, uint64_t, x->s->queued)
+HTTP_GET(http_m_delivered, uint64_t, x->s->acked)
+HTTP_GET(http_m_redelivered, uint64_t, x->s->redelivered)
+HTTP_GET(http_m_dead_total, uint64_t, x->s->dead_lettered)
+HTTP_GET(http_m_dead, int64_t, x->s->q.dead_letters)
+HTTP_GET(http_m_ignored, uint64_t, x->s->ignored)
+HTTP_GET(http_m_queue_messages, int64_t, x->s->q.messages)
+HTTP_GET(http_m_queue_bytes, uint64_t, x->s->q.bytes)
+HTTP_GET(http_m_oldest, double, (double)x->s->oldest_age_ms / 1000.0)
+HTTP_GET(http_m_max_messages, int64_t, x->cfg->queue_max_messages)
+HTTP_GET(http_m_max_bytes, uint64_t, x->cfg->queue_max_bytes)
+HTTP_GET(http_m_warn_messages, int64_t, x->cfg->queue_warn_messages)
+HTTP_GET(http_m_blocked, int64_t, x->s->blocked ? 1 : 0)
+HTTP_GET(http_m_ws_failures, uint64_t, atomic_load(&x->c->ws_failures))
+HTTP_GET(http_m_status_pages, int64_t, x->h->ws_clients)
+HTTP_GET(http_m_healthy, int64_t, x->healthy)
+HTTP_GET_LINK(http_m_link_up, x->s->state[l] == LINK_UP)
+HTTP_GET_LINK(http_m_link_state, x->s->state[l])
+HTTP_GET_LINK(http_m_link_down, x->s->down_ms[l] / 1000)
+HTTP_GET_LINK(http_m_connects, x->s->connects[l])
+HTTP_GET_LINK(http_m_reconnects, x->s->connects[l] ? x->s->connects[l] - 1 : 0)
+HTTP_GET_LINK(http_m_failures, x->s->failures[l])
+HTTP_GET_LINK(http_m_tls_failures, x->s->tls_failures[l])
+#undef HTTP_GET
+#undef HTTP_GET_LINK
+
+static void http_m_build_info(const http_mctx_t *x, http_buf_t *m, const char *name)
 {
-	http_snap_t s;
-	http_snapshot(h, &s);
-	const bconf_t *cfg = h->b->cfg;
-	static const char *const link[2] = {"plant", "cloud"};
+	(void)x;
 	char lws_v[64], ossl_v[64], sqlite_v[64];
 	int maj = 0, min = 0, rev = 0;
 	mosquitto_lib_version(&maj, &min, &rev);
 	http_label_value(lws_get_library_version(), lws_v, sizeof(lws_v));
 	http_label_value(OpenSSL_version(OPENSSL_VERSION_STRING), ossl_v, sizeof(ossl_v));
 	http_label_value(sqlite3_libversion(), sqlite_v, sizeof(sqlite_v));
-
-	http_metric_head(m, "build_info", "gauge",
-	                 "Always 1; the labels name the bridge version and the libraries in use.");
 	http_buf_printf(m,
-	                "plantgate_bridge_build_info{version=\"%s\",libmosquitto=\"%d.%d.%d\","
+	                "plantgate_bridge_%s{version=\"%s\",libmosquitto=\"%d.%d.%d\","
 	                "libwebsockets=\"%s\",openssl=\"%s\",sqlite=\"%s\"} 1\n",
-	                PG_VERSION, maj, min, rev, lws_v, ossl_v, sqlite_v);
-	http_metric_head(m, "start_time_seconds", "gauge", "When the bridge started (Unix time).");
-	http_buf_printf(m, "plantgate_bridge_start_time_seconds %lld\n",
-	                (long long)(h->start_ms / 1000));
+	                name, PG_VERSION, maj, min, rev, lws_v, ossl_v, sqlite_v);
+}
 
-	http_metric_head(m, "messages_received_total", "counter",
-	                 "Messages received from the plant broker (before the forward rules).");
-	http_buf_printf(m, "plantgate_bridge_messages_received_total %llu\n",
-	                (unsigned long long)s.received);
-	http_metric_head(m, "messages_queued_total", "counter",
-	                 "Messages committed to the durable queue (and so acknowledged to the "
-	                 "plant broker).");
-	http_buf_printf(m, "plantgate_bridge_messages_queued_total %llu\n",
-	                (unsigned long long)s.queued);
-	http_metric_head(m, "messages_delivered_total", "counter",
-	                 "Messages acknowledged by the cloud and deleted from the queue.");
-	http_buf_printf(m, "plantgate_bridge_messages_delivered_total %llu\n",
-	                (unsigned long long)s.acked);
-	http_metric_head(m, "messages_dropped_total", "counter",
-	                 "Messages not forwarded, by reason: no_rule (no forward rule matched), "
-	                 "rejected (too large or an invalid cloud topic), cloud_refused (the cloud "
-	                 "refused it), drop_oldest (evicted from a full queue), expired (ttl).");
-	http_buf_printf(m,
-	                "plantgate_bridge_messages_dropped_total{reason=\"no_rule\"} %llu\n"
-	                "plantgate_bridge_messages_dropped_total{reason=\"rejected\"} %llu\n"
-	                "plantgate_bridge_messages_dropped_total{reason=\"cloud_refused\"} %llu\n"
-	                "plantgate_bridge_messages_dropped_total{reason=\"drop_oldest\"} %llu\n"
-	                "plantgate_bridge_messages_dropped_total{reason=\"expired\"} %llu\n",
-	                (unsigned long long)s.unmatched, (unsigned long long)s.rejected,
-	                (unsigned long long)s.refused, (unsigned long long)s.dropped_oldest,
-	                (unsigned long long)s.expired);
-	http_metric_head(m, "plant_redelivered_total", "counter",
-	                 "Messages the plant broker delivered again (after a bridge restart or a lost "
-	                 "connection) that were already stored: acknowledged, not stored twice.");
-	http_buf_printf(m, "plantgate_bridge_plant_redelivered_total %llu\n",
-	                (unsigned long long)s.redelivered);
-	http_metric_head(m, "dead_letters_total", "counter",
-	                 "Messages moved to the dead-letter table because the cloud dropped the "
-	                 "connection each time they were sent (dead_letter_after).");
-	http_buf_printf(m, "plantgate_bridge_dead_letters_total %llu\n",
-	                (unsigned long long)s.dead_lettered);
-	http_metric_head(m, "dead_letters", "gauge",
-	                 "Messages held in the dead-letter table (plantgate-bridge deadletter list).");
-	http_buf_printf(m, "plantgate_bridge_dead_letters %lld\n", (long long)s.q.dead_letters);
-	http_metric_head(m, "cloud_messages_ignored_total", "counter",
-	                 "Messages the cloud sent to the bridge; dropped (outbound only).");
-	http_buf_printf(m, "plantgate_bridge_cloud_messages_ignored_total %llu\n",
-	                (unsigned long long)s.ignored);
+static void http_m_dropped(const http_mctx_t *x, http_buf_t *m, const char *name)
+{
+	const struct {
+		const char *reason;
+		uint64_t n;
+	} by[] = {{"no_rule", x->s->unmatched},
+	          {"rejected", x->s->rejected},
+	          {"cloud_refused", x->s->refused},
+	          {"drop_oldest", x->s->dropped_oldest},
+	          {"expired", x->s->expired}};
+	for(size_t i = 0; i < sizeof(by) / sizeof(by[0]); i++) {
+		http_buf_printf(m, "plantgate_bridge_%s{reason=\"%s\"} %llu\n", name, by[i].reason,
+		                (unsigned long long)by[i].n);
+	}
+}
 
-	http_metric_head(m, "queue_messages", "gauge", "Messages in the durable queue.");
-	http_buf_printf(m, "plantgate_bridge_queue_messages %lld\n", (long long)s.q.messages);
-	http_metric_head(m, "queue_bytes", "gauge",
-	                 "Payload and topic bytes in the durable queue.");
-	http_buf_printf(m, "plantgate_bridge_queue_bytes %llu\n", (unsigned long long)s.q.bytes);
-	http_metric_head(m, "queue_oldest_age_seconds", "gauge",
-	                 "Age of the oldest queued message; 0 when the queue is empty.");
-	http_buf_printf(m, "plantgate_bridge_queue_oldest_age_seconds %.3f\n",
-	                (double)s.oldest_age_ms / 1000.0);
-	http_metric_head(m, "queue_max_messages", "gauge", "queue_max_messages.");
-	http_buf_printf(m, "plantgate_bridge_queue_max_messages %lld\n",
-	                (long long)cfg->queue_max_messages);
-	http_metric_head(m, "queue_max_bytes", "gauge", "queue_max_bytes.");
-	http_buf_printf(m, "plantgate_bridge_queue_max_bytes %llu\n",
-	                (unsigned long long)cfg->queue_max_bytes);
-	http_metric_head(m, "queue_warn_messages", "gauge",
-	                 "queue_warn_messages: /healthz fails at this backlog.");
-	http_buf_printf(m, "plantgate_bridge_queue_warn_messages %lld\n",
-	                (long long)cfg->queue_warn_messages);
-	http_metric_head(m, "ingest_blocked", "gauge",
-	                 "1 while the bridge does not read from the plant broker (queue full, disk "
-	                 "low or a failed write); the plant broker holds the messages.");
-	http_buf_printf(m, "plantgate_bridge_ingest_blocked %d\n", s.blocked ? 1 : 0);
-	http_metric_head(m, "ingest_blocked_reason", "gauge",
-	                 "1 for each reason the bridge does not read from the plant broker now: "
-	                 "queue_full, disk_low, write_failed, out_of_memory.");
+static void http_m_blocked_reason(const http_mctx_t *x, http_buf_t *m, const char *name)
+{
 	for(size_t i = 0; i < HTTP_NBLOCKS; i++) {
-		http_buf_printf(m, "plantgate_bridge_ingest_blocked_reason{reason=\"%s\"} %d\n",
-		                http_blocks[i].label, (s.blocked & http_blocks[i].bit) ? 1 : 0);
+		http_buf_printf(m, "plantgate_bridge_%s{reason=\"%s\"} %d\n", name, http_blocks[i].label,
+		                (x->s->blocked & http_blocks[i].bit) ? 1 : 0);
 	}
+}
 
-	http_metric_head(m, "link_up", "gauge", "1 when the link is connected, else 0.");
-	for(int i = 0; i < 2; i++) {
-		http_buf_printf(m, "plantgate_bridge_link_up{link=\"%s\"} %d\n", link[i],
-		                s.state[i] == LINK_UP);
-	}
-	http_metric_head(m, "link_state", "gauge", "0 down, 1 connecting, 2 up.");
-	for(int i = 0; i < 2; i++) {
-		http_buf_printf(m, "plantgate_bridge_link_state{link=\"%s\"} %d\n", link[i],
-		                s.state[i]);
-	}
-	http_metric_head(m, "link_down_seconds", "gauge",
-	                 "How long the link has not been up (to the second); 0 when up.");
-	for(int i = 0; i < 2; i++) {
-		http_buf_printf(m, "plantgate_bridge_link_down_seconds{link=\"%s\"} %lld\n", link[i],
-		                (long long)(s.down_ms[i] / 1000));
-	}
-	http_metric_head(m, "connects_total", "counter", "Successful connects of the link.");
-	for(int i = 0; i < 2; i++) {
-		http_buf_printf(m, "plantgate_bridge_connects_total{link=\"%s\"} %llu\n", link[i],
-		                (unsigned long long)s.connects[i]);
-	}
-	http_metric_head(m, "reconnects_total", "counter",
-	                 "Successful connects after the first one (connects_total - 1).");
-	for(int i = 0; i < 2; i++) {
-		http_buf_printf(m, "plantgate_bridge_reconnects_total{link=\"%s\"} %llu\n", link[i],
-		                (unsigned long long)(s.connects[i] ? s.connects[i] - 1 : 0));
-	}
-	http_metric_head(m, "connect_failures_total", "counter",
-	                 "Connection attempts that failed, and connections lost before CONNACK.");
-	for(int i = 0; i < 2; i++) {
-		http_buf_printf(m, "plantgate_bridge_connect_failures_total{link=\"%s\"} %llu\n",
-		                link[i], (unsigned long long)s.failures[i]);
-	}
-	http_metric_head(m, "tls_handshake_failures_total", "counter",
-	                 "Connection attempts refused in TLS (certificate, name, version).");
-	for(int i = 0; i < 2; i++) {
-		http_buf_printf(m, "plantgate_bridge_tls_handshake_failures_total{link=\"%s\"} %llu\n",
-		                link[i], (unsigned long long)s.tls_failures[i]);
-	}
-
-	bridge_counters_t *c = &h->b->ctr;
-	http_metric_head(m, "cloud_proxy_failures_total", "counter",
-	                 "Ways to the cloud through cloud_proxy that failed, by reason: unreachable "
-	                 "(no TCP connection to the proxy), refused (CONNECT answered with an error), "
-	                 "auth (407), bad_reply (not HTTP or no answer), tls (https:// proxy), closed "
-	                 "(an open tunnel ended: the proxy cut it or the cloud closed it).");
+static void http_m_proxy_failures(const http_mctx_t *x, http_buf_t *m, const char *name)
+{
 	for(int i = 0; i < BRIDGE_PROXY_FAIL_KINDS; i++) {
-		http_buf_printf(m, "plantgate_bridge_cloud_proxy_failures_total{reason=\"%s\"} %llu\n",
+		http_buf_printf(m, "plantgate_bridge_%s{reason=\"%s\"} %llu\n", name,
 		                tunnel_proxy_fail_name(i),
-		                (unsigned long long)atomic_load(&c->proxy_failures[i]));
+		                (unsigned long long)atomic_load(&x->c->proxy_failures[i]));
 	}
-	http_metric_head(m, "cloud_websocket_failures_total", "counter",
-	                 "cloud_transport wss: WebSocket upgrades refused and WebSocket protocol "
-	                 "errors from the cloud.");
-	http_buf_printf(m, "plantgate_bridge_cloud_websocket_failures_total %llu\n",
-	                (unsigned long long)atomic_load(&c->ws_failures));
-	http_metric_head(m, "cloud_transport_info", "gauge",
-	                 "Always 1; the labels say how the cloud is reached (cloud_transport, and "
-	                 "whether cloud_proxy is configured).");
-	http_buf_printf(m, "plantgate_bridge_cloud_transport_info{transport=\"%s\",proxy=\"%s\"} 1\n",
-	                cfg->cloud_transport == BCONF_TRANSPORT_WSS ? "wss" : "tls",
-	                !cfg->cloud_proxy ? "none"
-	                : strncasecmp(cfg->cloud_proxy, "https:", 6) == 0 ? "https" : "http");
-	http_metric_head(m, "commit_duration_seconds", "histogram",
-	                 "Time to commit one batch of plant messages to the queue (SQLite "
-	                 "transaction with fsync), before their acknowledgements may leave.");
+}
+
+static void http_m_transport(const http_mctx_t *x, http_buf_t *m, const char *name)
+{
+	const char *proxy = x->cfg->cloud_proxy;
+	http_buf_printf(m, "plantgate_bridge_%s{transport=\"%s\",proxy=\"%s\"} 1\n", name,
+	                x->cfg->cloud_transport == BCONF_TRANSPORT_WSS ? "wss" : "tls",
+	                !proxy                                     ? "none"
+	                : strncasecmp(proxy, "https:", 6) == 0 ? "https"
+	                                                           : "http");
+}
+
+static void http_m_commit(const http_mctx_t *x, http_buf_t *m, const char *name)
+{
 	uint64_t cum = 0;
 	for(int i = 0; i < BRIDGE_COMMIT_BUCKETS; i++) {
-		cum += atomic_load(&c->commit_buckets[i]);
+		cum += atomic_load(&x->c->commit_buckets[i]);
 		if(i == BRIDGE_COMMIT_BUCKETS - 1) {
-			http_buf_printf(m, "plantgate_bridge_commit_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+			http_buf_printf(m, "plantgate_bridge_%s_bucket{le=\"+Inf\"} %llu\n", name,
 			                (unsigned long long)cum);
 		} else {
-			http_buf_printf(m,
-			                "plantgate_bridge_commit_duration_seconds_bucket{le=\"%g\"} %llu\n",
+			http_buf_printf(m, "plantgate_bridge_%s_bucket{le=\"%g\"} %llu\n", name,
 			                (double)bridge_commit_bound_us(i) / 1e6, (unsigned long long)cum);
 		}
 	}
 	/* count read after the buckets: a commit landing in between makes count
 	 * at most larger, never smaller than +Inf by more than in-flight ones */
-	http_buf_printf(m, "plantgate_bridge_commit_duration_seconds_sum %.6f\n",
-	                (double)atomic_load(&c->commit_us_sum) / 1e6);
-	http_buf_printf(m, "plantgate_bridge_commit_duration_seconds_count %llu\n",
-	                (unsigned long long)cum);
+	http_buf_printf(m, "plantgate_bridge_%s_sum %.6f\n", name,
+	                (double)atomic_load(&x->c->commit_us_sum) / 1e6);
+	http_buf_printf(m, "plantgate_bridge_%s_count %llu\n", name, (unsigned long long)cum);
+}
 
-	http_metric_head(m, "status_pages", "gauge",
-	                 "Status pages (WebSocket clients of /ws) open now.");
-	http_buf_printf(m, "plantgate_bridge_status_pages %d\n", h->ws_clients);
+static const http_metric_t http_metrics[] = {
+    {"build_info", "gauge", "Always 1; the labels name the bridge version and the libraries in use.",
+     .lines = http_m_build_info},
+    {"start_time_seconds", "gauge", "When the bridge started (Unix time).", .i = http_m_start},
+    {"messages_received_total", "counter",
+     "Messages received from the plant broker (before the forward rules).", .u = http_m_received},
+    {"messages_queued_total", "counter",
+     "Messages committed to the durable queue (and so acknowledged to the plant broker).",
+     .u = http_m_queued},
+    {"messages_delivered_total", "counter",
+     "Messages acknowledged by the cloud and deleted from the queue.", .u = http_m_delivered},
+    {"messages_dropped_total", "counter",
+     "Messages not forwarded, by reason: no_rule (no forward rule matched), rejected (too large "
+     "or an invalid cloud topic), cloud_refused (the cloud refused it), drop_oldest (evicted from "
+     "a full queue), expired (ttl).",
+     .lines = http_m_dropped},
+    {"plant_redelivered_total", "counter",
+     "Messages the plant broker delivered again (after a bridge restart or a lost connection) "
+     "that were already stored: acknowledged, not stored twice.",
+     .u = http_m_redelivered},
+    {"dead_letters_total", "counter",
+     "Messages moved to the dead-letter table because the cloud dropped the connection each time "
+     "they were sent (dead_letter_after).",
+     .u = http_m_dead_total},
+    {"dead_letters", "gauge",
+     "Messages held in the dead-letter table (plantgate-bridge deadletter list).", .i = http_m_dead},
+    {"cloud_messages_ignored_total", "counter",
+     "Messages the cloud sent to the bridge; dropped (outbound only).", .u = http_m_ignored},
+    {"queue_messages", "gauge", "Messages in the durable queue.", .i = http_m_queue_messages},
+    {"queue_bytes", "gauge", "Payload and topic bytes in the durable queue.",
+     .u = http_m_queue_bytes},
+    {"queue_oldest_age_seconds", "gauge",
+     "Age of the oldest queued message; 0 when the queue is empty.", .f = http_m_oldest},
+    {"queue_max_messages", "gauge", "queue_max_messages.", .i = http_m_max_messages},
+    {"queue_max_bytes", "gauge", "queue_max_bytes.", .u = http_m_max_bytes},
+    {"queue_warn_messages", "gauge", "queue_warn_messages: /healthz fails at this backlog.",
+     .i = http_m_warn_messages},
+    {"ingest_blocked", "gauge",
+     "1 while the bridge does not read from the plant broker (queue full, disk low or a failed "
+     "write); the plant broker holds the messages.",
+     .i = http_m_blocked},
+    {"ingest_blocked_reason", "gauge",
+     "1 for each reason the bridge does not read from the plant broker now: queue_full, "
+     "disk_low, write_failed, out_of_memory.",
+     .lines = http_m_blocked_reason},
+    {"link_up", "gauge", "1 when the link is connected, else 0.", .link = http_m_link_up},
+    {"link_state", "gauge", "0 down, 1 connecting, 2 up.", .link = http_m_link_state},
+    {"link_down_seconds", "gauge", "How long the link has not been up (to the second); 0 when up.",
+     .link = http_m_link_down},
+    {"connects_total", "counter", "Successful connects of the link.", .link = http_m_connects},
+    {"reconnects_total", "counter", "Successful connects after the first one (connects_total - 1).",
+     .link = http_m_reconnects},
+    {"connect_failures_total", "counter",
+     "Connection attempts that failed, and connections lost before CONNACK.",
+     .link = http_m_failures},
+    {"tls_handshake_failures_total", "counter",
+     "Connection attempts refused in TLS (certificate, name, version).",
+     .link = http_m_tls_failures},
+    {"cloud_proxy_failures_total", "counter",
+     "Ways to the cloud through cloud_proxy that failed, by reason: unreachable (no TCP "
+     "connection to the proxy), refused (CONNECT answered with an error), auth (407), bad_reply "
+     "(not HTTP or no answer), tls (https:// proxy), closed (an open tunnel ended: the proxy cut "
+     "it or the cloud closed it).",
+     .lines = http_m_proxy_failures},
+    {"cloud_websocket_failures_total", "counter",
+     "cloud_transport wss: WebSocket upgrades refused and WebSocket protocol errors from the "
+     "cloud.",
+     .u = http_m_ws_failures},
+    {"cloud_transport_info", "gauge",
+     "Always 1; the labels say how the cloud is reached (cloud_transport, and whether "
+     "cloud_proxy is configured).",
+     .lines = http_m_transport},
+    {"commit_duration_seconds", "histogram",
+     "Time to commit one batch of plant messages to the queue (SQLite transaction with fsync), "
+     "before their acknowledgements may leave.",
+     .lines = http_m_commit},
+    {"status_pages", "gauge", "Status pages (WebSocket clients of /ws) open now.",
+     .i = http_m_status_pages},
+    {"healthy", "gauge", "1 when /healthz answers 200, else 0.", .i = http_m_healthy},
+};
 
+static void http_build_metrics(http_t *h, http_buf_t *m)
+{
+	http_snap_t s;
+	http_snapshot(h, &s);
 	char reason[1024];
 	http_health_reason(h, &s, reason, sizeof(reason));
-	http_metric_head(m, "healthy", "gauge", "1 when /healthz answers 200, else 0.");
-	http_buf_printf(m, "plantgate_bridge_healthy %d\n", reason[0] ? 0 : 1);
+	const http_mctx_t x = {.h = h, .s = &s, .cfg = h->b->cfg, .c = &h->b->ctr, .healthy = !reason[0]};
+	for(size_t i = 0; i < sizeof(http_metrics) / sizeof(http_metrics[0]); i++) {
+		const http_metric_t *r = &http_metrics[i];
+		http_buf_printf(m, "# HELP plantgate_bridge_%s %s\n# TYPE plantgate_bridge_%s %s\n", r->name,
+		                r->help, r->name, r->type);
+		if(r->u) {
+			http_buf_printf(m, "plantgate_bridge_%s %llu\n", r->name, (unsigned long long)r->u(&x));
+		} else if(r->i) {
+			http_buf_printf(m, "plantgate_bridge_%s %lld\n", r->name, (long long)r->i(&x));
+		} else if(r->f) {
+			http_buf_printf(m, "plantgate_bridge_%s %.3f\n", r->name, r->f(&x));
+		} else if(r->link) {
+			for(int l = 0; l < 2; l++) {
+				http_buf_printf(m, "plantgate_bridge_%s{link=\"%s\"} %llu\n", r->name,
+				                http_link_name[l], (unsigned long long)r->link(&x, l));
+			}
+		} else {
+			r->lines(&x, m, r->name);
+		}
+	}
 }
 
 /* ------------------------------------------------------------ responses */

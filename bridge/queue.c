@@ -320,35 +320,22 @@ static queue_t *queue_alloc(void)
 	return q;
 }
 
-queue_rc_t queue_open(const char *path, const queue_limits_t *lim, queue_t **out, char *err,
-                      size_t errlen)
+/* queue_open, step 1: the file at path is a regular, non-empty file this
+ * user may read and write, created with the schema when missing. */
+static queue_rc_t queue_open_file(const char *path, char *err, size_t errlen)
 {
-	queue_rc_t qrc = QUEUE_ERR_OPEN;
-	int rc;
-	*out = NULL;
-	err[0] = '\0';
-	queue_t *q = queue_alloc();
-	if(!q) {
-		snprintf(err, errlen, "out of memory");
-		return QUEUE_ERR_NOMEM;
-	}
-	q->lim = *lim;
-	q->path = strdup(path);
-	if(!q->path) {
-		qrc = QUEUE_ERR_NOMEM;
-		goto out;
-	}
-
 	struct stat st;
-	bool existed = stat(path, &st) == 0;
-	if(existed && !S_ISREG(st.st_mode)) {
+	if(stat(path, &st) != 0) {
+		queue_rc_t qrc = queue_create(path, err, errlen);
+		if(qrc != QUEUE_OK) {
+			return qrc;
+		}
+	} else if(!S_ISREG(st.st_mode)) {
 		snprintf(err, errlen, "queue '%s' is not a regular file", path);
-		goto out;
-	}
-	if(existed && st.st_size == 0) {
+		return QUEUE_ERR_OPEN;
+	} else if(st.st_size == 0) {
 		/* Never a fresh queue: queue_create links a file in only once it
 		 * holds the schema. */
-		qrc = QUEUE_ERR_CORRUPT;
 		snprintf(err, errlen,
 		         "queue '%s' is empty (0 bytes): a queue file is never empty, so it was "
 		         "truncated or replaced (a restore or copy that did not finish, a full disk). "
@@ -359,77 +346,81 @@ queue_rc_t queue_open(const char *path, const queue_limits_t *lim, queue_t **out
 		         "file aside (mv '%s' '%s.empty') and start the bridge (messages still held by "
 		         "the plant broker's persistent session will be delivered)",
 		         path, path, path, path, path, path);
-		goto out;
+		return QUEUE_ERR_CORRUPT;
 	}
-	if(!existed) {
-		qrc = queue_create(path, err, errlen);
-		if(qrc != QUEUE_OK) {
-			goto out;
-		}
-		qrc = QUEUE_ERR_OPEN;
-		existed = true;
-	}
-	if(existed && access(path, R_OK | W_OK) != 0) {
+	if(access(path, R_OK | W_OK) != 0) {
 		snprintf(err, errlen,
 		         "queue '%s' is not readable and writable by this user (%s): fix its owner or "
 		         "mode; nothing was changed",
 		         path, strerror(errno));
-		goto out;
+		return QUEUE_ERR_OPEN;
 	}
-	/* One bridge per queue: two would both send, and both delete. */
-	q->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	return QUEUE_OK;
+}
+
+/* Step 2: one bridge per queue, since two would both send, and both delete. */
+static queue_rc_t queue_open_lock(queue_t *q, char *err, size_t errlen)
+{
+	q->lock_fd = open(q->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if(q->lock_fd < 0) {
-		snprintf(err, errlen, "queue '%s': cannot open or create: %s", path, strerror(errno));
-		goto out;
+		snprintf(err, errlen, "queue '%s': cannot open or create: %s", q->path, strerror(errno));
+		return QUEUE_ERR_OPEN;
 	}
 	if(flock(q->lock_fd, LOCK_EX | LOCK_NB) != 0) {
 		snprintf(err, errlen,
 		         "queue '%s' is in use by another process (another plantgate-bridge?): "
 		         "stop it first",
-		         path);
-		goto out;
+		         q->path);
+		return QUEUE_ERR_OPEN;
 	}
-	rc = sqlite3_open_v2(path, &q->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-	                                       SQLITE_OPEN_FULLMUTEX,
-	                     NULL);
+	return QUEUE_OK;
+}
+
+/* Step 3: the writer connection on a file that is a plantgate queue of a
+ * schema this bridge knows (or an SQLite file without tables), in WAL mode.
+ * *version and *tables say what step 4 finds. */
+static queue_rc_t queue_open_writer(queue_t *q, int64_t *version, int64_t *tables, char *err,
+                                    size_t errlen)
+{
+	const char *path = q->path;
+	int rc = sqlite3_open_v2(path, &q->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+	                                           SQLITE_OPEN_FULLMUTEX,
+	                         NULL);
 	if(rc) {
 		snprintf(err, errlen, "queue '%s': cannot open: %s", path,
 		         q->db ? sqlite3_errmsg(q->db) : sqlite3_errstr(rc));
-		goto out;
+		return QUEUE_ERR_OPEN;
 	}
 	sqlite3_busy_timeout(q->db, 5000);
 	sqlite3_extended_result_codes(q->db, 1);
 
-	int64_t app_id = 0, version = 0, tables = 0;
+	int64_t app_id = 0;
 	rc = query_i64(q->db, "PRAGMA application_id", &app_id);
 	if(!rc) {
-		rc = query_i64(q->db, "PRAGMA user_version", &version);
+		rc = query_i64(q->db, "PRAGMA user_version", version);
 	}
 	if(!rc) {
-		rc = query_i64(q->db, "SELECT count(*) FROM sqlite_master", &tables);
+		rc = query_i64(q->db, "SELECT count(*) FROM sqlite_master", tables);
 	}
 	if(rc) {
-		qrc = map_rc(rc) == QUEUE_ERR_CORRUPT ? QUEUE_ERR_CORRUPT : QUEUE_ERR_OPEN;
 		char what[512];
 		snprintf(what, sizeof(what), "cannot be read as an SQLite database (%s)",
 		         sqlite3_errmsg(q->db));
 		recovery_hint(err, errlen, path, what);
-		goto out;
+		return map_rc(rc) == QUEUE_ERR_CORRUPT ? QUEUE_ERR_CORRUPT : QUEUE_ERR_OPEN;
 	}
-	if(tables > 0 && app_id != QUEUE_APP_ID) {
-		qrc = QUEUE_ERR_CORRUPT;
+	if(*tables > 0 && app_id != QUEUE_APP_ID) {
 		recovery_hint(err, errlen, path,
 		              "is an SQLite database but not a plantgate queue (wrong application_id)");
-		goto out;
+		return QUEUE_ERR_CORRUPT;
 	}
-	if(app_id == QUEUE_APP_ID && version != QUEUE_SCHEMA && version != QUEUE_SCHEMA_V1 &&
-	   version != QUEUE_SCHEMA_V2) {
-		qrc = QUEUE_ERR_CORRUPT;
+	if(app_id == QUEUE_APP_ID && *version != QUEUE_SCHEMA && *version != QUEUE_SCHEMA_V1 &&
+	   *version != QUEUE_SCHEMA_V2) {
 		snprintf(err, errlen,
 		         "queue '%s' has schema version %lld, this bridge knows %d: use the matching "
 		         "bridge version; nothing was changed",
-		         path, (long long)version, QUEUE_SCHEMA);
-		goto out;
+		         path, (long long)*version, QUEUE_SCHEMA);
+		return QUEUE_ERR_CORRUPT;
 	}
 	rc = exec(q->db, "PRAGMA journal_mode=WAL");
 	if(!rc) {
@@ -438,72 +429,81 @@ queue_rc_t queue_open(const char *path, const queue_limits_t *lim, queue_t **out
 	if(!rc) {
 		rc = exec(q->db, "PRAGMA journal_size_limit=1048576");
 	}
-	if(!rc) {
-		/* Checkpoint often: a small WAL keeps working on a nearly full disk.
-		 * Our own hook instead of wal_autocheckpoint: it keeps the read
-		 * connection idle meanwhile (see wal_hook). */
-		sqlite3_wal_hook(q->db, wal_hook, q);
-	}
 	if(rc) {
-		qrc = map_rc(rc) == QUEUE_ERR_CORRUPT ? QUEUE_ERR_CORRUPT : QUEUE_ERR_OPEN;
 		char what[512];
 		snprintf(what, sizeof(what), "cannot be opened in WAL mode (%s)", sqlite3_errmsg(q->db));
 		recovery_hint(err, errlen, path, what);
-		goto out;
+		return map_rc(rc) == QUEUE_ERR_CORRUPT ? QUEUE_ERR_CORRUPT : QUEUE_ERR_OPEN;
 	}
-	if(tables > 0) {
-		sqlite3_stmt *chk;
-		rc = sqlite3_prepare_v2(q->db, "PRAGMA quick_check", -1, &chk, NULL);
-		const char *res = NULL;
-		if(!rc && sqlite3_step(chk) == SQLITE_ROW) {
-			res = (const char *)sqlite3_column_text(chk, 0);
-		}
-		if(!res || strcmp(res, "ok") != 0) {
-			char what[512];
-			snprintf(what, sizeof(what), "failed its integrity check (%s)",
-			         res ? res : sqlite3_errmsg(q->db));
-			sqlite3_finalize(chk);
-			qrc = QUEUE_ERR_CORRUPT;
-			recovery_hint(err, errlen, path, what);
-			goto out;
-		}
+	/* Checkpoint often: a small WAL keeps working on a nearly full disk.
+	 * Our own hook instead of wal_autocheckpoint: it keeps the read
+	 * connection idle meanwhile (see wal_hook). */
+	sqlite3_wal_hook(q->db, wal_hook, q);
+	return QUEUE_OK;
+}
+
+/* Step 4, for a file with tables: it passes SQLite's quick_check, and a
+ * schema of an earlier bridge version is upgraded in place. */
+static queue_rc_t queue_open_check(queue_t *q, int64_t version, char *err, size_t errlen)
+{
+	const char *path = q->path;
+	sqlite3_stmt *chk;
+	int rc = sqlite3_prepare_v2(q->db, "PRAGMA quick_check", -1, &chk, NULL);
+	const char *res = NULL;
+	if(!rc && sqlite3_step(chk) == SQLITE_ROW) {
+		res = (const char *)sqlite3_column_text(chk, 0);
+	}
+	if(!res || strcmp(res, "ok") != 0) {
+		char what[512];
+		snprintf(what, sizeof(what), "failed its integrity check (%s)",
+		         res ? res : sqlite3_errmsg(q->db));
 		sqlite3_finalize(chk);
-		if(version == QUEUE_SCHEMA_V1 || version == QUEUE_SCHEMA_V2) {
-			/* Written by an earlier bridge version: add the device column
-			 * (v1) and the tables of v3 in one transaction; every queued row
-			 * stays as it was. */
-			char sql[2048];
-			snprintf(sql, sizeof(sql),
-			         "BEGIN IMMEDIATE; %s" QUEUE_TABLES_V3 " PRAGMA user_version=%d; COMMIT;",
-			         version == QUEUE_SCHEMA_V1
-			             ? "ALTER TABLE msg ADD COLUMN device TEXT NOT NULL DEFAULT '';"
-			             : "",
-			         QUEUE_SCHEMA);
-			rc = exec(q->db, sql);
-			if(rc) {
-				snprintf(err, errlen,
-				         "queue '%s': cannot upgrade the schema from version %lld to %d: %s; "
-				         "nothing was changed (free disk space, or run the previous bridge version "
-				         "to drain it)",
-				         path, (long long)version, QUEUE_SCHEMA, sqlite3_errmsg(q->db));
-				exec(q->db, "ROLLBACK");
-				qrc = map_rc(rc) == QUEUE_ERR_FULL ? QUEUE_ERR_FULL : QUEUE_ERR_OPEN;
-				goto out;
-			}
-		}
-	} else {
-		/* A valid SQLite file without tables (e.g. made with the sqlite3
-		 * shell): give it the schema. */
-		rc = schema_create(q->db);
-		if(rc) {
-			snprintf(err, errlen, "queue '%s': cannot create the schema: %s", path,
-			         sqlite3_errmsg(q->db));
-			qrc = map_rc(rc) == QUEUE_ERR_FULL ? QUEUE_ERR_FULL : QUEUE_ERR_OPEN;
-			goto out;
-		}
+		recovery_hint(err, errlen, path, what);
+		return QUEUE_ERR_CORRUPT;
 	}
-	/* The schema exists now: open the read connection beside the writer. */
-	rc = sqlite3_open_v2(path, &q->rdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL);
+	sqlite3_finalize(chk);
+	if(version != QUEUE_SCHEMA_V1 && version != QUEUE_SCHEMA_V2) {
+		return QUEUE_OK;
+	}
+	/* Written by an earlier bridge version: add the device column (v1) and
+	 * the tables of v3 in one transaction; every queued row stays as it was. */
+	char sql[2048];
+	snprintf(sql, sizeof(sql), "BEGIN IMMEDIATE; %s" QUEUE_TABLES_V3 " PRAGMA user_version=%d; COMMIT;",
+	         version == QUEUE_SCHEMA_V1 ? "ALTER TABLE msg ADD COLUMN device TEXT NOT NULL DEFAULT '';"
+	                                    : "",
+	         QUEUE_SCHEMA);
+	rc = exec(q->db, sql);
+	if(rc) {
+		snprintf(err, errlen,
+		         "queue '%s': cannot upgrade the schema from version %lld to %d: %s; "
+		         "nothing was changed (free disk space, or run the previous bridge version "
+		         "to drain it)",
+		         path, (long long)version, QUEUE_SCHEMA, sqlite3_errmsg(q->db));
+		exec(q->db, "ROLLBACK");
+		return map_rc(rc) == QUEUE_ERR_FULL ? QUEUE_ERR_FULL : QUEUE_ERR_OPEN;
+	}
+	return QUEUE_OK;
+}
+
+/* Step 4, for a valid SQLite file without tables (e.g. made with the
+ * sqlite3 shell): give it the schema. */
+static queue_rc_t queue_open_schema(queue_t *q, char *err, size_t errlen)
+{
+	int rc = schema_create(q->db);
+	if(rc) {
+		snprintf(err, errlen, "queue '%s': cannot create the schema: %s", q->path,
+		         sqlite3_errmsg(q->db));
+		return map_rc(rc) == QUEUE_ERR_FULL ? QUEUE_ERR_FULL : QUEUE_ERR_OPEN;
+	}
+	return QUEUE_OK;
+}
+
+/* Step 5: the schema exists now, so the read connection opens beside the
+ * writer, and every statement of the queue is prepared once. */
+static queue_rc_t queue_open_statements(queue_t *q, char *err, size_t errlen)
+{
+	const char *path = q->path;
+	int rc = sqlite3_open_v2(path, &q->rdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL);
 	if(!rc) {
 		sqlite3_busy_timeout(q->rdb, 5000);
 		sqlite3_extended_result_codes(q->rdb, 1);
@@ -512,7 +512,7 @@ queue_rc_t queue_open(const char *path, const queue_limits_t *lim, queue_t **out
 	if(rc) {
 		snprintf(err, errlen, "queue '%s': cannot open a second (read) connection: %s", path,
 		         q->rdb ? sqlite3_errmsg(q->rdb) : sqlite3_errstr(rc));
-		goto out;
+		return QUEUE_ERR_OPEN;
 	}
 	struct {
 		sqlite3 *db;
@@ -543,12 +543,17 @@ queue_rc_t queue_open(const char *path, const queue_limits_t *lim, queue_t **out
 			snprintf(what, sizeof(what), "has an unexpected layout (%s)",
 			         sqlite3_errmsg(stmts[i].db));
 			recovery_hint(err, errlen, path, what);
-			qrc = QUEUE_ERR_CORRUPT;
-			goto out;
+			return QUEUE_ERR_CORRUPT;
 		}
 	}
+	return QUEUE_OK;
+}
+
+/* Step 6: the counters start from what the file holds. */
+static queue_rc_t queue_open_counts(queue_t *q, char *err, size_t errlen)
+{
 	int64_t total = 0, count = 0;
-	rc = query_i64(q->db, "SELECT count(*) FROM msg", &count);
+	int rc = query_i64(q->db, "SELECT count(*) FROM msg", &count);
 	if(!rc) {
 		rc = query_i64(q->db, "SELECT coalesce(sum(size), 0) FROM msg", &total);
 	}
@@ -558,14 +563,52 @@ queue_rc_t queue_open(const char *path, const queue_limits_t *lim, queue_t **out
 	if(rc) {
 		char what[512];
 		snprintf(what, sizeof(what), "cannot be read (%s)", sqlite3_errmsg(q->db));
-		recovery_hint(err, errlen, path, what);
-		qrc = map_rc(rc) == QUEUE_ERR_CORRUPT ? QUEUE_ERR_CORRUPT : QUEUE_ERR_IO;
-		goto out;
+		recovery_hint(err, errlen, q->path, what);
+		return map_rc(rc) == QUEUE_ERR_CORRUPT ? QUEUE_ERR_CORRUPT : QUEUE_ERR_IO;
 	}
 	q->count = count; /* nobody else has q yet */
 	q->bytes = (uint64_t)total;
-	*out = q;
 	return QUEUE_OK;
+}
+
+queue_rc_t queue_open(const char *path, const queue_limits_t *lim, queue_t **out, char *err,
+                      size_t errlen)
+{
+	queue_rc_t qrc = QUEUE_ERR_NOMEM;
+	int64_t version = 0, tables = 0;
+	*out = NULL;
+	err[0] = '\0';
+	queue_t *q = queue_alloc();
+	if(!q) {
+		snprintf(err, errlen, "out of memory");
+		return QUEUE_ERR_NOMEM;
+	}
+	q->lim = *lim;
+	q->path = strdup(path);
+	if(!q->path) {
+		goto out;
+	}
+	qrc = queue_open_file(path, err, errlen);
+	if(qrc == QUEUE_OK) {
+		qrc = queue_open_lock(q, err, errlen);
+	}
+	if(qrc == QUEUE_OK) {
+		qrc = queue_open_writer(q, &version, &tables, err, errlen);
+	}
+	if(qrc == QUEUE_OK) {
+		qrc = tables > 0 ? queue_open_check(q, version, err, errlen)
+		                 : queue_open_schema(q, err, errlen);
+	}
+	if(qrc == QUEUE_OK) {
+		qrc = queue_open_statements(q, err, errlen);
+	}
+	if(qrc == QUEUE_OK) {
+		qrc = queue_open_counts(q, err, errlen);
+	}
+	if(qrc == QUEUE_OK) {
+		*out = q;
+		return QUEUE_OK;
+	}
 out:
 	queue_close(q);
 	return qrc;
