@@ -23,7 +23,7 @@
 
 #define BCONF_MAX_ERRORS 20
 
-enum bconf_type { T_STRING, T_INT, T_DURATION, T_SIZE, T_BOOL, T_ENUM, T_FORWARD };
+enum bconf_type { T_STRING, T_INT, T_DURATION, T_SIZE, T_BOOL, T_ENUM, T_PROFILE, T_FORWARD };
 
 typedef struct bconf_enum {
 	const char *name;
@@ -33,10 +33,6 @@ typedef struct bconf_enum {
 static const bconf_enum_t tls_versions[] = {
     {"1.2", 12}, {"1.3", 13}, {"tlsv1.2", 12}, {"tlsv1.3", 13}, {NULL, 0}};
 static const bconf_enum_t protocols[] = {{"5", 5}, {"3.1.1", 4}, {NULL, 0}};
-static const bconf_enum_t profiles[] = {{"generic", BCONF_PROFILE_GENERIC},
-                                        {"aws-iot", BCONF_PROFILE_AWS_IOT},
-                                        {"azure-iot-hub", BCONF_PROFILE_AZURE},
-                                        {NULL, 0}};
 static const bconf_enum_t transports[] = {
     {"tls", BCONF_TRANSPORT_TLS}, {"wss", BCONF_TRANSPORT_WSS}, {NULL, 0}};
 static const bconf_enum_t when_full[] = {{"backpressure", BCONF_FULL_BACKPRESSURE},
@@ -51,6 +47,31 @@ static const bconf_enum_t log_levels[] = {{"debug", BLOG_DEBUG},
                                           {"warn", BLOG_WARN},
                                           {"error", BLOG_ERROR},
                                           {NULL, 0}};
+
+/* The cloud profiles (bconf.h).  Sources, cited in docs/bridge.md:
+ * AWS IoT Core "AWS IoT Core message broker and protocol limits and quotas";
+ * Azure IoT Hub "Communicate with an IoT hub using the MQTT protocol" and
+ * "IoT Hub quotas and throttling".  A profile's row is all there is to it:
+ * cloud_profile names it, and its index is the value bconf_t keeps. */
+static const bconf_profile_desc_t bconf_profiles[] = {
+    {.name = "generic", .cloud = "the cloud broker",
+     .max_payload = 256u * 1024 * 1024, .max_slashes = -1, .ws_path = "/mqtt"},
+    {.name = "aws-iot", .cloud = "AWS IoT Core",
+     .max_payload = 128u * 1024, .max_topic = 256, .max_slashes = 7,
+     .ingest_prefix = "$aws/rules/", .max_client_id = 128, .client_id_no_dollar = true,
+     .max_rate = 100, .max_inflight = 100, .max_bytes_per_s = 512u * 1024,
+     .alpn_443 = "x-amzn-mqtt-ca",
+     .ws_refused = "AWS IoT Core takes MQTT over WebSockets only with SigV4 or a custom "
+                   "authorizer, not with the client certificate this bridge uses: use "
+                   "`cloud_transport tls` with `cloud_port 443` and `cloud_alpn x-amzn-mqtt-ca` "
+                   "(it also passes an HTTP proxy through cloud_proxy)"},
+    {.name = "azure-iot-hub", .cloud = "Azure IoT Hub",
+     .max_payload = 256u * 1024, .max_slashes = -1, .max_client_id = 128,
+     .max_keepalive_s = 1177, .protocol = 4, .ws_path = "/$iothub/websocket", .hub = true,
+     .d2c_topic = "devices/%s/messages/events/"},
+};
+
+#define BCONF_NPROFILES (sizeof(bconf_profiles) / sizeof(bconf_profiles[0]))
 
 typedef struct bconf_row {
 	const char *name;
@@ -105,8 +126,8 @@ static const bconf_row_t rows[BK_COUNT] = {
                             0, NULL, "plantgate-bridge", NULL},
     [BK_CLOUD_KEEPALIVE] = {"cloud_keepalive", T_DURATION, OFF(cloud_keepalive_ms), false,
                             false, 5000, 65535000, NULL, "60s", NULL},
-    [BK_CLOUD_PROFILE] = {"cloud_profile", T_ENUM, OFF(cloud_profile), false, false, 0, 0,
-                          profiles, "generic", NULL},
+    [BK_CLOUD_PROFILE] = {"cloud_profile", T_PROFILE, OFF(cloud_profile), false, false, 0, 0,
+                          NULL, "generic", NULL},
     [BK_CLOUD_AZURE_HUB] = {"cloud_azure_hub", T_STRING, OFF(cloud_azure_hub), false, false, 0,
                             0, NULL, NULL, NULL},
     [BK_CLOUD_TRANSPORT] = {"cloud_transport", T_ENUM, OFF(cloud_transport), false, false, 0,
@@ -178,12 +199,7 @@ const char *bconf_key_name(enum bconf_key k)
 
 const char *bconf_profile_name(int64_t profile)
 {
-	for(const bconf_enum_t *e = profiles; e->name; e++) {
-		if(e->value == profile) {
-			return e->name;
-		}
-	}
-	return "?";
+	return profile >= 0 && (size_t)profile < BCONF_NPROFILES ? bconf_profiles[profile].name : "?";
 }
 
 /* Parse state: the config being built and the error list. */
@@ -315,6 +331,23 @@ static int row_set(bconf_t *cfg, const bconf_row_t *r, int line, int argc, char 
 		{
 			char list[256];
 			enum_list(r->enums, list, sizeof(list));
+			snprintf(why, whylen, "%s '%s': expected one of %s", r->name, v, list);
+		}
+		return -1;
+	case T_PROFILE:
+		for(size_t i = 0; i < BCONF_NPROFILES; i++) {
+			if(!strcmp(bconf_profiles[i].name, v)) {
+				*(int64_t *)field = (int64_t)i;
+				return 0;
+			}
+		}
+		{
+			char list[256] = "";
+			for(size_t i = 0; i < BCONF_NPROFILES; i++) {
+				size_t used = strlen(list);
+				snprintf(list + used, sizeof(list) - used, "%s%s", i ? ", " : "",
+				         bconf_profiles[i].name);
+			}
 			snprintf(why, whylen, "%s '%s': expected one of %s", r->name, v, list);
 		}
 		return -1;
@@ -471,39 +504,12 @@ static void validate_signing(bconf_ctx_t *c)
 	}
 }
 
-/* The cloud profiles (bconf.h).  Sources, cited in docs/bridge.md:
- * AWS IoT Core "AWS IoT Core message broker and protocol limits and quotas";
- * Azure IoT Hub "Communicate with an IoT hub using the MQTT protocol" and
- * "IoT Hub quotas and throttling". */
-static const bconf_profile_desc_t bconf_profiles[] = {
-    {.id = BCONF_PROFILE_GENERIC, .name = "generic", .cloud = "the cloud broker",
-     .max_payload = 256u * 1024 * 1024, .max_slashes = -1, .ws_path = "/mqtt"},
-    {.id = BCONF_PROFILE_AWS_IOT, .name = "aws-iot", .cloud = "AWS IoT Core",
-     .max_payload = 128u * 1024, .max_topic = 256, .max_slashes = 7,
-     .ingest_prefix = "$aws/rules/", .max_client_id = 128, .client_id_no_dollar = true,
-     .max_rate = 100, .max_inflight = 100, .max_bytes_per_s = 512u * 1024,
-     .alpn_443 = "x-amzn-mqtt-ca",
-     .ws_refused = "AWS IoT Core takes MQTT over WebSockets only with SigV4 or a custom "
-                   "authorizer, not with the client certificate this bridge uses: use "
-                   "`cloud_transport tls` with `cloud_port 443` and `cloud_alpn x-amzn-mqtt-ca` "
-                   "(it also passes an HTTP proxy through cloud_proxy)"},
-    {.id = BCONF_PROFILE_AZURE, .name = "azure-iot-hub", .cloud = "Azure IoT Hub",
-     .max_payload = 256u * 1024, .max_slashes = -1, .max_client_id = 128,
-     .max_keepalive_s = 1177, .protocol = 4, .ws_path = "/$iothub/websocket", .hub = true,
-     .d2c_topic = "devices/%s/messages/events/"},
-};
-
 const char *const bconf_azure_suffixes[] = {".azure-devices.net", ".azure-devices.cn",
                                             ".azure-devices.us", ".azure-devices.de", NULL};
 
 const bconf_profile_desc_t *bconf_profile(int64_t profile)
 {
-	for(size_t i = 0; i < sizeof(bconf_profiles) / sizeof(bconf_profiles[0]); i++) {
-		if(bconf_profiles[i].id == profile) {
-			return &bconf_profiles[i];
-		}
-	}
-	return &bconf_profiles[0];
+	return &bconf_profiles[profile >= 0 && (size_t)profile < BCONF_NPROFILES ? profile : 0];
 }
 
 /* cloud_transport, cloud_ws_path and the proxy keys (tunnel.c carries them
@@ -974,6 +980,9 @@ void bconf_print(const bconf_t *cfg, FILE *out)
 					break;
 				}
 			}
+			break;
+		case T_PROFILE:
+			fprintf(out, "%s %s\n", r->name, bconf_profile_name(*(const int64_t *)field));
 			break;
 		case T_FORWARD:
 			break;

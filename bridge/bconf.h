@@ -19,7 +19,6 @@
 
 #include "whitelist.h"
 
-enum bconf_profile { BCONF_PROFILE_GENERIC = 0, BCONF_PROFILE_AWS_IOT, BCONF_PROFILE_AZURE };
 /* How MQTT reaches the cloud: over TLS on a TCP port, or over WebSockets in
  * TLS (wss://, the port of HTTPS).  Either may go through cloud_proxy. */
 enum bconf_transport { BCONF_TRANSPORT_TLS = 0, BCONF_TRANSPORT_WSS };
@@ -33,7 +32,6 @@ enum bconf_sign_alg { BCONF_SIGN_AUTO = 0, BCONF_SIGN_ED25519 = 1, BCONF_SIGN_EC
  * cloud is a new row.  0 / NULL = no such limit.  docs/bridge.md, "Cloud
  * profiles", cites the published source of every number. */
 typedef struct bconf_profile_desc {
-	int64_t id;              /* enum bconf_profile */
 	const char *name;        /* the cloud_profile value */
 	const char *cloud;       /* for messages: "AWS IoT Core" */
 	uint64_t max_payload;    /* bytes on the wire, after the MQTT 3.1.1 signing wrapper */
@@ -55,7 +53,7 @@ typedef struct bconf_profile_desc {
 	const char *d2c_topic;   /* every rule sends to this topic ("%s" = the device id) */
 } bconf_profile_desc_t;
 
-/* The row of a profile (the generic one for an unknown id). */
+/* The row of a profile (the generic one for an unknown value). */
 const bconf_profile_desc_t *bconf_profile(int64_t profile);
 
 /* The host name suffixes of Azure IoT Hub, public and sovereign clouds. */
@@ -143,7 +141,7 @@ typedef struct bconf {
 	int64_t cloud_protocol; /* 4 (3.1.1) or 5 */
 	char *cloud_client_id;
 	int64_t cloud_keepalive_ms;
-	int64_t cloud_profile; /* enum bconf_profile */
+	int64_t cloud_profile; /* its row in bconf.c's profile table (bconf_profile()) */
 	char *cloud_azure_hub;
 	char *cloud_username; /* derived (Azure), never configured directly */
 	int64_t cloud_transport; /* enum bconf_transport */
