@@ -19,6 +19,11 @@
  *          what lies between the two brokers (the bridge), message by message.
  *          --count N publishes exactly N messages (e.g. to fill a bridge's
  *          queue while the cloud is down) and may run without subscribers.
+ *          --go-stdin starts several generators together: once all its
+ *          clients are connected and subscribed a generator prints
+ *          "READY clients=N" and waits for "GO T" on stdin, T a
+ *          CLOCK_MONOTONIC time in seconds; publishing (the warm-up) starts
+ *          at T in every generator given the same T.
  *   sub    subscribers only: wait for --expect messages (or --timeout),
  *          printing progress every 0.5 s; used to time a backlog drain.
  *   storm  connect all clients, disconnect them, then reconnect all of them
@@ -207,6 +212,7 @@ static struct opts {
 	bool quiet;
 	bool nodelay;
 	bool persistent; /* subscribers keep their session (clean session off) */
+	bool go_stdin;   /* run: READY, then wait for "GO T" on stdin */
 	const char *pidspec[8];
 	int npid;
 } O = {
@@ -233,6 +239,7 @@ static void usage(void)
 	      "      (FMT: printf with %s = identity, e.g. pki/issued/%s.crt)\n"
 	      "  --ids FMT[:BASE]     publisher identities, %d = index (default dev-%04d:0)\n"
 	      "  --clientid FMT       client ids (%d = index); default: the identity\n"
+	      "  --sub-clientid FMT   the subscribers' client ids (%d = index); default: the identity\n"
 	      "  --pubs N --pub-topic T   T may use {id} {n} {l} (= n % --lines)\n"
 	      "  --subs M --sub-topic F --sub-ids FMT[:BASE] [--sub-host H --sub-port P\n"
 	      "      --sub-cafile F --sub-cert FMT --sub-key FMT]   subscribers (default: same broker)\n"
@@ -243,7 +250,9 @@ static void usage(void)
 	      "  --max-pending N (storm/hold) --hold S (hold) --workers N --protocol 4|5\n"
 	      "  --persistent        subscribers keep their session (MQTT 3.1.1 clean session off;\n"
 	      "      use with --protocol 4: an MQTT 5 session would end at disconnect)\n"
-	      "  --pid NAME:PID      report CPU of that process over the measured interval\n",
+	      "  --pid NAME:PID      report CPU of that process over the measured interval\n"
+	      "  --go-stdin          run: print READY when connected, start publishing at T of\n"
+	      "      a line \"GO T\" on stdin (CLOCK_MONOTONIC seconds), to start generators together\n",
 	      stderr);
 	exit(2);
 }
@@ -958,6 +967,28 @@ static bool expect_reached(void)
 	return (long)atomic_load(&g_recv) >= O.expect;
 }
 
+/* --go-stdin: say READY, read "GO T" (CLOCK_MONOTONIC seconds) from stdin
+ * and sleep until T.  False on end of input or a malformed line. */
+static bool wait_go(void)
+{
+	char line[128];
+	printf("READY clients=%d\n", NC);
+	fflush(stdout);
+	if(!fgets(line, sizeof line, stdin) || strncmp(line, "GO ", 3) != 0) {
+		fprintf(stderr, "loadgen: --go-stdin: expected \"GO T\" on stdin\n");
+		return false;
+	}
+	line[strcspn(line, "\r\n")] = '\0';
+	double t = parse_double("GO", line + 3, 0, 1e9);
+	uint64_t go = (uint64_t)(t * 1e9);
+	if(go > now_ns() + 60000000000ull) {
+		fprintf(stderr, "loadgen: --go-stdin: GO %s is more than 60 s ahead\n", line + 3);
+		return false;
+	}
+	sleep_until(go);
+	return true;
+}
+
 static void on_signal(int sig)
 {
 	(void)sig;
@@ -1066,7 +1097,7 @@ int main(int argc, char **argv)
 		o_subtopic, o_subids, o_subhost, o_subport, o_subca, o_subcert, o_subkey, o_refs,
 		o_reftopic, o_refids, o_size, o_qos, o_subqos, o_rate, o_window, o_warmup, o_duration,
 		o_count, o_expect, o_timeout, o_maxpending, o_hold, o_workers, o_protocol, o_pid, o_lines,
-		o_quiet, o_nodelay, o_persistent,
+		o_quiet, o_nodelay, o_persistent, o_subcid, o_go,
 	};
 	static const struct option lo[] = {
 		{"host", 1, 0, o_host}, {"port", 1, 0, o_port}, {"cafile", 1, 0, o_cafile},
@@ -1083,7 +1114,8 @@ int main(int argc, char **argv)
 		{"max-pending", 1, 0, o_maxpending}, {"hold", 1, 0, o_hold},
 		{"workers", 1, 0, o_workers}, {"protocol", 1, 0, o_protocol}, {"pid", 1, 0, o_pid},
 		{"lines", 1, 0, o_lines}, {"quiet", 0, 0, o_quiet},
-		{"nodelay", 0, 0, o_nodelay}, {"persistent", 0, 0, o_persistent}, {0, 0, 0, 0},
+		{"nodelay", 0, 0, o_nodelay}, {"persistent", 0, 0, o_persistent},
+		{"sub-clientid", 1, 0, o_subcid}, {"go-stdin", 0, 0, o_go}, {0, 0, 0, 0},
 	};
 	int ch;
 	optind = 2;
@@ -1127,6 +1159,8 @@ int main(int argc, char **argv)
 		case o_quiet: O.quiet = true; break;
 		case o_nodelay: O.nodelay = true; break;
 		case o_persistent: O.persistent = true; break;
+		case o_subcid: O.sub.cidfmt = optarg; break;
+		case o_go: O.go_stdin = true; break;
 		case o_pid: {
 			const char *colon = strchr(optarg, ':');
 			if(!colon || O.npid == 8) {
@@ -1232,6 +1266,10 @@ int main(int argc, char **argv)
 			rc = 1;
 			atomic_store(&g_stop, true);
 		}
+	}
+	if(!rc && O.mode == MODE_RUN && O.count == 0 && O.go_stdin && !wait_go()) {
+		rc = 1;
+		atomic_store(&g_stop, true);
 	}
 	if(!rc && O.mode == MODE_RUN && O.count == 0) {
 		uint64_t t0 = now_ns();
