@@ -118,6 +118,7 @@ static void cloud_up(void *owner, int flags)
 	const bconf_t *cfg = c->b->cfg;
 	queue_stats_t st;
 	queue_get_stats(c->b->queue, &st);
+	link_lib_log_off(&c->link);
 	blog(BLOG_INFO, "cloud.connected",
 	     "host=%s port=%lld protocol=%s after_failures=%u down_ms=%lld backlog=%lld",
 	     cfg->cloud_host, (long long)cfg->cloud_port, cfg->cloud_protocol == 5 ? "5" : "3.1.1",

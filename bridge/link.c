@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "blog.h"
+#include "gate.h"
 #include "util.h"
 
 void *link_owner(void *obj)
@@ -46,49 +47,94 @@ static BIO *link_wbuf(struct mosquitto *mosq)
 }
 
 /* Put the write buffer on top of the socket once the handshake is done
- * (OpenSSL has dropped its own handshake buffer by then). */
-static void link_wbuf_install(struct mosquitto *mosq)
+ * (OpenSSL has dropped its own handshake buffer by then): a gate (gate.h)
+ * on a link that holds acknowledgements back, else OpenSSL's buffer. */
+static void link_wbuf_install(link_t *l)
 {
-	SSL *ssl = mosquitto_ssl_get(mosq);
-	if(!ssl || !SSL_is_init_finished(ssl) || link_wbuf(mosq)) {
+	SSL *ssl = mosquitto_ssl_get(l->mosq);
+	if(!ssl || !SSL_is_init_finished(ssl) || link_wbuf(l->mosq)) {
 		return;
 	}
 	BIO *w = SSL_get_wbio(ssl);
-	BIO *buf = BIO_new(BIO_f_buffer());
-	if(!w || !buf || BIO_set_write_buffer_size(buf, LINK_TLS_WBUF) != 1 || !BIO_up_ref(w)) {
+	BIO *buf = l->conf.gated ? gate_new(LINK_TLS_WBUF, LINK_GATE_MAX) : BIO_new(BIO_f_buffer());
+	if(!w || !buf || (!l->conf.gated && BIO_set_write_buffer_size(buf, LINK_TLS_WBUF) != 1) ||
+	   !BIO_up_ref(w)) {
 		BIO_free(buf);
-		return; /* unbuffered still works */
+		return; /* unbuffered still works (a gated link then commits in line) */
 	}
 	BIO_set_app_data(buf, &link_wbuf_mark);
 	BIO_push(buf, w);
 	SSL_set0_wbio(ssl, buf); /* drops SSL's reference to w; the chain holds ours */
 }
 
-/* mosquitto_want_write(), or bytes still in our buffer (the socket was full). */
-static bool link_want_write(struct mosquitto *mosq)
+/* Bytes in our buffer that may leave (a gate's held bytes do not count). */
+static bool link_wbuf_pending(struct mosquitto *mosq)
 {
-	if(mosquitto_want_write(mosq)) {
-		return true;
-	}
 	BIO *w = link_wbuf(mosq);
 	return w && BIO_wpending(w) > 0;
 }
 
-/* Let libmosquitto write what it has queued, then flush our buffer. */
-static int link_flush(struct mosquitto *mosq)
+/* Anything to write: what libmosquitto queued (unless the link holds it
+ * back, see link_hold), or bytes still in our buffer (the socket was full). */
+static bool link_want_write(const link_t *l)
 {
-	link_wbuf_install(mosq);
-	int rc = MOSQ_ERR_SUCCESS;
-	if(mosquitto_want_write(mosq)) {
-		rc = mosquitto_loop_write(mosq, 1);
-	}
-	/* Asked again: writing a DISCONNECT makes libmosquitto free the SSL. */
+	return (!l->holding && mosquitto_want_write(l->mosq)) || link_wbuf_pending(l->mosq);
+}
+
+/* Send what our buffer lets out; an error only when the socket refused for
+ * good (the connection is lost). */
+static int link_wbuf_flush(struct mosquitto *mosq)
+{
 	BIO *w = link_wbuf(mosq);
 	if(w && BIO_wpending(w) > 0 && BIO_flush(w) <= 0 && !BIO_should_retry(w)) {
-		/* The socket refused for good; the connection is lost. */
-		return rc ? rc : MOSQ_ERR_CONN_LOST;
+		return MOSQ_ERR_CONN_LOST;
 	}
-	return rc;
+	return MOSQ_ERR_SUCCESS;
+}
+
+/* Let libmosquitto write what it has queued (unless held back), then flush
+ * our buffer. */
+static int link_flush(link_t *l)
+{
+	link_wbuf_install(l);
+	int rc = MOSQ_ERR_SUCCESS;
+	if(!l->holding && mosquitto_want_write(l->mosq)) {
+		rc = mosquitto_loop_write(l->mosq, 1);
+	}
+	/* Asked again: writing a DISCONNECT makes libmosquitto free the SSL. */
+	int frc = link_wbuf_flush(l->mosq);
+	return rc ? rc : frc;
+}
+
+bool link_hold(link_t *l)
+{
+	if(!l->mosq || l->holding) {
+		return false;
+	}
+	link_wbuf_install(l);
+	BIO *w = link_wbuf(l->mosq);
+	if(!gate_is(w)) {
+		return false;
+	}
+	gate_hold(w);
+	if(mosquitto_want_write(l->mosq) && mosquitto_loop_write(l->mosq, 1) != MOSQ_ERR_SUCCESS) {
+		l->lost = true; /* link_settle drops it; nothing held ever leaves */
+	}
+	l->holding = true;
+	return true;
+}
+
+int link_release(link_t *l)
+{
+	if(!l->holding) {
+		return MOSQ_ERR_SUCCESS;
+	}
+	l->holding = false;
+	if(!l->mosq) {
+		return MOSQ_ERR_NO_CONN;
+	}
+	gate_release(link_wbuf(l->mosq));
+	return link_wbuf_flush(l->mosq);
 }
 
 /* Flush and remove the buffer, then send DISCONNECT. */
@@ -138,7 +184,10 @@ static void link_on_log(struct mosquitto *mosq, void *obj, int level, const char
 		l->rx_dup = dup;
 		l->rx_mid = mid;
 	}
-	blog(BLOG_DEBUG, link_event(l, "lib", ev, sizeof(ev)), "msg=%s", util_log_quote(str, q, sizeof(q)));
+	if(blog_get_level() <= BLOG_DEBUG) {
+		blog(BLOG_DEBUG, link_event(l, "lib", ev, sizeof(ev)), "msg=%s",
+		     util_log_quote(str, q, sizeof(q)));
+	}
 }
 
 static void link_on_connect(struct mosquitto *mosq, void *obj, int rc, int flags,
@@ -191,6 +240,42 @@ static void link_on_disconnect(struct mosquitto *mosq, void *obj, int rc,
 	}
 }
 
+void link_lib_log_off(link_t *l)
+{
+	if(l->mosq && blog_get_level() > BLOG_DEBUG) {
+		mosquitto_log_callback_set(l->mosq, NULL);
+	}
+}
+
+/* libmosquitto writes a byte into an internal socket pair for every packet
+ * it queues, to wake a mosquitto_loop() sleeping in select(); the bridge
+ * never calls mosquitto_loop() (it polls the socket itself and writes at
+ * link_write), nobody reads the pair, and once its buffer is full each of
+ * those writes is a failed system call: one per PUBACK on the plant link,
+ * one per PUBLISH on the cloud link (issue 14 measured them as 94 % of the
+ * bridge's write calls).  libmosquitto has no option to turn it off, so the
+ * writing end is closed here, on a fresh client, where libmosquitto 1.5 to
+ * 2.0 keep it: right after the socket in struct mosquitto
+ * (lib/mosquitto_internal.h: sock, sockpairR, sockpairW), and with
+ * sockpairW set to INVALID_SOCKET libmosquitto skips the write.  Only when
+ * that layout is proven on this very client: the socket slot holds what
+ * mosquitto_socket() returns (-1 before connecting), and a byte written to
+ * the supposed writing end arrives at the supposed reading end.  Otherwise
+ * nothing is touched and the writes simply go on. */
+static void link_drop_wakeup_pair(struct mosquitto *mosq)
+{
+	int *f = (int *)(void *)mosq;
+	if(f[0] != mosquitto_socket(mosq) || f[0] != -1 || f[1] < 0 || f[2] < 0 || f[1] == f[2]) {
+		return;
+	}
+	char out = 'p', in = 0;
+	if(write(f[2], &out, 1) != 1 || read(f[1], &in, 1) != 1 || in != out) {
+		return;
+	}
+	close(f[2]);
+	f[2] = -1;
+}
+
 /* --- connect, fail, drop --------------------------------------------------- */
 
 void link_init(link_t *l, bridge_t *b, const link_conf_t *conf)
@@ -208,9 +293,10 @@ void link_drop(link_t *l, const char *reason)
 {
 	char detail[256] = "", ev[32];
 	if(l->mosq) {
-		mosquitto_destroy(l->mosq);
+		mosquitto_destroy(l->mosq); /* and with it what a gate held */
 		l->mosq = NULL;
 	}
+	l->holding = false;
 	if(l->conf.down) {
 		l->conf.down(l->conf.owner, detail, sizeof(detail));
 	}
@@ -345,6 +431,7 @@ static void link_connect(link_t *l)
 	 * notes"; unthreaded, libmosquitto 2.0.11 acknowledges before on_message:
 	 * upstream issue #2884). */
 	mosquitto_threaded_set(l->mosq, true);
+	link_drop_wakeup_pair(l->mosq);
 	mosquitto_connect_v5_callback_set(l->mosq, link_on_connect);
 	mosquitto_disconnect_v5_callback_set(l->mosq, link_on_disconnect);
 	mosquitto_log_callback_set(l->mosq, link_on_log);
@@ -420,7 +507,7 @@ int link_poll(link_t *l, bool want_read, struct pollfd *extra, int timeout_ms, b
 	if(pfd[0].fd < 0) {
 		return MOSQ_ERR_NO_CONN;
 	}
-	if(link_want_write(l->mosq)) {
+	if(link_want_write(l)) {
 		pfd[0].events |= POLLOUT;
 	}
 	bool buffered = want_read && link_tls_buffered(l->mosq);
@@ -451,8 +538,8 @@ int link_read(link_t *l, int max_reads, const size_t *bytes, size_t max_bytes)
 
 int link_write(link_t *l, int rc)
 {
-	if(!rc && link_want_write(l->mosq)) {
-		rc = link_flush(l->mosq);
+	if(!rc && link_want_write(l)) {
+		rc = link_flush(l);
 	}
 	if(!rc) {
 		rc = mosquitto_loop_misc(l->mosq);
@@ -486,7 +573,7 @@ void link_close(link_t *l)
 	}
 	/* Everything read has been committed: let the PUBACKs out, then leave. */
 	if(l->state == LINK_UP) {
-		link_flush(l->mosq);
+		link_flush(l);
 		link_disconnect(l->mosq);
 	}
 	mosquitto_destroy(l->mosq);

@@ -42,6 +42,9 @@ struct ssl_ctx_st;
  * the PUBACKs of a batch (plant) or the publishes of a page (cloud) leave in
  * one write() instead of one each. */
 #define LINK_TLS_WBUF (64 * 1024)
+/* At most this many bytes in a gate (link_conf_t.gated) before a write has
+ * to wait for the socket, as it would on a full socket. */
+#define LINK_GATE_MAX (1024 * 1024)
 
 typedef struct link_conf {
 	const char *name;  /* "plant" or "cloud": the log events' prefix and the config keys' */
@@ -52,6 +55,9 @@ typedef struct link_conf {
 	int protocol;      /* 5 or 4 (MQTT 3.1.1) */
 	const char *client_id;
 	bool persistent;   /* clean start off and a session that never expires */
+	/* The write buffer below TLS is a gate (gate.h): link_hold() and
+	 * link_release() hold acknowledgements back until their commit. */
+	bool gated;
 	/* Borrowed; loaded before the privilege drop.  NULL only with .connect,
 	 * whose relay does TLS itself (cloud through a tunnel, tunnel.h). */
 	struct ssl_ctx_st *tls;
@@ -105,7 +111,19 @@ typedef struct link {
 	 * just before the callback.  rx_dup is 0 or 1 when rx_mid is that
 	 * message's packet id, -1 when unknown. */
 	int rx_mid, rx_dup;
+	/* link_hold() took effect: libmosquitto's queue is not written and the
+	 * gate holds what was, until link_release(). */
+	bool holding;
 } link_t;
+
+/* libmosquitto formats a line for every packet it sends or receives once a
+ * log callback is set (a malloc and a printf each: ~10 % of the bridge's CPU
+ * in the relay benchmark).  Every new client starts with the callback on:
+ * the connect's errors and the DUP flags (rx_dup) come from those lines.
+ * The protocol turns it off once it needs neither; off, libmosquitto's own
+ * error text is missing from a later disconnect reason.  At log_level
+ * debug it stays on (the lines are logged as "<name>.lib"). */
+void link_lib_log_off(link_t *l);
 
 /* Set up *l (down, first attempt due now) with a copy of conf; backoff from
  * b's configuration.  Nothing to free until link_close. */
@@ -135,6 +153,18 @@ int link_read(link_t *l, int max_reads, const size_t *bytes, size_t max_bytes);
 /* Unless rc is already an error: write what libmosquitto queued (through the
  * TLS write buffer), then its keepalive work.  Returns the first error. */
 int link_write(link_t *l, int rc);
+
+/* On a gated link: write what libmosquitto has queued now (the PUBACKs of
+ * the batch about to be committed) into the gate and hold it there; until
+ * link_release(), nothing libmosquitto queues later is written (link_write
+ * and link_poll leave it queued).  False when the link has no gate (no TLS
+ * yet, or out of memory): then nothing changed and the caller commits in
+ * line.  A failed write marks the link lost. */
+bool link_hold(link_t *l);
+
+/* The commit returned: let what link_hold() held leave, now.  Returns a
+ * libmosquitto error code. */
+int link_release(link_t *l);
 
 /* When rc is an error or l->lost is set, drop the connection (it was up) or
  * count a failed attempt (it was not), with the most specific reason known,

@@ -18,9 +18,13 @@
  * The connection itself (connect, backoff, failure reasons, TLS buffering)
  * is link.c's; this file is the plant's protocol only.
  */
+#define _GNU_SOURCE /* pipe2 */
+#include <fcntl.h>
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 #include <openssl/crypto.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +39,7 @@
 /* Unacknowledged messages the plant broker may have in flight to us: the
  * upper bound of one group commit, and so of how far one commit can overshoot
  * queue_max_messages under backpressure (documented in docs/bridge.md). */
-#define PLANT_RECEIVE_MAXIMUM 64
+#define PLANT_RECEIVE_MAXIMUM 256
 /* One commit holds at most about this many bytes, so a burst of large
  * messages never needs a huge WAL (and disk) at once. */
 #define PLANT_BATCH_BYTES (64 * 1024)
@@ -60,6 +64,26 @@ typedef struct plant_batch {
 	bool oom;
 } plant_batch_t;
 
+/* The commit thread: takes one batch at a time from the plant thread and
+ * commits it, while the plant thread reads the next one (see the head of
+ * this file).  mu guards everything below it. */
+typedef struct plant_committer {
+	pthread_t thread;
+	bool started;
+	int done[2]; /* pipe: a commit returned (wakes the plant thread's poll) */
+	queue_t *queue;
+	bridge_counters_t *ctr;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool stop;
+	bool busy;     /* a batch is handed over and its result not yet taken */
+	bool finished; /* ... and its commit has returned */
+	plant_batch_t batch; /* the batch handed over */
+	queue_rc_t rc;
+	int64_t dropped;
+	char err[256];
+} plant_committer_t;
+
 typedef struct plant {
 	bridge_t *b;
 	link_t link;
@@ -75,7 +99,8 @@ typedef struct plant {
 	int64_t dropped_logged_at;
 	int64_t disk_checked;
 	uint64_t disk_free; /* at the last check */
-	plant_batch_t batch;
+	plant_batch_t batch; /* being read */
+	plant_committer_t com;
 	int64_t disk_checkpointed; /* last WAL checkpoint taken for the disk guard */
 	/* Redeliveries (see plant_redelivery): the connection resumed a session,
 	 * how many QoS 1 messages it has brought so far, and those recognised as
@@ -195,6 +220,9 @@ static void plant_up(void *owner, int flags)
 	     p->link.failures_since_up, (long long)(util_mono_ms() - p->link.down_since));
 	p->session_present = (flags & 1) != 0;
 	p->qos1_since_up = 0;
+	if(!p->session_present) {
+		link_lib_log_off(&p->link); /* a new session brings no redeliveries */
+	}
 	p->oom_down = false;
 	subscribe_all(p);
 }
@@ -260,8 +288,9 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 	bridge_t *b = p->b;
 	char q1[300], q2[300];
 	atomic_fetch_add(&b->ctr.in_received, 1);
-	if(m->qos > 0) {
-		p->qos1_since_up++;
+	if(m->qos > 0 && ++p->qos1_since_up == PLANT_RECEIVE_MAXIMUM + 1) {
+		/* past the window a resumed session resends: no DUP flag needed */
+		link_lib_log_off(&p->link);
 	}
 	const wl_rule_t *r = whitelist_match(&p->wl, m->topic);
 	if(!r) {
@@ -451,17 +480,17 @@ static void plant_log_dropped(plant_t *p, bool flush)
 	p->dropped_logged_at = now;
 }
 
-/* Commit the batch; on failure drop the connection so nothing is acknowledged. */
-static int plant_commit(plant_t *p)
+/* Before a batch is committed: a batch that could not be held in full
+ * drops the connection (false); redeliveries recognised while reading it are
+ * logged once. */
+static bool plant_commit_prepare(plant_t *p)
 {
-	bridge_t *b = p->b;
-	plant_batch_t *bt = &p->batch;
-	if(bt->oom) {
+	if(p->batch.oom) {
 		blog(BLOG_ERROR, "plant.out_of_memory", "action=reconnect");
 		p->oom_down = true;
 		plant_show_blocked(p);
 		link_drop(&p->link, "out of memory");
-		return -1;
+		return false;
 	}
 	if(p->redelivered) {
 		blog(BLOG_INFO, "plant.redelivered",
@@ -472,14 +501,16 @@ static int plant_commit(plant_t *p)
 		     (long long)p->redelivered_last);
 		p->redelivered = 0;
 	}
-	if(bt->n == 0) {
-		return 0;
-	}
-	char err[256] = "";
-	int64_t dropped = 0;
-	int64_t t0 = util_mono_us();
-	queue_rc_t qrc = queue_push(b->queue, bt->msgs, bt->n, &dropped, err, sizeof(err));
-	bridge_commit_observe(&b->ctr, util_mono_us() - t0);
+	return true;
+}
+
+/* A commit of n messages returned qrc.  On failure the connection is
+ * dropped, and with it every acknowledgement not sent yet: the plant broker
+ * keeps the messages.  On success the held acknowledgements leave. */
+static int plant_commit_done(plant_t *p, size_t n, queue_rc_t qrc, int64_t dropped,
+                             const char *err)
+{
+	bridge_t *b = p->b;
 	if(qrc != QUEUE_OK) {
 		if(!p->ingest_down) {
 			blog(BLOG_ERROR, "queue.write_failed",
@@ -499,18 +530,169 @@ static int plant_commit(plant_t *p)
 		p->ingest_down = p->link.quiet = false;
 		plant_show_blocked(p);
 	}
-	atomic_fetch_add(&b->ctr.in_queued, bt->n);
+	atomic_fetch_add(&b->ctr.in_queued, n);
 	if(dropped) {
 		atomic_fetch_add(&b->ctr.dropped_oldest, (uint64_t)dropped);
 		p->dropped_pending += dropped;
 		plant_log_dropped(p, false);
 	}
-	batch_clear(bt);
 	char c = 1;
 	if(write(b->wake[1], &c, 1) < 0) {
 		/* the pipe is full: the cloud thread is already awake */
 	}
+	if(p->link.holding && link_settle(&p->link, link_release(&p->link))) {
+		return -1;
+	}
 	return 0;
+}
+
+/* Commit the batch in line (no commit thread, no gate, or stopping). */
+static int plant_commit(plant_t *p)
+{
+	plant_batch_t *bt = &p->batch;
+	if(!plant_commit_prepare(p)) {
+		return -1;
+	}
+	if(bt->n == 0) {
+		return 0;
+	}
+	char err[256] = "";
+	int64_t dropped = 0;
+	int64_t t0 = util_mono_us();
+	queue_rc_t qrc = queue_push(p->b->queue, bt->msgs, bt->n, &dropped, err, sizeof(err));
+	bridge_commit_observe(&p->b->ctr, util_mono_us() - t0);
+	size_t n = bt->n;
+	batch_clear(bt);
+	return plant_commit_done(p, n, qrc, dropped, err);
+}
+
+static void *committer_run(void *arg)
+{
+	plant_committer_t *c = arg;
+	pthread_mutex_lock(&c->mu);
+	while(!c->stop) {
+		if(!c->busy || c->finished) {
+			pthread_cond_wait(&c->cv, &c->mu);
+			continue;
+		}
+		pthread_mutex_unlock(&c->mu);
+		char err[sizeof(c->err)] = "";
+		int64_t dropped = 0;
+		int64_t t0 = util_mono_us();
+		queue_rc_t qrc = queue_push(c->queue, c->batch.msgs, c->batch.n, &dropped, err, sizeof(err));
+		bridge_commit_observe(c->ctr, util_mono_us() - t0);
+		pthread_mutex_lock(&c->mu);
+		c->rc = qrc;
+		c->dropped = dropped;
+		memcpy(c->err, err, sizeof(err));
+		c->finished = true;
+		pthread_cond_broadcast(&c->cv);
+		char one = 1;
+		if(write(c->done[1], &one, 1) < 0) {
+			/* full: the plant thread has a wake-up pending already */
+		}
+	}
+	pthread_mutex_unlock(&c->mu);
+	OPENSSL_thread_stop(); /* the ingest hash's per-thread state */
+	return NULL;
+}
+
+/* Start the commit thread; without it (no pipe, no thread) every batch is
+ * committed in line. */
+static void committer_start(plant_t *p)
+{
+	plant_committer_t *c = &p->com;
+	c->queue = p->b->queue;
+	c->ctr = &p->b->ctr;
+	c->done[0] = c->done[1] = -1;
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->cv, NULL);
+	if(pipe2(c->done, O_NONBLOCK | O_CLOEXEC) != 0) {
+		c->done[0] = c->done[1] = -1;
+		return;
+	}
+	c->started = pthread_create(&c->thread, NULL, committer_run, c) == 0;
+}
+
+/* Take the result of the batch handed over, waiting for it when `wait`.
+ * 0 when nothing was handed over or it is still being committed (and not
+ * `wait`), 1 when done and a success, -1 when the commit failed (the
+ * connection was dropped). */
+static int committer_collect(plant_t *p, bool wait)
+{
+	plant_committer_t *c = &p->com;
+	if(!c->busy) {
+		return 0;
+	}
+	pthread_mutex_lock(&c->mu);
+	while(wait && !c->finished) {
+		pthread_cond_wait(&c->cv, &c->mu);
+	}
+	bool finished = c->finished;
+	queue_rc_t qrc = c->rc;
+	int64_t dropped = c->dropped;
+	char err[sizeof(c->err)];
+	memcpy(err, c->err, sizeof(err));
+	if(finished) {
+		c->busy = false;
+	}
+	pthread_mutex_unlock(&c->mu);
+	if(!finished) {
+		return 0;
+	}
+	char buf[64];
+	while(read(c->done[0], buf, sizeof(buf)) > 0) {
+	}
+	size_t n = c->batch.n;
+	batch_clear(&c->batch);
+	return plant_commit_done(p, n, qrc, dropped, err) ? -1 : 1;
+}
+
+/* The commit thread is idle: commit what was read.  Its PUBACKs go into the
+ * gate, held, and the batch to the commit thread; the plant thread reads on.
+ * Without a gate or thread, in line.  -1 when the connection was dropped. */
+static int plant_commit_begin(plant_t *p)
+{
+	plant_committer_t *c = &p->com;
+	if(!c->started || p->batch.n == 0 || p->batch.oom) {
+		return plant_commit(p);
+	}
+	if(!plant_commit_prepare(p)) {
+		return -1;
+	}
+	if(!link_hold(&p->link)) {
+		return plant_commit(p);
+	}
+	plant_batch_t spare = c->batch; /* empty: cleared when collected */
+	pthread_mutex_lock(&c->mu);
+	c->batch = p->batch;
+	c->busy = true;
+	c->finished = false;
+	pthread_cond_signal(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+	p->batch = spare;
+	return 0;
+}
+
+static void committer_stop(plant_t *p)
+{
+	plant_committer_t *c = &p->com;
+	if(c->started) {
+		pthread_mutex_lock(&c->mu);
+		c->stop = true;
+		pthread_cond_broadcast(&c->cv);
+		pthread_mutex_unlock(&c->mu);
+		pthread_join(c->thread, NULL);
+	}
+	batch_clear(&c->batch);
+	free(c->batch.msgs);
+	for(int i = 0; i < 2; i++) {
+		if(c->done[i] >= 0) {
+			close(c->done[i]);
+		}
+	}
+	pthread_cond_destroy(&c->cv);
+	pthread_mutex_destroy(&c->mu);
 }
 
 /* Backpressure on the queue's limits, with hysteresis: reading stops at the
@@ -615,6 +797,7 @@ void *plant_run(void *arg)
 	                  .protocol = 5,
 	                  .client_id = c->plant_client_id,
 	                  .persistent = true,
+	                  .gated = true, /* PUBACKs leave after their commit */
 	                  .tls = b->secrets.plant_tls,
 	                  .watch = &b->secrets.plant_watch,
 	                  .failed_note = "",
@@ -627,6 +810,7 @@ void *plant_run(void *arg)
 	                  .up = plant_up,
 	                  .down = plant_down};
 	link_init(&p.link, b, &lc);
+	committer_start(&p);
 	while(!atomic_load(&b->stop)) {
 		plant_take_whitelist(&p);
 		bool full = plant_queue_full(&p);
@@ -634,24 +818,42 @@ void *plant_run(void *arg)
 		plant_show_blocked(&p);
 		plant_log_dropped(&p, false);
 		if(!p.link.mosq) {
+			/* A commit still running ends before the next connection, whose
+			 * redeliveries are recognised against what it stored. */
+			committer_collect(&p, true);
 			link_idle(&p.link, !full);
 			continue;
 		}
+		/* Read while the previous batch is being committed, up to a batch. */
+		bool want = !full && p.batch.n < PLANT_RECEIVE_MAXIMUM && p.batch.bytes < PLANT_BATCH_BYTES;
+		struct pollfd done = {.fd = p.com.done[0], .events = POLLIN};
 		bool readable;
-		int rc = link_poll(&p.link, !full, NULL, 100, &readable);
+		int rc = link_poll(&p.link, want, p.com.busy ? &done : NULL, 100, &readable);
 		if(!rc && readable) {
 			rc = link_read(&p.link, PLANT_RECEIVE_MAXIMUM, &p.batch.bytes, PLANT_BATCH_BYTES);
 		}
-		/* Commit what was read, even if the read then failed: the broker
-		 * resends what it did not see acknowledged, at worst a duplicate. */
-		if(plant_commit(&p)) {
+		if(rc) {
+			/* Commit what was read, even though the read then failed: the
+			 * broker resends what it did not see acknowledged, at worst a
+			 * duplicate. */
+			if(committer_collect(&p, true) >= 0 && p.link.mosq && plant_commit(&p) == 0 &&
+			   p.link.mosq) {
+				link_settle(&p.link, rc);
+			}
+			continue;
+		}
+		if(committer_collect(&p, false) < 0 || (!p.com.busy && plant_commit_begin(&p))) {
 			continue;
 		}
 		link_settle(&p.link, link_write(&p.link, rc));
 	}
-	plant_commit(&p);
+	committer_collect(&p, true);
+	if(p.link.mosq) {
+		plant_commit(&p);
+	}
 	plant_log_dropped(&p, true);
 	link_close(&p.link);
+	committer_stop(&p);
 	batch_clear(&p.batch);
 	free(p.batch.msgs);
 	whitelist_clear(&p.wl);

@@ -307,6 +307,17 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 	return SQLITE_OK;
 }
 
+/* Keep every prepared statement's plan whatever is bound to it.  Debian's
+ * SQLite is built with STAT4, under which a statement whose parameter is
+ * compared with an indexed column (the peek's `expires_ms > ?2`, with the
+ * expiry index) is compiled again on the first step after every new
+ * binding: measured, 9 % of the bridge's CPU in the relay benchmark, all of
+ * it parsing the same SQL again (docs/benchmarks.md, issue 14). */
+static void queue_stable_plans(sqlite3 *db)
+{
+	sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_QPSG, 1, (int *)NULL);
+}
+
 /* A fresh queue_t: nothing open yet, mutexes ready.  NULL when out of memory. */
 static queue_t *queue_alloc(void)
 {
@@ -393,6 +404,7 @@ static queue_rc_t queue_open_writer(queue_t *q, int64_t *version, int64_t *table
 	}
 	sqlite3_busy_timeout(q->db, 5000);
 	sqlite3_extended_result_codes(q->db, 1);
+	queue_stable_plans(q->db);
 
 	int64_t app_id = 0;
 	rc = query_i64(q->db, "PRAGMA application_id", &app_id);
@@ -507,6 +519,7 @@ static queue_rc_t queue_open_statements(queue_t *q, char *err, size_t errlen)
 	if(!rc) {
 		sqlite3_busy_timeout(q->rdb, 5000);
 		sqlite3_extended_result_codes(q->rdb, 1);
+		queue_stable_plans(q->rdb);
 		rc = exec(q->rdb, "PRAGMA query_only=1");
 	}
 	if(rc) {
@@ -521,7 +534,7 @@ static queue_rc_t queue_open_statements(queue_t *q, char *err, size_t errlen)
 	} stmts[] = {
 	    {q->db, &q->st_insert, "INSERT INTO msg(rx_ms, expires_ms, qos, retain, local_topic,"
 	                           " remote_topic, payload, size, device) VALUES(?,?,?,?,?,?,?,?,?)"},
-	    {q->db, &q->st_delete, "DELETE FROM msg WHERE seq = ? RETURNING size"},
+	    {q->db, &q->st_delete, "DELETE FROM msg WHERE seq BETWEEN ?1 AND ?2 RETURNING size"},
 	    {q->db, &q->st_oldest, "SELECT seq, size, rx_ms FROM msg ORDER BY seq LIMIT ?"},
 	    {q->db, &q->st_expire, "DELETE FROM msg WHERE expires_ms > 0 AND expires_ms <= ? RETURNING size"},
 	    {q->db, &q->st_begin, "BEGIN IMMEDIATE"},
@@ -649,13 +662,24 @@ static bool over(const queue_t *q, int64_t count, uint64_t bytes)
  * topic, verified device and payload (not the cloud topic or QoS, which
  * follow the rules).  Each field is length-prefixed, so no two different
  * messages hash the same input. */
+static EVP_MD *ingest_md;
+static pthread_once_t ingest_md_once = PTHREAD_ONCE_INIT;
+
+/* SHA-256 fetched once: OpenSSL 3 looks the algorithm up again on every
+ * EVP_DigestInit_ex(EVP_sha256()), which cost more than the hashing. */
+static void ingest_md_fetch(void)
+{
+	ingest_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
 static int ingest_hash(const queue_msg_t *m, unsigned char out[32])
 {
 	const void *part[3] = {m->local_topic, m->device ? m->device : "", m->payload};
 	uint64_t len[3] = {strlen(m->local_topic), m->device ? strlen(m->device) : 0, m->len};
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	pthread_once(&ingest_md_once, ingest_md_fetch);
+	EVP_MD_CTX *ctx = ingest_md ? EVP_MD_CTX_new() : NULL;
 	unsigned int n = 0;
-	int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1;
+	int ok = ctx && EVP_DigestInit_ex(ctx, ingest_md, NULL) == 1;
 	for(int i = 0; ok && i < 3; i++) {
 		ok = EVP_DigestUpdate(ctx, &len[i], sizeof(len[i])) == 1 &&
 		     (len[i] == 0 || EVP_DigestUpdate(ctx, part[i], len[i]) == 1);
@@ -897,8 +921,13 @@ static int ack_txn(queue_t *q, const int64_t *seqs, size_t n)
 	int64_t count = q->count, deleted = 0;
 	uint64_t bytes = q->bytes;
 	int rc = step_once(q->st_begin);
-	for(size_t i = 0; !rc && i < n; i++) {
+	/* Acknowledgements come in sequence order, so a batch is mostly one run
+	 * of consecutive numbers: one range delete per run, not one per row. */
+	for(size_t i = 0, j; !rc && i < n; i = j) {
+		for(j = i + 1; j < n && seqs[j] == seqs[j - 1] + 1; j++) {
+		}
 		sqlite3_bind_int64(q->st_delete, 1, seqs[i]);
+		sqlite3_bind_int64(q->st_delete, 2, seqs[j - 1]);
 		rc = delete_step(q, q->st_delete, &count, &bytes, &deleted);
 	}
 	if(!rc) {
@@ -1072,6 +1101,7 @@ queue_rc_t queue_dead_letter(queue_t *q, int64_t seq, const char *reason, int at
 	}
 	if(!rc) {
 		sqlite3_bind_int64(q->st_delete, 1, seq);
+		sqlite3_bind_int64(q->st_delete, 2, seq);
 		rc = delete_step(q, q->st_delete, &count, &bytes, &deleted);
 	}
 	if(!rc) {
