@@ -97,6 +97,7 @@ enum bconf_key {
 	BK_QUEUE_MAX_MESSAGES,
 	BK_QUEUE_WHEN_FULL,
 	BK_QUEUE_MIN_FREE_DISK,
+	BK_QUEUE_COMMIT_INTERVAL,
 	BK_DRAIN_RATE,
 	BK_DRAIN_INFLIGHT,
 	BK_DRAIN_BYTE_RATE,
@@ -158,6 +159,7 @@ typedef struct bconf {
 	int64_t queue_max_messages;
 	int64_t queue_when_full; /* enum bconf_when_full */
 	uint64_t queue_min_free_disk;
+	int64_t queue_commit_interval_ms; /* shortest time between two commits' starts */
 
 	int64_t drain_rate;     /* messages per second, 0 = unpaced */
 	int64_t drain_inflight; /* unacknowledged QoS 1 publishes at the cloud */

@@ -3,8 +3,10 @@
  *
  *   main thread   main.c: signals (SIGTERM/SIGINT stop, SIGHUP reloads the
  *                 forward rules)
- *   plant thread  plant.c: subscribes to the plant broker, commits each read
- *                 batch to the queue, then lets the PUBACKs out
+ *   plant thread  plant.c: subscribes to the plant broker, reads batches and
+ *                 lets each batch's PUBACKs out once its commit returned
+ *   commit thread plant.c: commits one batch at a time to the queue while
+ *                 the plant thread reads the next
  *   cloud thread  cloud.c: publishes from the queue in sequence order, deletes
  *                 on the cloud's PUBACK
  *   HTTP thread   http.c: /healthz, /metrics and the status page
@@ -115,6 +117,7 @@ typedef struct bridge {
 	atomic_bool fatal; /* a thread hit an unrecoverable error */
 	int wake[2];       /* pipe: the plant thread pokes the cloud thread */
 	bool insecure_hostname; /* PLANTGATE_TEST_INSECURE_HOSTNAME=1: tests only */
+	int test_commit_delay_ms; /* PLANTGATE_TEST_COMMIT_DELAY_MS: tests only */
 	/* The integrity envelope's signing key (sign.c), loaded at start; NULL =
 	 * messages leave unsigned.  Owned by main; used by the cloud thread. */
 	const envelope_key_t *sign_key;

@@ -555,6 +555,7 @@ void *cloud_run(void *arg)
 {
 	bridge_t *b = arg;
 	const bconf_t *cfg = b->cfg;
+	util_thread_name("pg-cloud");
 	cloud_t c = {.b = b};
 	c.window = (size_t)cfg->drain_inflight;
 	c.inflight = calloc(c.window, sizeof(*c.inflight));

@@ -1019,6 +1019,7 @@ static void http_lws_log(int level, const char *line)
 static void *http_run(void *arg)
 {
 	http_t *h = arg;
+	util_thread_name("pg-http");
 	http_sample(h);
 	lws_sul_schedule(h->ctx, 0, &h->sul, http_on_tick, LWS_US_PER_SEC);
 	lws_sul_schedule(h->ctx, 0, &h->sul_links, http_on_links_tick, 100 * LWS_US_PER_MS);

@@ -75,10 +75,12 @@ static bool link_wbuf_pending(struct mosquitto *mosq)
 }
 
 /* Anything to write: what libmosquitto queued (unless the link holds it
- * back, see link_hold), or bytes still in our buffer (the socket was full). */
+ * back, see link_hold and link_t.defer), or bytes still in our buffer (the
+ * socket was full). */
 static bool link_want_write(const link_t *l)
 {
-	return (!l->holding && mosquitto_want_write(l->mosq)) || link_wbuf_pending(l->mosq);
+	return (!l->holding && !l->defer && mosquitto_want_write(l->mosq)) ||
+	       link_wbuf_pending(l->mosq);
 }
 
 /* Send what our buffer lets out; an error only when the socket refused for
@@ -98,7 +100,7 @@ static int link_flush(link_t *l)
 {
 	link_wbuf_install(l);
 	int rc = MOSQ_ERR_SUCCESS;
-	if(!l->holding && mosquitto_want_write(l->mosq)) {
+	if(!l->holding && !l->defer && mosquitto_want_write(l->mosq)) {
 		rc = mosquitto_loop_write(l->mosq, 1);
 	}
 	/* Asked again: writing a DISCONNECT makes libmosquitto free the SSL. */

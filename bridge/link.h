@@ -114,6 +114,9 @@ typedef struct link {
 	/* link_hold() took effect: libmosquitto's queue is not written and the
 	 * gate holds what was, until link_release(). */
 	bool holding;
+	/* Set by the protocol: libmosquitto's queue is not written for now (the
+	 * plant's PUBACKs of a batch whose commit has not started yet). */
+	bool defer;
 } link_t;
 
 /* libmosquitto formats a line for every packet it sends or receives once a

@@ -201,6 +201,14 @@ static void main_announce(bridge_t *b)
 		     "reason=\"PLANTGATE_TEST_INSECURE_HOSTNAME=1 disables host name verification of "
 		     "both brokers; this is for tests only and must never be set in production\"");
 	}
+	const char *delay = getenv("PLANTGATE_TEST_COMMIT_DELAY_MS");
+	if(delay && atoi(delay) > 0) {
+		b->test_commit_delay_ms = atoi(delay) > 60000 ? 60000 : atoi(delay);
+		blog(BLOG_WARN, "bridge.TEST_COMMIT_DELAY",
+		     "delay_ms=%d reason=\"PLANTGATE_TEST_COMMIT_DELAY_MS slows every queue commit down; "
+		     "for tests only, never in production\"",
+		     b->test_commit_delay_ms);
+	}
 }
 
 /* Privileged phase: read every secret and bind the HTTP port, then drop

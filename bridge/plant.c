@@ -4,16 +4,24 @@
  *
  * Persist-before-acknowledge (docs/bridge.md, "Nothing acknowledged is
  * lost"): link.c runs libmosquitto in threaded mode, where the PUBACK of a
- * QoS 1 message is only queued when on_message returns and leaves at
- * link_write().  So each turn of the loop is
+ * QoS 1 message is only queued in libmosquitto when it is read, and leaves
+ * when the link writes.  A batch's commit runs on its own thread (the
+ * commit thread, pg-commit) while this one reads the next batch:
  *
- *     link_poll → link_read()   (on_message copies matches into a batch)
- *               → queue_push()  (one SQLite transaction, fsync)
- *               → link_write()  (the PUBACKs of that batch leave)
+ *     link_poll → link_read()     on_message copies matches into a batch
+ *     commit thread free:
+ *       link_hold()               the batch's PUBACKs go into the gate below
+ *                                 TLS (gate.h) and stay there
+ *       hand the batch over       queue_push(): one SQLite transaction, fsync
+ *     ... read on; the new batch's PUBACKs stay queued in libmosquitto ...
+ *     commit returned:
+ *       link_release()            that batch's PUBACKs leave, no others
  *
- * and if the commit fails the connection is dropped without writing, so the
- * broker keeps the messages and sends them again.  Backpressure is simply not
- * reading: the broker holds the messages in our persistent session.
+ * If a commit fails the connection is dropped, and with it whatever the
+ * gate and libmosquitto held: the broker keeps the messages and sends them
+ * again.  Backpressure is simply not reading: the broker holds the messages
+ * in our persistent session.  Without a gate (no TLS yet, out of memory)
+ * the batch is committed in line, before anything is written.
  *
  * The connection itself (connect, backoff, failure reasons, TLS buffering)
  * is link.c's; this file is the plant's protocol only.
@@ -36,13 +44,22 @@
 #include "topic.h"
 #include "util.h"
 
-/* Unacknowledged messages the plant broker may have in flight to us: the
- * upper bound of one group commit, and so of how far one commit can overshoot
- * queue_max_messages under backpressure (documented in docs/bridge.md). */
+/* Unacknowledged messages the plant broker may have in flight to us (MQTT 5
+ * Receive Maximum): the bound of what is read but not yet committed (the
+ * batch in its commit and the one read meanwhile), and so of how far the
+ * queue can overshoot queue_max_messages under backpressure (QoS 0 aside,
+ * documented in docs/bridge.md).  The plant broker's max_inflight_messages
+ * may bound it further. */
 #define PLANT_RECEIVE_MAXIMUM 256
 /* One commit holds at most about this many bytes, so a burst of large
  * messages never needs a huge WAL (and disk) at once. */
 #define PLANT_BATCH_BYTES (64 * 1024)
+/* Group commit: a batch is committed as soon as the commit thread is free,
+ * unless queue_commit_interval asks for a pause between the starts of two
+ * commits: then it waits for that, or for PLANT_BATCH_MIN messages.  An
+ * fsync costs about the same for 1 message as for 60, so the pause trades
+ * up to that much latency for fewer commits (less CPU, less disk wear). */
+#define PLANT_BATCH_MIN 64
 /* Backpressure on the queue's limits ends when the queue is back at this
  * percentage of them, so reading does not flap on and off (with a log line
  * each time) while the cloud drains one batch at a time. */
@@ -73,6 +90,7 @@ typedef struct plant_committer {
 	int done[2]; /* pipe: a commit returned (wakes the plant thread's poll) */
 	queue_t *queue;
 	bridge_counters_t *ctr;
+	int delay_ms; /* PLANTGATE_TEST_COMMIT_DELAY_MS */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool stop;
@@ -101,6 +119,7 @@ typedef struct plant {
 	uint64_t disk_free; /* at the last check */
 	plant_batch_t batch; /* being read */
 	plant_committer_t com;
+	int64_t commit_started_us; /* when the last batch was handed over */
 	int64_t disk_checkpointed; /* last WAL checkpoint taken for the disk guard */
 	/* Redeliveries (see plant_redelivery): the connection resumed a session,
 	 * how many QoS 1 messages it has brought so far, and those recognised as
@@ -558,6 +577,9 @@ static int plant_commit(plant_t *p)
 	}
 	char err[256] = "";
 	int64_t dropped = 0;
+	if(p->b->test_commit_delay_ms) {
+		usleep((useconds_t)p->b->test_commit_delay_ms * 1000); /* tests: a slow disk */
+	}
 	int64_t t0 = util_mono_us();
 	queue_rc_t qrc = queue_push(p->b->queue, bt->msgs, bt->n, &dropped, err, sizeof(err));
 	bridge_commit_observe(&p->b->ctr, util_mono_us() - t0);
@@ -569,6 +591,7 @@ static int plant_commit(plant_t *p)
 static void *committer_run(void *arg)
 {
 	plant_committer_t *c = arg;
+	util_thread_name("pg-commit");
 	pthread_mutex_lock(&c->mu);
 	while(!c->stop) {
 		if(!c->busy || c->finished) {
@@ -576,6 +599,9 @@ static void *committer_run(void *arg)
 			continue;
 		}
 		pthread_mutex_unlock(&c->mu);
+		if(c->delay_ms) {
+			usleep((useconds_t)c->delay_ms * 1000); /* tests: a slow disk */
+		}
 		char err[sizeof(c->err)] = "";
 		int64_t dropped = 0;
 		int64_t t0 = util_mono_us();
@@ -604,6 +630,7 @@ static void committer_start(plant_t *p)
 	plant_committer_t *c = &p->com;
 	c->queue = p->b->queue;
 	c->ctr = &p->b->ctr;
+	c->delay_ms = p->b->test_commit_delay_ms;
 	c->done[0] = c->done[1] = -1;
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_cond_init(&c->cv, NULL);
@@ -648,6 +675,20 @@ static int committer_collect(plant_t *p, bool wait)
 	return plant_commit_done(p, n, qrc, dropped, err) ? -1 : 1;
 }
 
+/* How long the batch read so far waits before its commit may start (0:
+ * now); see PLANT_BATCH_MIN.  -1 when there is nothing to commit. */
+static int64_t plant_commit_wait_us(const plant_t *p)
+{
+	if(p->batch.n == 0) {
+		return p->redelivered || p->batch.oom ? 0 : -1;
+	}
+	if(p->batch.n >= PLANT_BATCH_MIN || p->batch.bytes >= PLANT_BATCH_BYTES || !p->com.started) {
+		return 0;
+	}
+	int64_t left = p->commit_started_us + p->b->cfg->queue_commit_interval_ms * 1000 - util_mono_us();
+	return left > 0 ? left : 0;
+}
+
 /* The commit thread is idle: commit what was read.  Its PUBACKs go into the
  * gate, held, and the batch to the commit thread; the plant thread reads on.
  * Without a gate or thread, in line.  -1 when the connection was dropped. */
@@ -663,6 +704,7 @@ static int plant_commit_begin(plant_t *p)
 	if(!link_hold(&p->link)) {
 		return plant_commit(p);
 	}
+	p->commit_started_us = util_mono_us();
 	plant_batch_t spare = c->batch; /* empty: cleared when collected */
 	pthread_mutex_lock(&c->mu);
 	c->batch = p->batch;
@@ -783,6 +825,7 @@ void *plant_run(void *arg)
 	bridge_t *b = arg;
 	const bconf_t *c = b->cfg;
 	plant_t p = {.b = b};
+	util_thread_name("pg-plant");
 	if(whitelist_copy(&p.wl, &c->whitelist)) {
 		blog(BLOG_ERROR, "plant.out_of_memory", NULL);
 		atomic_store(&b->fatal, true);
@@ -827,8 +870,11 @@ void *plant_run(void *arg)
 		/* Read while the previous batch is being committed, up to a batch. */
 		bool want = !full && p.batch.n < PLANT_RECEIVE_MAXIMUM && p.batch.bytes < PLANT_BATCH_BYTES;
 		struct pollfd done = {.fd = p.com.done[0], .events = POLLIN};
+		int64_t gap_left = plant_commit_wait_us(&p);
+		int timeout = gap_left > 0 ? (int)((gap_left + 999) / 1000) : 100;
 		bool readable;
-		int rc = link_poll(&p.link, want, p.com.busy ? &done : NULL, 100, &readable);
+		p.link.defer = p.batch.n > 0; /* their PUBACKs wait for the commit */
+		int rc = link_poll(&p.link, want, p.com.busy ? &done : NULL, timeout, &readable);
 		if(!rc && readable) {
 			rc = link_read(&p.link, PLANT_RECEIVE_MAXIMUM, &p.batch.bytes, PLANT_BATCH_BYTES);
 		}
@@ -842,11 +888,14 @@ void *plant_run(void *arg)
 			}
 			continue;
 		}
-		if(committer_collect(&p, false) < 0 || (!p.com.busy && plant_commit_begin(&p))) {
+		if(committer_collect(&p, false) < 0 ||
+		   (!p.com.busy && plant_commit_wait_us(&p) == 0 && plant_commit_begin(&p))) {
 			continue;
 		}
+		p.link.defer = p.batch.n > 0;
 		link_settle(&p.link, link_write(&p.link, rc));
 	}
+	p.link.defer = false;
 	committer_collect(&p, true);
 	if(p.link.mosq) {
 		plant_commit(&p);

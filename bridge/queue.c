@@ -76,6 +76,7 @@ struct queue {
 	uint64_t expired;
 	int64_t dead; /* rows in dead_letter; under smu */
 	bool readonly; /* queue_open_readonly: rdb only, no lock */
+	bool acking;   /* queue_ack's transactions are running (mu held) */
 	sqlite3_stmt *st_insert, *st_delete, *st_oldest, *st_expire, *st_begin, *st_commit;
 	sqlite3_stmt *st_ingest, *st_ingest_trim;
 	sqlite3_stmt *st_peek, *st_first, *st_seen; /* on rdb */
@@ -295,11 +296,15 @@ void queue_close(queue_t *q)
  * stop short, and the WAL would keep growing — on a nearly full disk it, not
  * the queue, would take the last free space. */
 #define QUEUE_WAL_PAGES 64
+#define QUEUE_ACK_WAL_PAGES (8 * QUEUE_WAL_PAGES)
 
 static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 {
 	queue_t *q = arg;
-	if(pages >= QUEUE_WAL_PAGES) {
+	/* Deletes leave the checkpoint to the next push, so it does not land on
+	 * the cloud thread (issue 14: 5 % of its time); while nothing is pushed
+	 * (a backlog draining) they take it themselves, at a larger WAL. */
+	if(pages >= (q->acking ? QUEUE_ACK_WAL_PAGES : QUEUE_WAL_PAGES)) {
 		pthread_mutex_lock(&q->rmu);
 		sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 		pthread_mutex_unlock(&q->rmu);
@@ -945,7 +950,7 @@ static int ack_txn(queue_t *q, const int64_t *seqs, size_t n)
  * database (checkpoint, truncate) before each retry.  Every chunk deleted
  * frees pages, which is what makes room for the next. */
 #define QUEUE_ACK_CHUNK 8
-#define QUEUE_ACK_TXN 64
+#define QUEUE_ACK_TXN 256
 
 queue_rc_t queue_ack(queue_t *q, const int64_t *seqs, size_t n)
 {
@@ -955,6 +960,7 @@ queue_rc_t queue_ack(queue_t *q, const int64_t *seqs, size_t n)
 	pthread_mutex_lock(&q->mu);
 	/* A delete lost to a power cut only means a resend (at-least-once), so
 	 * deletes skip the fsync; the next push's FULL commit syncs them too. */
+	q->acking = true;
 	exec(q->db, "PRAGMA synchronous=NORMAL");
 	/* At most QUEUE_ACK_TXN rows per transaction: every page a delete touches
 	 * is written whole to the WAL, so one huge delete could need more disk
@@ -975,6 +981,7 @@ queue_rc_t queue_ack(queue_t *q, const int64_t *seqs, size_t n)
 			}
 		}
 	}
+	q->acking = false;
 	exec(q->db, "PRAGMA synchronous=FULL");
 	pthread_mutex_unlock(&q->mu);
 	return map_rc(rc);

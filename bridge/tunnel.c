@@ -947,6 +947,7 @@ static int tunnel_pump(tunnel_t *t, bool *moved)
 static void *tunnel_run(void *arg)
 {
 	tunnel_t *t = arg;
+	util_thread_name("pg-tunnel");
 	int64_t drain_until = 0;
 	/* Frames that came with the 101 answer (tunnel_connect left them in rbuf). */
 	if(t->first_in && tunnel_from_up(t, t->first_in)) {

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -284,6 +285,11 @@ static int64_t util_clock_us(clockid_t id)
 int64_t util_mono_ms(void)
 {
 	return util_clock_us(CLOCK_MONOTONIC) / 1000;
+}
+
+void util_thread_name(const char *name)
+{
+	prctl(PR_SET_NAME, (unsigned long)name, 0UL, 0UL, 0UL);
 }
 
 int64_t util_mono_us(void)

@@ -58,6 +58,10 @@ void util_hex(const unsigned char *in, size_t len, char *out);
  * core takes the time and randomness as arguments. */
 int64_t util_mono_ms(void);
 int64_t util_mono_us(void);
+
+/* Name the calling thread (at most 15 bytes shown), as `top -H` and
+ * /proc/PID/task/TID/comm show it; best effort. */
+void util_thread_name(const char *name);
 int64_t util_wall_ms(void);
 uint32_t util_random32(void);
 

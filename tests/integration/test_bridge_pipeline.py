@@ -1,0 +1,91 @@
+"""The plant link reads on while a batch is being committed (issue 14), but
+no acknowledgement may leave before its own commit has returned.
+
+With PLANTGATE_TEST_COMMIT_DELAY_MS every commit takes seconds (a very slow
+disk): while the first batch sits in its commit, the bridge goes on reading
+the next messages, whose PUBACKs must wait too.  The bridge is then killed
+with SIGKILL in the middle of that commit.  Nothing was stored (the queue is
+empty), so every message must still be held by the plant broker, which
+redelivers it to the restarted bridge: all of them reach the cloud, each
+once.  An acknowledgement that left early would have made the plant broker
+forget its message: it would be missing here.
+
+The same holds for a batch that waits for queue_commit_interval before its
+commit starts: its PUBACKs wait with it."""
+import json
+import os
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+from test_bridge_relay import BridgeWorld  # noqa: E402
+
+RULES = ["plant/+/+/+/telemetry/# qos=1 strip=plant/ prefix=sites/"]
+N = 60
+
+
+class Pipeline(unittest.TestCase):
+    def test_no_ack_leaves_before_its_commit(self):
+        with h.Env("br-pipe") as env:
+            w = BridgeWorld(env, plant_extra="max_inflight_messages 100\n")
+            sub = w.cloud_subscriber("sites/#")
+            b = w.start_bridge(RULES, env_vars={"PLANTGATE_TEST_COMMIT_DELAY_MS": "3000"})
+            self.assertTrue(w.wait_plant_ready(b), b.log())
+            self.assertTrue(b.wait_log(r"event=cloud\.connected", 15), b.log())
+            self.assertIn("event=bridge.TEST_COMMIT_DELAY", b.log())
+            pub = w.publisher()
+            # The first message starts a commit; the rest arrive while it runs.
+            self.assertTrue(pub.publish("plant/hq/l1/a/telemetry/t", json.dumps({"n": 0}), qos=1))
+            time.sleep(0.3)
+            for n in range(1, N):
+                self.assertTrue(pub.publish("plant/hq/l1/a/telemetry/t", json.dumps({"n": n}), qos=1))
+            time.sleep(1.0)  # all read by now; the first commit still has ~1.7 s to go
+            self.assertEqual(w.queue_count(), 0, "the commit was to be still running")
+            b.kill()
+            self.assertEqual(w.queue_count(), 0, "nothing was committed before the kill")
+            self.assertEqual(sub.take(), [], "nothing can have left before its commit")
+
+            # Restarted without the delay: the plant broker still holds all of
+            # them (no PUBACK reached it) and redelivers them.
+            b = w.start_bridge(RULES, name="bridge2")
+            self.assertTrue(w.wait_plant_ready(b), b.log())
+            sub.wait_messages(N, 30)
+            time.sleep(0.5)  # a duplicate would arrive by now
+            got = sorted(json.loads(m["payload"])["n"] for m in sub.take())
+            self.assertEqual(got, list(range(N)), "missing or duplicated after the kill:\n" + b.log())
+            self.assertTrue(h.wait_for(lambda: w.queue_count() == 0, 15))
+
+    def test_commit_interval_holds_the_waiting_batch(self):
+        with h.Env("br-pipe-iv") as env:
+            w = BridgeWorld(env, plant_extra="max_inflight_messages 100\n")
+            sub = w.cloud_subscriber("sites/#")
+            # a pause of 1 s between the starts of two commits (the maximum)
+            b = w.start_bridge(RULES, extra="queue_commit_interval 1s")
+            self.assertTrue(w.wait_plant_ready(b), b.log())
+            self.assertTrue(b.wait_log(r"event=cloud\.connected", 15), b.log())
+            pub = w.publisher()
+            self.assertTrue(pub.publish("plant/hq/l1/a/telemetry/t", json.dumps({"n": 0}), qos=1))
+            # n=0 is committed at once (no commit before it) and delivered
+            self.assertEqual(len(sub.wait_messages(1, 10)), 1, b.log())
+            sub.take()
+            t0 = time.monotonic()
+            for n in range(1, N):
+                self.assertTrue(pub.publish("plant/hq/l1/a/telemetry/t", json.dumps({"n": n}), qos=1))
+            time.sleep(0.3)
+            self.assertLess(time.monotonic() - t0, 0.9, "too slow to land inside the pause")
+            # read, waiting for the pause to end: nothing stored, nothing acknowledged
+            self.assertEqual(w.queue_count(), 0)
+            b.kill()
+            self.assertEqual(sub.take(), [])
+            b = w.start_bridge(RULES, name="bridge2")
+            self.assertTrue(w.wait_plant_ready(b), b.log())
+            sub.wait_messages(N - 1, 30)
+            time.sleep(0.5)
+            got = sorted(json.loads(m["payload"])["n"] for m in sub.take())
+            self.assertEqual(got, list(range(1, N)), "missing or duplicated after the kill:\n" + b.log())
+
+
+if __name__ == "__main__":
+    unittest.main()
