@@ -296,7 +296,7 @@ void queue_close(queue_t *q)
  * stop short, and the WAL would keep growing — on a nearly full disk it, not
  * the queue, would take the last free space. */
 #define QUEUE_WAL_PAGES 64
-#define QUEUE_ACK_WAL_PAGES (8 * QUEUE_WAL_PAGES)
+#define QUEUE_ACK_WAL_PAGES (4 * QUEUE_WAL_PAGES) /* 1 MiB: journal_size_limit */
 
 static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 {

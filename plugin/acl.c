@@ -58,7 +58,7 @@ static bool within_rate(pg_plugin_t *pg, pg_client_t *rec, const char *identity,
 	id->limited++;
 	id->limited_unlogged++;
 	if(ratelimit_strike(&id->strikes, pg->flood_strikes, pg->flood_window_ms, now) && rec->client == ed->client) {
-		rec->kick_pending = true; /* kicked on the next tick, outside this callback */
+		rec->kick_pending = pg->kick_scan = true; /* kicked on the next tick, outside this callback */
 	}
 	/* One log line per device per 10 s, with the count, not one per message. */
 	if(now - id->limited_logged_ms >= PG_DENY_WINDOW_MS) {
@@ -194,7 +194,7 @@ int acl_check(int event, void *event_data, void *userdata)
 	 * deliveries the broker attempts, and wills come after the client). */
 	if(st && req.access != POLICY_READ && rec && rec->client == ed->client &&
 	   ratelimit_strike(&st->strikes, pg->flood_strikes, pg->flood_window_ms, now)) {
-		rec->kick_pending = true; /* kicked on the next tick, outside this callback */
+		rec->kick_pending = pg->kick_scan = true; /* kicked on the next tick, outside this callback */
 	}
 	if(!control_refusal_written(pg, identity, st, access, ed->topic, now)) {
 		return MOSQ_ERR_ACL_DENIED; /* counted for the burst summary */

@@ -303,6 +303,7 @@ int auth_basic(int event, void *event_data, void *userdata)
 		/* A pending kick was for the previous connection; a device whose
 		 * rights changed while it was offline gets one now. */
 		rec->kick_pending = rec->rights_changed;
+		pg->kick_scan = pg->kick_scan || rec->kick_pending;
 		rec->rights_changed = false;
 	}
 	/* Frees ed->username: do not read it after this. */

@@ -527,12 +527,20 @@ int control_tick(int event, void *event_data, void *userdata)
 	size_t n = 0, it = 0;
 	const char *cid;
 	void *v;
-	while(n < 32 && hmap_next(pg->clients, &it, &cid, &v)) {
+	bool more = false;
+	while(pg->kick_scan && hmap_next(pg->clients, &it, &cid, &v)) {
 		pg_client_t *rec = v;
-		if(rec->kick_pending && rec->client && (ids[n] = strdup(cid)) != NULL) {
+		if(rec->kick_pending && !rec->client) {
+			more = true; /* kicked once it is back online */
+		} else if(rec->kick_pending) {
+			if(n == 32 || (ids[n] = strdup(cid)) == NULL) {
+				more = true; /* the next tick takes the rest */
+				break;
+			}
 			n++;
 		}
 	}
+	pg->kick_scan = more;
 	for(size_t i = 0; i < n; i++) {
 		pg_client_t *rec = hmap_get(pg->clients, ids[i]);
 		if(rec) {

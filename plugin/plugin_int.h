@@ -150,6 +150,10 @@ typedef struct pg_plugin {
 	hmap_t *failures; /* "addr:<ip>" / "id:<identity>" -> pg_failures_t* */
 	hmap_t *idents;   /* identity -> pg_ident_t* */
 	int64_t last_sweep_ms;
+	/* Some record may have kick_pending set: control_tick looks for them
+	 * only then, not on every main-loop pass (issue 14: that scan of every
+	 * client was a tenth of the plugin's time). */
+	bool kick_scan;
 	/* limits */
 	double rate_msgs;  /* default messages/s per device; 0 = unlimited */
 	double rate_bytes; /* default bytes/s per device; 0 = unlimited */
