@@ -74,13 +74,18 @@ static bool link_wbuf_pending(struct mosquitto *mosq)
 	return w && BIO_wpending(w) > 0;
 }
 
-/* Anything to write: what libmosquitto queued (unless the link holds it
- * back, see link_hold and link_t.defer), or bytes still in our buffer (the
- * socket was full). */
+/* May libmosquitto's queue be written now?  Not while the link holds it
+ * back (link_hold, link_t.defer). */
+static bool link_lib_may_write(const link_t *l)
+{
+	return !l->holding && !l->defer && mosquitto_want_write(l->mosq);
+}
+
+/* Anything to write: what libmosquitto queued and may go, or bytes still in
+ * our buffer (the socket was full). */
 static bool link_want_write(const link_t *l)
 {
-	return (!l->holding && !l->defer && mosquitto_want_write(l->mosq)) ||
-	       link_wbuf_pending(l->mosq);
+	return link_lib_may_write(l) || link_wbuf_pending(l->mosq);
 }
 
 /* Send what our buffer lets out; an error only when the socket refused for
@@ -100,7 +105,7 @@ static int link_flush(link_t *l)
 {
 	link_wbuf_install(l);
 	int rc = MOSQ_ERR_SUCCESS;
-	if(!l->holding && !l->defer && mosquitto_want_write(l->mosq)) {
+	if(link_lib_may_write(l)) {
 		rc = mosquitto_loop_write(l->mosq, 1);
 	}
 	/* Asked again: writing a DISCONNECT makes libmosquitto free the SSL. */

@@ -202,8 +202,9 @@ static void main_announce(bridge_t *b)
 		     "both brokers; this is for tests only and must never be set in production\"");
 	}
 	const char *delay = getenv("PLANTGATE_TEST_COMMIT_DELAY_MS");
-	if(delay && atoi(delay) > 0) {
-		b->test_commit_delay_ms = atoi(delay) > 60000 ? 60000 : atoi(delay);
+	int delay_ms = delay ? atoi(delay) : 0;
+	if(delay_ms > 0) {
+		b->test_commit_delay_ms = delay_ms > 60000 ? 60000 : delay_ms;
 		blog(BLOG_WARN, "bridge.TEST_COMMIT_DELAY",
 		     "delay_ms=%d reason=\"PLANTGATE_TEST_COMMIT_DELAY_MS slows every queue commit down; "
 		     "for tests only, never in production\"",

@@ -88,9 +88,7 @@ typedef struct plant_committer {
 	pthread_t thread;
 	bool started;
 	int done[2]; /* pipe: a commit returned (wakes the plant thread's poll) */
-	queue_t *queue;
-	bridge_counters_t *ctr;
-	int delay_ms; /* PLANTGATE_TEST_COMMIT_DELAY_MS */
+	bridge_t *b;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool stop;
@@ -565,6 +563,20 @@ static int plant_commit_done(plant_t *p, size_t n, queue_rc_t qrc, int64_t dropp
 	return 0;
 }
 
+/* Store batch bt in the queue (one transaction, fsync) and time it for the
+ * commit histogram; in line or on the commit thread. */
+static queue_rc_t plant_push(bridge_t *b, const plant_batch_t *bt, int64_t *dropped, char *err,
+                             size_t errlen)
+{
+	if(b->test_commit_delay_ms) {
+		usleep((useconds_t)b->test_commit_delay_ms * 1000); /* tests: a slow disk */
+	}
+	int64_t t0 = util_mono_us();
+	queue_rc_t qrc = queue_push(b->queue, bt->msgs, bt->n, dropped, err, errlen);
+	bridge_commit_observe(&b->ctr, util_mono_us() - t0);
+	return qrc;
+}
+
 /* Commit the batch in line (no commit thread, no gate, or stopping). */
 static int plant_commit(plant_t *p)
 {
@@ -577,12 +589,7 @@ static int plant_commit(plant_t *p)
 	}
 	char err[256] = "";
 	int64_t dropped = 0;
-	if(p->b->test_commit_delay_ms) {
-		usleep((useconds_t)p->b->test_commit_delay_ms * 1000); /* tests: a slow disk */
-	}
-	int64_t t0 = util_mono_us();
-	queue_rc_t qrc = queue_push(p->b->queue, bt->msgs, bt->n, &dropped, err, sizeof(err));
-	bridge_commit_observe(&p->b->ctr, util_mono_us() - t0);
+	queue_rc_t qrc = plant_push(p->b, bt, &dropped, err, sizeof(err));
 	size_t n = bt->n;
 	batch_clear(bt);
 	return plant_commit_done(p, n, qrc, dropped, err);
@@ -599,14 +606,9 @@ static void *committer_run(void *arg)
 			continue;
 		}
 		pthread_mutex_unlock(&c->mu);
-		if(c->delay_ms) {
-			usleep((useconds_t)c->delay_ms * 1000); /* tests: a slow disk */
-		}
 		char err[sizeof(c->err)] = "";
 		int64_t dropped = 0;
-		int64_t t0 = util_mono_us();
-		queue_rc_t qrc = queue_push(c->queue, c->batch.msgs, c->batch.n, &dropped, err, sizeof(err));
-		bridge_commit_observe(c->ctr, util_mono_us() - t0);
+		queue_rc_t qrc = plant_push(c->b, &c->batch, &dropped, err, sizeof(err));
 		pthread_mutex_lock(&c->mu);
 		c->rc = qrc;
 		c->dropped = dropped;
@@ -628,9 +630,7 @@ static void *committer_run(void *arg)
 static void committer_start(plant_t *p)
 {
 	plant_committer_t *c = &p->com;
-	c->queue = p->b->queue;
-	c->ctr = &p->b->ctr;
-	c->delay_ms = p->b->test_commit_delay_ms;
+	c->b = p->b;
 	c->done[0] = c->done[1] = -1;
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_cond_init(&c->cv, NULL);
