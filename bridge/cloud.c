@@ -6,10 +6,12 @@
  * message from the queue only when the cloud acknowledged it (QoS 1 PUBACK;
  * for QoS 0, once handed to TLS: written out at the end of the loop turn).
  *
- * Every connection uses a fresh libmosquitto object: libmosquitto keeps its
- * own in-memory copies of unacknowledged publishes and would resend them on
- * reconnect, duplicating and reordering what the queue resends.  After any
- * disconnect we resend from the oldest unacknowledged message.
+ * Every connection uses a fresh libmosquitto object, and once it is
+ * connected the cloud speaks MQTT itself (link.h, "raw mode"; mqttwire.h):
+ * a page of publishes is encoded into one buffer and leaves in one SSL_write,
+ * and every PUBACK of a read is parsed at once.  libmosquitto keeps no copy
+ * of what is in flight; after any disconnect we resend from the oldest
+ * unacknowledged message.
  *
  * Outbound only: the bridge never subscribes on the cloud side; anything the
  * cloud sends is counted and dropped.
@@ -29,6 +31,7 @@
 #include "blog.h"
 #include "bridge.h"
 #include "link.h"
+#include "mqttwire.h"
 #include "pace.h"
 #include "tunnel.h"
 #include "util.h"
@@ -48,16 +51,20 @@
 #define CLOUD_STOP_GRACE_MS 5000    /* SIGTERM: wait this long for PUBACKs */
 #define CLOUD_DEAD_STREAK 10        /* dead letters in a row, no PUBACK between: stop */
 #define CLOUD_STATUS_EVERY_MS 60000 /* backlog summary while a backlog exists */
-/* Byte pacing (drain_byte_rate) counts what goes on the wire: the PUBLISH
- * header (type, remaining length, topic length, packet id, properties
- * length) and each user property's identifier and two string lengths. */
-#define CLOUD_PUBLISH_WIRE 12
-#define CLOUD_PROP_WIRE 5
+/* The Maximum Packet Size the bridge announces (MQTT 5): what the link
+ * reads at most; the cloud only ever sends acknowledgements. */
+#define CLOUD_RX_MAX LINK_RAW_RX
 
 typedef struct cloud_inflight {
 	int mid;
 	int64_t seq;
 } cloud_inflight_t;
+
+/* A QoS 0 message: done once the link handed the bytes up to `end` to TLS. */
+typedef struct cloud_q0 {
+	int64_t seq;
+	uint64_t end;
+} cloud_q0_t;
 
 typedef struct cloud {
 	bridge_t *b;
@@ -67,6 +74,15 @@ typedef struct cloud {
 
 	cloud_inflight_t *inflight; /* window entries, in send order */
 	size_t n_inflight, window;
+	size_t max_window;    /* drain_inflight: the inflight array's size */
+	cloud_q0_t *q0;       /* QoS 0 messages not yet handed to TLS (count in the window) */
+	size_t n_q0;
+	uint8_t mid_used[65536 / 8]; /* packet ids in flight */
+	uint16_t next_mid;
+	/* What the CONNACK allowed (MQTT 5; 3.1.1: no limits). */
+	uint32_t max_packet; /* 0: none */
+	int max_qos;
+	bool retain_ok;
 	int64_t progress_at; /* last PUBACK, or when the window became non-empty */
 	int64_t *acks; /* acknowledged seqs not yet deleted */
 	size_t n_acks, cap_acks;
@@ -112,11 +128,31 @@ static void ack_add(cloud_t *c, int64_t seq)
 }
 
 /* link_conf_t.up: connected (link.c counted it). */
-static void cloud_up(void *owner, int flags)
+static void cloud_up(void *owner, int flags, const mosquitto_property *props)
 {
 	cloud_t *c = owner;
 	const bconf_t *cfg = c->b->cfg;
 	queue_stats_t st;
+	uint16_t recv_max = 0;
+	uint32_t max_packet = 0;
+	uint8_t max_qos = 2, retain = 1;
+	/* What libmosquitto would have applied to its own publishes. */
+	mosquitto_property_read_int16(props, MQTT_PROP_RECEIVE_MAXIMUM, &recv_max, false);
+	mosquitto_property_read_int32(props, MQTT_PROP_MAXIMUM_PACKET_SIZE, &max_packet, false);
+	mosquitto_property_read_byte(props, MQTT_PROP_MAXIMUM_QOS, &max_qos, false);
+	mosquitto_property_read_byte(props, MQTT_PROP_RETAIN_AVAILABLE, &retain, false);
+	c->window = c->max_window;
+	if(recv_max && recv_max < c->window) {
+		c->window = recv_max;
+	}
+	c->max_packet = max_packet;
+	c->max_qos = max_qos;
+	c->retain_ok = retain != 0;
+	if(link_raw_start(&c->link)) {
+		util_snprintf(c->link.cb_reason, sizeof(c->link.cb_reason), "out of memory");
+		c->link.lost = true;
+		c->local_failure = true;
+	}
 	queue_get_stats(c->b->queue, &st);
 	link_lib_log_off(&c->link);
 	blog(BLOG_INFO, "cloud.connected",
@@ -126,15 +162,15 @@ static void cloud_up(void *owner, int flags)
 	     (long long)st.messages);
 }
 
-static void on_publish(struct mosquitto *mosq, void *obj, int mid, int reason,
-                       const mosquitto_property *props)
+/* The cloud acknowledged packet id mid, with an MQTT 5 reason code. */
+static void cloud_acked(cloud_t *c, int mid, int reason)
 {
-	cloud_t *c = link_owner(obj);
 	for(size_t i = 0; i < c->n_inflight; i++) {
 		if(c->inflight[i].mid != mid) {
 			continue;
 		}
 		int64_t seq = c->inflight[i].seq;
+		c->mid_used[mid / 8] &= (uint8_t)~(1u << (mid % 8));
 		memmove(&c->inflight[i], &c->inflight[i + 1],
 		        (c->n_inflight - i - 1) * sizeof(c->inflight[0]));
 		c->n_inflight--;
@@ -167,12 +203,59 @@ static void on_publish(struct mosquitto *mosq, void *obj, int mid, int reason,
 	}
 }
 
-static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto_message *m,
-                       const mosquitto_property *props)
+/* link_conf_t.packet: what the cloud sends besides PINGRESP and DISCONNECT. */
+static int cloud_packet(void *owner, uint8_t header, const uint8_t *body, uint32_t len)
 {
-	cloud_t *c = link_owner(obj);
-	/* Data-diode: nothing flows from the cloud into the plant. */
-	atomic_fetch_add(&c->b->ctr.cloud_ignored, 1);
+	cloud_t *c = owner;
+	int protocol = c->b->cfg->cloud_protocol == 5 ? 5 : 4;
+	unsigned type = header >> 4;
+	uint16_t mid = 0;
+	uint8_t reason = 0, ack[MQW_ACK_LEN];
+	int qos = 0;
+	if(type == MQW_PUBACK && mqw_ack_parse(protocol, header, body, len, &mid, &reason) == MQW_OK) {
+		cloud_acked(c, mid, reason);
+		return MOSQ_ERR_SUCCESS;
+	}
+	if(type == MQW_PUBLISH && mqw_publish_parse(protocol, header, body, len, &qos, &mid) == MQW_OK) {
+		/* Data-diode: nothing flows from the cloud into the plant.  The
+		 * bridge never subscribes; what comes anyway is acknowledged (so the
+		 * cloud does not resend it) and dropped. */
+		atomic_fetch_add(&c->b->ctr.cloud_ignored, 1);
+		if(qos == 0) {
+			return MOSQ_ERR_SUCCESS;
+		}
+		mqw_ack_encode(qos == 1 ? MQW_PUBACK : MQW_PUBREC, mid, ack);
+	} else if(type == MQW_PUBREL &&
+	          mqw_ack_parse(protocol, header, body, len, &mid, &reason) == MQW_OK) {
+		mqw_ack_encode(MQW_PUBCOMP, mid, ack);
+	} else {
+		util_snprintf(c->link.cb_reason, sizeof(c->link.cb_reason),
+		              "protocol error: the cloud sent a malformed or unexpected %s packet",
+		              mqw_type_name(type));
+		return MOSQ_ERR_PROTOCOL;
+	}
+	uint8_t *o = link_raw_reserve(&c->link, sizeof(ack));
+	if(!o) {
+		return MOSQ_ERR_NOMEM;
+	}
+	memcpy(o, ack, sizeof(ack));
+	link_raw_commit(&c->link, sizeof(ack));
+	return MOSQ_ERR_SUCCESS;
+}
+
+/* QoS 0 messages whose bytes TLS has taken: done (deleted with the next batch). */
+static void cloud_q0_done(cloud_t *c)
+{
+	size_t i = 0;
+	while(i < c->n_q0 && c->q0[i].end <= c->link.tx_pushed) {
+		atomic_fetch_add(&c->b->ctr.out_acked, 1);
+		ack_add(c, c->q0[i].seq);
+		i++;
+	}
+	if(i) {
+		memmove(c->q0, c->q0 + i, (c->n_q0 - i) * sizeof(*c->q0));
+		c->n_q0 -= i;
+	}
 }
 
 static void flush_acks(cloud_t *c)
@@ -330,6 +413,8 @@ static void cloud_down(void *owner, char *detail, size_t detail_len)
 	              "reconnect\"",
 	              c->n_inflight);
 	c->n_inflight = 0;
+	c->n_q0 = 0;
+	memset(c->mid_used, 0, sizeof(c->mid_used));
 	c->last_sent_seq = 0;
 }
 
@@ -348,9 +433,6 @@ static int cloud_setup(void *owner, struct mosquitto *mosq)
 	cloud_t *c = owner;
 	const bconf_t *cfg = c->b->cfg;
 	int rc = MOSQ_ERR_SUCCESS;
-	mosquitto_int_option(mosq, MOSQ_OPT_SEND_MAXIMUM, (int)cfg->drain_inflight);
-	mosquitto_publish_v5_callback_set(mosq, on_publish);
-	mosquitto_message_v5_callback_set(mosq, on_message);
 	if(cfg->cloud_username) {
 		rc = mosquitto_username_pw_set(mosq, cfg->cloud_username, NULL);
 	}
@@ -364,39 +446,46 @@ static int cloud_setup(void *owner, struct mosquitto *mosq)
 	return rc;
 }
 
+/* The user properties of one message (MQTT 5), with their storage. */
+typedef struct cloud_props {
+	mqw_prop_t p[ENVELOPE_NPROPS];
+	size_t n;
+	char seq[24];
+	envelope_t e; /* values borrow its strings */
+	envelope_props_t ep;
+} cloud_props_t;
+
 /* What is sent for message m besides its topic.  With a signing key, the
  * integrity envelope (docs/integrity.md), signed now (ts = send time, so a
  * resend carries a new ts but the same seq): as MQTT 5 user properties, or
  * for MQTT 3.1.1 as the JSON wrapper that replaces the payload (*wrapped,
  * allocated; the caller frees it).  Without a key: only the sequence id as
- * user property "plantgate-seq" (MQTT 5). */
-static int cloud_message_props(const bridge_t *b, const queue_msg_t *m,
-                               mosquitto_property **props, size_t *plen, char **wrapped,
-                               size_t *wlen)
+ * user property "plantgate-seq" (MQTT 5).  0, or a libmosquitto error code. */
+static int cloud_message_props(const bridge_t *b, const queue_msg_t *m, cloud_props_t *pr,
+                               char **wrapped, size_t *wlen)
 {
 	const bconf_t *cfg = b->cfg;
 	*wrapped = NULL;
 	*wlen = 0;
-	*plen = 0;
+	pr->n = 0;
 	if(!b->sign_key) {
-		if(cfg->cloud_protocol != 5) {
-			return 0;
+		if(cfg->cloud_protocol == 5) {
+			snprintf(pr->seq, sizeof(pr->seq), "%lld", (long long)m->seq);
+			pr->p[0] = (mqw_prop_t){"plantgate-seq", pr->seq};
+			pr->n = 1;
 		}
-		char seq[32];
-		snprintf(seq, sizeof(seq), "%lld", (long long)m->seq);
-		*plen = CLOUD_PROP_WIRE + strlen("plantgate-seq") + strlen(seq);
-		return mosquitto_property_add_string_pair(props, MQTT_PROP_USER_PROPERTY,
-		                                          "plantgate-seq", seq);
+		return 0;
 	}
-	envelope_t e = {.site = cfg->site_id,
-	                .device = m->device ? m->device : "",
-	                .topic = m->local_topic,
-	                .seq = m->seq,
-	                .rx_ms = m->rx_ms,
-	                .ts_ms = util_wall_ms()};
-	envelope_rc_t erc = envelope_sign(&e, b->sign_key, m->remote_topic, m->payload, m->len);
+	envelope_t *e = &pr->e;
+	*e = (envelope_t){.site = cfg->site_id,
+	                  .device = m->device ? m->device : "",
+	                  .topic = m->local_topic,
+	                  .seq = m->seq,
+	                  .rx_ms = m->rx_ms,
+	                  .ts_ms = util_wall_ms()};
+	envelope_rc_t erc = envelope_sign(e, b->sign_key, m->remote_topic, m->payload, m->len);
 	if(erc == ENVELOPE_OK && cfg->cloud_protocol != 5) {
-		erc = envelope_to_json(&e, m->payload, m->len, wrapped, wlen);
+		erc = envelope_to_json(e, m->payload, m->len, wrapped, wlen);
 	}
 	if(erc != ENVELOPE_OK) {
 		blog(BLOG_ERROR, "cloud.sign_failed", "seq=%lld reason=\"%s\"", (long long)m->seq,
@@ -406,17 +495,95 @@ static int cloud_message_props(const bridge_t *b, const queue_msg_t *m,
 	if(cfg->cloud_protocol != 5) {
 		return 0;
 	}
-	envelope_props_t ep;
-	envelope_to_props(&e, &ep);
+	/* The values borrow pr->e's strings (its own, the config's and m's, all
+	 * alive until the encoding) or live in pr->ep. */
+	envelope_to_props(e, &pr->ep);
 	for(size_t i = 0; i < ENVELOPE_NPROPS; i++) {
-		int rc = mosquitto_property_add_string_pair(props, MQTT_PROP_USER_PROPERTY, ep.p[i].name,
-		                                            ep.p[i].value);
-		if(rc) {
-			return rc;
-		}
-		*plen += CLOUD_PROP_WIRE + strlen(ep.p[i].name) + strlen(ep.p[i].value);
+		pr->p[i] = (mqw_prop_t){pr->ep.p[i].name, pr->ep.p[i].value};
+	}
+	pr->n = ENVELOPE_NPROPS;
+	return 0;
+}
+
+/* Why the cloud can never take this message as it is (a libmosquitto error
+ * code, as libmosquitto would have refused it), or 0. */
+static int cloud_check(const cloud_t *c, const mqw_publish_t *p, size_t size)
+{
+	if(!p->topic_len || mosquitto_validate_utf8(p->topic, (int)p->topic_len)) {
+		return MOSQ_ERR_MALFORMED_UTF8;
+	}
+	if(mosquitto_pub_topic_check(p->topic) != MOSQ_ERR_SUCCESS) {
+		return MOSQ_ERR_INVAL;
+	}
+	if(!size) {
+		return MOSQ_ERR_PAYLOAD_SIZE;
+	}
+	if(p->qos > c->max_qos) {
+		return MOSQ_ERR_QOS_NOT_SUPPORTED;
+	}
+	if(c->max_packet && size > c->max_packet) {
+		return MOSQ_ERR_OVERSIZE_PACKET;
 	}
 	return 0;
+}
+
+/* A packet id not in flight (the window is at most 65,535). */
+static uint16_t cloud_mid(cloud_t *c)
+{
+	do {
+		c->next_mid = (uint16_t)(c->next_mid == UINT16_MAX ? 1 : c->next_mid + 1);
+	} while(c->mid_used[c->next_mid / 8] & (1u << (c->next_mid % 8)));
+	c->mid_used[c->next_mid / 8] |= (uint8_t)(1u << (c->next_mid % 8));
+	return c->next_mid;
+}
+
+/* Encode m into the link's send buffer (it leaves at link_write).  0, a
+ * refusal (cloud_check), or another libmosquitto error code. */
+static int cloud_publish(cloud_t *c, const queue_msg_t *m, size_t *wire)
+{
+	bridge_t *b = c->b;
+	cloud_props_t pr;
+	char *wrapped = NULL;
+	size_t wlen = 0;
+	int rc = cloud_message_props(b, m, &pr, &wrapped, &wlen);
+	if(rc) {
+		return rc;
+	}
+	mqw_publish_t p = {.protocol = b->cfg->cloud_protocol == 5 ? 5 : 4,
+	                   .topic = m->remote_topic,
+	                   .topic_len = strlen(m->remote_topic),
+	                   .payload = wrapped ? (const void *)wrapped : m->payload,
+	                   .payload_len = wrapped ? wlen : m->len,
+	                   .qos = m->qos > 0 ? 1 : 0,
+	                   /* as libmosquitto: a cloud without retained messages gets none */
+	                   .retain = m->retain && c->retain_ok,
+	                   .props = pr.p,
+	                   .n_props = pr.n};
+	size_t size = mqw_publish_size(&p);
+	rc = cloud_check(c, &p, size);
+	uint8_t *out = rc ? NULL : link_raw_reserve(&c->link, size);
+	if(!rc && !out) {
+		rc = MOSQ_ERR_NOMEM;
+	}
+	if(!rc) {
+		if(p.qos) {
+			p.mid = cloud_mid(c);
+		}
+		mqw_publish_encode(&p, out);
+		link_raw_commit(&c->link, size);
+		if(p.qos) {
+			c->inflight[c->n_inflight].mid = p.mid;
+			c->inflight[c->n_inflight].seq = m->seq;
+			c->n_inflight++;
+		} else {
+			c->q0[c->n_q0].seq = m->seq;
+			c->q0[c->n_q0].end = c->link.tx_queued;
+			c->n_q0++;
+		}
+		*wire = size;
+	}
+	free(wrapped);
+	return rc;
 }
 
 static void refill_tokens(cloud_t *c, int64_t now)
@@ -441,9 +608,9 @@ static int cloud_send(cloud_t *c)
 	queue_msg_t page[CLOUD_PAGE];
 	size_t window = c->probing ? 1 : c->window; /* a suspect goes alone */
 	refill_tokens(c, util_mono_ms());
-	while(c->n_inflight < window && (cfg->drain_rate == 0 || c->tokens >= 1.0) &&
+	while(c->n_inflight + c->n_q0 < window && (cfg->drain_rate == 0 || c->tokens >= 1.0) &&
 	      pace_ready(&c->bytes, util_mono_ms())) {
-		size_t want = window - c->n_inflight;
+		size_t want = window - c->n_inflight - c->n_q0;
 		if(cfg->drain_rate && (size_t)c->tokens < want) {
 			want = (size_t)c->tokens;
 		}
@@ -464,27 +631,17 @@ static int cloud_send(cloud_t *c)
 		size_t i;
 		for(i = 0; i < n && !rc; i++) {
 			queue_msg_t *m = &page[i];
-			mosquitto_property *props = NULL;
-			int mid = 0;
-			char *wrapped = NULL;
-			size_t wlen = 0, plen = 0;
+			size_t wire = 0;
 			if(i > 0 && !pace_ready(&c->bytes, util_mono_ms())) {
 				break; /* the rest of the page waits, in order, for the byte rate */
 			}
-			rc = cloud_message_props(b, m, &props, &plen, &wrapped, &wlen);
-			if(!rc) {
-				rc = mosquitto_publish_v5(c->link.mosq, &mid, m->remote_topic,
-				                          wrapped ? (int)wlen : (int)m->len,
-				                          wrapped ? (const void *)wrapped : m->payload, m->qos,
-				                          m->retain, props);
+			if(c->n_inflight == 0 && c->n_q0 == 0) {
+				c->progress_at = util_mono_ms();
 			}
-			size_t wire = CLOUD_PUBLISH_WIRE + strlen(m->remote_topic) + plen +
-			              (wrapped ? wlen : m->len);
-			mosquitto_property_free_all(&props);
-			free(wrapped);
+			rc = cloud_publish(c, m, &wire);
 			if(rc == MOSQ_ERR_PAYLOAD_SIZE || rc == MOSQ_ERR_OVERSIZE_PACKET ||
 			   rc == MOSQ_ERR_QOS_NOT_SUPPORTED || rc == MOSQ_ERR_MALFORMED_UTF8 ||
-			   rc == MOSQ_ERR_RETAIN_NOT_SUPPORTED) {
+			   rc == MOSQ_ERR_INVAL) {
 				/* The cloud can never take this one: do not block the queue. */
 				char q[300];
 				atomic_fetch_add(&b->ctr.out_refused, 1);
@@ -501,12 +658,6 @@ static int cloud_send(cloud_t *c)
 			if(rc) {
 				break;
 			}
-			if(c->n_inflight == 0) {
-				c->progress_at = util_mono_ms();
-			}
-			c->inflight[c->n_inflight].mid = mid;
-			c->inflight[c->n_inflight].seq = m->seq;
-			c->n_inflight++;
 			c->last_sent_seq = m->seq;
 			c->tokens -= 1.0;
 			pace_take(&c->bytes, wire);
@@ -517,9 +668,8 @@ static int cloud_send(cloud_t *c)
 		if(rc) {
 			snprintf(c->link.cb_reason, sizeof(c->link.cb_reason), "publish failed: %s",
 			         mosquitto_strerror(rc));
-			/* Not the cloud's doing (signing, memory) unless the link is gone. */
-			c->local_failure = rc != MOSQ_ERR_NO_CONN && rc != MOSQ_ERR_CONN_LOST &&
-			                   rc != MOSQ_ERR_ERRNO;
+			/* Not the cloud's doing (signing, memory). */
+			c->local_failure = true;
 			return -1;
 		}
 	}
@@ -557,17 +707,21 @@ void *cloud_run(void *arg)
 	const bconf_t *cfg = b->cfg;
 	util_thread_name("pg-cloud");
 	cloud_t c = {.b = b};
-	c.window = (size_t)cfg->drain_inflight;
+	c.max_window = c.window = (size_t)cfg->drain_inflight;
+	c.max_qos = 1;
+	c.retain_ok = true;
 	c.inflight = calloc(c.window, sizeof(*c.inflight));
+	c.q0 = calloc(c.window, sizeof(*c.q0));
 	/* Room for a due batch plus one loop's worth of PUBACKs (at most the
 	 * window) and refusals (at most a page). */
 	c.cap_acks = CLOUD_ACK_BATCH + c.window + CLOUD_PAGE;
 	c.acks = calloc(c.cap_acks, sizeof(*c.acks));
-	if(!c.inflight || !c.acks || tunnel_ctx_new(b, &c.tc)) {
+	if(!c.inflight || !c.q0 || !c.acks || tunnel_ctx_new(b, &c.tc)) {
 		blog(BLOG_ERROR, "cloud.out_of_memory", NULL);
 		atomic_store(&b->fatal, true);
 		atomic_store(&b->stop, true);
 		free(c.inflight);
+		free(c.q0);
 		free(c.acks);
 		return NULL;
 	}
@@ -592,6 +746,7 @@ void *cloud_run(void *arg)
 	                  .owner = &c,
 	                  .setup = cloud_setup,
 	                  .up = cloud_up,
+	                  .packet = cloud_packet,
 	                  .down = cloud_down};
 	link_init(&c.link, b, &lc);
 	c.tokens_at = util_mono_ms();
@@ -603,7 +758,8 @@ void *cloud_run(void *arg)
 			if(!stop_at) {
 				stop_at = now + CLOUD_STOP_GRACE_MS;
 			}
-			if(!c.link.mosq || c.link.state != LINK_UP || c.n_inflight == 0 || now >= stop_at) {
+			if(!c.link.mosq || c.link.state != LINK_UP || (c.n_inflight == 0 && c.n_q0 == 0) ||
+			   now >= stop_at) {
 				break;
 			}
 		}
@@ -645,6 +801,7 @@ void *cloud_run(void *arg)
 			rc = link_read(&c.link, 512, NULL, 0);
 		}
 		rc = link_write(&c.link, rc);
+		cloud_q0_done(&c);
 		flush_acks_due(&c);
 		retry_deletes(&c);
 		if(!rc && !c.link.lost && c.link.state == LINK_UP && c.n_inflight > 0) {
@@ -680,6 +837,7 @@ void *cloud_run(void *arg)
 	c.retry_at = 0;
 	retry_deletes(&c);
 	free(c.inflight);
+	free(c.q0);
 	free(c.acks);
 	free(c.retry);
 	/* OpenSSL keeps per-thread state (the error queue) until told. */

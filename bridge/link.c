@@ -6,18 +6,22 @@
 #include "link.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "blog.h"
 #include "gate.h"
+#include "mqttwire.h"
 #include "util.h"
 
 void *link_owner(void *obj)
@@ -85,7 +89,7 @@ static bool link_lib_may_write(const link_t *l)
  * our buffer (the socket was full). */
 static bool link_want_write(const link_t *l)
 {
-	return link_lib_may_write(l) || link_wbuf_pending(l->mosq);
+	return link_lib_may_write(l) || link_wbuf_pending(l->mosq) || l->tx_len > l->tx_off;
 }
 
 /* Send what our buffer lets out; an error only when the socket refused for
@@ -225,7 +229,7 @@ static void link_on_connect(struct mosquitto *mosq, void *obj, int rc, int flags
 		l->warned_no_client_cert = true;
 	}
 	if(l->conf.up) {
-		l->conf.up(l->conf.owner, flags);
+		l->conf.up(l->conf.owner, flags, props);
 	}
 	l->failures_since_up = 0;
 	l->logged_reason[0] = '\0';
@@ -304,6 +308,10 @@ void link_drop(link_t *l, const char *reason)
 		l->mosq = NULL;
 	}
 	l->holding = false;
+	l->raw = false;
+	l->rx_len = 0;
+	l->tx_off = l->tx_len = 0;
+	l->ping_at = 0;
 	if(l->conf.down) {
 		l->conf.down(l->conf.owner, detail, sizeof(detail));
 	}
@@ -469,6 +477,10 @@ static void link_connect(link_t *l)
 	if(l->conf.persistent && l->conf.protocol == 5) {
 		mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, UINT32_MAX);
 	}
+	/* Raw mode reads packets of at most LINK_RAW_RX bytes: say so. */
+	if(l->conf.packet && l->conf.protocol == 5) {
+		mosquitto_property_add_int32(&props, MQTT_PROP_MAXIMUM_PACKET_SIZE, LINK_RAW_RX);
+	}
 	l->state = LINK_CONNECTING;
 	atomic_store(l->conf.state_ctr, LINK_CONNECTING);
 	errno = 0;
@@ -486,6 +498,297 @@ static void link_connect(link_t *l)
 		              rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc),
 		              l->lib_error[0] ? ": " : "", l->lib_error);
 		link_connect_failed(l, reason);
+	}
+}
+
+/* --- raw mode (link.h) ------------------------------------------------------ */
+
+int link_raw_start(link_t *l)
+{
+	if(!l->rx) {
+		l->rx = malloc(LINK_RAW_RX);
+		if(!l->rx) {
+			return MOSQ_ERR_NOMEM;
+		}
+	}
+	SSL *ssl = mosquitto_ssl_get(l->mosq);
+	if(ssl) {
+		/* Partial writes let a full socket take part of the buffer; the
+		 * buffer may move (it is compacted) between a retry and the next. */
+		SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	}
+	l->raw = true;
+	l->rx_len = 0;
+	l->tx_off = l->tx_len = 0;
+	l->last_in = l->last_out = util_mono_ms();
+	l->ping_at = 0;
+	return MOSQ_ERR_SUCCESS;
+}
+
+uint8_t *link_raw_reserve(link_t *l, size_t n)
+{
+	if(l->tx_off && l->tx_off == l->tx_len) {
+		l->tx_off = l->tx_len = 0;
+	}
+	if(l->tx_cap - l->tx_len >= n) {
+		return l->tx + l->tx_len;
+	}
+	if(l->tx_off) { /* move what is left to the front */
+		memmove(l->tx, l->tx + l->tx_off, l->tx_len - l->tx_off);
+		l->tx_len -= l->tx_off;
+		l->tx_off = 0;
+		if(l->tx_cap - l->tx_len >= n) {
+			return l->tx + l->tx_len;
+		}
+	}
+	size_t cap = l->tx_cap ? l->tx_cap : 16 * 1024;
+	while(cap - l->tx_len < n) {
+		if(cap > SIZE_MAX / 2) {
+			return NULL;
+		}
+		cap *= 2;
+	}
+	uint8_t *t = realloc(l->tx, cap);
+	if(!t) {
+		return NULL;
+	}
+	l->tx = t;
+	l->tx_cap = cap;
+	return l->tx + l->tx_len;
+}
+
+void link_raw_commit(link_t *l, size_t n)
+{
+	l->tx_len += n;
+	l->tx_queued += n;
+}
+
+/* The reason OpenSSL gives for a failed read or write, into cb_reason. */
+static int link_raw_tls_error(link_t *l, SSL *ssl, int ret, const char *what)
+{
+	int err = SSL_get_error(ssl, ret);
+	if(err == SSL_ERROR_ZERO_RETURN) {
+		return MOSQ_ERR_CONN_LOST;
+	}
+	if(err == SSL_ERROR_SYSCALL) {
+		ERR_clear_error();
+		return errno ? MOSQ_ERR_ERRNO : MOSQ_ERR_CONN_LOST;
+	}
+	char e[256] = "";
+	unsigned long code = ERR_get_error();
+	if(code) {
+		ERR_error_string_n(code, e, sizeof(e));
+	}
+	ERR_clear_error();
+	if(!l->cb_reason[0]) {
+		util_snprintf(l->cb_reason, sizeof(l->cb_reason), "TLS %s failed: %s", what,
+		              e[0] ? e : "unknown OpenSSL error");
+	}
+	return MOSQ_ERR_TLS;
+}
+
+/* Hand the send buffer to TLS (or the socket) as far as it takes it, then
+ * let our write buffer below TLS out. */
+static int link_raw_push(link_t *l)
+{
+	SSL *ssl = mosquitto_ssl_get(l->mosq);
+	int fd = mosquitto_socket(l->mosq);
+	while(l->tx_off < l->tx_len) {
+		size_t left = l->tx_len - l->tx_off;
+		int chunk = left > INT_MAX ? INT_MAX : (int)left;
+		ssize_t n;
+		errno = 0;
+		if(ssl) {
+			ERR_clear_error();
+			int r = SSL_write(ssl, l->tx + l->tx_off, chunk);
+			if(r <= 0) {
+				int err = SSL_get_error(ssl, r);
+				if(err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) {
+					break; /* the socket is full: again when it is writable */
+				}
+				return link_raw_tls_error(l, ssl, r, "write");
+			}
+			n = r;
+		} else {
+			n = write(fd, l->tx + l->tx_off, (size_t)chunk);
+			if(n < 0) {
+				if(errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+					break;
+				}
+				return MOSQ_ERR_ERRNO;
+			}
+		}
+		l->tx_off += (size_t)n;
+		l->tx_pushed += (uint64_t)n;
+		l->last_out = util_mono_ms();
+	}
+	if(l->tx_off == l->tx_len) {
+		l->tx_off = l->tx_len = 0;
+	}
+	return link_wbuf_flush(l->mosq);
+}
+
+/* Queue a packet of a few bytes. */
+static int link_raw_put(link_t *l, const uint8_t *p, size_t n)
+{
+	uint8_t *o = link_raw_reserve(l, n);
+	if(!o) {
+		util_snprintf(l->cb_reason, sizeof(l->cb_reason), "out of memory");
+		return MOSQ_ERR_NOMEM;
+	}
+	memcpy(o, p, n);
+	link_raw_commit(l, n);
+	return MOSQ_ERR_SUCCESS;
+}
+
+/* libmosquitto's keepalive (lib/util_mosq.c), which no longer runs: a
+ * PINGREQ once keepalive_s passed without a packet out or in; no packet in
+ * for keepalive_s after it (the PINGRESP included) and the connection is
+ * taken as dead. */
+static int link_raw_keepalive(link_t *l)
+{
+	int64_t ka = (int64_t)l->conf.keepalive_s * 1000, now = util_mono_ms();
+	if(ka <= 0 || (now - l->last_out < ka && now - l->last_in < ka)) {
+		return MOSQ_ERR_SUCCESS;
+	}
+	if(l->ping_at) {
+		util_snprintf(l->cb_reason, sizeof(l->cb_reason),
+		              "keepalive timeout: no answer from the %s within %d s of a PINGREQ",
+		              l->conf.peer, l->conf.keepalive_s);
+		return MOSQ_ERR_KEEPALIVE;
+	}
+	static const uint8_t pingreq[2] = {MQW_PINGREQ << 4, 0};
+	int rc = link_raw_put(l, pingreq, sizeof(pingreq));
+	l->ping_at = now;
+	l->last_in = now;
+	l->last_out = now; /* as libmosquitto: the next check is a keepalive away */
+	return rc ? rc : link_raw_push(l);
+}
+
+/* One packet that arrived: PINGRESP and DISCONNECT are the link's, the rest
+ * the protocol's. */
+static int link_raw_dispatch(link_t *l, uint8_t header, const uint8_t *body, uint32_t len)
+{
+	unsigned type = header >> 4;
+	if(type == MQW_PINGRESP && mqw_pingresp_parse(header, len) == MQW_OK) {
+		l->ping_at = 0;
+		return MOSQ_ERR_SUCCESS;
+	}
+	if(type == MQW_DISCONNECT) {
+		uint8_t reason = 0;
+		char why[200];
+		if(mqw_disconnect_parse(l->conf.protocol, header, body, len, &reason, why, sizeof(why)) ==
+		   MQW_OK) {
+			l->lost = true;
+			if(reason && !l->cb_reason[0]) {
+				char q[300];
+				util_snprintf(l->cb_reason, sizeof(l->cb_reason), "%s%s%s",
+				              mosquitto_reason_string(reason), why[0] ? ": " : "",
+				              why[0] ? util_log_quote(why, q, sizeof(q)) : "");
+			}
+			return MOSQ_ERR_SUCCESS;
+		}
+	} else if(type != MQW_PINGRESP && l->conf.packet) {
+		return l->conf.packet(l->conf.owner, header, body, len);
+	}
+	util_snprintf(l->cb_reason, sizeof(l->cb_reason),
+	              "protocol error: the %s sent a malformed or unexpected %s packet", l->conf.peer,
+	              mqw_type_name(type));
+	return MOSQ_ERR_PROTOCOL;
+}
+
+/* Is a whole packet (or a broken one) waiting in rx? */
+static bool link_raw_frame_ready(const link_t *l)
+{
+	uint8_t h;
+	const uint8_t *body;
+	uint32_t blen;
+	size_t total;
+	return l->raw && l->rx_len &&
+	       mqw_frame(l->rx, l->rx_len, LINK_RAW_RX, &h, &body, &blen, &total) != MQW_MORE;
+}
+
+/* Read what has arrived and pass on every whole packet, up to max_packets. */
+static int link_raw_read(link_t *l, int max_packets)
+{
+	SSL *ssl = mosquitto_ssl_get(l->mosq);
+	int fd = mosquitto_socket(l->mosq);
+	int done = 0, rc = MOSQ_ERR_SUCCESS;
+	for(;;) {
+		size_t off = 0;
+		while(done < max_packets && !l->lost && !rc) {
+			uint8_t h;
+			const uint8_t *body;
+			uint32_t blen;
+			size_t total;
+			mqw_rc_t m = mqw_frame(l->rx + off, l->rx_len - off, LINK_RAW_RX, &h, &body, &blen,
+			                       &total);
+			if(m == MQW_MORE) {
+				break;
+			}
+			if(m != MQW_OK) {
+				util_snprintf(l->cb_reason, sizeof(l->cb_reason),
+				              m == MQW_TOO_BIG ? "protocol error: the %s sent a packet larger "
+				                                 "than %d bytes"
+				                               : "protocol error: the %s sent a malformed packet "
+				                                 "length",
+				              l->conf.peer, LINK_RAW_RX);
+				return MOSQ_ERR_PROTOCOL;
+			}
+			l->last_in = util_mono_ms();
+			rc = link_raw_dispatch(l, h, body, blen);
+			off += total;
+			done++;
+		}
+		if(off) {
+			memmove(l->rx, l->rx + off, l->rx_len - off);
+			l->rx_len -= off;
+		}
+		if(rc || l->lost || done >= max_packets) {
+			return rc;
+		}
+		ssize_t n;
+		errno = 0;
+		if(ssl) {
+			ERR_clear_error();
+			int r = SSL_read(ssl, l->rx + l->rx_len, (int)(LINK_RAW_RX - l->rx_len));
+			if(r <= 0) {
+				int err = SSL_get_error(ssl, r);
+				if(err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+					return MOSQ_ERR_SUCCESS;
+				}
+				return link_raw_tls_error(l, ssl, r, "read");
+			}
+			n = r;
+		} else {
+			n = read(fd, l->rx + l->rx_len, LINK_RAW_RX - l->rx_len);
+			if(n == 0) {
+				return MOSQ_ERR_CONN_LOST;
+			}
+			if(n < 0) {
+				return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR
+				           ? MOSQ_ERR_SUCCESS
+				           : MOSQ_ERR_ERRNO;
+			}
+		}
+		l->rx_len += (size_t)n;
+	}
+}
+
+/* Graceful end in raw mode: what is queued, then DISCONNECT, pushed for at
+ * most half a second. */
+static void link_raw_disconnect(link_t *l)
+{
+	static const uint8_t disconnect[2] = {MQW_DISCONNECT << 4, 0};
+	if(link_raw_put(l, disconnect, sizeof(disconnect))) {
+		return;
+	}
+	for(int i = 0; i < 50; i++) {
+		if(link_raw_push(l) || (l->tx_len == l->tx_off && !link_wbuf_pending(l->mosq))) {
+			return;
+		}
+		struct pollfd pfd = {.fd = mosquitto_socket(l->mosq), .events = POLLOUT};
+		poll(&pfd, 1, 10);
 	}
 }
 
@@ -517,7 +820,7 @@ int link_poll(link_t *l, bool want_read, struct pollfd *extra, int timeout_ms, b
 	if(link_want_write(l)) {
 		pfd[0].events |= POLLOUT;
 	}
-	bool buffered = want_read && link_tls_buffered(l->mosq);
+	bool buffered = want_read && (link_tls_buffered(l->mosq) || link_raw_frame_ready(l));
 	if(poll(pfd, n, buffered ? 0 : timeout_ms) < 0 && errno != EINTR) {
 		return MOSQ_ERR_ERRNO;
 	}
@@ -530,8 +833,14 @@ int link_poll(link_t *l, bool want_read, struct pollfd *extra, int timeout_ms, b
 
 int link_read(link_t *l, int max_reads, const size_t *bytes, size_t max_bytes)
 {
+	if(l->raw) {
+		return link_raw_read(l, max_reads);
+	}
 	int rc = mosquitto_loop_read(l->mosq, 1);
 	for(int i = 1; rc == MOSQ_ERR_SUCCESS && i < max_reads && !(bytes && *bytes >= max_bytes); i++) {
+		if(l->raw) { /* the CONNACK just started raw mode */
+			return l->lost ? MOSQ_ERR_SUCCESS : link_raw_read(l, max_reads - i);
+		}
 		if(!link_tls_buffered(l->mosq)) {
 			struct pollfd pfd = {.fd = mosquitto_socket(l->mosq), .events = POLLIN};
 			if(pfd.fd < 0 || poll(&pfd, 1, 0) <= 0 || !(pfd.revents & POLLIN)) {
@@ -545,6 +854,12 @@ int link_read(link_t *l, int max_reads, const size_t *bytes, size_t max_bytes)
 
 int link_write(link_t *l, int rc)
 {
+	if(l->raw) {
+		if(!rc && !l->lost) {
+			rc = link_raw_push(l);
+		}
+		return rc || l->lost ? rc : link_raw_keepalive(l);
+	}
 	if(!rc && link_want_write(l)) {
 		rc = link_flush(l);
 	}
@@ -575,14 +890,20 @@ bool link_settle(link_t *l, int rc)
 
 void link_close(link_t *l)
 {
-	if(!l->mosq) {
-		return;
+	if(l->mosq) {
+		/* Everything read has been committed: let the PUBACKs out, then leave. */
+		if(l->state == LINK_UP && l->raw) {
+			link_raw_disconnect(l);
+		} else if(l->state == LINK_UP) {
+			link_flush(l);
+			link_disconnect(l->mosq);
+		}
+		mosquitto_destroy(l->mosq);
+		l->mosq = NULL;
 	}
-	/* Everything read has been committed: let the PUBACKs out, then leave. */
-	if(l->state == LINK_UP) {
-		link_flush(l);
-		link_disconnect(l->mosq);
-	}
-	mosquitto_destroy(l->mosq);
-	l->mosq = NULL;
+	l->raw = false;
+	free(l->rx);
+	free(l->tx);
+	l->rx = l->tx = NULL;
+	l->rx_len = l->tx_off = l->tx_len = l->tx_cap = 0;
 }

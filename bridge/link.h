@@ -36,6 +36,7 @@
 #include "bridge.h"
 
 struct mosquitto;
+struct mqtt5__property;
 struct ssl_ctx_st;
 
 /* Bytes of the write buffer put below TLS once the handshake is done, so
@@ -45,6 +46,9 @@ struct ssl_ctx_st;
 /* At most this many bytes in a gate (link_conf_t.gated) before a write has
  * to wait for the socket, as it would on a full socket. */
 #define LINK_GATE_MAX (1024 * 1024)
+/* Raw mode: the largest packet accepted from the peer (the read buffer's
+ * size; MQTT 5 CONNECTs announce it as Maximum Packet Size). */
+#define LINK_RAW_RX (64 * 1024)
 
 typedef struct link_conf {
 	const char *name;  /* "plant" or "cloud": the log events' prefix and the config keys' */
@@ -81,8 +85,15 @@ typedef struct link_conf {
 	 * NULL. */
 	int (*connect)(void *owner, struct mosquitto *mosq, char *reason, size_t len);
 	/* CONNACK accepted: log "<name>.connected", subscribe.  failures_since_up
-	 * and down_since still describe the outage.  May be NULL. */
-	void (*up)(void *owner, int flags);
+	 * and down_since still describe the outage; props are the CONNACK's
+	 * (MQTT 5; NULL otherwise).  May be NULL. */
+	void (*up)(void *owner, int flags, const struct mqtt5__property *props);
+	/* Raw mode (link_raw_start): a packet the link does not handle itself
+	 * (it handles PINGRESP and DISCONNECT): header is the fixed header's
+	 * first byte, body[0..len) the rest.  Returns MOSQ_ERR_SUCCESS, or an
+	 * error with l->cb_reason set (the connection is then dropped).  May be
+	 * NULL when the protocol never starts raw mode. */
+	int (*packet)(void *owner, uint8_t header, const uint8_t *body, uint32_t len);
 	/* The client was destroyed: forget what belonged to the connection.
 	 * May write key=value fields for the "<name>.disconnected" line into
 	 * detail (empty by default).  May be NULL. */
@@ -117,6 +128,18 @@ typedef struct link {
 	/* Set by the protocol: libmosquitto's queue is not written for now (the
 	 * plant's PUBACKs of a batch whose commit has not started yet). */
 	bool defer;
+	/* Raw mode (link_raw_start): after the CONNACK the protocol encodes its
+	 * packets itself into tx and the link reads and frames what arrives in
+	 * rx; libmosquitto only holds the socket and the TLS session. */
+	bool raw;
+	uint8_t *rx;
+	size_t rx_len;
+	uint8_t *tx;
+	size_t tx_off, tx_len, tx_cap;
+	/* Bytes ever put into tx / handed to TLS (or the socket): a packet whose
+	 * end is at most tx_pushed has left our hands. */
+	uint64_t tx_queued, tx_pushed;
+	int64_t last_in, last_out, ping_at; /* monotonic ms; ping_at 0: no PINGREQ outstanding */
 } link_t;
 
 /* libmosquitto formats a line for every packet it sends or receives once a
@@ -179,7 +202,29 @@ bool link_settle(link_t *l, int rc);
  * was up, call .down, and schedule the next attempt with backoff. */
 void link_drop(link_t *l, const char *reason);
 
-/* Graceful end: write what is queued, send DISCONNECT, destroy the client. */
+/* Graceful end: write what is queued, send DISCONNECT, destroy the client,
+ * free the raw mode's buffers. */
 void link_close(link_t *l);
+
+/* --- raw mode ---------------------------------------------------------------
+ * libmosquitto writes one TLS record per packet and reads every packet in
+ * three SSL_read calls.  A protocol that sends many packets at a time (the
+ * cloud: a page of publishes) calls link_raw_start() once connected (from
+ * .up); from then on libmosquitto's loop is no longer run on this client:
+ * the protocol encodes its packets into the link's buffer
+ * (link_raw_reserve / link_raw_commit), link_write() hands the whole buffer
+ * to TLS in one SSL_write (a few records for many packets) and does the
+ * keepalive, and link_read() reads as much as has arrived, frames it and
+ * passes each packet to conf.packet.  The connect, its TLS handshake, its
+ * failure reasons and the client's destruction stay libmosquitto's. */
+
+/* Switch to raw mode; MOSQ_ERR_NOMEM when the buffers cannot be had (the
+ * caller then drops the connection). */
+int link_raw_start(link_t *l);
+
+/* Room for n bytes at the end of the send buffer (NULL: out of memory);
+ * link_raw_commit(l, n) then adds what was written there. */
+uint8_t *link_raw_reserve(link_t *l, size_t n);
+void link_raw_commit(link_t *l, size_t n);
 
 #endif

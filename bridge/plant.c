@@ -226,7 +226,7 @@ static void on_subscribe(struct mosquitto *mosq, void *obj, int mid, int qos_cou
 }
 
 /* link_conf_t.up: connected (link.c counted it). */
-static void plant_up(void *owner, int flags)
+static void plant_up(void *owner, int flags, const mosquitto_property *props)
 {
 	plant_t *p = owner;
 	/* While the queue cannot be written we reconnect only to retry: the link
