@@ -311,6 +311,7 @@ void link_drop(link_t *l, const char *reason)
 	l->raw = false;
 	l->rx_len = 0;
 	l->tx_off = l->tx_len = 0;
+	l->tx_pushed = l->tx_queued; /* what was not handed to TLS is thrown away */
 	l->ping_at = 0;
 	if(l->conf.down) {
 		l->conf.down(l->conf.owner, detail, sizeof(detail));
@@ -520,6 +521,7 @@ int link_raw_start(link_t *l)
 	l->raw = true;
 	l->rx_len = 0;
 	l->tx_off = l->tx_len = 0;
+	l->tx_pushed = l->tx_queued;
 	l->last_in = l->last_out = util_mono_ms();
 	l->ping_at = 0;
 	return MOSQ_ERR_SUCCESS;

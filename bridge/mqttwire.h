@@ -103,8 +103,10 @@ mqw_rc_t mqw_ack_parse(int protocol, uint8_t header, const uint8_t *body, uint32
 mqw_rc_t mqw_disconnect_parse(int protocol, uint8_t header, const uint8_t *body, uint32_t len,
                               uint8_t *reason, char *why, size_t why_len);
 
-/* PUBLISH received: its QoS and packet id (0 for QoS 0), with the topic
- * and, for MQTT 5, the properties checked for form. */
+/* PUBLISH received: its QoS and packet id (0 for QoS 0), with the topic's
+ * length and, for MQTT 5, the properties checked for form.  The topic's
+ * content is not checked (empty, wildcards, UTF-8): the bridge only
+ * acknowledges and drops what a cloud sends unasked. */
 mqw_rc_t mqw_publish_parse(int protocol, uint8_t header, const uint8_t *body, uint32_t len,
                            int *qos, uint16_t *mid);
 
