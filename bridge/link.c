@@ -749,6 +749,10 @@ static int link_raw_read(link_t *l, int max_packets)
 		if(rc || l->lost || done >= max_packets) {
 			return rc;
 		}
+		if(l->rx_len == LINK_RAW_RX) { /* cannot be: mqw_frame said TOO_BIG first */
+			util_snprintf(l->cb_reason, sizeof(l->cb_reason), "protocol error: read buffer full");
+			return MOSQ_ERR_PROTOCOL;
+		}
 		ssize_t n;
 		errno = 0;
 		if(ssl) {
