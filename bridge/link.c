@@ -7,6 +7,9 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 #include <openssl/err.h>
@@ -517,6 +520,13 @@ int link_raw_start(link_t *l)
 		/* Partial writes let a full socket take part of the buffer; the
 		 * buffer may move (it is compacted) between a retry and the next. */
 		SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	}
+	/* Each loop turn writes what it has in one go, so Nagle's algorithm
+	 * could only hold a turn's last segment back until the peer's ACK of the
+	 * one before (a delayed ACK: up to 40 ms). */
+	int one = 1;
+	if(setsockopt(mosquitto_socket(l->mosq), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))) {
+		/* not fatal: slower, not wrong */
 	}
 	l->raw = true;
 	l->rx_len = 0;
