@@ -7,9 +7,6 @@
 
 #include <errno.h>
 #include <limits.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 #include <openssl/err.h>
@@ -450,6 +447,12 @@ static void link_connect(link_t *l)
 	 * notes"; unthreaded, libmosquitto 2.0.11 acknowledges before on_message:
 	 * upstream issue #2884). */
 	mosquitto_threaded_set(l->mosq, true);
+	/* Both links write a loop turn's packets in one go (the buffer below
+	 * TLS, raw mode), so Nagle's algorithm could only hold a turn's last
+	 * segment back until the peer acknowledged the one before, which a
+	 * delayed ACK makes up to 40 ms: the plant's PUBACKs, the cloud's
+	 * publishes. */
+	mosquitto_int_option(l->mosq, MOSQ_OPT_TCP_NODELAY, 1);
 	link_drop_wakeup_pair(l->mosq);
 	mosquitto_connect_v5_callback_set(l->mosq, link_on_connect);
 	mosquitto_disconnect_v5_callback_set(l->mosq, link_on_disconnect);
@@ -520,13 +523,6 @@ int link_raw_start(link_t *l)
 		/* Partial writes let a full socket take part of the buffer; the
 		 * buffer may move (it is compacted) between a retry and the next. */
 		SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-	}
-	/* Each loop turn writes what it has in one go, so Nagle's algorithm
-	 * could only hold a turn's last segment back until the peer's ACK of the
-	 * one before (a delayed ACK: up to 40 ms). */
-	int one = 1;
-	if(setsockopt(mosquitto_socket(l->mosq), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))) {
-		/* not fatal: slower, not wrong */
 	}
 	l->raw = true;
 	l->rx_len = 0;
