@@ -692,7 +692,7 @@ static int link_raw_dispatch(link_t *l, uint8_t header, const uint8_t *body, uin
 				char q[300];
 				util_snprintf(l->cb_reason, sizeof(l->cb_reason), "%s%s%s",
 				              mosquitto_reason_string(reason), why[0] ? ": " : "",
-				              why[0] ? util_log_quote(why, q, sizeof(q)) : "");
+				              why[0] ? util_log_safe(why, q, sizeof(q)) : "");
 			}
 			return MOSQ_ERR_SUCCESS;
 		}
