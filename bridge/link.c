@@ -148,6 +148,16 @@ int link_release(link_t *l)
 	return link_wbuf_flush(l->mosq);
 }
 
+bool link_backlogged(const link_t *l)
+{
+	BIO *w = l->mosq ? link_wbuf(l->mosq) : NULL;
+	if(!gate_is(w)) {
+		return false;
+	}
+	long open = BIO_wpending(w); /* may leave: open - sent */
+	return (open > 0 ? (size_t)open : 0) + gate_held(w) >= LINK_GATE_BACKLOG;
+}
+
 /* Flush and remove the buffer, then send DISCONNECT. */
 static int link_disconnect(struct mosquitto *mosq)
 {

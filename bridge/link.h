@@ -49,6 +49,11 @@ struct ssl_ctx_st;
 /* Raw mode: the largest packet accepted from the peer (the read buffer's
  * size; MQTT 5 CONNECTs announce it as Maximum Packet Size). */
 #define LINK_RAW_RX (64 * 1024)
+/* A gated link is backlogged (link_backlogged) while its gate holds at least
+ * this many bytes the socket has not taken yet: the peer reads our writes
+ * more slowly than it sends.  Half the gate, so that what libmosquitto
+ * queues meanwhile still fits in the gate instead of its own queue. */
+#define LINK_GATE_BACKLOG (LINK_GATE_MAX / 2)
 
 typedef struct link_conf {
 	const char *name;  /* "plant" or "cloud": the log events' prefix and the config keys' */
@@ -191,6 +196,13 @@ bool link_hold(link_t *l);
 /* The commit returned: let what link_hold() held leave, now.  Returns a
  * libmosquitto error code. */
 int link_release(link_t *l);
+
+/* True while a gated link's gate holds LINK_GATE_BACKLOG bytes or more that
+ * the socket has not taken (held or not): the peer is not reading what we
+ * write as fast as we produce it.  Whatever libmosquitto cannot put into a
+ * full gate waits in its own queue, ~80 bytes of heap per PUBACK and without
+ * a bound, so the caller stops reading until this is false again. */
+bool link_backlogged(const link_t *l);
 
 /* When rc is an error or l->lost is set, drop the connection (it was up) or
  * count a failed attempt (it was not), with the most specific reason known,
