@@ -99,8 +99,10 @@ uint64_t policy_memo_hash(const char *topic, size_t *len)
 		left -= 8;
 	}
 	uint64_t w = 0;
-	for(size_t k = 0; k < left; k++) {
-		w |= (uint64_t)(unsigned char)s[k] << (8 * k);
+	if(n >= 8) {
+		memcpy(&w, topic + n - 8, 8); /* the last 8 bytes, overlapping the words above */
+	} else {
+		memcpy(&w, s, left);
 	}
 	h = (h ^ w) * 0x94d049bb133111ebULL;
 	h ^= h >> 32;
