@@ -133,7 +133,10 @@ int acl_check(int event, void *event_data, void *userdata)
 	req.retain = ed->retain;
 	req.payloadlen = ed->payloadlen;
 	if(rec) {
-		policy_check_resolved(pg->policy, rec->binding, &who, &req, &d);
+		if(!rec->memo && req.access != POLICY_SUBSCRIBE) {
+			rec->memo = policy_memo_new(); /* NULL (ENOMEM): decided without it */
+		}
+		policy_check_memo(pg->policy, rec->binding, &who, &req, rec->memo, &d);
 	} else {
 		policy_check(pg->policy, &who, &req, &d);
 	}

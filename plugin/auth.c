@@ -294,6 +294,7 @@ int auth_basic(int event, void *event_data, void *userdata)
 	util_strlcpy(rec->sha256, sha256, sizeof(rec->sha256));
 	util_strlcpy(rec->address, mosquitto_client_address(client), sizeof(rec->address));
 	rec->binding = binding;
+	policy_memo_clear(rec->memo); /* site and line may differ from the last connect */
 	control_client_online(pg, rec, client);
 	/* Its session may still hold subscriptions the new rights do not grant
 	 * (a takeover keeps them without a SUBSCRIBE check): one kick makes

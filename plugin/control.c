@@ -157,6 +157,7 @@ static void reload(pg_plugin_t *pg)
 			why = "its client id could now be another device's identity";
 		}
 		rec->binding = nb;
+		policy_memo_clear(rec->memo); /* it would empty itself anyway: np is new */
 		/* Only a live connection is kicked.  Kicking (or refusing) an
 		 * offline session makes mosquitto disconnect it a second time and
 		 * list it twice for session expiry (see auth.c, offline_recheck):
@@ -335,6 +336,15 @@ pg_client_t *control_client_new(pg_plugin_t *pg, const char *cid)
 		return NULL;
 	}
 	return rec;
+}
+
+void control_client_free(void *v)
+{
+	pg_client_t *rec = v;
+	if(rec) {
+		policy_memo_free(rec->memo);
+		free(rec);
+	}
 }
 
 void control_client_online(pg_plugin_t *pg, pg_client_t *rec, const struct mosquitto *client)

@@ -326,7 +326,7 @@ EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userd
 	   parse_options(pg, options, option_count)) {
 		goto fail;
 	}
-	pg->clients = hmap_new(free);
+	pg->clients = hmap_new(control_client_free);
 	pg->failures = hmap_new(free);
 	pg->idents = hmap_new(free);
 	pg->pinned_ok = hmap_new(NULL);

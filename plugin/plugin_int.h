@@ -61,6 +61,10 @@ typedef struct pg_client {
 	char sha256[65];
 	char address[64];
 	const policy_binding_t *binding; /* into pg->policy; NULL = refused */
+	/* Topic decisions for this subject (acl.c), made on first use; cleared
+	 * whenever identity, attributes or binding are set (auth.c, reload in
+	 * control.c), and empties itself for another policy or binding. */
+	policy_memo_t *memo;
 	const struct mosquitto *client;  /* the live connection, NULL when offline */
 	/* The connection that went offline last, kept as a tag (never
 	 * dereferenced): on reload mosquitto re-checks the session it left with
@@ -196,6 +200,8 @@ int control_disconnect(int event, void *event_data, void *userdata);
 void control_client_online(pg_plugin_t *pg, pg_client_t *rec, const struct mosquitto *client);
 /* Replace the record of `cid` by a new, zeroed one; NULL on ENOMEM. */
 pg_client_t *control_client_new(pg_plugin_t *pg, const char *cid);
+/* Free a record and what it owns (the clients map's free function). */
+void control_client_free(void *rec);
 int64_t control_mono_ms(void); /* monotonic clock, for rate limits */
 int64_t control_wall_ms(void); /* UTC wall clock, for audit lines */
 /* Write an audit line; counts and logs (once per minute) audit failures.

@@ -152,6 +152,10 @@ typedef struct policy_acc {
 	const char *bad_reason;
 	long long bad_limit;
 	const policy_rule_t *deny; /* earliest deny rule */
+	/* Every allow rule that matched, for the memo (first POLICY_MEMO_RULES;
+	 * nseen counts them all). */
+	const policy_rule_t *seen[POLICY_MEMO_RULES];
+	unsigned nseen;
 } policy_acc_t;
 
 static void policy_hit_deny(void *acc, const policy_rule_t *r)
@@ -167,6 +171,10 @@ static void policy_hit_allow(void *acc, const policy_rule_t *r)
 	policy_acc_t *a = acc;
 	const policy_request_t *req = a->req;
 	long long limit = -1;
+	if(a->nseen < POLICY_MEMO_RULES) {
+		a->seen[a->nseen] = r;
+	}
+	a->nseen++;
 	const char *why = r->opts ? policy_opt_check(r, req, &limit) : NULL;
 	if(!why) {
 		if(!a->ok || r->seq < a->ok->seq) {
@@ -187,6 +195,33 @@ static void policy_decide(policy_decision_t *out, bool allow, const char *reason
 	out->rule_file = r ? r->file : NULL;
 	out->rule_line = r ? r->line : 0;
 	out->rule_text = r ? r->text : NULL;
+}
+
+/* The decision once the walks (or the memo) found acc's rules. */
+static void policy_conclude(policy_decision_t *out, const policy_acc_t *acc)
+{
+	if(acc->deny) {
+		policy_decide(out, false, POLICY_R_DENY, acc->deny);
+	} else if(acc->ok) {
+		policy_decide(out, true, POLICY_R_ALLOW, acc->ok);
+	} else if(acc->bad) {
+		policy_decide(out, false, acc->bad_reason, acc->bad);
+		out->limit = acc->bad_limit;
+	} else {
+		policy_decide(out, false, POLICY_R_NONE, NULL);
+	}
+}
+
+/* The decision from what the memo remembers of the topic: the same rules the
+ * walks would find, with their options applied to this request. */
+static void policy_conclude_memo(policy_decision_t *out, const policy_memo_hit_t *h,
+                                 const policy_request_t *req)
+{
+	policy_acc_t acc = {.req = req, .bad_limit = -1, .deny = h->deny};
+	for(unsigned i = 0; !acc.deny && i < h->nallow; i++) {
+		policy_hit_allow(&acc, h->allow[i]);
+	}
+	policy_conclude(out, &acc);
 }
 
 /* Topics of up to this many levels are split on the stack; more on the heap. */
@@ -274,11 +309,18 @@ void policy_check_resolved(const policy_t *p, const policy_binding_t *b,
                            const policy_subject_t *who, const policy_request_t *req,
                            policy_decision_t *out)
 {
+	policy_check_memo(p, b, who, req, NULL, out);
+}
+
+void policy_check_memo(const policy_t *p, const policy_binding_t *b, const policy_subject_t *who,
+                       const policy_request_t *req, policy_memo_t *m, policy_decision_t *out)
+{
 	ptrie_level_t slev[POLICY_STACK_LEVELS];
 	ptrie_level_t *levels = slev;
 	const char *topic;
 	size_t tlen, n;
 	bool wild, high;
+	uint64_t mhash = 0;
 
 	if(!out) {
 		return;
@@ -316,6 +358,17 @@ void policy_check_resolved(const policy_t *p, const policy_binding_t *b,
 	}
 	case POLICY_PUBLISH:
 	case POLICY_READ:
+		if(m) {
+			/* A topic remembered was valid, not $CONTROL, and walked
+			 * for this very policy, binding and subject. */
+			policy_memo_bind(m, p, b);
+			mhash = policy_memo_hash(topic, &tlen);
+			const policy_memo_hit_t *h = policy_memo_find(m, req->access, topic, tlen, mhash);
+			if(h) {
+				policy_conclude_memo(out, h, req);
+				goto out;
+			}
+		}
 		/* topic_valid_name's checks, made on the one pass that splits the
 		 * topic: non-empty, at most TOPIC_MAX_LEN bytes, no '+' or '#',
 		 * valid UTF-8 (a C string has no NUL inside, and pure ASCII is
@@ -361,24 +414,20 @@ void policy_check_resolved(const policy_t *p, const policy_binding_t *b,
 	} else {
 		ptrie_match(role->trie[a][1], &q);
 	}
-	if(acc.deny) {
-		policy_decide(out, false, POLICY_R_DENY, acc.deny);
-		goto out;
+	if(!acc.deny) {
+		q.deny = false;
+		q.hit = policy_hit_allow;
+		if(req->access == POLICY_SUBSCRIBE) {
+			ptrie_cover(role->trie[a][0], &q);
+		} else {
+			ptrie_match(role->trie[a][0], &q);
+		}
 	}
-	q.deny = false;
-	q.hit = policy_hit_allow;
-	if(req->access == POLICY_SUBSCRIBE) {
-		ptrie_cover(role->trie[a][0], &q);
-	} else {
-		ptrie_match(role->trie[a][0], &q);
-	}
-	if(acc.ok) {
-		policy_decide(out, true, POLICY_R_ALLOW, acc.ok);
-	} else if(acc.bad) {
-		policy_decide(out, false, acc.bad_reason, acc.bad);
-		out->limit = acc.bad_limit;
-	} else {
-		policy_decide(out, false, POLICY_R_NONE, NULL);
+	policy_conclude(out, &acc);
+	if(m && req->access != POLICY_SUBSCRIBE && acc.nseen <= POLICY_MEMO_RULES) {
+		policy_memo_hit_t h = {.deny = acc.deny, .nallow = acc.deny ? 0 : acc.nseen};
+		memcpy(h.allow, acc.seen, h.nallow * sizeof(h.allow[0]));
+		policy_memo_store(m, req->access, topic, tlen, mhash, &h);
 	}
 out:
 	if(levels != slev) {

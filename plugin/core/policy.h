@@ -130,6 +130,47 @@ void policy_check_resolved(const policy_t *p, const policy_binding_t *b,
                            const policy_subject_t *who, const policy_request_t *req,
                            policy_decision_t *out);
 
+/* ---- Per-client memo of topic decisions (issue 14) ---------------------
+ *
+ * A device publishes to the same few topics, and a subscriber receives the
+ * same topics, message after message; policy_check_resolved() splits the
+ * topic and walks the role's tries every time.  A memo remembers, per topic,
+ * what the walks found — the earliest matching deny rule, or the allow rules
+ * that matched — so that a repeated PUBLISH or READ check costs one hash and
+ * one comparison of the topic.  The rules' options (QoS, retain, payload
+ * size) are still applied to every request, and the topic's bytes are
+ * compared in full: the decision is exactly policy_check_resolved()'s.
+ *
+ * A memo belongs to one subject (identity, client id and certificate
+ * attributes, as in policy_subject_t): the caller clears it whenever those
+ * change.  It empties itself when asked with another policy or binding than
+ * the one it was filled for — a policy is told apart by a serial number
+ * given at load, not only by its address, which a freed policy may pass on
+ * to the next one — so a reload can never leave a stale decision behind.
+ *
+ * Bounded: at most POLICY_MEMO_MAX topics (POLICY_MEMO_PUB_MAX grown by
+ * publishes, which the client chooses), each at most POLICY_MEMO_TOPIC
+ * bytes; longer topics, SUBSCRIBE checks and topics matching more than a few
+ * allow rules are decided without it.  Not thread-safe (one memo per client,
+ * used from the broker's one thread). */
+typedef struct policy_memo policy_memo_t;
+#define POLICY_MEMO_MAX 256
+#define POLICY_MEMO_PUB_MAX 8
+#define POLICY_MEMO_TOPIC 78
+
+/* A new, empty memo (no table until first used), or NULL on ENOMEM.  The
+ * caller frees it with policy_memo_free (NULL is fine). */
+policy_memo_t *policy_memo_new(void);
+void policy_memo_free(policy_memo_t *m);
+/* Forget every decision (the subject changed).  NULL is fine. */
+void policy_memo_clear(policy_memo_t *m);
+/* Topics remembered (for tests and statistics). */
+size_t policy_memo_count(const policy_memo_t *m);
+
+/* policy_check_resolved() through memo m (NULL: no memo).  Same answer. */
+void policy_check_memo(const policy_t *p, const policy_binding_t *b, const policy_subject_t *who,
+                       const policy_request_t *req, policy_memo_t *m, policy_decision_t *out);
+
 typedef enum policy_binding_kind {
 	POLICY_BINDING_DEVICE = 1,  /* `device ID role R` */
 	POLICY_BINDING_PATTERN = 2, /* `devices matching GLOB role R` */

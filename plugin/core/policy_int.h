@@ -15,6 +15,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "conf.h"
 #include "hmap.h"
@@ -74,6 +75,9 @@ struct policy {
 	policy_rule_src_t **rules; /* every rule, in file order */
 	size_t nrules, rule_cap;
 	int default_line; /* 0 until `default deny` is seen */
+	/* Unique among the policies this process loaded (policy_parse.c): a
+	 * memo tells a new policy from a freed one at the same address. */
+	uint64_t serial;
 };
 
 /* Why an identity (or a value standing for a topic level) is unusable, or
@@ -103,5 +107,30 @@ const char *policy_opt_check(const policy_rule_t *r, const policy_request_t *req
  * leave buf alone. */
 int policy_opt_explain(const char *reason, const policy_request_t *req, long long limit, char *buf,
                        size_t len);
+
+/* ---- The per-subject memo's table (policy_memo.c; see policy.h) --------
+ * What the walks found for one topic: the earliest deny rule that matched
+ * (then nothing else is needed), else the allow rules that matched, in no
+ * particular order (the options decide among them per request).  The rules
+ * are borrowed from the policy the memo is bound to. */
+#define POLICY_MEMO_RULES 3
+typedef struct policy_memo_hit {
+	const policy_rule_t *deny;
+	const policy_rule_t *allow[POLICY_MEMO_RULES];
+	unsigned nallow;
+} policy_memo_hit_t;
+
+/* Bind m to binding b of policy p: when it was filled for anything else, it
+ * is emptied first. */
+void policy_memo_bind(policy_memo_t *m, const policy_t *p, const policy_binding_t *b);
+/* Length of topic in *len and its hash. */
+uint64_t policy_memo_hash(const char *topic, size_t *len);
+/* What m remembers for (a, topic), or NULL. */
+const policy_memo_hit_t *policy_memo_find(const policy_memo_t *m, policy_access_t a, const char *topic,
+                                          size_t len, uint64_t hash);
+/* Remember h for (a, topic); topic must be at most POLICY_MEMO_TOPIC bytes.
+ * May forget another topic to make room; does nothing on ENOMEM. */
+void policy_memo_store(policy_memo_t *m, policy_access_t a, const char *topic, size_t len, uint64_t hash,
+                       const policy_memo_hit_t *h);
 
 #endif

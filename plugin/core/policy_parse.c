@@ -9,8 +9,10 @@
  * returned when the whole file is valid; any error frees it and says
  * "file:line: what is wrong, and what to write instead".  Once loaded the
  * policy is never written again, so any number of threads may check against
- * it at once; no function here keeps static mutable state.
+ * it at once.  The one static mutable state is an atomic counter that
+ * gives each policy loaded its serial (struct policy).
  */
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -824,12 +826,16 @@ static int policy_finish(policy_parse_t *ps, char *err, size_t errlen)
 	return 0;
 }
 
+/* The serial of the next policy loaded (see struct policy). */
+static _Atomic uint64_t policy_serial_next = 1;
+
 static policy_t *policy_new(const char *name)
 {
 	policy_t *p = calloc(1, sizeof(*p));
 	if(!p) {
 		return NULL;
 	}
+	p->serial = atomic_fetch_add(&policy_serial_next, 1);
 	p->file = strdup(name ? name : "policy");
 	p->roles = hmap_new(NULL);
 	p->devices = hmap_new(policy_binding_free_value);

@@ -59,6 +59,21 @@ static policy_decision_t ask_full(const policy_t *p, const char *id, const char 
 	assert_int_equal(d.allow, d2.allow);
 	assert_ptr_equal(d.reason, d2.reason);
 	assert_int_equal(d.rule_line, d2.rule_line);
+	/* So must a memo, when it first learns the topic and when it then
+	 * answers from what it learnt. */
+	policy_memo_t *m = policy_memo_new();
+	assert_non_null(m);
+	for(int k = 0; k < 2; k++) {
+		policy_decision_t d3;
+		memset(&d3, 0x5a, sizeof(d3));
+		policy_check_memo(p, policy_resolve(p, &who), &who, &req, m, &d3);
+		assert_int_equal(d.allow, d3.allow);
+		assert_ptr_equal(d.reason, d3.reason);
+		assert_int_equal(d.rule_line, d3.rule_line);
+		assert_ptr_equal(d.rule_text, d3.rule_text);
+		assert_int_equal(d.limit, d3.limit);
+	}
+	policy_memo_free(m);
 	assert_non_null(d.reason);
 	if(d.rule_file) {
 		assert_true(d.rule_line > 0);
