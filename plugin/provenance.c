@@ -30,11 +30,49 @@
  * properties: no client can set them, on any message.  (MQTT 3.1.1
  * subscribers do not receive properties at all.)
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* dladdr */
+#endif
 #include "plugin_int.h"
 
+#include <dlfcn.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+/* Free what mosquitto_property_read_* handed back, with the allocator that
+ * made it; mosquitto_free must only see memory the broker counted, or its
+ * memory count wraps below zero and, with memory_limit set, the broker
+ * refuses every allocation from then on ("disconnected due to out of
+ * memory": tests/integration/test_plugin_memory_limit.py, which
+ * scripts/compat runs on each version).  Which allocator that is:
+ *   - before 2.0.21 the readers allocate with plain calloc wherever they live
+ *     (Debian 12's 2.0.11 exports them from the broker; upstream changelog
+ *     2.0.21: "Fix mismatched wrapped/unwrapped memory alloc/free in
+ *     properties", #3192): free();
+ *   - an upstream 2.0 broker does not export them (src/linker.syms), so the
+ *     plugin runs libmosquitto's, which counts nothing: free();
+ *   - where the readers sit beside the mosquitto_free the plugin calls (the
+ *     broker itself, or 2.1's common library) from 2.0.21 on, they allocate
+ *     with the counted allocator: mosquitto_free. */
+static void prop_free(void *mem)
+{
+	static void (*release)(void *);
+	if(!release) {
+		void (*reader)(void) = (void (*)(void))mosquitto_property_read_string_pair;
+		void (*counted)(void) = (void (*)(void))mosquitto_free;
+		void *r, *f;
+		Dl_info ri, fi;
+		int maj = 0, min = 0, rev = 0;
+		memcpy(&r, &reader, sizeof(r));
+		memcpy(&f, &counted, sizeof(f));
+		mosquitto_lib_version(&maj, &min, &rev);
+		bool beside = dladdr(r, &ri) && dladdr(f, &fi) && ri.dli_fbase == fi.dli_fbase;
+		release = beside && maj * 1000000 + min * 1000 + rev >= 2000021 ? mosquitto_free : free;
+	}
+	release(mem);
+}
 
 /* Copy one property (any type) onto *out. */
 static int copy_property(const mosquitto_property *p, mosquitto_property **out)
@@ -80,7 +118,7 @@ static int copy_property(const mosquitto_property *p, mosquitto_property **out)
 		uint16_t len = 0;
 		if(mosquitto_property_read_binary(p, id, &v, &len, false)) {
 			rc = mosquitto_property_add_binary(out, id, v, len);
-			mosquitto_free(v);
+			prop_free(v);
 		}
 		break;
 	}
@@ -88,7 +126,7 @@ static int copy_property(const mosquitto_property *p, mosquitto_property **out)
 		char *v = NULL;
 		if(mosquitto_property_read_string(p, id, &v, false)) {
 			rc = mosquitto_property_add_string(out, id, v);
-			mosquitto_free(v);
+			prop_free(v);
 		}
 		break;
 	}
@@ -96,8 +134,8 @@ static int copy_property(const mosquitto_property *p, mosquitto_property **out)
 		char *k = NULL, *v = NULL;
 		if(mosquitto_property_read_string_pair(p, id, &k, &v, false)) {
 			rc = mosquitto_property_add_string_pair(out, id, k, v);
-			mosquitto_free(k);
-			mosquitto_free(v);
+			prop_free(k);
+			prop_free(v);
 		}
 		break;
 	}
@@ -115,8 +153,8 @@ static bool is_ours(const mosquitto_property *p)
 	if(mosquitto_property_read_string_pair(p, MQTT_PROP_USER_PROPERTY, &k, &v, false)) {
 		ours = k && (!strcmp(k, PG_PROP_DEVICE) || !strcmp(k, PG_PROP_RECEIVED));
 	}
-	mosquitto_free(k);
-	mosquitto_free(v);
+	prop_free(k);
+	prop_free(v);
 	return ours;
 }
 
@@ -195,7 +233,7 @@ static uint32_t property_len(const mosquitto_property *p)
 		uint16_t len = 0;
 		if(mosquitto_property_read_binary(p, id, &v, &len, false)) {
 			n = 3u + len;
-			mosquitto_free(v);
+			prop_free(v);
 		}
 		return n;
 	}
@@ -203,7 +241,7 @@ static uint32_t property_len(const mosquitto_property *p)
 		char *v = NULL;
 		if(mosquitto_property_read_string(p, id, &v, false)) {
 			n = 3u + (uint32_t)strlen(v);
-			mosquitto_free(v);
+			prop_free(v);
 		}
 		return n;
 	}
@@ -212,8 +250,8 @@ static uint32_t property_len(const mosquitto_property *p)
 		if(mosquitto_property_read_string_pair(p, id, &k, &v, false)) {
 			n = 5u + (uint32_t)strlen(k) + (uint32_t)strlen(v);
 		}
-		mosquitto_free(k);
-		mosquitto_free(v);
+		prop_free(k);
+		prop_free(v);
 		return n;
 	}
 	}

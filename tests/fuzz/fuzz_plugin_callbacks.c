@@ -23,6 +23,7 @@
  *    identity differs from the username the plugin set.
  * ASan/UBSan catch the rest (use after free of records, leaks at cleanup).
  */
+#define _GNU_SOURCE /* provenance.c, included below, uses dladdr */
 #include <openssl/evp.h>
 #include <stdarg.h>
 #include <openssl/x509v3.h>
