@@ -452,9 +452,10 @@ static void link_connect(link_t *l)
 	}
 	mosquitto_int_option(l->mosq, MOSQ_OPT_PROTOCOL_VERSION,
 	                     l->conf.protocol == 5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311);
-	/* Threaded mode: a PUBACK is only queued when on_message returns and
+	/* Threaded mode: libmosquitto 2.0.11 queues a PUBACK just before
+	 * on_message (lib/handle_publish.c) but writes nothing until told, so it
 	 * leaves at link_write(), after the commit (docs/bridge.md, "Design
-	 * notes"; unthreaded, libmosquitto 2.0.11 acknowledges before on_message:
+	 * notes"; unthreaded, it would write the PUBACK before on_message:
 	 * upstream issue #2884). */
 	mosquitto_threaded_set(l->mosq, true);
 	/* Both links write a loop turn's packets in one go (the buffer below
