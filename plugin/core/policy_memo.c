@@ -86,28 +86,8 @@ void policy_memo_bind(policy_memo_t *m, const policy_t *p, const policy_binding_
 
 uint64_t policy_memo_hash(const char *topic, size_t *len)
 {
-	size_t n = strlen(topic);
-	const char *s = topic;
-	uint64_t h = (uint64_t)n * 0x9E3779B97F4A7C15ULL;
-	size_t left = n;
-	while(left >= 8) {
-		uint64_t w;
-		memcpy(&w, s, 8);
-		h = (h ^ w) * 0xbf58476d1ce4e5b9ULL;
-		h ^= h >> 31;
-		s += 8;
-		left -= 8;
-	}
-	uint64_t w = 0;
-	if(n >= 8) {
-		memcpy(&w, topic + n - 8, 8); /* the last 8 bytes, overlapping the words above */
-	} else {
-		memcpy(&w, s, left);
-	}
-	h = (h ^ w) * 0x94d049bb133111ebULL;
-	h ^= h >> 32;
-	*len = n;
-	return h;
+	*len = strlen(topic);
+	return ptrie_hash(0, topic, *len);
 }
 
 static bool policy_memo_is(const policy_memo_entry_t *e, policy_access_t a, const char *topic, size_t len,

@@ -109,7 +109,7 @@ typedef struct pt_node pt_node_t;
 
 /* A literal child, keyed by the first level of its label. */
 typedef struct pt_slot {
-	uint32_t hash; /* high half of pt_hash of that level */
+	uint32_t hash; /* high half of ptrie_hash of that level */
 	pt_off_t node; /* 0: an empty slot */
 } pt_slot_t;
 
@@ -168,23 +168,23 @@ static size_t pt_node_align(size_t bytes)
 	return bytes <= 64 ? 64 : 128;
 }
 
-/* A short-key hash: 8 bytes at a time, seeded per compiled trie so that a
- * hostile set of topic levels cannot be prepared against every plugin. */
-static uint64_t pt_hash(uint64_t seed, const char *s, size_t len)
+uint64_t ptrie_hash(uint64_t seed, const char *s, size_t len)
 {
+	const char *p = s;
+	size_t left = len;
 	uint64_t h = seed ^ ((uint64_t)len * 0x9E3779B97F4A7C15ULL);
-	while(len >= 8) {
+	while(left >= 8) {
 		uint64_t w;
-		memcpy(&w, s, 8);
+		memcpy(&w, p, 8);
 		h = (h ^ w) * 0xbf58476d1ce4e5b9ULL;
 		h ^= h >> 31;
-		s += 8;
-		len -= 8;
+		p += 8;
+		left -= 8;
 	}
+	/* The tail: with 8 bytes or more, the last 8 in one load (overlapping
+	 * the words above) instead of a byte loop. */
 	uint64_t w = 0;
-	for(size_t k = 0; k < len; k++) {
-		w |= (uint64_t)(unsigned char)s[k] << (8 * k);
-	}
+	memcpy(&w, len >= 8 ? s + len - 8 : p, len >= 8 ? 8 : left);
 	h = (h ^ w) * 0x94d049bb133111ebULL;
 	h ^= h >> 32;
 	h *= 0xff51afd7ed558ccdULL;
@@ -411,7 +411,7 @@ static int pt_emit(pt_out_t *o, const pt_item_t *it, size_t lo, size_t hi, size_
 			if(pt_emit(o, it, g, ge, d, e, &c)) {
 				return -1;
 			}
-			uint64_t h = pt_hash(o->seed, l->s, l->len);
+			uint64_t h = ptrie_hash(o->seed, l->s, l->len);
 			pt_node_t *p = pt_node(o, n);
 			pt_slot_t *slots = (pt_slot_t *)(o->base + soff);
 			size_t i = p->mask ? (size_t)h & p->mask : p->nlits;
@@ -572,7 +572,7 @@ static const pt_node_t *pt_lit(const pt_walk_t *w, const pt_node_t *n, const ptr
 		}
 		return NULL;
 	}
-	uint64_t h = pt_hash(w->seed, l->s, l->len);
+	uint64_t h = ptrie_hash(w->seed, l->s, l->len);
 	uint32_t tag = (uint32_t)(h >> 32);
 	for(size_t i = (size_t)h & n->mask;; i = (i + 1) & n->mask) {
 		if(!slots[i].node) {

@@ -115,6 +115,11 @@ void ptrie_match(const ptrie_t *t, const ptrie_query_t *q);
 void ptrie_cover(const ptrie_t *t, const ptrie_query_t *q);
 void ptrie_overlap(const ptrie_t *t, const ptrie_query_t *q);
 
+/* A short-key hash, 8 bytes at a time: the trie's (seeded per compiled
+ * trie, so that a hostile set of topic levels cannot be prepared against
+ * every plugin) and the decision memo's (policy_memo.c). */
+uint64_t ptrie_hash(uint64_t seed, const char *s, size_t len);
+
 /* True when a substituted value can stand for exactly one topic level:
  * non-NULL, non-empty, no leading '$', no '/', '+', '#' or control
  * characters. */
