@@ -51,9 +51,6 @@
 #define CLOUD_STOP_GRACE_MS 5000    /* SIGTERM: wait this long for PUBACKs */
 #define CLOUD_DEAD_STREAK 10        /* dead letters in a row, no PUBACK between: stop */
 #define CLOUD_STATUS_EVERY_MS 60000 /* backlog summary while a backlog exists */
-/* The Maximum Packet Size the bridge announces (MQTT 5): what the link
- * reads at most; the cloud only ever sends acknowledgements. */
-#define CLOUD_RX_MAX LINK_RAW_RX
 
 typedef struct cloud_inflight {
 	int mid;
@@ -207,7 +204,7 @@ static void cloud_acked(cloud_t *c, int mid, int reason)
 static int cloud_packet(void *owner, uint8_t header, const uint8_t *body, uint32_t len)
 {
 	cloud_t *c = owner;
-	int protocol = c->b->cfg->cloud_protocol == 5 ? 5 : 4;
+	int protocol = c->link.conf.protocol;
 	unsigned type = header >> 4;
 	uint16_t mid = 0;
 	uint8_t reason = 0, ack[MQW_ACK_LEN];
@@ -234,13 +231,7 @@ static int cloud_packet(void *owner, uint8_t header, const uint8_t *body, uint32
 		              mqw_type_name(type));
 		return MOSQ_ERR_PROTOCOL;
 	}
-	uint8_t *o = link_raw_reserve(&c->link, sizeof(ack));
-	if(!o) {
-		return MOSQ_ERR_NOMEM;
-	}
-	memcpy(o, ack, sizeof(ack));
-	link_raw_commit(&c->link, sizeof(ack));
-	return MOSQ_ERR_SUCCESS;
+	return link_raw_put(&c->link, ack, sizeof(ack));
 }
 
 /* QoS 0 messages whose bytes TLS has taken: done (deleted with the next batch). */
@@ -549,7 +540,7 @@ static int cloud_publish(cloud_t *c, const queue_msg_t *m, size_t *wire)
 	if(rc) {
 		return rc;
 	}
-	mqw_publish_t p = {.protocol = b->cfg->cloud_protocol == 5 ? 5 : 4,
+	mqw_publish_t p = {.protocol = c->link.conf.protocol,
 	                   .topic = m->remote_topic,
 	                   .topic_len = strlen(m->remote_topic),
 	                   .payload = wrapped ? (const void *)wrapped : m->payload,

@@ -299,6 +299,17 @@ static void link_drop_wakeup_pair(struct mosquitto *mosq)
 
 /* --- connect, fail, drop --------------------------------------------------- */
 
+/* Out of raw mode, nothing buffered: what was not handed to TLS is thrown
+ * away (the tx buffers stay allocated for the next connection). */
+static void link_raw_reset(link_t *l)
+{
+	l->raw = false;
+	l->rx_len = 0;
+	l->tx_off = l->tx_len = 0;
+	l->tx_pushed = l->tx_queued;
+	l->ping_at = 0;
+}
+
 void link_init(link_t *l, bridge_t *b, const link_conf_t *conf)
 {
 	memset(l, 0, sizeof(*l));
@@ -318,11 +329,7 @@ void link_drop(link_t *l, const char *reason)
 		l->mosq = NULL;
 	}
 	l->holding = false;
-	l->raw = false;
-	l->rx_len = 0;
-	l->tx_off = l->tx_len = 0;
-	l->tx_pushed = l->tx_queued; /* what was not handed to TLS is thrown away */
-	l->ping_at = 0;
+	link_raw_reset(l);
 	if(l->conf.down) {
 		l->conf.down(l->conf.owner, detail, sizeof(detail));
 	}
@@ -535,12 +542,9 @@ int link_raw_start(link_t *l)
 		 * buffer may move (it is compacted) between a retry and the next. */
 		SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	}
+	link_raw_reset(l);
 	l->raw = true;
-	l->rx_len = 0;
-	l->tx_off = l->tx_len = 0;
-	l->tx_pushed = l->tx_queued;
 	l->last_in = l->last_out = util_mono_ms();
-	l->ping_at = 0;
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -647,8 +651,7 @@ static int link_raw_push(link_t *l)
 	return link_wbuf_flush(l->mosq);
 }
 
-/* Queue a packet of a few bytes. */
-static int link_raw_put(link_t *l, const uint8_t *p, size_t n)
+int link_raw_put(link_t *l, const uint8_t *p, size_t n)
 {
 	uint8_t *o = link_raw_reserve(l, n);
 	if(!o) {
@@ -924,9 +927,9 @@ void link_close(link_t *l)
 		mosquitto_destroy(l->mosq);
 		l->mosq = NULL;
 	}
-	l->raw = false;
+	link_raw_reset(l);
 	free(l->rx);
 	free(l->tx);
 	l->rx = l->tx = NULL;
-	l->rx_len = l->tx_off = l->tx_len = l->tx_cap = 0;
+	l->tx_cap = 0;
 }

@@ -238,5 +238,8 @@ int link_raw_start(link_t *l);
  * link_raw_commit(l, n) then adds what was written there. */
 uint8_t *link_raw_reserve(link_t *l, size_t n);
 void link_raw_commit(link_t *l, size_t n);
+/* Queue a packet of a few bytes (a copy of p[0..n)); MOSQ_ERR_NOMEM, with
+ * the reason set, when there is no room. */
+int link_raw_put(link_t *l, const uint8_t *p, size_t n);
 
 #endif
