@@ -35,9 +35,10 @@ typedef struct policy_memo_entry {
 _Static_assert(sizeof(policy_memo_entry_t) == 128, "memo entry size");
 
 struct policy_memo {
-	const policy_t *policy; /* what the entries were found in */
-	uint64_t serial;        /* ... told apart from a policy at a reused address */
-	const policy_binding_t *binding;
+	/* The policy the entries were found in, by its serial: unique per load
+	 * (0: none), where its address may be a freed policy's. */
+	uint64_t serial;
+	const policy_binding_t *binding; /* within that policy */
 	policy_memo_entry_t *e;
 	size_t size; /* entries in e: 0 or a power of two */
 	size_t used;
@@ -63,7 +64,6 @@ void policy_memo_clear(policy_memo_t *m)
 			memset(m->e, 0, m->size * sizeof(*m->e));
 		}
 		m->used = 0;
-		m->policy = NULL;
 		m->serial = 0;
 		m->binding = NULL;
 	}
@@ -76,9 +76,8 @@ size_t policy_memo_count(const policy_memo_t *m)
 
 void policy_memo_bind(policy_memo_t *m, const policy_t *p, const policy_binding_t *b)
 {
-	if(m->policy != p || m->serial != p->serial || m->binding != b) {
+	if(m->serial != p->serial || m->binding != b) {
 		policy_memo_clear(m);
-		m->policy = p;
 		m->serial = p->serial;
 		m->binding = b;
 	}
