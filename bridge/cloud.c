@@ -738,6 +738,7 @@ void *cloud_run(void *arg)
 	                  .setup = cloud_setup,
 	                  .up = cloud_up,
 	                  .packet = cloud_packet,
+	                  .rx_max = LINK_RAW_RX,
 	                  .down = cloud_down};
 	link_init(&c.link, b, &lc);
 	c.tokens_at = util_mono_ms();

@@ -85,11 +85,19 @@ static bool link_lib_may_write(const link_t *l)
 	return !l->holding && !l->defer && mosquitto_want_write(l->mosq);
 }
 
+/* May raw mode's send buffer be handed to TLS now?  Not while the link
+ * holds it back (link_hold, link_t.defer): it holds PUBACKs of messages not
+ * committed yet. */
+static bool link_raw_may_push(const link_t *l)
+{
+	return !l->holding && !l->defer && l->tx_len > l->tx_off;
+}
+
 /* Anything to write: what libmosquitto queued and may go, or bytes still in
  * our buffer (the socket was full). */
 static bool link_want_write(const link_t *l)
 {
-	return link_lib_may_write(l) || link_wbuf_pending(l->mosq) || l->tx_len > l->tx_off;
+	return link_lib_may_write(l) || link_wbuf_pending(l->mosq) || link_raw_may_push(l);
 }
 
 /* Send what our buffer lets out; an error only when the socket refused for
@@ -117,6 +125,8 @@ static int link_flush(link_t *l)
 	return rc ? rc : frc;
 }
 
+static int link_raw_push(link_t *l);
+
 bool link_hold(link_t *l)
 {
 	if(!l->mosq || l->holding) {
@@ -128,7 +138,11 @@ bool link_hold(link_t *l)
 		return false;
 	}
 	gate_hold(w);
-	if(mosquitto_want_write(l->mosq) && mosquitto_loop_write(l->mosq, 1) != MOSQ_ERR_SUCCESS) {
+	/* Raw mode: the send buffer holds this batch's PUBACKs (and nothing of a
+	 * later one: the batch was read up to here), handed to TLS in one go. */
+	if(l->raw ? link_raw_push(l) != MOSQ_ERR_SUCCESS
+	          : mosquitto_want_write(l->mosq) &&
+	                mosquitto_loop_write(l->mosq, 1) != MOSQ_ERR_SUCCESS) {
 		l->lost = true; /* link_settle drops it; nothing held ever leaves */
 	}
 	l->holding = true;
@@ -197,13 +211,6 @@ static void link_on_log(struct mosquitto *mosq, void *obj, int level, const char
 	char ev[32], q[512];
 	if(level == MOSQ_LOG_ERR) {
 		util_strlcpy(l->lib_error, str, sizeof(l->lib_error));
-	}
-	const char *pub = strstr(str, " received PUBLISH (d");
-	int dup, mid;
-	if(pub && sscanf(pub, " received PUBLISH (d%d, q%*d, r%*d, m%d,", &dup, &mid) == 2 &&
-	   (dup == 0 || dup == 1)) {
-		l->rx_dup = dup;
-		l->rx_mid = mid;
 	}
 	if(blog_get_level() <= BLOG_DEBUG) {
 		blog(BLOG_DEBUG, link_event(l, "lib", ev, sizeof(ev)), "msg=%s",
@@ -316,7 +323,6 @@ void link_init(link_t *l, bridge_t *b, const link_conf_t *conf)
 	l->conf = *conf;
 	l->b = b;
 	l->state = LINK_DOWN;
-	l->rx_dup = -1;
 	backoff_init(&l->bo, b->cfg->reconnect_min_ms, b->cfg->reconnect_max_ms);
 	l->down_since = util_mono_ms();
 }
@@ -502,9 +508,10 @@ static void link_connect(link_t *l)
 	if(l->conf.persistent && l->conf.protocol == 5) {
 		mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, UINT32_MAX);
 	}
-	/* Raw mode reads packets of at most LINK_RAW_RX bytes: say so. */
-	if(l->conf.packet && l->conf.protocol == 5) {
-		mosquitto_property_add_int32(&props, MQTT_PROP_MAXIMUM_PACKET_SIZE, LINK_RAW_RX);
+	/* Raw mode reads packets of at most rx_max bytes: say so. */
+	if(l->conf.packet && l->conf.rx_max && l->conf.protocol == 5) {
+		mosquitto_property_add_int32(&props, MQTT_PROP_MAXIMUM_PACKET_SIZE,
+		                             (uint32_t)l->conf.rx_max);
 	}
 	l->state = LINK_CONNECTING;
 	atomic_store(l->conf.state_ctr, LINK_CONNECTING);
@@ -535,6 +542,7 @@ int link_raw_start(link_t *l)
 		if(!l->rx) {
 			return MOSQ_ERR_NOMEM;
 		}
+		l->rx_cap = LINK_RAW_RX;
 	}
 	SSL *ssl = mosquitto_ssl_get(l->mosq);
 	if(ssl) {
@@ -684,7 +692,8 @@ static int link_raw_keepalive(link_t *l)
 	l->ping_at = now;
 	l->last_in = now;
 	l->last_out = now; /* as libmosquitto: the next check is a keepalive away */
-	return rc ? rc : link_raw_push(l);
+	/* Behind PUBACKs held back, it leaves with them (link_write). */
+	return rc || !link_raw_may_push(l) ? rc : link_raw_push(l);
 }
 
 /* One packet that arrived: PINGRESP and DISCONNECT are the link's, the rest
@@ -727,24 +736,27 @@ static bool link_raw_frame_ready(const link_t *l)
 	uint32_t blen;
 	size_t total;
 	return l->raw && l->rx_len &&
-	       mqw_frame(l->rx, l->rx_len, LINK_RAW_RX, &h, &body, &blen, &total) != MQW_MORE;
+	       mqw_frame(l->rx, l->rx_len, l->conf.rx_max, &h, &body, &blen, &total) != MQW_MORE;
 }
 
-/* Read what has arrived and pass on every whole packet, up to max_packets. */
-static int link_raw_read(link_t *l, int max_packets)
+/* Read what has arrived and pass on every whole packet, up to max_packets
+ * and (bytes non-NULL) until *bytes reaches max_bytes. */
+static int link_raw_read(link_t *l, int max_packets, const size_t *bytes, size_t max_bytes)
 {
 	SSL *ssl = mosquitto_ssl_get(l->mosq);
 	int fd = mosquitto_socket(l->mosq);
 	int done = 0, rc = MOSQ_ERR_SUCCESS;
 	for(;;) {
 		size_t off = 0;
-		while(done < max_packets && !l->lost && !rc) {
+		bool enough = false;
+		while(!(enough = done >= max_packets || (bytes && *bytes >= max_bytes)) && !l->lost &&
+		      !rc) {
 			uint8_t h;
 			const uint8_t *body;
 			uint32_t blen;
 			size_t total;
-			mqw_rc_t m = mqw_frame(l->rx + off, l->rx_len - off, LINK_RAW_RX, &h, &body, &blen,
-			                       &total);
+			mqw_rc_t m = mqw_frame(l->rx + off, l->rx_len - off, l->conf.rx_max, &h, &body,
+			                       &blen, &total);
 			if(m == MQW_MORE) {
 				break;
 			}
@@ -754,7 +766,7 @@ static int link_raw_read(link_t *l, int max_packets)
 				                                 "than %d bytes"
 				                               : "protocol error: the %s sent a malformed packet "
 				                                 "length",
-				              l->conf.peer, LINK_RAW_RX);
+				              l->conf.peer, (int)l->conf.rx_max);
 				return MOSQ_ERR_PROTOCOL;
 			}
 			l->last_in = util_mono_ms();
@@ -766,18 +778,37 @@ static int link_raw_read(link_t *l, int max_packets)
 			memmove(l->rx, l->rx + off, l->rx_len - off);
 			l->rx_len -= off;
 		}
-		if(rc || l->lost || done >= max_packets) {
+		if(rc || l->lost || enough) {
 			return rc;
 		}
-		if(l->rx_len == LINK_RAW_RX) { /* cannot be: mqw_frame said TOO_BIG first */
-			util_snprintf(l->cb_reason, sizeof(l->cb_reason), "protocol error: read buffer full");
-			return MOSQ_ERR_PROTOCOL;
+		if(l->rx_cap > LINK_RAW_RX && l->rx_len <= LINK_RAW_RX) {
+			/* A large packet is done with: back to the usual size. */
+			uint8_t *r = realloc(l->rx, LINK_RAW_RX);
+			if(r) {
+				l->rx = r;
+				l->rx_cap = LINK_RAW_RX;
+			}
+		}
+		if(l->rx_len == l->rx_cap) {
+			/* A packet larger than the buffer (only without rx_max: with
+			 * it, mqw_frame said TOO_BIG first); MQTT bounds it. */
+			size_t cap = l->rx_cap * 2;
+			uint8_t *r = cap <= 2 * (size_t)MQW_MAX_REMAINING ? realloc(l->rx, cap) : NULL;
+			if(!r) {
+				util_snprintf(l->cb_reason, sizeof(l->cb_reason),
+				              "out of memory for a packet of the %s over %zu bytes", l->conf.peer,
+				              l->rx_cap);
+				return MOSQ_ERR_NOMEM;
+			}
+			l->rx = r;
+			l->rx_cap = cap;
 		}
 		ssize_t n;
 		errno = 0;
 		if(ssl) {
 			ERR_clear_error();
-			int r = SSL_read(ssl, l->rx + l->rx_len, (int)(LINK_RAW_RX - l->rx_len));
+			size_t room = l->rx_cap - l->rx_len;
+			int r = SSL_read(ssl, l->rx + l->rx_len, room > INT_MAX ? INT_MAX : (int)room);
 			if(r <= 0) {
 				int err = SSL_get_error(ssl, r);
 				if(err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
@@ -787,7 +818,7 @@ static int link_raw_read(link_t *l, int max_packets)
 			}
 			n = r;
 		} else {
-			n = read(fd, l->rx + l->rx_len, LINK_RAW_RX - l->rx_len);
+			n = read(fd, l->rx + l->rx_len, l->rx_cap - l->rx_len);
 			if(n == 0) {
 				return MOSQ_ERR_CONN_LOST;
 			}
@@ -860,12 +891,12 @@ int link_poll(link_t *l, bool want_read, struct pollfd *extra, int timeout_ms, b
 int link_read(link_t *l, int max_reads, const size_t *bytes, size_t max_bytes)
 {
 	if(l->raw) {
-		return link_raw_read(l, max_reads);
+		return link_raw_read(l, max_reads, bytes, max_bytes);
 	}
 	int rc = mosquitto_loop_read(l->mosq, 1);
 	for(int i = 1; rc == MOSQ_ERR_SUCCESS && i < max_reads && !(bytes && *bytes >= max_bytes); i++) {
 		if(l->raw) { /* the CONNACK just started raw mode */
-			return l->lost ? MOSQ_ERR_SUCCESS : link_raw_read(l, max_reads - i);
+			return l->lost ? MOSQ_ERR_SUCCESS : link_raw_read(l, max_reads - i, bytes, max_bytes);
 		}
 		if(!link_tls_buffered(l->mosq)) {
 			struct pollfd pfd = {.fd = mosquitto_socket(l->mosq), .events = POLLIN};
@@ -881,8 +912,8 @@ int link_read(link_t *l, int max_reads, const size_t *bytes, size_t max_bytes)
 int link_write(link_t *l, int rc)
 {
 	if(l->raw) {
-		if(!rc && !l->lost) {
-			rc = link_raw_push(l);
+		if(!rc && !l->lost && (link_raw_may_push(l) || link_wbuf_pending(l->mosq))) {
+			rc = link_raw_may_push(l) ? link_raw_push(l) : link_wbuf_flush(l->mosq);
 		}
 		return rc || l->lost ? rc : link_raw_keepalive(l);
 	}
@@ -931,5 +962,5 @@ void link_close(link_t *l)
 	free(l->rx);
 	free(l->tx);
 	l->rx = l->tx = NULL;
-	l->tx_cap = 0;
+	l->rx_cap = l->tx_cap = 0;
 }

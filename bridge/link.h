@@ -46,8 +46,8 @@ struct ssl_ctx_st;
 /* At most this many bytes in a gate (link_conf_t.gated) before a write has
  * to wait for the socket, as it would on a full socket. */
 #define LINK_GATE_MAX (1024 * 1024)
-/* Raw mode: the largest packet accepted from the peer (the read buffer's
- * size; MQTT 5 CONNECTs announce it as Maximum Packet Size). */
+/* Raw mode: the read buffer's usual size; it grows for a larger packet up
+ * to link_conf_t.rx_max. */
 #define LINK_RAW_RX (64 * 1024)
 /* A gated link is backlogged (link_backlogged) while its gate holds at least
  * this many bytes the socket has not taken yet: the peer reads our writes
@@ -67,6 +67,11 @@ typedef struct link_conf {
 	/* The write buffer below TLS is a gate (gate.h): link_hold() and
 	 * link_release() hold acknowledgements back until their commit. */
 	bool gated;
+	/* Raw mode: the largest packet taken from the peer, announced in an MQTT
+	 * 5 CONNECT as Maximum Packet Size; 0: MQTT's own limit, not announced
+	 * (the plant: a broker drops, unseen, what exceeds the announcement,
+	 * where the bridge logs and counts what it refuses). */
+	size_t rx_max;
 	/* Borrowed; loaded before the privilege drop.  NULL only with .connect,
 	 * whose relay does TLS itself (cloud through a tunnel, tunnel.h). */
 	struct ssl_ctx_st *tls;
@@ -122,23 +127,19 @@ typedef struct link {
 	char cb_reason[512];     /* why, as told by a callback (CONNACK, DISCONNECT) or the protocol */
 	char logged_reason[512]; /* the last connect failure logged */
 	char lib_error[256];     /* the last error libmosquitto logged */
-	/* The DUP flag of the PUBLISH whose on_message comes next: libmosquitto
-	 * has no API for it, but logs "received PUBLISH (dD, qQ, rR, mM, ..."
-	 * just before the callback.  rx_dup is 0 or 1 when rx_mid is that
-	 * message's packet id, -1 when unknown. */
-	int rx_mid, rx_dup;
 	/* link_hold() took effect: libmosquitto's queue is not written and the
 	 * gate holds what was, until link_release(). */
 	bool holding;
-	/* Set by the protocol: libmosquitto's queue is not written for now (the
-	 * plant's PUBACKs of a batch whose commit has not started yet). */
+	/* Set by the protocol: libmosquitto's queue, or raw mode's send buffer,
+	 * is not written for now (the plant's PUBACKs of a batch whose commit has
+	 * not started yet). */
 	bool defer;
 	/* Raw mode (link_raw_start): after the CONNACK the protocol encodes its
 	 * packets itself into tx and the link reads and frames what arrives in
 	 * rx; libmosquitto only holds the socket and the TLS session. */
 	bool raw;
 	uint8_t *rx;
-	size_t rx_len;
+	size_t rx_len, rx_cap;
 	uint8_t *tx;
 	size_t tx_off, tx_len, tx_cap;
 	/* Bytes ever put into tx / handed to TLS (or the socket): a packet whose
@@ -150,8 +151,8 @@ typedef struct link {
 /* libmosquitto formats a line for every packet it sends or receives once a
  * log callback is set (a malloc and a printf each: ~10 % of the bridge's CPU
  * in the relay benchmark).  Every new client starts with the callback on:
- * the connect's errors and the DUP flags (rx_dup) come from those lines.
- * The protocol turns it off once it needs neither; off, libmosquitto's own
+ * the connect's errors come from those lines.  The protocol turns it off
+ * once connected; off, libmosquitto's own
  * error text is missing from a later disconnect reason.  At log_level
  * debug it stays on (the lines are logged as "<name>.lib"). */
 void link_lib_log_off(link_t *l);
@@ -185,10 +186,10 @@ int link_read(link_t *l, int max_reads, const size_t *bytes, size_t max_bytes);
  * TLS write buffer), then its keepalive work.  Returns the first error. */
 int link_write(link_t *l, int rc);
 
-/* On a gated link: write what libmosquitto has queued now (the PUBACKs of
- * the batch about to be committed) into the gate and hold it there; until
- * link_release(), nothing libmosquitto queues later is written (link_write
- * and link_poll leave it queued).  False when the link has no gate (no TLS
+/* On a gated link: write what libmosquitto has queued now, or in raw mode
+ * the send buffer (the PUBACKs of the batch about to be committed), into the
+ * gate and hold it there; until link_release(), nothing queued later is
+ * written (link_write and link_poll leave it queued).  False when the link has no gate (no TLS
  * yet, or out of memory): then nothing changed and the caller commits in
  * line.  A failed write marks the link lost. */
 bool link_hold(link_t *l);
@@ -221,8 +222,8 @@ void link_close(link_t *l);
 /* --- raw mode ---------------------------------------------------------------
  * libmosquitto writes one TLS record per packet and reads every packet in
  * three SSL_read calls.  A protocol that sends many packets at a time (the
- * cloud: a page of publishes) calls link_raw_start() once connected (from
- * .up); from then on libmosquitto's loop is no longer run on this client:
+ * cloud: a page of publishes; the plant: a batch's PUBACKs) calls
+ * link_raw_start() once connected (from .up); from then on libmosquitto's loop is no longer run on this client:
  * the protocol encodes its packets into the link's buffer
  * (link_raw_reserve / link_raw_commit), link_write() hands the whole buffer
  * to TLS in one SSL_write (a few records for many packets) and does the

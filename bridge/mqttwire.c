@@ -199,9 +199,50 @@ static bool get_bytes(const uint8_t *b, uint32_t len, uint32_t *pos, const uint8
 	return true;
 }
 
+/* One property at b[*p..end): its identifier into *id and, for a string
+ * (or a User Property's name and value), where it is; *p moves past it.
+ * False when malformed or the identifier is unknown. */
+static bool prop_next(const uint8_t *b, uint32_t end, uint32_t *p, uint32_t *id,
+                      const uint8_t **s, uint16_t *n, const uint8_t **v, uint16_t *vn)
+{
+	uint16_t u16;
+	*s = *v = NULL;
+	if(!get_varint(b, end, p, id)) {
+		return false;
+	}
+	switch(*id) {
+	case 0x01: case 0x17: case 0x19: case 0x24: case 0x25: case 0x28: case 0x29: case 0x2A:
+		if(*p >= end) {
+			return false;
+		}
+		(*p)++;
+		return true;
+	case 0x13: case 0x21: case 0x22: case 0x23:
+		return get_u16(b, end, p, &u16);
+	case 0x02: case 0x11: case 0x18: case 0x27:
+		if(end - *p < 4) {
+			return false;
+		}
+		*p += 4;
+		return true;
+	case 0x0B: {
+		uint32_t x;
+		return get_varint(b, end, p, &x);
+	}
+	case 0x03: case 0x08: case 0x09: case 0x12: case 0x15: case 0x16: case 0x1A: case 0x1C:
+	case 0x1F:
+		return get_bytes(b, end, p, s, n);
+	case 0x26:
+		return get_bytes(b, end, p, s, n) && get_bytes(b, end, p, v, vn);
+	default:
+		return false;
+	}
+}
+
 /* Walk the properties at b[*pos..): the length, then each property by its
- * type.  With `want` non-zero, the first string property of that id goes to
- * *s / *n.  False when malformed or an identifier is unknown. */
+ * type.  With `want` non-zero, the first property of that id is reported:
+ * a string's bytes go to *s / *n; any other kind sets *s to where it
+ * starts.  False when malformed or an identifier is unknown. */
 static bool props_walk(const uint8_t *b, uint32_t len, uint32_t *pos, uint8_t want,
                        const uint8_t **s, uint16_t *n)
 {
@@ -211,54 +252,15 @@ static bool props_walk(const uint8_t *b, uint32_t len, uint32_t *pos, uint8_t wa
 	}
 	uint32_t end = *pos + plen, p = *pos;
 	while(p < end) {
-		uint32_t id;
-		if(!get_varint(b, end, &p, &id)) {
+		uint32_t id, at = p;
+		const uint8_t *str, *val;
+		uint16_t sn = 0, vn;
+		if(!prop_next(b, end, &p, &id, &str, &sn, &val, &vn)) {
 			return false;
 		}
-		const uint8_t *str;
-		uint16_t sn, u16;
-		switch(id) {
-		case 0x01: case 0x17: case 0x19: case 0x24: case 0x25: case 0x28: case 0x29: case 0x2A:
-			if(p >= end) {
-				return false;
-			}
-			p++;
-			break;
-		case 0x13: case 0x21: case 0x22: case 0x23:
-			if(!get_u16(b, end, &p, &u16)) {
-				return false;
-			}
-			break;
-		case 0x02: case 0x11: case 0x18: case 0x27:
-			if(end - p < 4) {
-				return false;
-			}
-			p += 4;
-			break;
-		case 0x0B: {
-			uint32_t v;
-			if(!get_varint(b, end, &p, &v)) {
-				return false;
-			}
-			break;
-		}
-		case 0x03: case 0x08: case 0x09: case 0x12: case 0x15: case 0x16: case 0x1A: case 0x1C:
-		case 0x1F:
-			if(!get_bytes(b, end, &p, &str, &sn)) {
-				return false;
-			}
-			if(want && id == want && s && !*s) {
-				*s = str;
-				*n = sn;
-			}
-			break;
-		case 0x26:
-			if(!get_bytes(b, end, &p, &str, &sn) || !get_bytes(b, end, &p, &str, &sn)) {
-				return false;
-			}
-			break;
-		default:
-			return false;
+		if(want && id == want && s && !*s) {
+			*s = str ? str : b + at;
+			*n = sn;
 		}
 	}
 	*pos = end;
@@ -323,26 +325,124 @@ mqw_rc_t mqw_disconnect_parse(int protocol, uint8_t header, const uint8_t *body,
 	return MQW_OK;
 }
 
-mqw_rc_t mqw_publish_parse(int protocol, uint8_t header, const uint8_t *body, uint32_t len,
-                           int *qos, uint16_t *mid)
+mqw_rc_t mqw_publish_decode(int protocol, uint8_t header, const uint8_t *body, uint32_t len,
+                            mqw_rx_publish_t *out)
 {
 	uint32_t pos = 0;
-	const uint8_t *topic;
-	uint16_t tn;
+	memset(out, 0, sizeof(*out));
 	if((header >> 4) != MQW_PUBLISH) {
 		return MQW_MALFORMED;
 	}
-	*qos = (header >> 1) & 3;
-	*mid = 0;
-	if(*qos == 3 || (*qos == 0 && (header & 0x08u)) || !get_bytes(body, len, &pos, &topic, &tn)) {
+	out->qos = (header >> 1) & 3;
+	out->dup = (header & 0x08u) != 0;
+	out->retain = (header & 0x01u) != 0;
+	if(out->qos == 3 || (out->qos == 0 && out->dup) ||
+	   !get_bytes(body, len, &pos, &out->topic, &out->topic_len)) {
 		return MQW_MALFORMED;
 	}
-	if(*qos > 0 && (!get_u16(body, len, &pos, mid) || *mid == 0)) {
+	if(out->qos > 0 && (!get_u16(body, len, &pos, &out->mid) || out->mid == 0)) {
+		return MQW_MALFORMED;
+	}
+	if(protocol == 5) {
+		uint32_t plen, at = pos;
+		const uint8_t *alias = NULL;
+		uint16_t an = 0;
+		if(!get_varint(body, len, &at, &plen) || !props_walk(body, len, &pos, 0x23, &alias, &an)) {
+			return MQW_MALFORMED;
+		}
+		out->props = body + at;
+		out->props_len = plen;
+		out->topic_alias = alias != NULL;
+	}
+	out->payload = body + pos;
+	out->payload_len = len - pos;
+	return MQW_OK;
+}
+
+mqw_rc_t mqw_publish_parse(int protocol, uint8_t header, const uint8_t *body, uint32_t len,
+                           int *qos, uint16_t *mid)
+{
+	mqw_rx_publish_t p;
+	mqw_rc_t rc = mqw_publish_decode(protocol, header, body, len, &p);
+	*qos = p.qos;
+	*mid = p.mid;
+	return rc;
+}
+
+unsigned mqw_user_prop_find(const uint8_t *props, uint32_t props_len, const char *name,
+                            size_t name_len, const uint8_t **value, uint16_t *value_len)
+{
+	unsigned count = 0;
+	*value = NULL;
+	*value_len = 0;
+	uint32_t p = 0;
+	while(p < props_len) {
+		uint32_t id;
+		const uint8_t *n, *v;
+		uint16_t nn = 0, vn = 0;
+		if(!prop_next(props, props_len, &p, &id, &n, &nn, &v, &vn)) {
+			break; /* cannot be after mqw_publish_decode */
+		}
+		if(id == 0x26 && nn == name_len && (name_len == 0 || memcmp(n, name, name_len) == 0) &&
+		   count++ == 0) {
+			*value = v;
+			*value_len = vn;
+		}
+	}
+	return count;
+}
+
+size_t mqw_subscribe_size(int protocol, bool unsubscribe, size_t filter_len)
+{
+	if(filter_len == 0 || filter_len > 65535) {
+		return 0;
+	}
+	size_t r = 2 + (protocol == 5 ? 1 : 0) + 2 + filter_len + (unsubscribe ? 0 : 1);
+	return 1 + varint_len((uint32_t)r) + r;
+}
+
+size_t mqw_subscribe_encode(int protocol, bool unsubscribe, uint16_t mid, const char *filter,
+                            size_t filter_len, uint8_t options, uint8_t *out)
+{
+	size_t total = mqw_subscribe_size(protocol, unsubscribe, filter_len);
+	if(!total) {
+		return 0;
+	}
+	size_t r = 2 + (protocol == 5 ? 1 : 0) + 2 + filter_len + (unsubscribe ? 0 : 1);
+	uint8_t *o = out;
+	/* SUBSCRIBE's and UNSUBSCRIBE's fixed headers carry the flags 0010. */
+	*o++ = (uint8_t)((unsigned)(unsubscribe ? MQW_UNSUBSCRIBE : MQW_SUBSCRIBE) << 4 | 2u);
+	o = put_varint(o, (uint32_t)r);
+	o = put_u16(o, mid);
+	if(protocol == 5) {
+		*o++ = 0; /* no properties */
+	}
+	o = put_str(o, filter, filter_len);
+	if(!unsubscribe) {
+		*o++ = protocol == 5 ? options : (uint8_t)(options & 3u);
+	}
+	return (size_t)(o - out);
+}
+
+mqw_rc_t mqw_suback_parse(int protocol, uint8_t header, const uint8_t *body, uint32_t len,
+                          uint16_t *mid, uint8_t *code)
+{
+	uint32_t pos = 0;
+	bool unsub = header == (MQW_UNSUBACK << 4);
+	*code = 0;
+	if((header != (MQW_SUBACK << 4) && !unsub) || !get_u16(body, len, &pos, mid) || *mid == 0) {
 		return MQW_MALFORMED;
 	}
 	if(protocol == 5 && !props_walk(body, len, &pos, 0, NULL, NULL)) {
 		return MQW_MALFORMED;
 	}
+	if(protocol != 5 && unsub) {
+		return pos == len ? MQW_OK : MQW_MALFORMED;
+	}
+	if(len - pos != 1) {
+		return MQW_MALFORMED;
+	}
+	*code = body[pos];
 	return MQW_OK;
 }
 

@@ -1,7 +1,9 @@
 /*
- * mqttwire.h — the few MQTT packets the cloud link speaks itself once
- * libmosquitto has connected it (cloud.c, link.c "raw mode"): PUBLISH out,
- * PUBACK / PINGRESP / DISCONNECT in, and what a server may send unasked.
+ * mqttwire.h — the few MQTT packets the bridge's links speak themselves once
+ * libmosquitto has connected them (link.c "raw mode").  The cloud link:
+ * PUBLISH out, PUBACK / PINGRESP / DISCONNECT in, and what a server may send
+ * unasked.  The plant link: SUBSCRIBE / UNSUBSCRIBE / PUBACK out, PUBLISH /
+ * SUBACK / UNSUBACK in.
  *
  * Why: libmosquitto writes one TLS record per packet and reads a PUBACK in
  * three SSL_read calls; the bridge sends a page of publishes at a time and
@@ -109,6 +111,49 @@ mqw_rc_t mqw_disconnect_parse(int protocol, uint8_t header, const uint8_t *body,
  * acknowledges and drops what a cloud sends unasked. */
 mqw_rc_t mqw_publish_parse(int protocol, uint8_t header, const uint8_t *body, uint32_t len,
                            int *qos, uint16_t *mid);
+
+/* A PUBLISH received, decoded (mqw_publish_decode).  Pointers into the
+ * packet's body; nothing is copied. */
+typedef struct mqw_rx_publish {
+	const uint8_t *topic;
+	uint16_t topic_len;
+	const uint8_t *payload;
+	uint32_t payload_len;
+	int qos;
+	bool retain, dup;
+	uint16_t mid;          /* 0 for QoS 0 */
+	const uint8_t *props;  /* MQTT 5: the properties, without their length */
+	uint32_t props_len;
+	bool topic_alias;      /* a Topic Alias property was present */
+} mqw_rx_publish_t;
+
+/* PUBLISH received, in full: as mqw_publish_parse, plus where topic, payload
+ * and properties are.  The topic's content is not checked (the caller does:
+ * UTF-8, no wildcards). */
+mqw_rc_t mqw_publish_decode(int protocol, uint8_t header, const uint8_t *body, uint32_t len,
+                            mqw_rx_publish_t *out);
+
+/* In properties checked by mqw_publish_decode: how many User Properties are
+ * named name[0..name_len); the first one's value is *value[0..*value_len)
+ * (NULL, 0 when there is none). */
+unsigned mqw_user_prop_find(const uint8_t *props, uint32_t props_len, const char *name,
+                            size_t name_len, const uint8_t **value, uint16_t *value_len);
+
+/* SUBSCRIBE to one filter with the given options byte (QoS in bits 0-1;
+ * MQTT 5 adds No Local 0x04, Retain As Published 0x08, Retain Handling
+ * 0x30; 3.1.1 takes the QoS bits only), or UNSUBSCRIBE from it (options
+ * unused).  *_size is the packet's size, 0 when the filter is empty or over
+ * 65,535 bytes; *_encode writes that many bytes and returns their count. */
+size_t mqw_subscribe_size(int protocol, bool unsubscribe, size_t filter_len);
+size_t mqw_subscribe_encode(int protocol, bool unsubscribe, uint16_t mid, const char *filter,
+                            size_t filter_len, uint8_t options, uint8_t *out);
+
+/* SUBACK or UNSUBACK (by the header) for a request of one filter: its packet
+ * id and its one reason code (MQTT 5 and SUBACK; 3.1.1's SUBACK return code;
+ * 0 for a 3.1.1 UNSUBACK, which has none).  MQW_MALFORMED unless exactly
+ * one code follows (3.1.1 UNSUBACK: none). */
+mqw_rc_t mqw_suback_parse(int protocol, uint8_t header, const uint8_t *body, uint32_t len,
+                          uint16_t *mid, uint8_t *code);
 
 /* PINGRESP: a fixed header 0xD0 and nothing else. */
 mqw_rc_t mqw_pingresp_parse(uint8_t header, uint32_t len);

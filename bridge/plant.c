@@ -2,18 +2,21 @@
  * plant.c — the plant link: subscribes to the whitelisted filters on the plant
  * broker and stores what arrives in the durable queue before acknowledging it.
  *
- * Persist-before-acknowledge (docs/bridge.md, "Nothing acknowledged is
- * lost"): link.c runs libmosquitto in threaded mode, where the PUBACK of a
- * QoS 1 message is only queued in libmosquitto when it is read, and leaves
- * when the link writes.  A batch's commit runs on its own thread (the
- * commit thread, pg-commit) while this one reads the next batch:
+ * Once connected the link is in raw mode (link.h): libmosquitto made the
+ * connection, and this file reads the plant broker's packets itself
+ * (plant_packet) and encodes its SUBSCRIBEs and PUBACKs into the link's send
+ * buffer.  Persist-before-acknowledge (docs/bridge.md, "Nothing acknowledged
+ * is lost"): the PUBACK of a QoS 1 message is put into the send buffer when
+ * the message is read, and the buffer is not written while the batch it
+ * belongs to is uncommitted (link_t.defer).  A batch's commit runs on its own
+ * thread (the commit thread, pg-commit) while this one reads the next batch:
  *
- *     link_poll → link_read()     on_message copies matches into a batch
+ *     link_poll → link_read()     plant_publish copies matches into a batch
  *     commit thread free:
- *       link_hold()               the batch's PUBACKs go into the gate below
- *                                 TLS (gate.h) and stay there
+ *       link_hold()               the batch's PUBACKs go, in one TLS record,
+ *                                 into the gate below TLS (gate.h) and stay
  *       hand the batch over       queue_push(): one SQLite transaction, fsync
- *     ... read on; the new batch's PUBACKs stay queued in libmosquitto ...
+ *     ... read on; the new batch's PUBACKs stay in the send buffer ...
  *     commit returned:
  *       link_release()            that batch's PUBACKs leave, no others
  *
@@ -23,8 +26,11 @@
  * in our persistent session.  Without a gate (no TLS yet, out of memory)
  * the batch is committed in line, before anything is written.
  *
- * The connection itself (connect, backoff, failure reasons, TLS buffering)
- * is link.c's; this file is the plant's protocol only.
+ * One TLS record for a batch's PUBACKs matters to the plant broker: it reads
+ * one record per connection per pass of its event loop (issue 14).
+ *
+ * The connection itself (connect, backoff, failure reasons, TLS buffering,
+ * keepalive) is link.c's; this file is the plant's protocol only.
  */
 #define _GNU_SOURCE /* pipe2 */
 #include <fcntl.h>
@@ -41,6 +47,7 @@
 #include "blog.h"
 #include "bridge.h"
 #include "link.h"
+#include "mqttwire.h"
 #include "topic.h"
 #include "util.h"
 
@@ -80,7 +87,7 @@
  * eviction starts, then at most once per this many ms. */
 #define PLANT_DROP_LOG_MS 5000
 
-/* Messages taken from one mosquitto_loop_read(); bounded by what the broker
+/* Messages taken from one link_read(); bounded by what the broker
  * may send before it needs PUBACKs (its max_inflight_messages) plus QoS 0. */
 typedef struct plant_batch {
 	queue_msg_t *msgs;
@@ -131,10 +138,10 @@ typedef struct plant {
 	 * how many QoS 1 messages it has brought so far, and those recognised as
 	 * stored already since the last commit (logged there, once). */
 	bool session_present;
-	unsigned qos1_since_up;
 	/* Per rule: the SUBSCRIBE's packet id, 0 when not subscribed (another
 	 * rule's filter covers it), -1 when the broker refused it. */
 	int *sub_mid;
+	uint16_t last_mid; /* the last SUBSCRIBE's or UNSUBSCRIBE's packet id */
 	uint64_t redelivered;
 	int64_t redelivered_first, redelivered_last;
 } plant_t;
@@ -152,19 +159,33 @@ static void batch_clear(plant_batch_t *bt)
 	bt->oom = false;
 }
 
+/* Queue a SUBSCRIBE (QoS 1, retained messages only on a new subscription,
+ * the retain flag as published) or an UNSUBSCRIBE for filter f; returns its
+ * packet id, or 0 when out of memory (the batch is marked: reconnect). */
+static int plant_send_sub(plant_t *p, bool unsubscribe, const char *f)
+{
+	size_t fl = strlen(f), n = mqw_subscribe_size(p->link.conf.protocol, unsubscribe, fl);
+	uint8_t *o = n ? link_raw_reserve(&p->link, n) : NULL;
+	if(!o) {
+		p->batch.oom = true;
+		return 0;
+	}
+	if(++p->last_mid == 0) {
+		p->last_mid = 1;
+	}
+	link_raw_commit(&p->link,
+	                mqw_subscribe_encode(p->link.conf.protocol, unsubscribe, p->last_mid, f, fl,
+	                                     1 | MQTT_SUB_OPT_SEND_RETAIN_NEW |
+	                                         MQTT_SUB_OPT_RETAIN_AS_PUBLISHED,
+	                                     o));
+	return p->last_mid;
+}
+
 /* Subscribe to filter i of the whitelist; records the packet id. */
 static void subscribe_one(plant_t *p, size_t i)
 {
-	const char *f = p->wl.rules[i].filter;
-	int mid = 0;
-	int rc = mosquitto_subscribe_v5(p->link.mosq, &mid, f, 1,
-	                                MQTT_SUB_OPT_SEND_RETAIN_NEW | MQTT_SUB_OPT_RETAIN_AS_PUBLISHED,
-	                                NULL);
-	if(rc) {
-		blog(BLOG_WARN, "plant.subscribe_failed", "filter=%s reason=\"%s\"", f,
-		     mosquitto_strerror(rc));
-	}
-	p->sub_mid[i] = rc ? -1 : mid;
+	int mid = plant_send_sub(p, false, p->wl.rules[i].filter);
+	p->sub_mid[i] = mid ? mid : -1;
 }
 
 /* Subscribe to the rules' filters, except those another rule's filter
@@ -189,8 +210,8 @@ static void subscribe_all(plant_t *p)
 	for(size_t i = 0; i < p->wl.count; i++) {
 		if(sub[i]) {
 			subscribe_one(p, i);
-		} else if(mosquitto_unsubscribe(p->link.mosq, NULL, p->wl.rules[i].filter)) {
-			blog(BLOG_WARN, "plant.unsubscribe_failed", "filter=%s", p->wl.rules[i].filter);
+		} else {
+			plant_send_sub(p, true, p->wl.rules[i].filter);
 		}
 	}
 	free(sub);
@@ -200,15 +221,13 @@ static void subscribe_all(plant_t *p)
  * bridge read it); the filters it was to stand for (covered, so not
  * subscribed) are subscribed themselves, unless another live subscription
  * covers them. */
-static void on_subscribe(struct mosquitto *mosq, void *obj, int mid, int qos_count,
-                         const int *granted, const mosquitto_property *props)
+static void plant_suback(plant_t *p, int mid, uint8_t code)
 {
-	plant_t *p = link_owner(obj);
 	size_t i = 0;
 	while(p->sub_mid && i < p->wl.count && p->sub_mid[i] != mid) {
 		i++;
 	}
-	if(!p->sub_mid || i == p->wl.count || qos_count < 1 || granted[0] < 0x80) {
+	if(!p->sub_mid || i == p->wl.count || code < 0x80) {
 		return;
 	}
 	const wl_rule_t *r = &p->wl.rules[i];
@@ -217,7 +236,7 @@ static void on_subscribe(struct mosquitto *mosq, void *obj, int mid, int qos_cou
 	     "filter=%s rule_line=%d reason=\"%s\" action=\"nothing matching only this rule is "
 	     "forwarded\" hint=\"grant the bridge's role subscribe and read for it in the plant "
 	     "policy\"",
-	     r->filter, r->line, mosquitto_reason_string(granted[0]));
+	     r->filter, r->line, mosquitto_reason_string(code));
 	for(size_t j = 0; j < p->wl.count; j++) {
 		if(p->sub_mid[j] != 0 || !topic_filter_covers(r->filter, p->wl.rules[j].filter)) {
 			continue;
@@ -244,11 +263,12 @@ static void plant_up(void *owner, int flags, const mosquitto_property *props)
 	     p->b->cfg->plant_host, (long long)p->b->cfg->plant_port, flags & 1,
 	     p->link.failures_since_up, (long long)(util_mono_ms() - p->link.down_since));
 	p->session_present = (flags & 1) != 0;
-	p->qos1_since_up = 0;
-	if(!p->session_present) {
-		link_lib_log_off(&p->link); /* a new session brings no redeliveries */
-	}
 	p->oom_down = false;
+	link_lib_log_off(&p->link);
+	if(link_raw_start(&p->link)) {
+		p->batch.oom = true; /* reconnect and try again */
+		return;
+	}
 	subscribe_all(p);
 }
 
@@ -256,19 +276,14 @@ static void plant_up(void *owner, int flags, const mosquitto_property *props)
  * message stored already?  After the bridge was killed, or the connection
  * lost, between a commit and the PUBACKs leaving, the plant broker sends the
  * unacknowledged messages again when the session resumes, with their packet
- * ids and the DUP flag (`dup`: 1, 0, or -1 when libmosquitto did not say; see
- * link_t.rx_dup).  A match of packet id and content (queue_ingest_seen)
+ * ids and the DUP flag.  A match of packet id and content (queue_ingest_seen)
  * counts only for DUP=1; a first delivery (DUP=0) is always new, even with
  * the same content as one before (a device may well send the same value
- * twice).  Without the flag, only the first PLANT_RECEIVE_MAXIMUM QoS 1
- * deliveries of a resumed session can be redeliveries (the broker resends
- * its in-flight window first).  QoS 0 is never redelivered. */
-static int64_t plant_redelivery(plant_t *p, const queue_msg_t *q, int dup)
+ * twice).  QoS 0 is never redelivered. */
+static int64_t plant_redelivery(plant_t *p, const queue_msg_t *q, bool dup)
 {
 	int64_t seq = 0;
-	if(dup == 0 ||
-	   (dup < 0 && (!p->session_present || p->qos1_since_up > PLANT_RECEIVE_MAXIMUM)) ||
-	   queue_ingest_seen(p->b->queue, q, &seq) != QUEUE_OK) {
+	if(!dup || queue_ingest_seen(p->b->queue, q, &seq) != QUEUE_OK) {
 		return 0; /* stored again at worst: a duplicate, never a loss */
 	}
 	return seq;
@@ -279,64 +294,48 @@ static int64_t plant_redelivery(plant_t *p, const queue_msg_t *q, int dup)
  * (plugin/provenance.c removes any the client sent).  Returns a fresh copy,
  * "" when there is none or more than one (then the plugin did not run on
  * that broker and no value can be trusted); NULL when out of memory. */
-static char *plant_device(const mosquitto_property *props)
+static char *plant_device(const mqw_rx_publish_t *m)
 {
-	char *found = NULL, *name = NULL, *value = NULL;
-	int n = 0;
-	const mosquitto_property *p =
-	    mosquitto_property_read_string_pair(props, MQTT_PROP_USER_PROPERTY, &name, &value, false);
-	while(p) {
-		if(name && value && strcmp(name, "plantgate-device") == 0 && n++ == 0) {
-			found = value;
-			value = NULL;
-		}
-		free(name);
-		free(value);
-		name = value = NULL;
-		p = mosquitto_property_read_string_pair(p, MQTT_PROP_USER_PROPERTY, &name, &value, true);
-	}
+	static const char name[] = "plantgate-device";
+	const uint8_t *v;
+	uint16_t vn;
+	unsigned n = mqw_user_prop_find(m->props, m->props_len, name, sizeof(name) - 1, &v, &vn);
 	if(n > 1) {
 		blog(BLOG_DEBUG, "plant.device_ambiguous",
-		     "count=%d note=\"several plantgate-device properties: signed as none\"", n);
+		     "count=%u note=\"several plantgate-device properties: signed as none\"", n);
 	}
-	if(n != 1) {
-		free(found);
-		found = NULL;
-	}
-	return found ? found : strdup("");
+	return n == 1 ? strndup((const char *)v, vn) : strdup("");
 }
 
-static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto_message *m,
-                       const mosquitto_property *props)
+/* A PUBLISH from the plant broker, its topic checked and copied (topic, a
+ * fresh string this takes): filtered, remapped and added to the batch. */
+static void plant_publish(plant_t *p, const mqw_rx_publish_t *m, char *topic)
 {
-	plant_t *p = link_owner(obj);
 	bridge_t *b = p->b;
 	char q1[300], q2[300];
 	atomic_fetch_add(&b->ctr.in_received, 1);
-	if(m->qos > 0 && ++p->qos1_since_up == PLANT_RECEIVE_MAXIMUM + 1) {
-		/* past the window a resumed session resends: no DUP flag needed */
-		link_lib_log_off(&p->link);
-	}
-	const wl_rule_t *r = whitelist_match(&p->wl, m->topic);
+	const wl_rule_t *r = whitelist_match(&p->wl, topic);
 	if(!r) {
 		/* A subscription left over from an older configuration, or a filter
 		 * overlap: the whitelist decides, not the subscription. */
 		atomic_fetch_add(&b->ctr.in_unmatched, 1);
 		blog(BLOG_DEBUG, "plant.unmatched", "topic=%s",
-		     util_log_quote(m->topic, q1, sizeof(q1)));
+		     util_log_quote(topic, q1, sizeof(q1)));
+		free(topic);
 		return;
 	}
-	if((uint64_t)m->payloadlen > r->max_payload) {
+	if((uint64_t)m->payload_len > r->max_payload) {
 		atomic_fetch_add(&b->ctr.in_rejected, 1);
 		blog(BLOG_WARN, "plant.rejected",
-		     "reason=payload-too-large topic=%s size=%d max=%llu rule_line=%d",
-		     util_log_quote(m->topic, q1, sizeof(q1)), m->payloadlen,
+		     "reason=payload-too-large topic=%s size=%lu max=%llu rule_line=%d",
+		     util_log_quote(topic, q1, sizeof(q1)), (unsigned long)m->payload_len,
 		     (unsigned long long)r->max_payload, r->line);
+		free(topic);
 		return;
 	}
 	char *remote = NULL;
 	const char *why = NULL;
-	if(whitelist_remap(r, m->topic, &remote, &why) == 0 &&
+	if(whitelist_remap(r, topic, &remote, &why) == 0 &&
 	   !bconf_cloud_topic_ok(b->cfg, remote, &why)) {
 		/* why set */
 	}
@@ -344,9 +343,10 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 		/* Acknowledged and not forwarded: the cloud could never take it. */
 		atomic_fetch_add(&b->ctr.in_rejected, 1);
 		blog(BLOG_WARN, "plant.rejected", "reason=%s topic=%s cloud_topic=%s rule_line=%d", why,
-		     util_log_quote(m->topic, q1, sizeof(q1)), util_log_quote(remote ? remote : "", q2, sizeof(q2)),
+		     util_log_quote(topic, q1, sizeof(q1)), util_log_quote(remote ? remote : "", q2, sizeof(q2)),
 		     r->line);
 		free(remote);
+		free(topic);
 		return;
 	}
 	plant_batch_t *bt = &p->batch;
@@ -355,6 +355,7 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 		queue_msg_t *n = realloc(bt->msgs, ncap * sizeof(*n));
 		if(!n) {
 			free(remote);
+			free(topic);
 			bt->oom = true;
 			return;
 		}
@@ -367,10 +368,10 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 	q->expires_ms = r->ttl_ms ? q->rx_ms + r->ttl_ms : 0;
 	q->qos = r->qos;
 	q->retain = r->retain && m->retain;
-	q->local_topic = strdup(m->topic);
+	q->local_topic = topic;
 	q->remote_topic = remote;
-	q->device = plant_device(props);
-	q->len = (size_t)m->payloadlen;
+	q->device = plant_device(m);
+	q->len = m->payload_len;
 	q->payload = malloc(q->len ? q->len : 1);
 	if(!q->local_topic || !q->remote_topic || !q->device || !q->payload) {
 		free(q->local_topic);
@@ -396,20 +397,18 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 		     "reason=signed-too-large topic=%s size=%zu wrapped=%zu max=%llu rule_line=%d "
 		     "note=\"signed for MQTT 3.1.1, the payload travels base64-encoded in the envelope's "
 		     "JSON wrapper, which the cloud would refuse\"",
-		     util_log_quote(m->topic, q1, sizeof(q1)), q->len, wrapped,
+		     util_log_quote(topic, q1, sizeof(q1)), q->len, wrapped,
 		     (unsigned long long)cloud_max, r->line);
 		queue_msg_clear(q);
 		return;
 	}
 	q->plant_mid = m->qos > 0 ? m->mid : 0;
-	int dup = p->link.rx_mid == m->mid ? p->link.rx_dup : -1;
-	p->link.rx_dup = -1;
-	int64_t seq = q->plant_mid ? plant_redelivery(p, q, dup) : 0;
+	int64_t seq = q->plant_mid ? plant_redelivery(p, q, m->dup) : 0;
 	if(seq) {
 		/* Stored already (as seq): acknowledge it, do not store it twice. */
 		atomic_fetch_add(&b->ctr.in_redelivered, 1);
-		blog(BLOG_DEBUG, "plant.redelivered_one", "mid=%d dup=%d seq=%lld topic=%s", m->mid, dup,
-		     (long long)seq, util_log_quote(m->topic, q1, sizeof(q1)));
+		blog(BLOG_DEBUG, "plant.redelivered_one", "mid=%d dup=%d seq=%lld topic=%s", m->mid, (int)m->dup,
+		     (long long)seq, util_log_quote(topic, q1, sizeof(q1)));
 		if(!p->redelivered++) {
 			p->redelivered_first = seq;
 		}
@@ -419,6 +418,73 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 	}
 	bt->n++;
 	bt->bytes += q->len + strlen(q->local_topic) + strlen(q->remote_topic);
+}
+
+/* link_conf_t.packet: what the plant broker sent (link.c handles PINGRESP
+ * and DISCONNECT).  A QoS 1 PUBLISH gets its PUBACK queued at once, before
+ * anything can fail, as libmosquitto did: it leaves only with its batch's
+ * commit (see the head of this file), or is thrown away with the
+ * connection. */
+static int plant_packet(void *owner, uint8_t header, const uint8_t *body, uint32_t len)
+{
+	plant_t *p = owner;
+	link_t *l = &p->link;
+	unsigned type = header >> 4;
+	if(type == MQW_SUBACK || type == MQW_UNSUBACK) {
+		uint16_t mid;
+		uint8_t code;
+		if(mqw_suback_parse(l->conf.protocol, header, body, len, &mid, &code) == MQW_OK) {
+			if(type == MQW_SUBACK) {
+				plant_suback(p, mid, code);
+			}
+			return MOSQ_ERR_SUCCESS;
+		}
+	} else if(type == MQW_PUBLISH) {
+		mqw_rx_publish_t m;
+		if(mqw_publish_decode(l->conf.protocol, header, body, len, &m) != MQW_OK) {
+			goto malformed;
+		}
+		if(m.qos == 2 || m.topic_alias || m.topic_len == 0) {
+			/* We subscribe at QoS 1 and allow no topic aliases. */
+			util_snprintf(l->cb_reason, sizeof(l->cb_reason),
+			              "protocol error: the plant broker sent a PUBLISH with %s",
+			              m.qos == 2 ? "QoS 2 (the bridge subscribes at QoS 1)"
+			                         : "a topic alias or no topic (the bridge allows none)");
+			return MOSQ_ERR_PROTOCOL;
+		}
+		if(m.qos == 1) {
+			uint8_t ack[MQW_ACK_LEN];
+			mqw_ack_encode(MQW_PUBACK, m.mid, ack);
+			int rc = link_raw_put(l, ack, sizeof(ack));
+			if(rc) {
+				return rc;
+			}
+		}
+		const uint8_t *v;
+		uint16_t vn;
+		if(memchr(m.topic, 0, m.topic_len) ||
+		   mosquitto_validate_utf8((const char *)m.topic, m.topic_len) ||
+		   memchr(m.topic, '+', m.topic_len) || memchr(m.topic, '#', m.topic_len) ||
+		   (mqw_user_prop_find(m.props, m.props_len, "plantgate-device", 16, &v, &vn) &&
+		    mosquitto_validate_utf8((const char *)v, vn))) {
+			util_snprintf(l->cb_reason, sizeof(l->cb_reason),
+			              "protocol error: the plant broker sent a PUBLISH whose topic or "
+			              "plantgate-device property is not a valid UTF-8 topic or value");
+			return MOSQ_ERR_PROTOCOL;
+		}
+		char *topic = strndup((const char *)m.topic, m.topic_len);
+		if(!topic) {
+			p->batch.oom = true;
+			return MOSQ_ERR_SUCCESS;
+		}
+		plant_publish(p, &m, topic);
+		return MOSQ_ERR_SUCCESS;
+	}
+malformed:
+	util_snprintf(l->cb_reason, sizeof(l->cb_reason),
+	              "protocol error: the plant broker sent a malformed or unexpected %s packet",
+	              mqw_type_name(type));
+	return MOSQ_ERR_PROTOCOL;
 }
 
 /* link_conf_t.down: what was read on the lost connection was not
@@ -438,8 +504,6 @@ static int plant_setup(void *owner, struct mosquitto *mosq)
 	 * persist-before-acknowledge cheap.  Nothing is acknowledged before its
 	 * commit either way. */
 	mosquitto_int_option(mosq, MOSQ_OPT_RECEIVE_MAXIMUM, PLANT_RECEIVE_MAXIMUM);
-	mosquitto_message_v5_callback_set(mosq, on_message);
-	mosquitto_subscribe_v5_callback_set(mosq, on_subscribe);
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -859,6 +923,7 @@ void *plant_run(void *arg)
 	                  .owner = &p,
 	                  .setup = plant_setup,
 	                  .up = plant_up,
+	                  .packet = plant_packet,
 	                  .down = plant_down};
 	link_init(&p.link, b, &lc);
 	committer_start(&p);
@@ -885,7 +950,8 @@ void *plant_run(void *arg)
 		int64_t gap_left = plant_commit_wait_us(&p);
 		int timeout = gap_left > 0 ? (int)((gap_left + 999) / 1000) : 100;
 		bool readable;
-		p.link.defer = p.batch.n > 0; /* their PUBACKs wait for the commit */
+		/* their PUBACKs wait for the commit (or, out of memory, the drop) */
+		p.link.defer = p.batch.n > 0 || p.batch.oom;
 		int rc = link_poll(&p.link, want, p.com.busy ? &done : NULL, timeout, &readable);
 		if(!rc && readable) {
 			rc = link_read(&p.link, PLANT_RECEIVE_MAXIMUM, &p.batch.bytes, PLANT_BATCH_BYTES);
@@ -904,7 +970,7 @@ void *plant_run(void *arg)
 		   (!p.com.busy && plant_commit_wait_us(&p) == 0 && plant_commit_begin(&p))) {
 			continue;
 		}
-		p.link.defer = p.batch.n > 0;
+		p.link.defer = p.batch.n > 0 || p.batch.oom;
 		link_settle(&p.link, link_write(&p.link, rc));
 	}
 	p.link.defer = false;
