@@ -38,6 +38,17 @@ static uint8_t *encode(const mqw_publish_t *p, size_t *n)
 	return out;
 }
 
+/* encode(), then frame the result: it must be exactly one whole packet. */
+static uint8_t *encode_framed(const mqw_publish_t *p, size_t *n, uint8_t *h, const uint8_t **body,
+                              uint32_t *blen)
+{
+	uint8_t *out = encode(p, n);
+	size_t total;
+	assert_int_equal(mqw_frame(out, *n, *n, h, body, blen, &total), MQW_OK);
+	assert_int_equal(total, *n);
+	return out;
+}
+
 /* p must encode to exactly want[0..len). */
 static void check_encoding(const mqw_publish_t *p, const uint8_t *want, size_t len)
 {
@@ -681,6 +692,21 @@ static void test_publish_parse(void **state)
 	assert_int_equal(publish_parse(4, 0x40, q0, sizeof(q0), &qos, &mid), MQW_MALFORMED);
 }
 
+/* A v5 PUBLISH body: QoS 1 (mid 258), Payload Format Indicator 1, Message
+ * Expiry 60, Topic Alias 5, Subscription Identifier 300 (AC 02), Content
+ * Type "t", Correlation Data DE AD, User Property a=b; payload "pay". */
+static const uint8_t publish_v5_full[] = {
+    0x00, 0x03, 'a',  '/',  'b',  0x01, 0x02,             /* topic, mid 258 */
+    0x1D,                                                 /* property length 29 */
+    0x01, 0x01,                                           /* payload format */
+    0x02, 0x00, 0x00, 0x00, 0x3C,                         /* message expiry */
+    0x23, 0x00, 0x05,                                     /* topic alias */
+    0x0B, 0xAC, 0x02,                                     /* subscription id */
+    0x03, 0x00, 0x01, 't',                                /* content type */
+    0x09, 0x00, 0x02, 0xDE, 0xAD,                         /* correlation data */
+    0x26, 0x00, 0x01, 'a',  0x00, 0x01, 'b',              /* user property */
+    'p',  'a',  'y'};
+
 static void test_publish_parse_v5(void **state)
 {
 	int qos;
@@ -688,25 +714,14 @@ static void test_publish_parse_v5(void **state)
 	/* QoS 1, Payload Format Indicator 1, Message Expiry 60, Topic Alias 5,
 	 * Subscription Identifier 300 (AC 02), Content Type "t", Correlation
 	 * Data 2 bytes, User Property a=b */
-	static const uint8_t full[] = {
-	    0x00, 0x03, 'a',  '/',  'b',  0x01, 0x02,             /* topic, mid 258 */
-	    0x1D,                                                 /* property length 29 */
-	    0x01, 0x01,                                           /* payload format */
-	    0x02, 0x00, 0x00, 0x00, 0x3C,                         /* message expiry */
-	    0x23, 0x00, 0x05,                                     /* topic alias */
-	    0x0B, 0xAC, 0x02,                                     /* subscription id */
-	    0x03, 0x00, 0x01, 't',                                /* content type */
-	    0x09, 0x00, 0x02, 0xDE, 0xAD,                         /* correlation data */
-	    0x26, 0x00, 0x01, 'a',  0x00, 0x01, 'b',              /* user property */
-	    'p',  'a',  'y'};
-	assert_int_equal(publish_parse(5, 0x32, full, sizeof(full), &qos, &mid), MQW_OK);
+	assert_int_equal(publish_parse(5, 0x32, publish_v5_full, sizeof(publish_v5_full), &qos, &mid), MQW_OK);
 	assert_int_equal(qos, 1);
 	assert_int_equal(mid, 258);
 	/* the payload may be anything, even empty */
-	assert_int_equal(publish_parse(5, 0x32, full, sizeof(full) - 3, &qos, &mid), MQW_OK);
+	assert_int_equal(publish_parse(5, 0x32, publish_v5_full, sizeof(publish_v5_full) - 3, &qos, &mid), MQW_OK);
 	/* cut inside the properties */
-	for(uint32_t n = 7; n < sizeof(full) - 3; n++) {
-		assert_int_equal(publish_parse(5, 0x32, full, n, &qos, &mid), MQW_MALFORMED);
+	for(uint32_t n = 7; n < sizeof(publish_v5_full) - 3; n++) {
+		assert_int_equal(publish_parse(5, 0x32, publish_v5_full, n, &qos, &mid), MQW_MALFORMED);
 	}
 	/* 5.0 always has a property length */
 	static const uint8_t none[] = {0x00, 0x01, 'a', 'x'};
@@ -751,13 +766,10 @@ static void test_round_trip(void **state)
 			                   .qos = qos, .retain = qos == 1, .mid = 0xABCD,
 			                   .props = props, .n_props = 2};
 			size_t n;
-			uint8_t *out = encode(&p, &n);
 			uint8_t h;
 			const uint8_t *body;
 			uint32_t blen;
-			size_t total;
-			assert_int_equal(mqw_frame(out, n, n, &h, &body, &blen, &total), MQW_OK);
-			assert_int_equal(total, n);
+			uint8_t *out = encode_framed(&p, &n, &h, &body, &blen);
 			int q;
 			uint16_t mid;
 			assert_int_equal(publish_parse(protocol, h, body, blen, &q, &mid), MQW_OK);
@@ -1077,18 +1089,7 @@ static void test_publish_decode_v5(void **state)
 	/* QoS 1, Payload Format Indicator 1, Message Expiry 60, Topic Alias 5,
 	 * Subscription Identifier 300 (AC 02), Content Type "t", Correlation
 	 * Data DE AD, User Property a=b; payload "pay" */
-	static const uint8_t full[] = {
-	    0x00, 0x03, 'a',  '/',  'b',  0x01, 0x02,             /* topic, mid 258 */
-	    0x1D,                                                 /* property length 29 */
-	    0x01, 0x01,                                           /* payload format */
-	    0x02, 0x00, 0x00, 0x00, 0x3C,                         /* message expiry */
-	    0x23, 0x00, 0x05,                                     /* topic alias */
-	    0x0B, 0xAC, 0x02,                                     /* subscription id */
-	    0x03, 0x00, 0x01, 't',                                /* content type */
-	    0x09, 0x00, 0x02, 0xDE, 0xAD,                         /* correlation data */
-	    0x26, 0x00, 0x01, 'a',  0x00, 0x01, 'b',              /* user property */
-	    'p',  'a',  'y'};
-	assert_int_equal(rx_decode(&r, 5, 0x33, full, sizeof(full)), MQW_OK);
+	assert_int_equal(rx_decode(&r, 5, 0x33, publish_v5_full, sizeof(publish_v5_full)), MQW_OK);
 	assert_int_equal(r.m.qos, 1);
 	assert_true(r.m.retain);
 	assert_false(r.m.dup);
@@ -1103,7 +1104,7 @@ static void test_publish_decode_v5(void **state)
 	assert_memory_equal(r.m.payload, "pay", 3);
 	rx_free(&r);
 	/* the same without its payload */
-	assert_int_equal(rx_decode(&r, 5, 0x3A, full, sizeof(full) - 3), MQW_OK);
+	assert_int_equal(rx_decode(&r, 5, 0x3A, publish_v5_full, sizeof(publish_v5_full) - 3), MQW_OK);
 	assert_true(r.m.dup);
 	assert_false(r.m.retain);
 	assert_ptr_equal(r.m.payload, r.body + 37);
@@ -1111,8 +1112,8 @@ static void test_publish_decode_v5(void **state)
 	assert_int_equal(r.m.props_len, 29);
 	rx_free(&r);
 	/* cut anywhere inside the properties */
-	for(uint32_t n = 7; n < sizeof(full) - 3; n++) {
-		assert_int_equal(decode_rc(5, 0x32, full, n), MQW_MALFORMED);
+	for(uint32_t n = 7; n < sizeof(publish_v5_full) - 3; n++) {
+		assert_int_equal(decode_rc(5, 0x32, publish_v5_full, n), MQW_MALFORMED);
 	}
 
 	/* QoS 0, no Topic Alias: Content Type, two User Properties around a
@@ -1201,13 +1202,13 @@ static void test_publish_decode_v5(void **state)
 	rx_free(&r);
 
 	/* malformed: QoS 3, DUP at QoS 0, packet identifier 0 */
-	assert_int_equal(decode_rc(5, 0x36, full, sizeof(full)), MQW_MALFORMED);
+	assert_int_equal(decode_rc(5, 0x36, publish_v5_full, sizeof(publish_v5_full)), MQW_MALFORMED);
 	assert_int_equal(decode_rc(5, 0x38, empty, sizeof(empty)), MQW_MALFORMED);
 	static const uint8_t z[] = {0x00, 0x01, 'a', 0x00, 0x00, 0x00};
 	assert_int_equal(decode_rc(5, 0x32, z, sizeof(z)), MQW_MALFORMED);
 	/* topic cut short */
 	for(uint32_t n = 0; n < 5; n++) {
-		assert_int_equal(decode_rc(5, 0x32, full, n), MQW_MALFORMED);
+		assert_int_equal(decode_rc(5, 0x32, publish_v5_full, n), MQW_MALFORMED);
 	}
 	/* 5.0 always has a property length */
 	assert_int_equal(decode_rc(5, 0x30, empty, 3), MQW_MALFORMED);
@@ -1516,13 +1517,10 @@ static void test_publish_decode_round_trip(void **state)
 		                   .payload_len = empty ? 0 : sizeof(json) - 1, .qos = qos,
 		                   .retain = qos == 0, .mid = 0x8001, .props = props, .n_props = 4};
 		size_t n;
-		uint8_t *out = encode(&p, &n);
 		uint8_t h;
 		const uint8_t *body;
 		uint32_t blen;
-		size_t total;
-		assert_int_equal(mqw_frame(out, n, n, &h, &body, &blen, &total), MQW_OK);
-		assert_int_equal(total, n);
+		uint8_t *out = encode_framed(&p, &n, &h, &body, &blen);
 		rx_t r;
 		assert_int_equal(rx_decode(&r, protocol, h, body, blen), MQW_OK);
 		assert_int_equal(r.m.qos, qos);
