@@ -10,7 +10,11 @@ connection (with its size and arrival time), takes CONNACK properties
 (connack_props, or connack() per connection), can stop answering PINGREQ
 (answer_pingreq), and sends arbitrary bytes on a live connection (send) from
 the connection's own thread, so the TLS object is never used by two threads
-at once."""
+at once.  It counts the reads of each connection (reads; a packet's `read`
+is the read that completed it: an SSLSocket.recv returns at most one TLS
+record, so packets with different reads came in different records) and can
+close a live connection from its side (close_connection).  A scripted plant
+broker (test_bridge_plant_wire.py) is a subclass."""
 import select
 import socket
 import ssl
@@ -154,13 +158,14 @@ def parse_publish_packet(first, body):
 class Packet:
     """One packet the fake cloud received."""
 
-    def __init__(self, index, first, body, size):
+    def __init__(self, index, first, body, size, read=None):
         self.index = index  # the connection's index
         self.first = first
         self.kind = first >> 4
         self.body = body
         self.size = size    # the whole packet's bytes on the wire
         self.at = time.monotonic()
+        self.read = read    # the connection's read (1, 2, ...) that completed it
 
 
 class FakeCloud(threading.Thread):
@@ -170,7 +175,8 @@ class FakeCloud(threading.Thread):
 
     Records, under self.lock: connects (CONNECT bodies, by connection
     index), packets (every packet received, a Packet), closed_at (index ->
-    when the connection ended)."""
+    when the connection ended), reads (index -> recv calls that returned
+    data)."""
 
     def __init__(self, pki, connack_props=b"", answer_pingreq=True):
         super().__init__(daemon=True)
@@ -192,7 +198,9 @@ class FakeCloud(threading.Thread):
         self.connects = {}
         self.packets = []
         self.closed_at = {}
+        self.reads = {}
         self._outbox = {}  # index of a live connection -> bytes waiting to be sent
+        self._closing = set()  # indexes of connections to close
         self.start()
 
     def on_publish(self, index, topic, payload):
@@ -215,6 +223,13 @@ class FakeCloud(threading.Thread):
                 return False
             self._outbox[index] += data
             return True
+
+    def close_connection(self, index):
+        """Close connection `index` from this side (no DISCONNECT, no TLS
+        close_notify: as a broker that crashed) within ~50 ms, after what
+        send() queued for it has gone."""
+        with self.lock:
+            self._closing.add(index)
 
     def of_kind(self, kind, index=None):
         """The packets of one type received (on one connection)."""
@@ -261,6 +276,9 @@ class FakeCloud(threading.Thread):
         try:
             while not self.stop_ev.is_set():
                 self._flush(conn, index)
+                with self.lock:
+                    if index in self._closing:
+                        return
                 try:
                     data = conn.recv(65536)
                 except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
@@ -268,6 +286,8 @@ class FakeCloud(threading.Thread):
                     continue
                 if not data:
                     return
+                with self.lock:
+                    self.reads[index] = read = self.reads.get(index, 0) + 1
                 buf += data
                 while True:
                     f = frame(buf)
@@ -275,7 +295,7 @@ class FakeCloud(threading.Thread):
                         break
                     first, body, total = f
                     del buf[:total]
-                    if not self._handle(conn, index, Packet(index, first, body, total)):
+                    if not self._handle(conn, index, Packet(index, first, body, total, read)):
                         return
         except (OSError, ssl.SSLError, IndexError, ValueError):
             return
