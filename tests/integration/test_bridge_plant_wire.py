@@ -260,10 +260,14 @@ class PlantWire(unittest.TestCase):
     # --- 2 ------------------------------------------------------------------
 
     def test_puback_only_after_the_message_is_in_the_queue(self):
-        # Each commit takes 250 ms longer (PLANTGATE_TEST_COMMIT_DELAY_MS), and
-        # three bursts of 10 arrive 100 ms apart: later bursts are read while
-        # the first one is being committed, and their PUBACKs must wait for
-        # their own commit.  Checked in the fake as each PUBACK arrives.
+        # Each commit takes 250 ms longer (PLANTGATE_TEST_COMMIT_DELAY_MS), a
+        # commit starts at most every 400 ms (queue_commit_interval), and
+        # three bursts of 10 arrive 100 ms apart: the first burst's PUBACKs
+        # wait in the gate while it is committed (link_hold), the later
+        # bursts are read meanwhile and their PUBACKs wait in the send buffer
+        # (link_t.defer) until their own commit, which starts only 150 ms
+        # after the first one ended.  Checked in the fake as each PUBACK
+        # arrives.
         delay_ms, bursts, per = 250, 3, 10
         seen, lock = [], threading.Lock()
 
@@ -280,6 +284,7 @@ class PlantWire(unittest.TestCase):
 
         with h.Env("br-pwire-persist") as env:
             w, plant, b = self.start(env, cloud=False, on_puback=on_puback,
+                                     extra="queue_commit_interval 400ms\n",
                                      env_vars={"PLANTGATE_TEST_COMMIT_DELAY_MS": str(delay_ms)})
             mid = 0
             sent_at = time.monotonic()
