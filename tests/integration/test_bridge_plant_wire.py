@@ -19,7 +19,8 @@ in production) and looks at the bytes it received and at the queue file:
   errors (QoS 2, topic alias, wildcard or invalid UTF-8 topic, broken
   remaining length, unexpected packet) drop the connection without a PUBACK
   and the bridge reconnects; PINGREQ on an idle link, a dropped connection
-  when PINGRESP does not come.
+  when PINGRESP does not come; a reload that removes a rule unsubscribes its
+  filter on the live connection.
 
 Cases that look at the queue point the bridge at a cloud port nobody listens
 on, so what was stored stays there; the others relay to a real cloud
@@ -27,6 +28,7 @@ mosquitto."""
 import contextlib
 import os
 import re
+import signal
 import socket
 import sqlite3
 import ssl
@@ -516,6 +518,58 @@ class PlantWire(unittest.TestCase):
             self.assertTrue(h.wait_for(lambda: plant.of_kind(CONNECT, 1), 10), b.log()[-3000:])
             self.subscribed(plant, b, 1, 1)
             self.assertEqual(b.stop(), 0, b.log()[-3000:])
+
+    # --- 9 ------------------------------------------------------------------
+
+    def test_reload_unsubscribes_a_removed_filter(self):
+        # SIGHUP with one rule fewer (plant.c plant_take_whitelist): the
+        # bridge unsubscribes the removed filter on the live connection, in
+        # the same raw encoding as its other UNSUBSCRIBEs, and goes on idling
+        # (a packet queued in libmosquitto, which raw mode never writes, would
+        # keep the link's poll() asking for POLLOUT: a busy loop).
+        a, d = "plant/+/telemetry/#", "site/energy"
+        with h.Env("br-pwire-reload") as env:
+            w, plant, b = self.start(env, rules=[a + " qos=1", d + " qos=1"], cloud=False)
+            before = plant.subscriptions(0)
+            idle = cpu_seconds(b.pid, 1.5)
+            conf = env.path("bridge.conf")
+            with open(conf) as f:
+                text = f.read()
+            self.assertIn("forward %s qos=1\n" % d, text)
+            env.write("bridge.conf", text.replace("forward %s qos=1\n" % d, ""))
+            b.signal(signal.SIGHUP)
+            self.assertTrue(b.wait_log(r"event=plant\.whitelist_applied rules=1", 10), b.log()[-3000:])
+            busy = cpu_seconds(b.pid, 1.5)
+            h.log("CPU of the bridge in 1.5 s: %.2f s before the reload, %.2f s after" % (idle, busy))
+            got = plant.subscriptions(0)
+            after = got[len(before):]
+            self.assertIn((UNSUBSCRIBE, d), [(k, f) for k, _, f, _ in after],
+                          "no UNSUBSCRIBE for the removed filter: %r (CPU in 1.5 s: %.2f s before "
+                          "the reload, %.2f s after)\n%s" % (after, idle, busy, b.log()[-3000:]))
+            self.assertNotIn((SUBSCRIBE, d), [(k, f) for k, _, f, _ in after])
+            with plant.lock:
+                raw = [p for p in plant.packets if p.kind in (SUBSCRIBE, UNSUBSCRIBE)]
+            self.assertEqual(len(raw), len(got), "one filter per packet: %r" % got)
+            mids = [m for _, m, _, _ in got]
+            self.assertNotIn(0, mids)
+            self.assertEqual(len(set(mids)), len(mids), "packet ids reused: %r" % got)
+            self.assertLess(busy, max(0.5, 3 * idle),
+                            "the bridge used %.2f s of CPU in 1.5 s after the reload (%.2f s before)"
+                            % (busy, idle))
+            self.assertEqual(plant.n_connections, 1)
+            self.assertEqual(b.stop(), 0, b.log()[-3000:])
+
+
+def cpu_seconds(pid, span):
+    """CPU time (user + system, all threads) process pid uses in the next
+    `span` seconds."""
+    def total():
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    t0 = total()
+    time.sleep(span)
+    return total() - t0
 
 
 if __name__ == "__main__":
