@@ -60,11 +60,12 @@
  * quota was fixed in 2.0.13): it sends on whatever we acknowledged, and the
  * bridge reads at most a batch (this many) per commit anyway.  It also reads
  * one packet per connection per pass of its event loop, so while many
- * devices publish it can send us PUBLISHes faster than it reads our PUBACKs
- * (each its own TLS record); reading stops while that backlog fills half
- * the gate (link_backlogged), or the unread PUBACKs would pile up in
- * libmosquitto, 80 bytes each (issue 14: 200,000 of them, 15 MiB, in a
- * 40 s fill). */
+ * devices publish it could send us PUBLISHes faster than it read our
+ * PUBACKs when each was its own TLS record (libmosquitto's way; now a batch
+ * is one record); reading stops while such a backlog fills half the gate
+ * (link_backlogged), or the unread PUBACKs would pile up in the send buffer
+ * without a bound (in libmosquitto's queue, 80 bytes each, issue 14 saw
+ * 200,000 of them, 15 MiB, in a 40 s fill). */
 #define PLANT_RECEIVE_MAXIMUM 256
 /* One commit holds at most about this many bytes, so a burst of large
  * messages never needs a huge WAL (and disk) at once. */
@@ -237,19 +238,35 @@ static void plant_suback(plant_t *p, int mid, uint8_t code)
 	     "forwarded\" hint=\"grant the bridge's role subscribe and read for it in the plant "
 	     "policy\"",
 	     r->filter, r->line, mosquitto_reason_string(code));
+	/* The candidates: filters r stood for that no live subscription covers.
+	 * Of those, only the ones no other candidate covers are subscribed (of
+	 * two equal filters, the first): subscribing a candidate and one it
+	 * covers would bring such messages twice. */
+	bool *cand = calloc(p->wl.count, sizeof(*cand));
+	if(!cand) {
+		p->batch.oom = true; /* reconnect and subscribe again */
+		return;
+	}
 	for(size_t j = 0; j < p->wl.count; j++) {
-		if(p->sub_mid[j] != 0 || !topic_filter_covers(r->filter, p->wl.rules[j].filter)) {
-			continue;
+		const char *fj = p->wl.rules[j].filter;
+		cand[j] = p->sub_mid[j] == 0 && topic_filter_covers(r->filter, fj);
+		for(size_t k = 0; k < p->wl.count && cand[j]; k++) {
+			cand[j] = k == j || p->sub_mid[k] <= 0 || !topic_filter_covers(p->wl.rules[k].filter, fj);
 		}
+	}
+	for(size_t j = 0; j < p->wl.count; j++) {
+		const char *fj = p->wl.rules[j].filter;
 		bool covered = false;
-		for(size_t k = 0; k < p->wl.count && !covered; k++) {
-			covered = k != j && p->sub_mid[k] > 0 &&
-			          topic_filter_covers(p->wl.rules[k].filter, p->wl.rules[j].filter);
+		for(size_t k = 0; k < p->wl.count && cand[j] && !covered; k++) {
+			const char *fk = p->wl.rules[k].filter;
+			covered = k != j && cand[k] && topic_filter_covers(fk, fj) &&
+			          (k < j || !topic_filter_covers(fj, fk));
 		}
-		if(!covered) {
+		if(cand[j] && !covered) {
 			subscribe_one(p, j);
 		}
 	}
+	free(cand);
 }
 
 /* link_conf_t.up: connected (link.c counted it). */
@@ -518,14 +535,17 @@ static void plant_take_whitelist(plant_t *p)
 	if(!nw) {
 		return;
 	}
-	if(p->link.mosq && p->link.state == LINK_UP) {
+	/* Connected means raw mode (plant_up), unless starting it failed and the
+	 * connection is about to be dropped. */
+	bool live = p->link.mosq && p->link.state == LINK_UP && p->link.raw;
+	if(live) {
 		for(size_t i = 0; i < p->wl.count; i++) {
 			bool kept = false;
 			for(size_t j = 0; j < nw->count && !kept; j++) {
 				kept = strcmp(p->wl.rules[i].filter, nw->rules[j].filter) == 0;
 			}
 			if(!kept) {
-				mosquitto_unsubscribe(p->link.mosq, NULL, p->wl.rules[i].filter);
+				plant_send_sub(p, true, p->wl.rules[i].filter);
 			}
 		}
 	}
@@ -534,7 +554,7 @@ static void plant_take_whitelist(plant_t *p)
 	free(nw);
 	free(p->sub_mid); /* indexed by the old rules */
 	p->sub_mid = NULL;
-	if(p->link.mosq && p->link.state == LINK_UP) {
+	if(live) {
 		subscribe_all(p);
 	}
 	blog(BLOG_INFO, "plant.whitelist_applied", "rules=%zu", p->wl.count);
@@ -943,7 +963,7 @@ void *plant_run(void *arg)
 		/* Read while the previous batch is being committed, up to a batch,
 		 * and not while the plant broker lags behind in reading our PUBACKs
 		 * (see PLANT_RECEIVE_MAXIMUM): what it has not read waits in the
-		 * gate, and beyond the gate in libmosquitto's queue, unbounded. */
+		 * gate, and beyond the gate in the link's send buffer, unbounded. */
 		bool want = !full && p.batch.n < PLANT_RECEIVE_MAXIMUM &&
 		            p.batch.bytes < PLANT_BATCH_BYTES && !link_backlogged(&p.link);
 		struct pollfd done = {.fd = p.com.done[0], .events = POLLIN};
