@@ -126,7 +126,10 @@ typedef struct plant {
 	bool full_episode;  /* queue.full logged, queue.accepting not yet */
 	unsigned full_stops; /* times reading stopped in this episode */
 	int64_t room_since;  /* when the queue last got room */
-	bool disk_low;
+	bool disk_low;      /* below queue_min_free_disk: not reading, now */
+	bool disk_episode;  /* queue.disk_low logged, queue.disk_ok not yet */
+	unsigned disk_stops; /* times reading stopped in this episode */
+	int64_t disk_ok_since; /* when the disk last had room again */
 	int64_t dropped_pending; /* drop-oldest evictions not logged yet */
 	int64_t dropped_logged_at;
 	int64_t disk_checked;
@@ -869,6 +872,16 @@ static bool plant_queue_full(plant_t *p)
 }
 
 /* Is the queue's disk too full to take more?  Checked at most every 20 ms. */
+/* The end of a disk_low episode (see plant_disk_low). */
+static void plant_log_disk_ok(plant_t *p, uint64_t free_bytes)
+{
+	p->disk_episode = false;
+	blog(BLOG_INFO, "queue.disk_ok",
+	     "path=%s free=%llu stops=%u action=\"reading again\" note=\"reading stopped %u times "
+	     "while the disk was low\"",
+	     p->b->cfg->queue_path, (unsigned long long)free_bytes, p->disk_stops, p->disk_stops);
+}
+
 static bool plant_disk_low(plant_t *p)
 {
 	bridge_t *b = p->b;
@@ -898,15 +911,25 @@ static bool plant_disk_low(plant_t *p)
 			low = free_bytes < need;
 		}
 	}
+	/* Logged as an episode, as queue.full is: space a checkpoint takes back
+	 * from the WAL lets reading resume, and the next commits can take it
+	 * again at once; the log says queue.disk_low when reading first stops
+	 * and queue.disk_ok once the disk has had room for PLANT_CALM_MS. */
 	if(low && !p->disk_low) {
+		p->disk_stops++;
+	} else if(!low && p->disk_low) {
+		p->disk_ok_since = now;
+	}
+	if(low && !p->disk_episode) {
+		p->disk_episode = true;
+		p->disk_stops = 1;
 		blog(BLOG_ERROR, "queue.disk_low",
 		     "path=%s free=%llu min_free=%llu action=\"backpressure: not reading from the plant "
 		     "broker, which holds the messages\" hint=\"free disk space on the queue's file "
 		     "system\"",
 		     b->cfg->queue_path, (unsigned long long)free_bytes, (unsigned long long)min);
-	} else if(!low && p->disk_low) {
-		blog(BLOG_INFO, "queue.disk_ok", "path=%s free=%llu action=\"reading again\"",
-		     b->cfg->queue_path, (unsigned long long)free_bytes);
+	} else if(!low && p->disk_episode && now - p->disk_ok_since >= PLANT_CALM_MS) {
+		plant_log_disk_ok(p, free_bytes);
 	}
 	p->disk_low = low;
 	return low;
@@ -999,6 +1022,9 @@ void *plant_run(void *arg)
 		plant_commit(&p);
 	}
 	plant_log_dropped(&p, true);
+	if(p.disk_episode && !p.disk_low) {
+		plant_log_disk_ok(&p, p.disk_free);
+	}
 	link_close(&p.link);
 	committer_stop(&p);
 	batch_clear(&p.batch);

@@ -22,6 +22,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -41,7 +42,7 @@
 #define QUEUE_SCHEMA_V2 2 /* before ingest and dead_letter; migrated at open */
 /* Stored plant messages remembered for recognising a redelivery: the plant
  * broker redelivers at most its in-flight window (the bridge's Receive
- * Maximum, 64), so this is ample, and far below the 65,535 packet ids after
+ * Maximum, 256), so this is ample, and far below the 65,535 packet ids after
  * which an id comes round again. */
 #define QUEUE_INGEST_WINDOW 1024
 
@@ -1051,7 +1052,20 @@ queue_rc_t queue_space_free(queue_t *q, uint64_t *bytes)
 	if(rc) {
 		return map_rc(rc);
 	}
-	*bytes = fs_free + (uint64_t)pages * (uint64_t)page_size;
+	/* A checkpoint writes the WAL's pages into the database file, which
+	 * grows by as much for pages past its end, before the WAL's own space
+	 * comes back: that much must stay free, or the checkpoint fails for
+	 * want of the space the WAL holds and neither can shrink again (issue
+	 * 14: a 2 MiB disk stuck with a 1.1 MB WAL and an empty queue). */
+	uint64_t wal = 0;
+	char wal_path[PATH_MAX];
+	struct stat st;
+	if(snprintf(wal_path, sizeof(wal_path), "%s-wal", q->path) < (int)sizeof(wal_path) &&
+	   stat(wal_path, &st) == 0 && st.st_size > 0) {
+		wal = (uint64_t)st.st_size;
+	}
+	uint64_t total = fs_free + (uint64_t)pages * (uint64_t)page_size;
+	*bytes = total > wal ? total - wal : 0;
 	return QUEUE_OK;
 }
 

@@ -158,8 +158,10 @@ void queue_get_stats(queue_t *q, queue_stats_t *st);
 
 /* Bytes the queue can still grow by: free space on its file system (for an
  * unprivileged user) plus pages SQLite has freed inside the file and will
- * reuse.  The plant side stops reading when this falls below
- * queue_min_free_disk, so deletes and checkpoints always have room. */
+ * reuse, less the WAL's size (a checkpoint may need that much again to
+ * grow the database file before the WAL shrinks).  The plant side stops
+ * reading when this falls below queue_min_free_disk, so deletes and
+ * checkpoints always have room. */
 queue_rc_t queue_space_free(queue_t *q, uint64_t *bytes);
 
 /* Free what queue_peek allocated in m; m is zeroed.  NULL is fine. */
