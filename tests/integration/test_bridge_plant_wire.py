@@ -470,7 +470,10 @@ class PlantWire(unittest.TestCase):
                 plant.send(i, data)
                 self.assertTrue(h.wait_for(lambda: i in plant.closed_at, 5 * h.SLOW),
                                 "%s: connection not dropped\n%s" % (what, b.log()[-3000:]))
-                lines = re.findall(r"event=plant\.disconnected reason=\"([^\"]*)\"", b.log())
+                # The bridge closes the socket, then logs why: wait for the line.
+                pat = r"event=plant\.disconnected reason=\"([^\"]*)\""
+                h.wait_for(lambda: len(re.findall(pat, b.log())) > i, 5 * h.SLOW)
+                lines = re.findall(pat, b.log())
                 self.assertEqual(len(lines), i + 1, "%s: %r" % (what, lines))
                 self.assertIn("protocol error", lines[i], what)
                 self.assertRegex(lines[i], why, what)
