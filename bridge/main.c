@@ -28,6 +28,7 @@
 #include "http.h"
 #include "priv.h"
 #include "sign.h"
+#include "util.h"
 
 /* Forward rules whose filters overlap without one covering the other: the
  * plant broker sends a message matching both twice (one copy per
@@ -202,9 +203,16 @@ static void main_announce(bridge_t *b)
 		     "both brokers; this is for tests only and must never be set in production\"");
 	}
 	const char *delay = getenv("PLANTGATE_TEST_COMMIT_DELAY_MS");
-	int delay_ms = delay ? atoi(delay) : 0;
+	int64_t delay_ms = 0;
+	if(delay && util_parse_i64(delay, 0, 60000, &delay_ms) != 0) {
+		blog(BLOG_WARN, "bridge.TEST_COMMIT_DELAY",
+		     "value=\"%.32s\" reason=\"PLANTGATE_TEST_COMMIT_DELAY_MS is not a whole number of "
+		     "milliseconds from 0 to 60000; ignored\"",
+		     delay);
+		delay_ms = 0;
+	}
 	if(delay_ms > 0) {
-		b->test_commit_delay_ms = delay_ms > 60000 ? 60000 : delay_ms;
+		b->test_commit_delay_ms = (int)delay_ms;
 		blog(BLOG_WARN, "bridge.TEST_COMMIT_DELAY",
 		     "delay_ms=%d reason=\"PLANTGATE_TEST_COMMIT_DELAY_MS slows every queue commit down; "
 		     "for tests only, never in production\"",
