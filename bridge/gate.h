@@ -3,7 +3,8 @@
  * back: the PUBACKs of a batch are encrypted and buffered when its commit
  * starts, and leave only once the commit has returned (gate_release).
  * Meanwhile the plant thread reads the next batch, whose PUBACKs stay in
- * libmosquitto's queue until that batch's commit starts.  That is what lets
+ * the link's send buffer (link.h, raw mode) until that batch's commit
+ * starts.  That is what lets
  * reading go on during the fsync without letting any acknowledgement out
  * ahead of its commit (docs/bridge.md, "Nothing acknowledged is lost").
  *

@@ -127,8 +127,9 @@ typedef struct link {
 	char cb_reason[512];     /* why, as told by a callback (CONNACK, DISCONNECT) or the protocol */
 	char logged_reason[512]; /* the last connect failure logged */
 	char lib_error[256];     /* the last error libmosquitto logged */
-	/* link_hold() took effect: libmosquitto's queue is not written and the
-	 * gate holds what was, until link_release(). */
+	/* link_hold() took effect: libmosquitto's queue (raw mode: the send
+	 * buffer) is not written and the gate holds what was, until
+	 * link_release(). */
 	bool holding;
 	/* Set by the protocol: libmosquitto's queue, or raw mode's send buffer,
 	 * is not written for now (the plant's PUBACKs of a batch whose commit has
