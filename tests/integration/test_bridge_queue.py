@@ -189,12 +189,18 @@ class DiskFull(unittest.TestCase):
     def test_disk_low_backpressure_then_resume(self):
         """The guard: below queue_min_free_disk the bridge stops reading."""
         with h.Env("br-disklow") as env:
-            mnt = self.with_tmpfs(env, "2m")
+            # The guard stops reading at the next batch, and what was read
+            # by then is still committed (up to two batches, and a row of
+            # 2 KB takes a 4 KiB page, once in the WAL and once in the
+            # database): the margin has to hold that and the WAL's
+            # checkpoint.  3M of 6m leaves it room; 1M of 2m was at the edge
+            # (it filled the disk under ASan, deletes failed).
+            mnt = self.with_tmpfs(env, "6m")
             http, port = http_extra()
-            w, sub, b = self.start(env, mnt, "queue_min_free_disk 1M\n" + http)
+            w, sub, b = self.start(env, mnt, "queue_min_free_disk 3M\n" + http)
             w.cloud.stop()
             pub = w.publisher()
-            n = 900  # 900 x ~2 KiB: more than the 1 MiB the guard leaves usable
+            n = 2000  # 2000 x ~2 KiB: more than the 3 MiB the guard leaves usable
             publish_n(pub, 0, n, size=2000)
             self.assertTrue(b.wait_log(r"event=queue\.disk_low", 20), b.log())
             time.sleep(1)
