@@ -125,35 +125,37 @@ class QueueLimits(unittest.TestCase):
     def test_drop_oldest_keeps_newest_and_says_so(self):
         with h.Env("br-q-drop") as env:
             w = BridgeWorld(env, cloud_persistence=True)
-            # The limit is above the 64 messages the bridge commits at most at
-            # once: the batch being committed is never dropped, so with a limit
-            # of 50 a batch of 53 would leave 53 (how the plant broker happens
-            # to batch decides; it did under load).  Above it, exactly the
+            # The limit is above the largest batch the bridge commits at once
+            # (the Receive Maximum of 256: the plant link frames all that one
+            # read brings, so under load a batch can be that large): the batch
+            # being committed is never dropped, so with a limit of 100 a batch
+            # of 134 left 134 (it did under load).  Above it, exactly the
             # newest `limit` stay.
-            sub, b = self.fill_with_cloud_down(env, w, "drop-oldest", n=300, limit=100)
+            sub, b = self.fill_with_cloud_down(env, w, "drop-oldest", n=900, limit=300)
 
             def dropped():
                 return sum(int(l.split("count=")[1].split()[0]) for l in b.log().splitlines()
                            if "event=queue.dropped_oldest" in l)
-            # The plant broker acknowledged all 200; the bridge takes them in
+            # The plant broker acknowledged all 900; the bridge takes them in
             # batches, so wait until it has dropped all it should (or more).
-            h.wait_progress(dropped, 200, stall=15)
+            h.wait_progress(dropped, 600, stall=15)
             time.sleep(0.5)
-            self.assertEqual(dropped(), 200, b.log())
-            # A summary, not a line per commit: 200 evictions took at least four
-            # commits (at most 64 messages each); logged at once, then within 5 s.
+            self.assertEqual(dropped(), 600, b.log())
+            # A summary, not a line per commit: 600 evictions took at least
+            # three commits (at most 256 messages each); logged at once, then
+            # within 5 s.
             lines = [l for l in b.log().splitlines() if "event=queue.dropped_oldest" in l]
             self.assertLessEqual(len(lines), 2, b.log())
-            self.assertIn("total=200", lines[-1])
-            self.assertEqual(w.queue_count(), 100)
+            self.assertIn("total=600", lines[-1])
+            self.assertEqual(w.queue_count(), 300)
             w.cloud.start()
             self.assertEqual(sub.connect(), 0)
-            sub.wait_unique(lambda m: json.loads(m["payload"])["n"], 100)
+            sub.wait_unique(lambda m: json.loads(m["payload"])["n"], 300)
             time.sleep(0.5)
             got = sorted(set(seqs_of(sub.messages)))
-            self.assertEqual(got, list(range(200, 300)), b.log()[-2000:])
+            self.assertEqual(got, list(range(600, 900)), b.log()[-2000:])
             self.assertEqual(b.stop(), 0)
-            self.assertRegex(b.log(), r"event=bridge\.stopped .*dropped_oldest=200")
+            self.assertRegex(b.log(), r"event=bridge\.stopped .*dropped_oldest=600")
 
 
 class DiskFull(unittest.TestCase):
