@@ -116,20 +116,25 @@ typedef struct plant_committer {
 	char err[256];
 } plant_committer_t;
 
+/* Backpressure that switches on and off while a backlog drains (a full
+ * queue, a low disk) is logged as an episode: when reading first stops, and
+ * once reading has been possible for PLANT_CALM_MS, however often it
+ * stopped in between (episode_step). */
+typedef struct plant_episode {
+	bool on;           /* reading stopped for this reason, now */
+	bool open;         /* its start logged, its end not yet */
+	unsigned stops;    /* times reading stopped in this episode */
+	int64_t off_since; /* when reading last became possible again */
+} plant_episode_t;
+
 typedef struct plant {
 	bridge_t *b;
 	link_t link;
 	whitelist_t wl;
 	bool ingest_down; /* a commit failed: hold off until the retry */
 	bool oom_down;    /* a batch could not be held: reconnecting */
-	bool queue_full;  /* backpressure on the queue's limits, now */
-	bool full_episode;  /* queue.full logged, queue.accepting not yet */
-	unsigned full_stops; /* times reading stopped in this episode */
-	int64_t room_since;  /* when the queue last got room */
-	bool disk_low;      /* below queue_min_free_disk: not reading, now */
-	bool disk_episode;  /* queue.disk_low logged, queue.disk_ok not yet */
-	unsigned disk_stops; /* times reading stopped in this episode */
-	int64_t disk_ok_since; /* when the disk last had room again */
+	plant_episode_t full; /* backpressure on the queue's limits */
+	plant_episode_t disk; /* below queue_min_free_disk */
 	int64_t dropped_pending; /* drop-oldest evictions not logged yet */
 	int64_t dropped_logged_at;
 	int64_t disk_checked;
@@ -314,22 +319,31 @@ static int64_t plant_redelivery(plant_t *p, const queue_msg_t *q, bool dup)
  * (plugin/provenance.c removes any the client sent).  Returns a fresh copy,
  * "" when there is none or more than one (then the plugin did not run on
  * that broker and no value can be trusted); NULL when out of memory. */
-static char *plant_device(const mqw_rx_publish_t *m)
-{
-	static const char name[] = "plantgate-device";
+static const char plant_device_prop[] = "plantgate-device";
+
+/* The plantgate-device properties of one PUBLISH: how many, and the first's
+ * value (mqw_user_prop_find). */
+typedef struct plant_device_ref {
+	unsigned count;
 	const uint8_t *v;
-	uint16_t vn;
-	unsigned n = mqw_user_prop_find(m->props, m->props_len, name, sizeof(name) - 1, &v, &vn);
+	uint16_t len;
+} plant_device_ref_t;
+
+static char *plant_device(const plant_device_ref_t *d)
+{
+	unsigned n = d->count;
 	if(n > 1) {
 		blog(BLOG_DEBUG, "plant.device_ambiguous",
 		     "count=%u note=\"several plantgate-device properties: signed as none\"", n);
 	}
-	return n == 1 ? strndup((const char *)v, vn) : strdup("");
+	return n == 1 ? strndup((const char *)d->v, d->len) : strdup("");
 }
 
 /* A PUBLISH from the plant broker, its topic checked and copied (topic, a
- * fresh string this takes): filtered, remapped and added to the batch. */
-static void plant_publish(plant_t *p, const mqw_rx_publish_t *m, char *topic)
+ * fresh string this takes) and its plantgate-device properties found (dev):
+ * filtered, remapped and added to the batch. */
+static void plant_publish(plant_t *p, const mqw_rx_publish_t *m, char *topic,
+                          const plant_device_ref_t *dev)
 {
 	bridge_t *b = p->b;
 	char q1[300], q2[300];
@@ -390,7 +404,7 @@ static void plant_publish(plant_t *p, const mqw_rx_publish_t *m, char *topic)
 	q->retain = r->retain && m->retain;
 	q->local_topic = topic;
 	q->remote_topic = remote;
-	q->device = plant_device(m);
+	q->device = plant_device(dev);
 	q->len = m->payload_len;
 	q->payload = malloc(q->len ? q->len : 1);
 	if(!q->local_topic || !q->remote_topic || !q->device || !q->payload) {
@@ -480,13 +494,14 @@ static int plant_packet(void *owner, uint8_t header, const uint8_t *body, uint32
 				return rc;
 			}
 		}
-		const uint8_t *v;
-		uint16_t vn;
-		if(memchr(m.topic, 0, m.topic_len) ||
-		   mosquitto_validate_utf8((const char *)m.topic, m.topic_len) ||
+		/* libmosquitto's own check of what it reads (NUL, other control
+		 * characters and non-characters are refused too), and no wildcards. */
+		plant_device_ref_t dev;
+		dev.count = mqw_user_prop_find(m.props, m.props_len, plant_device_prop,
+		                               sizeof(plant_device_prop) - 1, &dev.v, &dev.len);
+		if(mosquitto_validate_utf8((const char *)m.topic, m.topic_len) ||
 		   memchr(m.topic, '+', m.topic_len) || memchr(m.topic, '#', m.topic_len) ||
-		   (mqw_user_prop_find(m.props, m.props_len, "plantgate-device", 16, &v, &vn) &&
-		    mosquitto_validate_utf8((const char *)v, vn))) {
+		   (dev.count && mosquitto_validate_utf8((const char *)dev.v, dev.len))) {
 			util_snprintf(l->cb_reason, sizeof(l->cb_reason),
 			              "protocol error: the plant broker sent a PUBLISH whose topic or "
 			              "plantgate-device property is not a valid UTF-8 topic or value");
@@ -497,7 +512,7 @@ static int plant_packet(void *owner, uint8_t header, const uint8_t *body, uint32
 			p->batch.oom = true;
 			return MOSQ_ERR_SUCCESS;
 		}
-		plant_publish(p, &m, topic);
+		plant_publish(p, &m, topic, &dev);
 		return MOSQ_ERR_SUCCESS;
 	}
 malformed:
@@ -567,8 +582,8 @@ static void plant_take_whitelist(plant_t *p)
  * status page (enum bridge_block); 0 when it reads. */
 static void plant_show_blocked(plant_t *p)
 {
-	unsigned why = (p->queue_full ? BRIDGE_BLOCK_QUEUE_FULL : 0u) |
-	               (p->disk_low ? BRIDGE_BLOCK_DISK_LOW : 0u) |
+	unsigned why = (p->full.on ? BRIDGE_BLOCK_QUEUE_FULL : 0u) |
+	               (p->disk.on ? BRIDGE_BLOCK_DISK_LOW : 0u) |
 	               (p->ingest_down ? BRIDGE_BLOCK_WRITE_FAILED : 0u) |
 	               (p->oom_down ? BRIDGE_BLOCK_OUT_OF_MEMORY : 0u);
 	atomic_store(&p->b->ctr.ingest_blocked, why);
@@ -832,6 +847,29 @@ static void committer_stop(plant_t *p)
 	pthread_mutex_destroy(&c->mu);
 }
 
+enum episode_step { EPISODE_SAME, EPISODE_BEGINS, EPISODE_ENDS };
+
+/* e is on (reading stopped) or not, now: what that means for its episode. */
+static enum episode_step episode_step(plant_episode_t *e, bool on, int64_t now)
+{
+	if(on && !e->on) {
+		e->stops++;
+	} else if(!on && e->on) {
+		e->off_since = now;
+	}
+	e->on = on;
+	if(on && !e->open) {
+		e->open = true;
+		e->stops = 1;
+		return EPISODE_BEGINS;
+	}
+	if(!on && e->open && now - e->off_since >= PLANT_CALM_MS) {
+		e->open = false;
+		return EPISODE_ENDS;
+	}
+	return EPISODE_SAME;
+}
+
 /* Backpressure on the queue's limits, with hysteresis: reading stops at the
  * limit and resumes at PLANT_RESUME_PCT percent of it.  Logged once per
  * episode (PLANT_CALM_MS), however often reading stops within it. */
@@ -841,17 +879,10 @@ static bool plant_queue_full(plant_t *p)
 	if(b->cfg->queue_when_full != BCONF_FULL_BACKPRESSURE) {
 		return false;
 	}
-	bool full = p->queue_full ? !queue_has_room(b->queue, PLANT_RESUME_PCT)
-	                          : queue_is_full(b->queue);
-	int64_t now = util_mono_ms();
-	if(full && !p->queue_full) {
-		p->full_stops++;
-	} else if(!full && p->queue_full) {
-		p->room_since = now;
-	}
-	if(full && !p->full_episode) {
-		p->full_episode = true;
-		p->full_stops = 1;
+	bool full = p->full.on ? !queue_has_room(b->queue, PLANT_RESUME_PCT)
+	                       : queue_is_full(b->queue);
+	enum episode_step step = episode_step(&p->full, full, util_mono_ms());
+	if(step == EPISODE_BEGINS) {
 		queue_stats_t st;
 		queue_get_stats(b->queue, &st);
 		blog(BLOG_WARN, "queue.full",
@@ -860,28 +891,25 @@ static bool plant_queue_full(plant_t *p)
 		     (long long)st.messages, (unsigned long long)st.bytes,
 		     (long long)b->cfg->queue_max_messages,
 		     (unsigned long long)b->cfg->queue_max_bytes);
-	} else if(!full && p->full_episode && now - p->room_since >= PLANT_CALM_MS) {
-		p->full_episode = false;
+	} else if(step == EPISODE_ENDS) {
 		blog(BLOG_INFO, "queue.accepting",
 		     "stops=%u resume_at_pct=%d action=\"reading from the plant broker again\" "
 		     "note=\"reading stopped %u times while the backlog drained\"",
-		     p->full_stops, PLANT_RESUME_PCT, p->full_stops);
+		     p->full.stops, PLANT_RESUME_PCT, p->full.stops);
 	}
-	p->queue_full = full;
 	return full;
 }
 
-/* Is the queue's disk too full to take more?  Checked at most every 20 ms. */
 /* The end of a disk_low episode (see plant_disk_low). */
 static void plant_log_disk_ok(plant_t *p, uint64_t free_bytes)
 {
-	p->disk_episode = false;
 	blog(BLOG_INFO, "queue.disk_ok",
 	     "path=%s free=%llu stops=%u action=\"reading again\" note=\"reading stopped %u times "
 	     "while the disk was low\"",
-	     p->b->cfg->queue_path, (unsigned long long)free_bytes, p->disk_stops, p->disk_stops);
+	     p->b->cfg->queue_path, (unsigned long long)free_bytes, p->disk.stops, p->disk.stops);
 }
 
+/* Is the queue's disk too full to take more?  Checked at most every 20 ms. */
 static bool plant_disk_low(plant_t *p)
 {
 	bridge_t *b = p->b;
@@ -890,17 +918,17 @@ static bool plant_disk_low(plant_t *p)
 	/* Every 20 ms, and before every commit when near the edge: at tens of
 	 * MB/s a 20 ms gap could cross a small margin in between. */
 	if(min == 0 || (now - p->disk_checked < 20 && p->disk_free >= 4 * min)) {
-		return p->disk_low;
+		return p->disk.on;
 	}
 	p->disk_checked = now;
 	uint64_t free_bytes = 0;
 	if(queue_space_free(b->queue, &free_bytes) != QUEUE_OK) {
-		return p->disk_low;
+		return p->disk.on;
 	}
 	p->disk_free = free_bytes;
 	/* Hysteresis: once low, reading resumes only with a quarter of min to
 	 * spare, so the state (and its log line) does not flap at the edge. */
-	uint64_t need = p->disk_low ? min + min / 4 : min;
+	uint64_t need = p->disk.on ? min + min / 4 : min;
 	bool low = free_bytes < need;
 	if(low && now - p->disk_checkpointed >= 1000) {
 		/* Part of what is used may be the WAL, which only shrinks at a
@@ -915,23 +943,16 @@ static bool plant_disk_low(plant_t *p)
 	 * from the WAL lets reading resume, and the next commits can take it
 	 * again at once; the log says queue.disk_low when reading first stops
 	 * and queue.disk_ok once the disk has had room for PLANT_CALM_MS. */
-	if(low && !p->disk_low) {
-		p->disk_stops++;
-	} else if(!low && p->disk_low) {
-		p->disk_ok_since = now;
-	}
-	if(low && !p->disk_episode) {
-		p->disk_episode = true;
-		p->disk_stops = 1;
+	enum episode_step step = episode_step(&p->disk, low, now);
+	if(step == EPISODE_BEGINS) {
 		blog(BLOG_ERROR, "queue.disk_low",
 		     "path=%s free=%llu min_free=%llu action=\"backpressure: not reading from the plant "
 		     "broker, which holds the messages\" hint=\"free disk space on the queue's file "
 		     "system\"",
 		     b->cfg->queue_path, (unsigned long long)free_bytes, (unsigned long long)min);
-	} else if(!low && p->disk_episode && now - p->disk_ok_since >= PLANT_CALM_MS) {
+	} else if(step == EPISODE_ENDS) {
 		plant_log_disk_ok(p, free_bytes);
 	}
-	p->disk_low = low;
 	return low;
 }
 
@@ -1022,7 +1043,8 @@ void *plant_run(void *arg)
 		plant_commit(&p);
 	}
 	plant_log_dropped(&p, true);
-	if(p.disk_episode && !p.disk_low) {
+	if(p.disk.open && !p.disk.on) {
+		p.disk.open = false;
 		plant_log_disk_ok(&p, p.disk_free);
 	}
 	link_close(&p.link);
