@@ -465,11 +465,11 @@ static void link_connect(link_t *l)
 	}
 	mosquitto_int_option(l->mosq, MOSQ_OPT_PROTOCOL_VERSION,
 	                     l->conf.protocol == 5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311);
-	/* Threaded mode: libmosquitto 2.0.11 queues a PUBACK just before
-	 * on_message (lib/handle_publish.c) but writes nothing until told, so it
-	 * leaves at link_write(), after the commit (docs/bridge.md, "Design
-	 * notes"; unthreaded, it would write the PUBACK before on_message:
-	 * upstream issue #2884). */
+	/* Threaded mode: libmosquitto writes nothing until told (link_write),
+	 * where unthreaded it writes whatever it queues at once.  Both links
+	 * switch to raw mode at the CONNACK (link_raw_start), so no PUBLISH ever
+	 * reaches libmosquitto: unthreaded it would write a QoS 1 PUBACK before
+	 * on_message ran (upstream issue #2884), ahead of the commit. */
 	mosquitto_threaded_set(l->mosq, true);
 	/* Both links write a loop turn's packets in one go (the buffer below
 	 * TLS, raw mode), so Nagle's algorithm could only hold a turn's last
