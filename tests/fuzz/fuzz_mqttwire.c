@@ -54,6 +54,11 @@ static uint8_t *copy(const uint8_t *b, size_t n)
 	return c;
 }
 
+static uint16_t be16(const uint8_t *b)
+{
+	return (uint16_t)(b[0] << 8 | b[1]);
+}
+
 static void check_ack(int protocol, uint8_t h, const uint8_t *body, uint32_t blen)
 {
 	unsigned type = h >> 4;
@@ -66,7 +71,7 @@ static void check_ack(int protocol, uint8_t h, const uint8_t *body, uint32_t ble
 	}
 	CHECK(type >= MQW_PUBACK && type <= MQW_PUBCOMP);
 	CHECK((h & 15u) == (type == MQW_PUBREL ? 2u : 0u));
-	CHECK(blen >= 2 && mid != 0 && mid == (uint16_t)(body[0] << 8 | body[1]));
+	CHECK(blen >= 2 && mid != 0 && mid == be16(body));
 	CHECK(protocol == 5 || blen == 2);
 	CHECK(blen >= 3 ? reason == body[2] : reason == 0);
 }
@@ -104,11 +109,6 @@ static void check_disconnect(int protocol, uint8_t h, const uint8_t *body, uint3
 		}
 	}
 	free(why);
-}
-
-static uint16_t be16(const uint8_t *b)
-{
-	return (uint16_t)(b[0] << 8 | b[1]);
 }
 
 /* The length of the variable byte integer at b[0..n), or 0 when there is
@@ -218,10 +218,10 @@ static void check_publish(int protocol, uint8_t h, const uint8_t *body, uint32_t
 	CHECK(qos >= 0 && qos <= 2 && qos == ((h >> 1) & 3));
 	CHECK(qos > 0 || !(h & 0x08u));
 	CHECK(blen >= 2);
-	uint32_t tn = (uint32_t)(body[0] << 8 | body[1]);
+	uint32_t tn = be16(body);
 	CHECK(2 + tn + (qos ? 2u : 0u) + (protocol == 5 ? 1u : 0u) <= blen);
 	if(qos) {
-		CHECK(mid != 0 && mid == (uint16_t)(body[2 + tn] << 8 | body[3 + tn]));
+		CHECK(mid != 0 && mid == be16(body + 2 + tn));
 	} else {
 		CHECK(mid == 0);
 	}
@@ -413,7 +413,7 @@ static void encode_publish(const uint8_t *data, size_t size)
 	CHECK(mqw_publish_parse(p.protocol, h, body, blen, &qos, &mid) == MQW_OK);
 	CHECK(qos == p.qos && mid == (p.qos ? p.mid : 0));
 	CHECK(blen >= 2 + p.topic_len + p.payload_len);
-	CHECK((size_t)(body[0] << 8 | body[1]) == p.topic_len);
+	CHECK(be16(body) == p.topic_len);
 	CHECK(memcmp(body + 2, topic, p.topic_len) == 0);
 	CHECK(p.payload_len == 0 || memcmp(body + blen - p.payload_len, payload, p.payload_len) == 0);
 	/* a 3.1.1 PUBLISH has exactly topic, packet id and payload */
