@@ -167,6 +167,11 @@ class DiskFull(unittest.TestCase):
         if r.returncode != 0:
             self.skipTest("cannot mount a small tmpfs here (%s): disk-full test skipped"
                           % (r.stderr.strip() or r.returncode))
+        # Cleanups run after the Env has closed, which could not remove the
+        # mount point while it was mounted: unmount, then remove what is left
+        # if it is empty (a failed test's kept files stay).
+        self.addCleanup(lambda: [os.rmdir(d) for d in (mnt, env.tmp) if os.path.isdir(d)
+                                 and not os.listdir(d)])
         self.addCleanup(subprocess.run, ["umount", "-l", mnt], capture_output=True)
         return mnt
 

@@ -724,7 +724,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	const char *files[] = {"conf.d/10-tls.conf", "conf.d/20-anon.conf", "conf.d/ignored.txt", "main.conf",
-	                       "ca.key", "leaf.key", "audit.jsonl", "broken-bridge.conf", "bridge.pid"};
+	                       "ca.key", "leaf.key", "audit.jsonl", "broken-bridge.conf", "bridge.pid", "limits.conf"};
 	for(size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		unlink(tmp(files[i]));
 	}
