@@ -42,6 +42,8 @@ static const bconf_enum_t sign_algs[] = {{"auto", BCONF_SIGN_AUTO},
                                          {"ed25519", BCONF_SIGN_ED25519},
                                          {"ecdsa-p256", BCONF_SIGN_ECDSA_P256},
                                          {NULL, 0}};
+/* Named values a T_DURATION row takes besides durations. */
+static const bconf_enum_t commit_intervals[] = {{"auto", BCONF_COMMIT_AUTO}, {NULL, 0}};
 static const bconf_enum_t log_levels[] = {{"debug", BLOG_DEBUG},
                                           {"info", BLOG_INFO},
                                           {"warn", BLOG_WARN},
@@ -80,7 +82,7 @@ typedef struct bconf_row {
 	bool required;
 	bool repeat;              /* may appear more than once (forward) */
 	int64_t min, max;         /* T_INT, T_DURATION (ms), T_SIZE */
-	const bconf_enum_t *enums; /* T_ENUM */
+	const bconf_enum_t *enums; /* T_ENUM; T_DURATION: named values besides durations */
 	const char *def;          /* default in file syntax, or NULL */
 	const char *help;         /* what it is, for "missing" messages */
 } bconf_row_t;
@@ -155,8 +157,8 @@ static const bconf_row_t rows[BK_COUNT] = {
     [BK_QUEUE_MIN_FREE_DISK] = {"queue_min_free_disk", T_SIZE, OFF(queue_min_free_disk), false,
                                 false, 0, INT64_MAX, NULL, "64M", NULL},
     [BK_QUEUE_COMMIT_INTERVAL] = {"queue_commit_interval", T_DURATION,
-                                  OFF(queue_commit_interval_ms), false, false, 0, 1000, NULL,
-                                  "0", NULL},
+                                  OFF(queue_commit_interval_ms), false, false, 0, 1000,
+                                  commit_intervals, "auto", NULL},
     [BK_DRAIN_RATE] = {"drain_rate", T_INT, OFF(drain_rate), false, false, 0, 1000000, NULL,
                        "1000", NULL},
     [BK_DRAIN_INFLIGHT] = {"drain_inflight", T_INT, OFF(drain_inflight), false, false, 1, 65535,
@@ -293,11 +295,18 @@ static int row_set(bconf_t *cfg, const bconf_row_t *r, int line, int argc, char 
 		return 0;
 	case T_DURATION: {
 		int64_t ms;
+		for(const bconf_enum_t *e = r->enums; e && e->name; e++) {
+			if(!strcmp(e->name, v)) {
+				*(int64_t *)field = e->value;
+				return 0;
+			}
+		}
 		if(util_parse_duration_ms(v, &ms) || ms < r->min || ms > r->max) {
 			snprintf(why, whylen,
-			         "%s '%s': expected a duration such as 500ms, 30s, 5m or 2h, from %lldms "
+			         "%s '%s': expected %s%sa duration such as 500ms, 30s, 5m or 2h, from %lldms "
 			         "to %llds",
-			         r->name, v, (long long)r->min, (long long)(r->max / 1000));
+			         r->name, v, r->enums ? r->enums[0].name : "", r->enums ? " or " : "",
+			         (long long)r->min, (long long)(r->max / 1000));
 			return -1;
 		}
 		*(int64_t *)field = ms;
@@ -967,9 +976,18 @@ void bconf_print(const bconf_t *cfg, FILE *out)
 		case T_INT:
 			fprintf(out, "%s %lld\n", r->name, (long long)*(const int64_t *)field);
 			break;
-		case T_DURATION:
-			fprintf(out, "%s %lldms\n", r->name, (long long)*(const int64_t *)field);
+		case T_DURATION: {
+			const bconf_enum_t *e = r->enums;
+			while(e && e->name && e->value != *(const int64_t *)field) {
+				e++;
+			}
+			if(e && e->name) {
+				fprintf(out, "%s %s\n", r->name, e->name);
+			} else {
+				fprintf(out, "%s %lldms\n", r->name, (long long)*(const int64_t *)field);
+			}
 			break;
+		}
 		case T_SIZE:
 			fprintf(out, "%s %llu\n", r->name, (unsigned long long)*(const uint64_t *)field);
 			break;

@@ -23,6 +23,9 @@
  * TLS (wss://, the port of HTTPS).  Either may go through cloud_proxy. */
 enum bconf_transport { BCONF_TRANSPORT_TLS = 0, BCONF_TRANSPORT_WSS };
 enum bconf_when_full { BCONF_FULL_BACKPRESSURE = 0, BCONF_FULL_DROP_OLDEST };
+/* queue_commit_interval auto: pause only while messages come fast (plant.c,
+ * PLANT_AUTO_RATE). */
+#define BCONF_COMMIT_AUTO (-1)
 /* sign_algorithm; the values are envelope.h's ENVELOPE_ALG_*. */
 enum bconf_sign_alg { BCONF_SIGN_AUTO = 0, BCONF_SIGN_ED25519 = 1, BCONF_SIGN_ECDSA_P256 = 2 };
 
@@ -159,7 +162,8 @@ typedef struct bconf {
 	int64_t queue_max_messages;
 	int64_t queue_when_full; /* enum bconf_when_full */
 	uint64_t queue_min_free_disk;
-	int64_t queue_commit_interval_ms; /* shortest time between two commits' starts */
+	int64_t queue_commit_interval_ms; /* shortest time between two commits' starts, or
+	                                   * BCONF_COMMIT_AUTO */
 
 	int64_t drain_rate;     /* messages per second, 0 = unpaced */
 	int64_t drain_inflight; /* unacknowledged QoS 1 publishes at the cloud */

@@ -95,6 +95,9 @@ typedef struct bridge_counters {
 	/* commit latency: per-bucket (not cumulative) counts, count and sum */
 	atomic_uint_fast64_t commit_buckets[BRIDGE_COMMIT_BUCKETS];
 	atomic_uint_fast64_t commit_count, commit_us_sum;
+	/* The pause between two commits' starts in effect now, µs (plant.c:
+	 * queue_commit_interval, with auto 0 or PLANT_AUTO_PAUSE_US by rate). */
+	atomic_int_fast64_t commit_pause_us;
 } bridge_counters_t;
 
 /* Record one batch commit that took `us` microseconds. */

@@ -781,7 +781,7 @@ void *cloud_run(void *arg)
 		struct pollfd wake = {.fd = b->wake[0], .events = POLLIN};
 		bool readable = false;
 		if(!rc) {
-			rc = link_poll(&c.link, true, &wake, timeout, &readable);
+			rc = link_poll(&c.link, true, &wake, (int64_t)timeout * 1000, &readable);
 		}
 		if(wake.revents & POLLIN) {
 			char buf[64];

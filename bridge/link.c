@@ -3,12 +3,15 @@
  * lifecycle shared by the plant and cloud links, their backoff and failure
  * reasons, and the TLS buffering that makes group commit pay.
  */
+#define _GNU_SOURCE /* ppoll */
 #include "link.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
@@ -829,6 +832,10 @@ static int link_raw_read(link_t *l, int max_packets, const size_t *bytes, size_t
 			}
 		}
 		l->rx_len += (size_t)n;
+		if(l->quickack) {
+			int one = 1;
+			setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+		}
 	}
 }
 
@@ -862,7 +869,7 @@ void link_idle(link_t *l, bool may_connect)
 	usleep((useconds_t)(wait > 100 || wait < 1 ? 100 : wait) * 1000);
 }
 
-int link_poll(link_t *l, bool want_read, struct pollfd *extra, int timeout_ms, bool *readable)
+int link_poll(link_t *l, bool want_read, struct pollfd *extra, int64_t timeout_us, bool *readable)
 {
 	struct pollfd pfd[2] = {{.fd = mosquitto_socket(l->mosq), .events = want_read ? POLLIN : 0}};
 	nfds_t n = 1;
@@ -878,7 +885,11 @@ int link_poll(link_t *l, bool want_read, struct pollfd *extra, int timeout_ms, b
 		pfd[0].events |= POLLOUT;
 	}
 	bool buffered = want_read && (link_tls_buffered(l->mosq) || link_raw_frame_ready(l));
-	if(poll(pfd, n, buffered ? 0 : timeout_ms) < 0 && errno != EINTR) {
+	/* ppoll: a commit's pause is a few ms, and poll's whole milliseconds
+	 * made 2ms into ~2.7 (docs/benchmarks.md, issue 14). */
+	int64_t us = buffered || timeout_us < 0 ? 0 : timeout_us;
+	struct timespec ts = {.tv_sec = us / 1000000, .tv_nsec = us % 1000000 * 1000};
+	if(ppoll(pfd, n, &ts, NULL) < 0 && errno != EINTR) {
 		return MOSQ_ERR_ERRNO;
 	}
 	if(extra) {

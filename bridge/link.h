@@ -135,6 +135,10 @@ typedef struct link {
 	 * is not written for now (the plant's PUBACKs of a batch whose commit has
 	 * not started yet). */
 	bool defer;
+	/* Ask the kernel to acknowledge each read at once (TCP_QUICKACK) while
+	 * our PUBACKs are held for a pause: the peer's Nagle would otherwise keep
+	 * its next message until they leave (set by the owner). */
+	bool quickack;
 	/* Raw mode (link_raw_start): after the CONNACK the protocol encodes its
 	 * packets itself into tx and the link reads and frames what arrives in
 	 * rx; libmosquitto only holds the socket and the TLS session. */
@@ -169,11 +173,11 @@ void *link_owner(void *obj);
  * sleep until then (at most 100 ms). */
 void link_idle(link_t *l, bool may_connect);
 
-/* Wait up to timeout_ms for the socket: readable (when `want_read`),
+/* Wait up to timeout_us (µs) for the socket: readable (when `want_read`),
  * writable (when anything is queued), or `extra` (may be NULL; its revents
  * are set).  *readable says whether to call link_read.  Returns a
  * libmosquitto error code. */
-int link_poll(link_t *l, bool want_read, struct pollfd *extra, int timeout_ms, bool *readable);
+int link_poll(link_t *l, bool want_read, struct pollfd *extra, int64_t timeout_us, bool *readable);
 
 /* mosquitto_loop_read() reads one packet per call (plus what TLS already
  * decrypted).  This keeps reading while the socket or TLS has data, up to

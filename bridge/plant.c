@@ -73,9 +73,19 @@
 /* Group commit: a batch is committed as soon as the commit thread is free,
  * unless queue_commit_interval asks for a pause between the starts of two
  * commits: then it waits for that, or for PLANT_BATCH_MIN messages.  An
- * fsync costs about the same for 1 message as for 60, so the pause trades
- * up to that much latency for fewer commits (less CPU, less disk wear). */
+ * fsync costs about the same for 1 message as for 60 (a commit costs the
+ * bridge ~300 µs of CPU, a message ~10 µs more), so the pause trades up to
+ * that much latency for fewer commits (less CPU, less disk wear). */
 #define PLANT_BATCH_MIN 64
+/* queue_commit_interval auto (the default): a pause of PLANT_AUTO_PAUSE_US,
+ * but only while the plant broker sends at least PLANT_AUTO_RATE messages a
+ * second, measured over windows of PLANT_RATE_WINDOW_MS.  Below that rate
+ * every message is committed at once: latency first, and the commits are
+ * few anyway.  Above it, commits of a message or a few each would cost a
+ * third of a core (docs/benchmarks.md, issue 14, fourth round). */
+#define PLANT_AUTO_RATE 2000
+#define PLANT_AUTO_PAUSE_US 2000
+#define PLANT_RATE_WINDOW_MS 100
 /* Backpressure on the queue's limits ends when the queue is back at this
  * percentage of them, so reading does not flap on and off (with a log line
  * each time) while the cloud drains one batch at a time. */
@@ -142,6 +152,12 @@ typedef struct plant {
 	plant_batch_t batch; /* being read */
 	plant_committer_t com;
 	int64_t commit_started_us; /* when the last batch was handed over */
+	/* The rate the plant broker sends at, for queue_commit_interval auto:
+	 * messages read since rate_at (ms), and whether the last window was at
+	 * PLANT_AUTO_RATE or more. */
+	int64_t rate_at;
+	uint64_t rate_n;
+	bool fast;
 	int64_t disk_checkpointed; /* last WAL checkpoint taken for the disk guard */
 	/* Redeliveries (see plant_redelivery): the connection resumed a session,
 	 * how many QoS 1 messages it has brought so far, and those recognised as
@@ -785,6 +801,30 @@ static int committer_collect(plant_t *p, bool wait)
 	return plant_commit_done(p, n, qrc, dropped, err) ? -1 : 1;
 }
 
+/* The pause between two commits' starts now, in µs (queue_commit_interval). */
+static int64_t plant_commit_interval_us(const plant_t *p)
+{
+	int64_t ms = p->b->cfg->queue_commit_interval_ms;
+	if(ms == BCONF_COMMIT_AUTO) {
+		return p->fast ? PLANT_AUTO_PAUSE_US : 0;
+	}
+	return ms * 1000;
+}
+
+/* n messages were just read (0: none): keep the rate up to date (see
+ * PLANT_AUTO_RATE). */
+static void plant_rate(plant_t *p, size_t n)
+{
+	int64_t now = util_mono_ms();
+	p->rate_n += n;
+	if(now - p->rate_at >= PLANT_RATE_WINDOW_MS) {
+		p->fast = p->rate_n * 1000 >= (uint64_t)PLANT_AUTO_RATE * (uint64_t)(now - p->rate_at);
+		p->rate_at = now;
+		p->rate_n = 0;
+		atomic_store(&p->b->ctr.commit_pause_us, plant_commit_interval_us(p));
+	}
+}
+
 /* How long the batch read so far waits before its commit may start (0:
  * now); see PLANT_BATCH_MIN.  -1 when there is nothing to commit. */
 static int64_t plant_commit_wait_us(const plant_t *p)
@@ -795,7 +835,7 @@ static int64_t plant_commit_wait_us(const plant_t *p)
 	if(p->batch.n >= PLANT_BATCH_MIN || p->batch.bytes >= PLANT_BATCH_BYTES || !p->com.started) {
 		return 0;
 	}
-	int64_t left = p->commit_started_us + p->b->cfg->queue_commit_interval_ms * 1000 - util_mono_us();
+	int64_t left = p->commit_started_us + plant_commit_interval_us(p) - util_mono_us();
 	return left > 0 ? left : 0;
 }
 
@@ -1002,6 +1042,7 @@ void *plant_run(void *arg)
 			 * redeliveries are recognised against what it stored. */
 			committer_collect(&p, true);
 			link_idle(&p.link, !full);
+			plant_rate(&p, 0); /* nothing comes: no pause once connected again */
 			continue;
 		}
 		/* Read while the previous batch is being committed, up to a batch,
@@ -1012,14 +1053,19 @@ void *plant_run(void *arg)
 		            p.batch.bytes < PLANT_BATCH_BYTES && !link_backlogged(&p.link);
 		struct pollfd done = {.fd = p.com.done[0], .events = POLLIN};
 		int64_t gap_left = plant_commit_wait_us(&p);
-		int timeout = gap_left > 0 ? (int)((gap_left + 999) / 1000) : 100;
+		/* while a pause may hold a batch, not while a commit runs (flat out:
+		 * measured, more reads and 15 % more CPU for no gain) */
+		p.link.quickack = !p.com.busy && plant_commit_interval_us(&p) > 0;
 		bool readable;
 		/* their PUBACKs wait for the commit (or, out of memory, the drop) */
 		p.link.defer = p.batch.n > 0 || p.batch.oom;
-		int rc = link_poll(&p.link, want, p.com.busy ? &done : NULL, timeout, &readable);
+		int rc = link_poll(&p.link, want, p.com.busy ? &done : NULL,
+		                   gap_left > 0 ? gap_left : 100 * 1000, &readable);
+		size_t before = p.batch.n;
 		if(!rc && readable) {
 			rc = link_read(&p.link, PLANT_RECEIVE_MAXIMUM, &p.batch.bytes, PLANT_BATCH_BYTES);
 		}
+		plant_rate(&p, p.batch.n > before ? p.batch.n - before : 0);
 		if(rc) {
 			/* Commit what was read, even though the read then failed: the
 			 * broker resends what it did not see acknowledged, at worst a

@@ -11,15 +11,21 @@ once.  An acknowledgement that left early would have made the plant broker
 forget its message: it would be missing here.
 
 The same holds for a batch that waits for queue_commit_interval before its
-commit starts: its PUBACKs wait with it."""
+commit starts: its PUBACKs wait with it.
+
+With queue_commit_interval auto (the default) the pause is taken only while
+the plant broker sends fast: none for a trickle, 2 ms during a burst, none
+again after it; nothing is lost or duplicated on the way."""
 import json
 import os
 import sys
+import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
+from test_bridge_http import get, parse_metrics  # noqa: E402
 from test_bridge_relay import BridgeWorld  # noqa: E402
 
 RULES = ["plant/+/+/+/telemetry/# qos=1 strip=plant/ prefix=sites/"]
@@ -85,6 +91,53 @@ class Pipeline(unittest.TestCase):
             time.sleep(0.5)
             got = sorted(json.loads(m["payload"])["n"] for m in sub.take())
             self.assertEqual(got, list(range(1, N)), "missing or duplicated after the kill:\n" + b.log())
+
+    def test_auto_pause_only_while_messages_come_fast(self):
+        with h.Env("br-pipe-auto") as env:
+            w = BridgeWorld(env, plant_extra="max_inflight_messages 100\n")
+            sub = w.cloud_subscriber("sites/#")
+            port = h.free_port()
+            b = w.start_bridge(RULES, extra="http_listen 127.0.0.1:%d" % port)  # the default: auto
+            self.assertTrue(b.wait_log(r"event=http\.listening", 10), b.log())
+            self.assertTrue(w.wait_plant_ready(b), b.log())
+            self.assertTrue(b.wait_log(r"event=cloud\.connected", 15), b.log())
+
+            def pause():
+                return parse_metrics(get(port, "/metrics")[1])[0]["plantgate_bridge_commit_pause_seconds"]
+
+            topic = "plant/hq/l1/a/telemetry/t"
+            pub = w.publisher()
+            slow = 10
+            for n in range(slow):  # 10 msg/s: every message committed at once
+                self.assertTrue(pub.publish(topic, json.dumps({"n": n}), qos=1))
+                time.sleep(0.1)
+                self.assertEqual(pause(), 0.0, "a pause at 10 msg/s")
+            self.assertEqual(len(sub.wait_messages(slow, 15)), slow)
+
+            seen, stop = [], threading.Event()
+
+            def watch():
+                while not stop.is_set():
+                    seen.append(pause())
+                    time.sleep(0.005)
+
+            t = threading.Thread(target=watch)
+            t.start()
+            burst = 10000  # flat out, over 2,000 msg/s even on a loaded machine
+            try:
+                pub.c.max_inflight_messages_set(100)
+                infos = [pub.c.publish(topic, json.dumps({"n": n}), qos=1)
+                         for n in range(slow, slow + burst)]
+                infos[-1].wait_for_publish(120)
+                sub.wait_messages(slow + burst, 120)
+            finally:
+                stop.set()
+                t.join()
+            self.assertIn(0.002, set(seen), "no pause during a burst of %d messages" % burst)
+            self.assertTrue(h.wait_for(lambda: pause() == 0.0, 5), "the pause outlived the burst")
+            time.sleep(0.5)  # a duplicate would arrive by now
+            got = sorted(json.loads(m["payload"])["n"] for m in sub.take())
+            self.assertEqual(got, list(range(slow + burst)), "missing or duplicated:\n" + b.log()[-3000:])
 
 
 if __name__ == "__main__":

@@ -351,6 +351,33 @@ static void test_print_round_trip(void **state)
 	bconf_free(&b);
 }
 
+/* queue_commit_interval: auto by default, a duration, or 0; printed back
+ * the same; anything else named in the error with what it may be. */
+static void test_commit_interval(void **state)
+{
+	bconf_t cfg;
+	assert_int_equal(load(BASE "forward a/b\n", &cfg), 0);
+	assert_int_equal(cfg.queue_commit_interval_ms, BCONF_COMMIT_AUTO);
+	char *p = print_to_string(&cfg);
+	assert_non_null(strstr(p, "queue_commit_interval auto\n"));
+	free(p);
+	bconf_free(&cfg);
+	assert_int_equal(load(BASE "forward a/b\nqueue_commit_interval 2ms\n", &cfg), 0);
+	assert_int_equal(cfg.queue_commit_interval_ms, 2);
+	p = print_to_string(&cfg);
+	assert_non_null(strstr(p, "queue_commit_interval 2ms\n"));
+	free(p);
+	bconf_free(&cfg);
+	assert_int_equal(load(BASE "forward a/b\nqueue_commit_interval 0\n", &cfg), 0);
+	assert_int_equal(cfg.queue_commit_interval_ms, 0);
+	bconf_free(&cfg);
+	expect_error("forward a/b\nqueue_commit_interval sometimes\n",
+	             "t.conf:11: queue_commit_interval 'sometimes': expected auto or a duration");
+	expect_error("forward a/b\nqueue_commit_interval 2s\n",
+	             "t.conf:11: queue_commit_interval '2s': expected auto or a duration");
+	expect_error("forward a/b\nqueue_commit_interval -1\n", "t.conf:11: queue_commit_interval '-1'");
+}
+
 static void test_shipped_example_parses(void **state)
 {
 	const char *src = getenv("PG_SOURCE_DIR");
@@ -392,6 +419,7 @@ int main(void)
 	    cmocka_unit_test(test_azure_limits),
 	    cmocka_unit_test(test_aws_limits),
 	    cmocka_unit_test(test_print_round_trip),
+	    cmocka_unit_test(test_commit_interval),
 	    cmocka_unit_test(test_shipped_example_parses),
 	    cmocka_unit_test(test_missing_file),
 	};
