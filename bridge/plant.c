@@ -86,6 +86,12 @@
 #define PLANT_AUTO_RATE 2000
 #define PLANT_AUTO_PAUSE_US 2000
 #define PLANT_RATE_WINDOW_MS 100
+/* A commit this slow holds every acknowledgement to the plant broker back:
+ * the disk under queue_path is slow or failing.  Logged (queue.slow_commit)
+ * at once, then at most once per PLANT_SLOW_LOG_MS while it goes on, with how
+ * many and the longest since the last line. */
+#define PLANT_SLOW_COMMIT_MS 1000
+#define PLANT_SLOW_LOG_MS 60000
 /* Backpressure on the queue's limits ends when the queue is back at this
  * percentage of them, so reading does not flap on and off (with a log line
  * each time) while the cloud drains one batch at a time. */
@@ -124,6 +130,11 @@ typedef struct plant_committer {
 	queue_rc_t rc;
 	int64_t dropped;
 	char err[256];
+	/* Slow commits (PLANT_SLOW_COMMIT_MS) since the last queue.slow_commit
+	 * line, and when that was; touched by whichever thread commits (one
+	 * at a time: an in-line commit waits for the commit thread's). */
+	uint64_t slow_n;
+	int64_t slow_max_us, slow_logged_ms;
 } plant_committer_t;
 
 /* Backpressure that switches on and off while a backlog drains (a full
@@ -689,17 +700,46 @@ static int plant_commit_done(plant_t *p, size_t n, queue_rc_t qrc, int64_t dropp
 	return 0;
 }
 
+/* A commit took us µs: log it when slow (see PLANT_SLOW_COMMIT_MS). */
+static void plant_slow_commit(plant_committer_t *c, int64_t us, size_t n)
+{
+	if(us < PLANT_SLOW_COMMIT_MS * 1000) {
+		return;
+	}
+	c->slow_n++;
+	if(us > c->slow_max_us) {
+		c->slow_max_us = us;
+	}
+	int64_t now = util_mono_ms();
+	if(c->slow_logged_ms && now - c->slow_logged_ms < PLANT_SLOW_LOG_MS) {
+		return;
+	}
+	blog(BLOG_WARN, "queue.slow_commit",
+	     "duration_ms=%lld messages=%zu slow_commits=%llu max_ms=%lld path=%s "
+	     "action=\"acknowledgements to the plant broker wait for each commit; nothing is lost\" "
+	     "hint=\"the disk under queue_path is slow or failing: check its I/O load and health "
+	     "(iostat -x 1, dmesg); the counts cover the time since the last such line\"",
+	     (long long)(us / 1000), n, (unsigned long long)c->slow_n,
+	     (long long)(c->slow_max_us / 1000), c->b->cfg->queue_path);
+	c->slow_logged_ms = now;
+	c->slow_n = 0;
+	c->slow_max_us = 0;
+}
+
 /* Store batch bt in the queue (one transaction, fsync) and time it for the
  * commit histogram; in line or on the commit thread. */
-static queue_rc_t plant_push(bridge_t *b, const plant_batch_t *bt, int64_t *dropped, char *err,
-                             size_t errlen)
+static queue_rc_t plant_push(plant_committer_t *c, const plant_batch_t *bt, int64_t *dropped,
+                             char *err, size_t errlen)
 {
+	bridge_t *b = c->b;
+	int64_t t0 = util_mono_us();
 	if(b->test_commit_delay_ms) {
 		usleep((useconds_t)b->test_commit_delay_ms * 1000); /* tests: a slow disk */
 	}
-	int64_t t0 = util_mono_us();
 	queue_rc_t qrc = queue_push(b->queue, bt->msgs, bt->n, dropped, err, errlen);
-	bridge_commit_observe(&b->ctr, util_mono_us() - t0);
+	int64_t us = util_mono_us() - t0;
+	bridge_commit_observe(&b->ctr, us);
+	plant_slow_commit(c, us, bt->n);
 	return qrc;
 }
 
@@ -715,7 +755,7 @@ static int plant_commit(plant_t *p)
 	}
 	char err[256] = "";
 	int64_t dropped = 0;
-	queue_rc_t qrc = plant_push(p->b, bt, &dropped, err, sizeof(err));
+	queue_rc_t qrc = plant_push(&p->com, bt, &dropped, err, sizeof(err));
 	size_t n = bt->n;
 	batch_clear(bt);
 	return plant_commit_done(p, n, qrc, dropped, err);
@@ -734,7 +774,7 @@ static void *committer_run(void *arg)
 		pthread_mutex_unlock(&c->mu);
 		char err[sizeof(c->err)] = "";
 		int64_t dropped = 0;
-		queue_rc_t qrc = plant_push(c->b, &c->batch, &dropped, err, sizeof(err));
+		queue_rc_t qrc = plant_push(c, &c->batch, &dropped, err, sizeof(err));
 		pthread_mutex_lock(&c->mu);
 		c->rc = qrc;
 		c->dropped = dropped;

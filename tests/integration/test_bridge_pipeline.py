@@ -13,11 +13,15 @@ forget its message: it would be missing here.
 The same holds for a batch that waits for queue_commit_interval before its
 commit starts: its PUBACKs wait with it.
 
+A commit that takes over a second (a slow disk) is logged as
+queue.slow_commit at once, then at most once a minute.
+
 With queue_commit_interval auto (the default) the pause is taken only while
 the plant broker sends fast: none for a trickle, 2 ms during a burst, none
 again after it; nothing is lost or duplicated on the way."""
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -91,6 +95,34 @@ class Pipeline(unittest.TestCase):
             time.sleep(0.5)
             got = sorted(json.loads(m["payload"])["n"] for m in sub.take())
             self.assertEqual(got, list(range(1, N)), "missing or duplicated after the kill:\n" + b.log())
+
+    def test_slow_commit_logged_once_a_minute(self):
+        with h.Env("br-pipe-slow") as env:
+            w = BridgeWorld(env)
+            sub = w.cloud_subscriber("sites/#")
+            port = h.free_port()
+            b = w.start_bridge(RULES, extra="http_listen 127.0.0.1:%d" % port,
+                               env_vars={"PLANTGATE_TEST_COMMIT_DELAY_MS": "1100"})
+            self.assertTrue(w.wait_plant_ready(b), b.log())
+            self.assertTrue(b.wait_log(r"event=cloud\.connected", 15), b.log())
+            pub = w.publisher()
+            # the first is committed alone; the others arrive during its
+            # commit and make a second slow one
+            for n in range(3):
+                self.assertTrue(pub.publish("plant/hq/l1/a/telemetry/t", json.dumps({"n": n}), qos=1))
+            self.assertEqual(len(sub.wait_messages(3, 30)), 3, b.log())
+            self.assertTrue(h.wait_for(lambda: w.queue_count() == 0, 15))
+            v = parse_metrics(get(port, "/metrics")[1])[0]
+            hist = "plantgate_bridge_commit_duration_seconds_bucket{le=\"%s\"}"
+            self.assertGreaterEqual(v[hist % "+Inf"] - v[hist % "1"], 2, "two slow commits expected")
+            lines = [ln for ln in b.log().splitlines() if "event=queue.slow_commit" in ln]
+            self.assertEqual(len(lines), 1, "logged once, not per slow commit:\n" + b.log())
+            mt = re.search(r"duration_ms=(\d+) messages=1 slow_commits=1 max_ms=(\d+) path=\S+", lines[0])
+            self.assertIsNotNone(mt, lines[0])
+            self.assertGreaterEqual(int(mt.group(1)), 1100)
+            self.assertIn("hint=", lines[0])
+            got = sorted(json.loads(m["payload"])["n"] for m in sub.take())
+            self.assertEqual(got, [0, 1, 2])
 
     def test_auto_pause_only_while_messages_come_fast(self):
         with h.Env("br-pipe-auto") as env:
