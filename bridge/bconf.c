@@ -256,6 +256,28 @@ static const bconf_row_t *row_find(const char *name, enum bconf_key *k)
 	return NULL;
 }
 
+/* The entry of e (may be NULL) named `name`; NULL when none. */
+static const bconf_enum_t *enum_by_name(const bconf_enum_t *e, const char *name)
+{
+	for(; e && e->name; e++) {
+		if(!strcmp(e->name, name)) {
+			return e;
+		}
+	}
+	return NULL;
+}
+
+/* The entry of e (may be NULL) with `value`; NULL when none. */
+static const bconf_enum_t *enum_by_value(const bconf_enum_t *e, int64_t value)
+{
+	for(; e && e->name; e++) {
+		if(e->value == value) {
+			return e;
+		}
+	}
+	return NULL;
+}
+
 static void enum_list(const bconf_enum_t *e, char *out, size_t outlen)
 {
 	out[0] = '\0';
@@ -295,18 +317,21 @@ static int row_set(bconf_t *cfg, const bconf_row_t *r, int line, int argc, char 
 		return 0;
 	case T_DURATION: {
 		int64_t ms;
-		for(const bconf_enum_t *e = r->enums; e && e->name; e++) {
-			if(!strcmp(e->name, v)) {
-				*(int64_t *)field = e->value;
-				return 0;
-			}
+		const bconf_enum_t *named = enum_by_name(r->enums, v);
+		if(named) {
+			*(int64_t *)field = named->value;
+			return 0;
 		}
 		if(util_parse_duration_ms(v, &ms) || ms < r->min || ms > r->max) {
+			char names[256] = "";
+			if(r->enums) {
+				enum_list(r->enums, names, sizeof(names));
+			}
 			snprintf(why, whylen,
 			         "%s '%s': expected %s%sa duration such as 500ms, 30s, 5m or 2h, from %lldms "
 			         "to %llds",
-			         r->name, v, r->enums ? r->enums[0].name : "", r->enums ? " or " : "",
-			         (long long)r->min, (long long)(r->max / 1000));
+			         r->name, v, names, names[0] ? " or " : "", (long long)r->min,
+			         (long long)(r->max / 1000));
 			return -1;
 		}
 		*(int64_t *)field = ms;
@@ -333,19 +358,17 @@ static int row_set(bconf_t *cfg, const bconf_row_t *r, int line, int argc, char 
 			return -1;
 		}
 		return 0;
-	case T_ENUM:
-		for(const bconf_enum_t *e = r->enums; e->name; e++) {
-			if(!strcmp(e->name, v)) {
-				*(int64_t *)field = e->value;
-				return 0;
-			}
+	case T_ENUM: {
+		const bconf_enum_t *e = enum_by_name(r->enums, v);
+		if(e) {
+			*(int64_t *)field = e->value;
+			return 0;
 		}
-		{
-			char list[256];
-			enum_list(r->enums, list, sizeof(list));
-			snprintf(why, whylen, "%s '%s': expected one of %s", r->name, v, list);
-		}
+		char list[256];
+		enum_list(r->enums, list, sizeof(list));
+		snprintf(why, whylen, "%s '%s': expected one of %s", r->name, v, list);
 		return -1;
+	}
 	case T_PROFILE:
 		for(size_t i = 0; i < BCONF_NPROFILES; i++) {
 			if(!strcmp(bconf_profiles[i].name, v)) {
@@ -977,11 +1000,8 @@ void bconf_print(const bconf_t *cfg, FILE *out)
 			fprintf(out, "%s %lld\n", r->name, (long long)*(const int64_t *)field);
 			break;
 		case T_DURATION: {
-			const bconf_enum_t *e = r->enums;
-			while(e && e->name && e->value != *(const int64_t *)field) {
-				e++;
-			}
-			if(e && e->name) {
+			const bconf_enum_t *e = enum_by_value(r->enums, *(const int64_t *)field);
+			if(e) {
 				fprintf(out, "%s %s\n", r->name, e->name);
 			} else {
 				fprintf(out, "%s %lldms\n", r->name, (long long)*(const int64_t *)field);
@@ -994,14 +1014,13 @@ void bconf_print(const bconf_t *cfg, FILE *out)
 		case T_BOOL:
 			fprintf(out, "%s %s\n", r->name, *(const bool *)field ? "yes" : "no");
 			break;
-		case T_ENUM:
-			for(const bconf_enum_t *e = r->enums; e->name; e++) {
-				if(e->value == *(const int64_t *)field) {
-					fprintf(out, "%s %s\n", r->name, e->name);
-					break;
-				}
+		case T_ENUM: {
+			const bconf_enum_t *e = enum_by_value(r->enums, *(const int64_t *)field);
+			if(e) {
+				fprintf(out, "%s %s\n", r->name, e->name);
 			}
 			break;
+		}
 		case T_PROFILE:
 			fprintf(out, "%s %s\n", r->name, bconf_profile_name(*(const int64_t *)field));
 			break;
