@@ -177,6 +177,10 @@ typedef struct plant {
 	/* Per rule: the SUBSCRIBE's packet id, 0 when not subscribed (another
 	 * rule's filter covers it), -1 when the broker refused it. */
 	int *sub_mid;
+	/* SUBACKs still awaited for this connection's (or reload's)
+	 * subscriptions, and how many came back refused: plant.subscribed is
+	 * logged when the last one arrives. */
+	unsigned subs_pending, subs_refused;
 	uint16_t last_mid; /* the last SUBSCRIBE's or UNSUBSCRIBE's packet id */
 	uint64_t redelivered;
 	int64_t redelivered_first, redelivered_last;
@@ -222,6 +226,7 @@ static void subscribe_one(plant_t *p, size_t i)
 {
 	int mid = plant_send_sub(p, false, p->wl.rules[i].filter);
 	p->sub_mid[i] = mid ? mid : -1;
+	p->subs_pending += mid ? 1u : 0u;
 }
 
 /* Subscribe to the rules' filters, except those another rule's filter
@@ -242,6 +247,7 @@ static void subscribe_all(plant_t *p)
 	}
 	free(p->sub_mid);
 	p->sub_mid = mids;
+	p->subs_pending = p->subs_refused = 0;
 	whitelist_subscriptions(&p->wl, sub);
 	for(size_t i = 0; i < p->wl.count; i++) {
 		if(sub[i]) {
@@ -257,15 +263,31 @@ static void subscribe_all(plant_t *p)
  * bridge read it); the filters it was to stand for (covered, so not
  * subscribed) are subscribed themselves, unless another live subscription
  * covers them. */
+static void plant_sub_refused(plant_t *p, size_t i, uint8_t code);
+
 static void plant_suback(plant_t *p, int mid, uint8_t code)
 {
 	size_t i = 0;
 	while(p->sub_mid && i < p->wl.count && p->sub_mid[i] != mid) {
 		i++;
 	}
-	if(!p->sub_mid || i == p->wl.count || code < 0x80) {
+	if(!p->sub_mid || i == p->wl.count) {
 		return;
 	}
+	if(code >= 0x80) {
+		p->subs_refused++;
+		plant_sub_refused(p, i, code); /* may subscribe to what it covered: more SUBACKs */
+	}
+	if(p->subs_pending > 0 && --p->subs_pending == 0) {
+		/* What to look for when nothing arrives: until this line, the plant
+		 * broker may drop messages the bridge is not yet subscribed to. */
+		blog(p->link.quiet ? BLOG_DEBUG : BLOG_INFO, "plant.subscribed", "rules=%zu refused=%u",
+		     p->wl.count, p->subs_refused);
+	}
+}
+
+static void plant_sub_refused(plant_t *p, size_t i, uint8_t code)
+{
 	const wl_rule_t *r = &p->wl.rules[i];
 	p->sub_mid[i] = -1;
 	blog(BLOG_ERROR, "plant.subscribe_refused",

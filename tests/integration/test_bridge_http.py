@@ -309,6 +309,7 @@ class Http(unittest.TestCase):
                                % (port, crt, key, w.plant_pki.ca))
             self.assertTrue(b.wait_log(r"event=http\.listening.*url=https://127\.0\.0\.1:%d/ "
                                        r"client_cert=required" % port, 10), b.log())
+            self.assertTrue(w.wait_plant_ready(b), b.log())
             self.assertTrue(b.wait_log(r"event=cloud\.connected", 10), b.log())
             anon = ssl.create_default_context(cafile=w.plant_pki.ca)
             with self.assertRaises((ssl.SSLError, urllib.error.URLError, ConnectionError)):

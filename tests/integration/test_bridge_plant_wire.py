@@ -250,6 +250,12 @@ class PlantWire(unittest.TestCase):
             line = [l for l in b.log().splitlines() if "event=plant.subscribe_refused" in l]
             self.assertEqual(len(line), 1, line)
             self.assertIn("rule_line=", line[0])
+            # Ready once, when the last SUBACK (the one for B) came back.
+            done = [l for l in b.log().splitlines() if "event=plant.subscribed " in l]
+            self.assertEqual(len(done), 1, done)
+            self.assertIn("rules=4 refused=1", done[0])
+            self.assertLess(b.log().index("event=plant.subscribe_refused"),
+                            b.log().index("event=plant.subscribed "))
             # The link works on: what B and D cover reaches the real cloud.
             plant.send(0, publish(c, 1, b"via-b") + publish(d, 2, b"via-d"))
             self.wait_acked(plant, b, 0, {1, 2})

@@ -95,13 +95,18 @@ class BridgeWorld:
         return p
 
     def wait_plant_ready(self, bridge=None, timeout=10):
-        """The bridge is connected to the plant and has subscribed."""
-        b = bridge or self.bridge
-        return b.wait_log(r"event=plant\.connected", timeout)
+        return plant_ready(bridge or self.bridge, timeout)
 
     def queue_count(self):
         with sqlite3.connect(self.queue_path, timeout=5) as db:
             return db.execute("SELECT count(*) FROM msg").fetchone()[0]
+
+
+def plant_ready(b, timeout=10):
+    """Bridge b is connected to the plant and has subscribed (the plant
+    broker answered every SUBSCRIBE: before that it may drop a publish)."""
+    return b.wait_log(r"event=plant\.connected", timeout) and \
+        b.wait_log(r"event=plant\.subscribed rules=\d+ refused=\d+", timeout)
 
 
 def seqs_of(messages):

@@ -209,6 +209,7 @@ class StatusPage(unittest.TestCase):
             extra = "http_listen 127.0.0.1:%d\n" % port
             b = w.start_bridge(rules, extra=extra)
             self.assertTrue(b.wait_log(r"event=http\.listening", 10), b.log())
+            self.assertTrue(w.wait_plant_ready(b), b.log())
             self.assertTrue(b.wait_log(r"event=cloud\.connected", 10), b.log())
             traffic = Traffic(w.publisher())
             browser = Browser(env)

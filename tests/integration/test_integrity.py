@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
-from test_bridge_relay import bridge_conf  # noqa: E402
+from test_bridge_relay import bridge_conf, plant_ready  # noqa: E402
 
 SITE = "osaka"
 RULE = "plant/osaka/+/+/telemetry/# strip=plant/ prefix=sites/ qos=1"
@@ -104,7 +104,7 @@ class World:
         text = bridge_conf(self, [RULE], signing + extra)
         self.n_bridges += 1
         self.bridge = self.env.bridge(text, name="bridge%d" % self.n_bridges)
-        assert self.bridge.wait_log(r"event=plant\.connected", 15), self.bridge.log()
+        assert plant_ready(self.bridge, 15), self.bridge.log()
         return self.bridge
 
     def device(self, ident):
