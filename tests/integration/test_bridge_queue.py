@@ -99,8 +99,15 @@ class QueueLimits(unittest.TestCase):
             n = 50 + 512 + 200
             sub, b = self.fill_with_cloud_down(env, w, "backpressure", n=n, extra=http)
             self.assertTrue(b.wait_log(r"event=queue\.full policy=backpressure", 10), b.log())
-            time.sleep(0.5)
-            queued = w.queue_count()
+            # The batch being committed when the line was logged, and the one
+            # read meanwhile, still land; wait until the count holds still
+            # for half a second (a slow commit under ASan can take longer).
+            def settled():
+                a = w.queue_count()
+                time.sleep(0.5)
+                return a if w.queue_count() == a else None
+            queued = h.wait_for(settled, 10 * h.SLOW)
+            self.assertIsNotNone(queued, "the queue never stopped growing")
             self.assertGreaterEqual(queued, 50)
             self.assertLessEqual(queued, 50 + 512)
             time.sleep(1)

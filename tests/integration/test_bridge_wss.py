@@ -137,6 +137,7 @@ class Wss(unittest.TestCase):
             sub = w.cloud_subscriber("#")
             # 1. wss, direct.
             b = w.start_wss()
+            self.assertTrue(w.wait_plant_ready(b), b.log())
             self.assertTrue(b.wait_log(r"event=cloud\.connected", 10), b.log())
             self.assertRegex(b.log(), r"event=cloud\.transport transport=wss path=/mqtt proxy=none")
             self.publish(w, 20)
@@ -145,7 +146,8 @@ class Wss(unittest.TestCase):
             self.assertEqual(b.stop(), 0, b.log())
             # The cloud saw a WebSocket client, and the bridge's graceful stop
             # reached it through the relay (MQTT DISCONNECT, not a lost socket).
-            self.assertRegex(w.cloud.log(), r"Received DISCONNECT from plant-hq-bridge")
+            self.assertTrue(w.cloud.wait_log(r"Received DISCONNECT from plant-hq-bridge", 10),
+                            w.cloud.log()[-2000:])
             # 2. tls through the proxy: libmosquitto's own TLS inside CONNECT.
             proxy = Proxy(env, "proxy", [w.cloud.port, w.wss_port])
             sub.take()
@@ -290,6 +292,7 @@ class Wss(unittest.TestCase):
             front = TlsFront(env, "front", proxy, *pki.server("localhost"))
             https = "cloud_proxy https://localhost:%d\ncloud_proxy_cafile %s\n" % (front.port, pki.ca)
             b = w.start_wss(extra=https, name="b-wss")
+            self.assertTrue(w.wait_plant_ready(b), b.log())
             self.assertTrue(b.wait_log(r"event=cloud\.connected", 15), b.log())
             self.assertRegex(b.log(), r"event=cloud\.transport transport=wss path=/mqtt "
                                       r"proxy=https://localhost:%d" % front.port)
