@@ -79,7 +79,7 @@ typedef struct bridge_counters {
 	atomic_uint_fast64_t in_unmatched; /* no forward rule (never leaves) */
 	atomic_uint_fast64_t in_rejected;  /* too large / bad cloud topic */
 	atomic_uint_fast64_t out_acked;    /* acknowledged by the cloud, deleted */
-	atomic_uint_fast64_t out_refused;  /* refused by the cloud (v5 reason >= 0x80) */
+	atomic_uint_fast64_t out_refused;  /* refusals: v5 PUBACK reason >= 0x80, or over the CONNACK limits */
 	atomic_uint_fast64_t in_redelivered; /* stored already: a redelivery, acked, not stored */
 	atomic_uint_fast64_t out_dead_lettered; /* moved to the dead-letter table */
 	atomic_uint_fast64_t dropped_oldest;

@@ -104,6 +104,19 @@ typedef struct cloud {
 	 * setting more aside would only empty the queue: held until a PUBACK. */
 	int dead_streak;
 	bool dead_held;
+	/* Refusals (PUBACK with a reason code >= 0x80, see cloud_refused): a
+	 * refused message is kept and sent again, in order from the oldest
+	 * refused one (resend_from; 0: none) once the hold has passed and
+	 * nothing older is in flight.  The hold doubles with each refusal from
+	 * reconnect_min to reconnect_max and ends with the next PUBACK that
+	 * accepts.  refused_seq/refused_count: refusals in a row of the oldest
+	 * refused message that say something about the message itself. */
+	int64_t resend_from;
+	int64_t hold_until, hold_ms;
+	int64_t refused_seq, refused_first_ms;
+	int refused_count;
+	uint64_t refused_unlogged;
+	int64_t refused_logged;
 	double tokens;
 	int64_t tokens_at;
 	pace_t bytes; /* drain_byte_rate */
@@ -159,6 +172,8 @@ static void cloud_up(void *owner, int flags, const mosquitto_property *props)
 	     (long long)st.messages);
 }
 
+static void cloud_refused(cloud_t *c, int64_t seq, int reason);
+
 /* The cloud acknowledged packet id mid, with an MQTT 5 reason code. */
 static void cloud_acked(cloud_t *c, int mid, int reason)
 {
@@ -172,6 +187,10 @@ static void cloud_acked(cloud_t *c, int mid, int reason)
 		        (c->n_inflight - i - 1) * sizeof(c->inflight[0]));
 		c->n_inflight--;
 		c->progress_at = util_mono_ms();
+		if(reason >= 0x80) {
+			cloud_refused(c, seq, reason);
+			return;
+		}
 		if(c->dead_held) {
 			blog(BLOG_INFO, "cloud.dead_letter_resumed",
 			     "note=\"the cloud acknowledges again: messages it drops the connection for "
@@ -184,17 +203,12 @@ static void cloud_acked(cloud_t *c, int mid, int reason)
 			c->suspect_drops = 0;
 			c->probing = false;
 		}
-		if(reason >= 0x80) {
-			/* Refused for good (e.g. not authorised): resending would block
-			 * the queue behind it forever.  Counted and logged loudly. */
-			atomic_fetch_add(&c->b->ctr.out_refused, 1);
-			blog(BLOG_ERROR, "cloud.refused",
-			     "seq=%lld reason=\"%s\" action=\"deleted from queue; check the cloud "
-			     "policy for this topic\"",
-			     (long long)seq, mosquitto_reason_string(reason));
-		} else {
-			atomic_fetch_add(&c->b->ctr.out_acked, 1);
+		if(seq == c->refused_seq) {
+			c->refused_seq = 0;
+			c->refused_count = 0;
 		}
+		c->hold_ms = 0; /* the cloud takes messages again */
+		atomic_fetch_add(&c->b->ctr.out_acked, 1);
 		ack_add(c, seq);
 		return;
 	}
@@ -314,6 +328,41 @@ static void retry_deletes(cloud_t *c)
 	c->n_retry = 0;
 }
 
+/* Move seq to the dead-letter table (kept, inspectable, replayable) and log
+ * it as `event`.  *moved is false when the message is not in the queue any
+ * more; on an error the message stays in the queue and is tried again. */
+static queue_rc_t cloud_dead_letter(cloud_t *c, const char *event, int64_t seq, const char *reason,
+                                    int attempts, int64_t first_ms, bool *moved)
+{
+	bridge_t *b = c->b;
+	char q1[300];
+	queue_msg_t page[1];
+	size_t n = 0;
+	const char *topic = "?";
+	const char *conf = b->cfg_path ? b->cfg_path : "<config>";
+	*moved = false;
+	if(queue_peek(b->queue, seq - 1, 0, page, 1, &n) == QUEUE_OK && n == 1 && page[0].seq == seq) {
+		topic = util_log_quote(page[0].remote_topic, q1, sizeof(q1));
+	}
+	queue_rc_t qrc = queue_dead_letter(b->queue, seq, reason, attempts, first_ms, util_wall_ms(), moved);
+	if(qrc != QUEUE_OK) {
+		blog(BLOG_ERROR, "queue.dead_letter_failed",
+		     "seq=%lld reason=\"%s\" action=\"kept in the queue; tried again later\"", (long long)seq,
+		     queue_strerror(qrc));
+	} else if(*moved) {
+		atomic_fetch_add(&b->ctr.out_dead_lettered, 1);
+		blog(BLOG_ERROR, event,
+		     "seq=%lld topic=%s attempts=%d reason=\"%s\" action=\"moved to the dead-letter "
+		     "table; sending goes on\" inspect=\"plantgate-bridge deadletter show %lld -c %s\" "
+		     "replay=\"plantgate-bridge deadletter replay %lld -c %s (bridge stopped)\"",
+		     (long long)seq, topic, attempts, reason, (long long)seq, conf, (long long)seq, conf);
+	}
+	if(n) {
+		queue_msg_clear(&page[0]);
+	}
+	return qrc;
+}
+
 /* The connection dropped with messages in flight: is the oldest one the
  * reason?  A cloud that can never take a message (a topic deeper than it
  * allows, a publish its policy forbids) closes the connection each time the
@@ -352,41 +401,102 @@ static void cloud_suspect(cloud_t *c)
 		}
 		return;
 	}
-	char reason[600], q1[300];
+	char reason[600];
 	util_snprintf(reason, sizeof(reason), "the cloud dropped the connection %d times in a row "
 	              "with this message the oldest unacknowledged (last: %s)",
 	              c->suspect_drops, c->link.cb_reason[0] ? c->link.cb_reason : "connection lost");
 	bool moved = false;
-	queue_msg_t page[1];
-	size_t n = 0;
-	const char *topic = "?";
-	if(queue_peek(b->queue, seq - 1, 0, page, 1, &n) == QUEUE_OK && n == 1 && page[0].seq == seq) {
-		topic = util_log_quote(page[0].remote_topic, q1, sizeof(q1));
-	}
-	queue_rc_t qrc = queue_dead_letter(b->queue, seq, reason, c->suspect_drops,
-	                                   c->suspect_first_ms, now, &moved);
-	if(qrc != QUEUE_OK) {
-		blog(BLOG_ERROR, "queue.dead_letter_failed", "seq=%lld reason=\"%s\" action=\"trying "
-		     "again at the next drop\"", (long long)seq, queue_strerror(qrc));
-	} else if(moved) {
-		c->dead_streak++;
-		atomic_fetch_add(&b->ctr.out_dead_lettered, 1);
-		blog(BLOG_ERROR, "cloud.dead_letter",
-		     "seq=%lld topic=%s attempts=%d reason=\"%s\" action=\"moved to the dead-letter "
-		     "table; sending goes on\" inspect=\"plantgate-bridge deadletter show %lld -c %s\" "
-		     "replay=\"plantgate-bridge deadletter replay %lld -c %s (bridge stopped)\"",
-		     (long long)seq, topic, c->suspect_drops, reason, (long long)seq,
-		     b->cfg_path ? b->cfg_path : "<config>", (long long)seq,
-		     b->cfg_path ? b->cfg_path : "<config>");
-	}
-	if(n) {
-		queue_msg_clear(&page[0]);
-	}
-	if(qrc == QUEUE_OK) {
+	if(cloud_dead_letter(c, "cloud.dead_letter", seq, reason, c->suspect_drops, c->suspect_first_ms,
+	                     &moved) == QUEUE_OK) {
+		c->dead_streak += moved ? 1 : 0;
 		c->suspect_seq = 0;
 		c->suspect_drops = 0;
 		c->probing = false;
 	}
+}
+
+/* The cloud answered seq's PUBLISH with a reason code >= 0x80 (MQTT 5).
+ * Nothing is deleted for it: the message is sent again later, or set aside
+ * in the dead-letter table, from where an operator replays it once the cloud
+ * takes it.  (It used to be deleted, so a cloud policy mistake or a quota
+ * lost data.)
+ *  - Quota exceeded (0x97) and Packet Identifier in use (0x91) speak of the
+ *    rate or the session, not of the message: always sent again;
+ *  - Unspecified error (0x80) and Implementation specific error (0x83) may
+ *    pass another time: sent again, and set aside after dead_letter_after
+ *    refusals in a row;
+ *  - the rest (Not authorized 0x87, Topic Name invalid 0x90, Payload format
+ *    invalid 0x99, ...) will not pass until the cloud changes: set aside at
+ *    once, so it does not hold up the messages behind it.
+ * After CLOUD_DEAD_STREAK dead letters with no accepting PUBACK between, the
+ * cloud refuses everything (e.g. its policy lost the bridge's grant):
+ * setting more aside would only empty the queue, so from then on every
+ * refused message is kept and sent again, with a pause that doubles from
+ * reconnect_min to reconnect_max, until the cloud accepts again.
+ * dead_letter_after 0 keeps every refused message the same way. */
+static void cloud_refused(cloud_t *c, int64_t seq, int reason)
+{
+	bridge_t *b = c->b;
+	const bconf_t *cfg = b->cfg;
+	int64_t limit = cfg->dead_letter_after, now = util_mono_ms();
+	bool rate = reason == 0x91 || reason == 0x97;
+	bool maybe = reason == 0x80 || reason == 0x83;
+	char why[160];
+	atomic_fetch_add(&b->ctr.out_refused, 1);
+	util_snprintf(why, sizeof(why), "the cloud refused it: %s (0x%02x)", mosquitto_reason_string(reason),
+	              (unsigned)reason);
+	if(!rate) {
+		if(seq != c->refused_seq) {
+			c->refused_seq = seq;
+			c->refused_count = 0;
+			c->refused_first_ms = util_wall_ms();
+		}
+		c->refused_count++;
+	}
+	if(!rate && limit > 0 && (!maybe || c->refused_count >= limit)) {
+		if(c->dead_streak < CLOUD_DEAD_STREAK) {
+			bool moved = false;
+			if(cloud_dead_letter(c, "cloud.refused", seq, why, c->refused_count, c->refused_first_ms,
+			                     &moved) == QUEUE_OK) {
+				c->dead_streak += moved ? 1 : 0;
+				c->refused_seq = 0;
+				c->refused_count = 0;
+				if(seq == c->suspect_seq) {
+					c->suspect_seq = 0;
+					c->suspect_drops = 0;
+					c->probing = false;
+				}
+				return;
+			}
+		} else if(!c->dead_held) {
+			c->dead_held = true;
+			blog(BLOG_ERROR, "cloud.dead_letter_held",
+			     "seq=%lld dead_letters_in_a_row=%d action=\"not setting more messages aside; "
+			     "sending them again after a pause\" hint=\"the cloud refuses whatever is sent "
+			     "(last: %s): check its policy for this client\"",
+			     (long long)seq, c->dead_streak, why);
+		}
+	}
+	/* Kept: sent again, from the oldest refused, once the pause is over. */
+	if(!c->resend_from || seq < c->resend_from) {
+		c->resend_from = seq;
+	}
+	if(c->hold_until > now) {
+		c->refused_unlogged++; /* in the pause already: said by its line */
+		return;
+	}
+	c->hold_ms = c->hold_ms ? c->hold_ms * 2 : cfg->reconnect_min_ms;
+	if(c->hold_ms > cfg->reconnect_max_ms) {
+		c->hold_ms = cfg->reconnect_max_ms;
+	}
+	c->hold_until = now + c->hold_ms;
+	blog(BLOG_WARN, "cloud.refused",
+	     "seq=%lld reason=\"%s\" refused_since_last_line=%llu action=\"kept in the queue; "
+	     "sending again in %lld ms\" hint=\"%s\"",
+	     (long long)seq, why, (unsigned long long)c->refused_unlogged, (long long)c->hold_ms,
+	     rate ? "the cloud's rate limit or quota: lower drain_rate, or raise the quota"
+	          : "check the cloud's logs and its policy for this client and topic");
+	c->refused_unlogged = 0;
 }
 
 /* link_conf_t.down: delete what was acknowledged; what was in flight is
@@ -407,6 +517,7 @@ static void cloud_down(void *owner, char *detail, size_t detail_len)
 	c->n_q0 = 0;
 	memset(c->mid_used, 0, sizeof(c->mid_used));
 	c->last_sent_seq = 0;
+	c->resend_from = 0; /* everything unacknowledged goes again from the oldest */
 }
 
 /* link_conf_t.connect with wss or cloud_proxy: open the way out, then
@@ -598,6 +709,17 @@ static int cloud_send(cloud_t *c)
 	const bconf_t *cfg = b->cfg;
 	queue_msg_t page[CLOUD_PAGE];
 	size_t window = c->probing ? 1 : c->window; /* a suspect goes alone */
+	if(c->hold_until > util_mono_ms()) {
+		return 0; /* the cloud refused messages: a pause (cloud_refused) */
+	}
+	if(c->resend_from) {
+		if(c->n_inflight || c->n_q0) {
+			return 0; /* what is in flight answers first: it may be refused too */
+		}
+		flush_acks(c); /* what was accepted meanwhile is not read again */
+		c->last_sent_seq = c->resend_from - 1;
+		c->resend_from = 0;
+	}
 	refill_tokens(c, util_mono_ms());
 	while(c->n_inflight + c->n_q0 < window && (cfg->drain_rate == 0 || c->tokens >= 1.0) &&
 	      pace_ready(&c->bytes, util_mono_ms())) {
@@ -633,16 +755,15 @@ static int cloud_send(cloud_t *c)
 			if(rc == MOSQ_ERR_PAYLOAD_SIZE || rc == MOSQ_ERR_OVERSIZE_PACKET ||
 			   rc == MOSQ_ERR_QOS_NOT_SUPPORTED || rc == MOSQ_ERR_MALFORMED_UTF8 ||
 			   rc == MOSQ_ERR_INVAL) {
-				/* The cloud can never take this one: do not block the queue. */
-				char q[300];
+				/* The cloud cannot take this one as it is (the limits of its
+				 * CONNACK): set it aside, do not block the queue.  Should
+				 * that fail it stays queued, tried after the next connect. */
+				char why[160];
+				bool moved = false;
 				atomic_fetch_add(&b->ctr.out_refused, 1);
-				blog(BLOG_ERROR, "cloud.refused",
-				     "seq=%lld topic=%s reason=\"%s\" action=\"deleted from queue\"",
-				     (long long)m->seq, util_log_quote(m->remote_topic, q, sizeof(q)),
-				     mosquitto_strerror(rc));
-				ack_add(c, m->seq);
+				util_snprintf(why, sizeof(why), "the cloud cannot take it: %s", mosquitto_strerror(rc));
+				cloud_dead_letter(c, "cloud.refused", m->seq, why, 1, util_wall_ms(), &moved);
 				c->last_sent_seq = m->seq;
-				flush_acks(c);
 				rc = MOSQ_ERR_SUCCESS;
 				continue;
 			}

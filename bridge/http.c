@@ -393,8 +393,7 @@ static void http_build_sample_json(http_t *h, const http_snap_t *s, const http_s
 	                (unsigned long long)s->q.bytes, (long long)(s->oldest_age_ms / 1000),
 	                (unsigned long long)s->received, (unsigned long long)s->queued,
 	                (unsigned long long)s->acked,
-	                (unsigned long long)(s->unmatched + s->rejected + s->refused +
-	                                     s->dropped_oldest + s->expired),
+	                (unsigned long long)(s->unmatched + s->rejected + s->dropped_oldest + s->expired),
 	                s->blocked ? "true" : "false", reason[0] ? "false" : "true");
 	http_buf_json_str(out, reason);
 	http_buf_printf(out, ",\"blocked_by\":[");
@@ -497,6 +496,7 @@ HTTP_GET(http_m_queued, uint64_t, x->s->queued)
 HTTP_GET(http_m_delivered, uint64_t, x->s->acked)
 HTTP_GET(http_m_redelivered, uint64_t, x->s->redelivered)
 HTTP_GET(http_m_dead_total, uint64_t, x->s->dead_lettered)
+HTTP_GET(http_m_refusals, uint64_t, x->s->refused)
 HTTP_GET(http_m_dead, int64_t, x->s->q.dead_letters)
 HTTP_GET(http_m_ignored, uint64_t, x->s->ignored)
 HTTP_GET(http_m_queue_messages, int64_t, x->s->q.messages)
@@ -542,7 +542,6 @@ static void http_m_dropped(const http_mctx_t *x, http_buf_t *m, const char *name
 		uint64_t n;
 	} by[] = {{"no_rule", x->s->unmatched},
 	          {"rejected", x->s->rejected},
-	          {"cloud_refused", x->s->refused},
 	          {"drop_oldest", x->s->dropped_oldest},
 	          {"expired", x->s->expired}};
 	for(size_t i = 0; i < sizeof(by) / sizeof(by[0]); i++) {
@@ -611,16 +610,19 @@ static const http_metric_t http_metrics[] = {
      "Messages acknowledged by the cloud and deleted from the queue.", .u = http_m_delivered},
     {"messages_dropped_total", "counter",
      "Messages not forwarded, by reason: no_rule (no forward rule matched), rejected (too large "
-     "or an invalid cloud topic), cloud_refused (the cloud refused it), drop_oldest (evicted from "
-     "a full queue), expired (ttl).",
+     "or an invalid cloud topic), drop_oldest (evicted from a full queue), expired (ttl).",
      .lines = http_m_dropped},
     {"plant_redelivered_total", "counter",
      "Messages the plant broker delivered again (after a bridge restart or a lost connection) "
      "that were already stored: acknowledged, not stored twice.",
      .u = http_m_redelivered},
+    {"cloud_refusals_total", "counter",
+     "PUBACKs with a reason code >= 0x80, and messages the cloud's CONNACK limits rule out: each "
+     "message is kept, sent again later or moved to the dead-letter table, never deleted.",
+     .u = http_m_refusals},
     {"dead_letters_total", "counter",
-     "Messages moved to the dead-letter table because the cloud dropped the connection each time "
-     "they were sent (dead_letter_after).",
+     "Messages moved to the dead-letter table: the cloud dropped the connection each time they "
+     "were sent (dead_letter_after), or refused them (cloud.refused).",
      .u = http_m_dead_total},
     {"dead_letters", "gauge",
      "Messages held in the dead-letter table (plantgate-bridge deadletter list).", .i = http_m_dead},

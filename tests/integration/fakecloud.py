@@ -171,7 +171,8 @@ class Packet:
 class FakeCloud(threading.Thread):
     """Accepts mutual-TLS connections on a free 127.0.0.1 port (self.port).
     For each PUBLISH calls on_publish(index of the connection, topic,
-    payload), which returns "ack" (PUBACK), "swallow" (nothing) or "close".
+    payload), which returns "ack" (PUBACK), a reason code (int: PUBACK with it),
+    "swallow" (nothing) or "close".
 
     Records, under self.lock: connects (CONNECT bodies, by connection
     index), packets (every packet received, a Packet), closed_at (index ->
@@ -327,6 +328,8 @@ class FakeCloud(threading.Thread):
                 return False
             if what == "ack" and qos:  # PUBACK, reason success
                 self._write(conn, b"\x40\x02" + mid)
+            elif isinstance(what, int) and qos:  # PUBACK with this reason code
+                self._write(conn, b"\x40\x03" + mid + bytes([what]))
         elif kind == 14:  # DISCONNECT
             return False
         return True

@@ -16,6 +16,7 @@ the bytes it received:
   flag."""
 import os
 import re
+import sqlite3
 import sys
 import time
 import unittest
@@ -143,8 +144,8 @@ class CloudWire(unittest.TestCase):
 
     def test_maximum_packet_size_refuses_bigger_messages(self):
         # The cloud takes packets of at most 200 bytes: a message of exactly
-        # 200 goes, one of 201 and a big one are refused and deleted, the
-        # messages after them go.
+        # 200 goes, one of 201 and a big one are refused and set aside in the
+        # dead-letter table (not deleted), the messages after them go.
         limit = 200
         with h.Env("br-wire-maxpkt") as env:
             w, cloud, b, _ = self.start(env, lambda pki: ScriptedCloud(
@@ -173,6 +174,10 @@ class CloudWire(unittest.TestCase):
             self.assertLessEqual(max(sizes), limit, sizes)
             self.assertNotIn("event=cloud.refused seq=%d " % (seq + 1), b.log())
             self.assertTrue(h.wait_for(lambda: w.queue_count() == 0, 10 * h.SLOW))
+            with sqlite3.connect(w.queue_path) as db:
+                dead = db.execute("SELECT seq, length(payload), reason FROM dead_letter ORDER BY seq").fetchall()
+            self.assertEqual([(s, n) for s, n, _ in dead], [(seq + 2, over), (seq + 3, 1000)])
+            self.assertIn("the cloud cannot take it", dead[0][2])
             self.assert_no_disconnect(b, cloud)
             self.assertEqual(b.stop(), 0, b.log()[-3000:])
 

@@ -1,0 +1,216 @@
+"""A message the cloud refuses is never deleted.
+
+An MQTT 5 cloud answers a PUBLISH it will not take with a PUBACK whose
+reason code is >= 0x80.  Before, the bridge deleted such a message ("so it
+does not block the queue"): a cloud policy that denied the bridge's topics
+for an hour, or a quota (AWS IoT and Azure IoT Hub answer 0x97 Quota
+exceeded when a client sends faster than allowed), destroyed the plant's
+data.  Now (bridge/cloud.c, cloud_refused):
+
+- Quota exceeded (0x97) and Packet Identifier in use (0x91): the message is
+  kept and sent again after a pause (reconnect_min, doubling to
+  reconnect_max); never set aside;
+- Unspecified error (0x80) and Implementation specific error (0x83): sent
+  again, set aside in the dead-letter table after dead_letter_after
+  refusals in a row;
+- the rest (Not authorized 0x87, ...): set aside at once, so the messages
+  behind it are not held up; replayable once the cloud takes it;
+- a cloud that refuses everything: after 10 dead letters in a row the
+  bridge keeps every message queued and sends again after a pause, until
+  the cloud accepts.
+The fake cloud here is the small MQTT 5 server of fakecloud.py."""
+import os
+import re
+import sqlite3
+import sys
+import time
+import unittest
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+from fakecloud import FakeCloud  # noqa: E402
+from test_bridge_deadletter import deadletter  # noqa: E402
+from test_bridge_relay import BridgeWorld  # noqa: E402
+
+RULES = ["plant/+/telemetry/# qos=1"]
+TOPIC = "plant/l1/telemetry/t"
+
+
+class RefusingCloud(FakeCloud):
+    """Answers each PUBLISH with the reason code refuse(topic, payload, n)
+    returns (n: how many times this payload came before), or accepts it
+    when that is None.  Records every arrival and what it accepted."""
+
+    def __init__(self, pki, refuse):
+        self.refuse = refuse
+        self.arrivals = []  # (monotonic time, payload, reason code or 0)
+        self.accepted = []  # payloads, in the order accepted
+        super().__init__(pki)
+
+    def on_publish(self, index, topic, payload):
+        with self.lock:
+            n = sum(1 for _, p, _ in self.arrivals if p == payload)
+            code = self.refuse(topic, payload, n)
+            self.arrivals.append((time.monotonic(), payload, code or 0))
+            if code is None:
+                self.accepted.append(payload)
+                return "ack"
+            return code
+
+    def times(self, payload):
+        with self.lock:
+            return [(t, c) for t, p, c in self.arrivals if p == payload]
+
+
+def metrics(port):
+    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5).read().decode()
+    return {k: float(v) for k, v in re.findall(r"^(plantgate_bridge_[a-z_]+(?:\{[^}]*\})?) (\S+)$",
+                                                  text, re.M)}
+
+
+def dead_rows(w):
+    with sqlite3.connect(w.queue_path) as db:
+        return db.execute("SELECT payload, attempts, reason FROM dead_letter ORDER BY seq").fetchall()
+
+
+class Refusals(unittest.TestCase):
+    def start(self, env, refuse, extra=""):
+        w = BridgeWorld(env)
+        cloud = RefusingCloud(w.cloud_pki, refuse)
+        self.addCleanup(cloud.close)
+        port = h.free_port()
+        b = w.start_bridge(RULES, extra="http_listen 127.0.0.1:%d\n" % port + extra,
+                           cloud_port=cloud.port)
+        self.assertTrue(w.wait_plant_ready(b), b.log())
+        self.assertTrue(b.wait_log(r"event=cloud\.connected .*protocol=5", 15), b.log())
+        return w, cloud, b, port
+
+    def test_not_authorized_is_set_aside_not_deleted_and_replayable(self):
+        # One message on a topic the cloud's policy denies (0x87), one the
+        # cloud fails on every time (0x83, set aside after dead_letter_after
+        # 3 refusals), 20 the cloud takes.
+        allow = {"all": False}
+
+        def refuse(topic, payload, n):
+            if payload == b"denied" and not allow["all"]:
+                return 0x87
+            if payload == b"flaky":
+                return 0x83
+            return None
+
+        with h.Env("br-refused") as env:
+            w, cloud, b, port = self.start(env, refuse, "dead_letter_after 3\n")
+            pub = w.publisher()
+            self.assertTrue(pub.publish(TOPIC, b"denied", qos=1))
+            self.assertTrue(pub.publish(TOPIC, b"flaky", qos=1))
+            for i in range(20):
+                self.assertTrue(pub.publish(TOPIC, b"v%d" % i, qos=1))
+            self.assertTrue(h.wait_for(lambda: len(dead_rows(w)) == 2, 20 * h.SLOW), b.log()[-3000:])
+            self.assertTrue(h.wait_for(lambda: w.queue_count() == 0, 10 * h.SLOW), b.log()[-3000:])
+            # Every good message once; the denied one sent once, the flaky one 3 times.
+            self.assertEqual(sorted(cloud.accepted), sorted(b"v%d" % i for i in range(20)))
+            self.assertEqual([c for _, c in cloud.times(b"denied")], [0x87])
+            self.assertEqual([c for _, c in cloud.times(b"flaky")], [0x83] * 3)
+            dead = dead_rows(w)
+            self.assertEqual([(p, a) for p, a, _ in dead], [(b"denied", 1), (b"flaky", 3)])
+            self.assertIn("Not authorized (0x87)", dead[0][2])
+            self.assertIn("(0x83)", dead[1][2])
+            self.assertRegex(b.log(), r"event=cloud\.refused seq=\d+ topic=\S+ attempts=1 "
+                                      r"reason=\"the cloud refused it: Not authorized \(0x87\)\" "
+                                      r"action=\"moved to the dead-letter table; sending goes on\" "
+                                      r"inspect=\"plantgate-bridge deadletter show \d+ -c ")
+            m = metrics(port)
+            self.assertEqual(m["plantgate_bridge_cloud_refusals_total"], 4)  # 1 + 3
+            self.assertEqual(m["plantgate_bridge_dead_letters_total"], 2)
+            self.assertEqual(m["plantgate_bridge_messages_delivered_total"], 20)
+            self.assertNotIn('plantgate_bridge_messages_dropped_total{reason="cloud_refused"}', m)
+            self.assertEqual(b.stop(), 0, b.log()[-3000:])
+            # The cloud's policy is fixed: the operator replays, all arrive.
+            allow["all"] = True
+            p = deadletter(os.path.join(env.tmp, "bridge.conf"), "replay", "all")
+            self.assertEqual(p.returncode, 0, p.stderr)
+            b = w.start_bridge(RULES, name="bridge2", cloud_port=cloud.port)
+            self.assertTrue(h.wait_for(lambda: b"denied" in cloud.accepted, 15 * h.SLOW), b.log()[-3000:])
+            # flaky still fails: set aside again, after dead_letter_after's default 5
+            self.assertTrue(h.wait_for(lambda: [p for p, _, _ in dead_rows(w)] == [b"flaky"], 20 * h.SLOW),
+                            b.log()[-3000:])
+            self.assertEqual(dead_rows(w)[0][1], 5)
+            self.assertEqual(w.queue_count(), 0)
+            self.assertEqual(b.stop(), 0, b.log()[-3000:])
+
+    def test_quota_exceeded_is_sent_again_after_a_pause_nothing_lost(self):
+        # The cloud refuses everything with 0x97 Quota exceeded for its first
+        # 40 publishes (what AWS IoT and Azure IoT Hub do when a client is over
+        # its rate), then takes everything.
+        state = {"refusals": 0}
+
+        def refuse(topic, payload, n):
+            if state["refusals"] < 40:
+                state["refusals"] += 1
+                return 0x97
+            return None
+
+        with h.Env("br-quota") as env:
+            w, cloud, b, port = self.start(env, refuse)
+            pub = w.publisher()
+            N = 60
+            for i in range(N):
+                self.assertTrue(pub.publish(TOPIC, b"q%d" % i, qos=1))
+            self.assertTrue(h.wait_for(lambda: len(cloud.accepted) >= N, 30 * h.SLOW),
+                            "accepted %d of %d\n%s" % (len(cloud.accepted), N, b.log()[-3000:]))
+            time.sleep(0.5)  # a duplicate would have come by now
+            self.assertEqual(sorted(cloud.accepted), sorted(b"q%d" % i for i in range(N)),
+                             "each message accepted exactly once")
+            self.assertEqual(dead_rows(w), [], "a quota never sets a message aside")
+            self.assertTrue(h.wait_for(lambda: w.queue_count() == 0, 10 * h.SLOW))
+            # Sent again only after the pause (reconnect_min 200ms), on the
+            # same connection (a refusal is not a broken link).
+            first = cloud.times(b"q0")
+            self.assertGreaterEqual(len(first), 2, first)
+            self.assertEqual(first[0][1], 0x97)
+            self.assertGreaterEqual(first[1][0] - first[0][0], 0.19, first)
+            self.assertEqual(len(cloud.connects), 1, "the bridge reconnected")
+            self.assertRegex(b.log(), r"event=cloud\.refused seq=\d+ reason=\"the cloud refused it: "
+                                      r"Quota exceeded \(0x97\)\" refused_since_last_line=\d+ "
+                                      r"action=\"kept in the queue; sending again in \d+ ms\" "
+                                      r"hint=\"the cloud's rate limit or quota")
+            # One line per pause, not one per refused message.
+            self.assertLess(b.log().count("event=cloud.refused "), 40)
+            m = metrics(port)
+            self.assertEqual(m["plantgate_bridge_cloud_refusals_total"], 40)
+            self.assertEqual(m["plantgate_bridge_messages_delivered_total"], N)
+            self.assertEqual(b.stop(), 0, b.log()[-3000:])
+
+    def test_a_cloud_refusing_everything_does_not_empty_the_queue(self):
+        # A policy that lost the bridge's grant: every publish 0x87.  After
+        # 10 dead letters in a row the bridge keeps the rest queued and sends
+        # again after a pause; once the cloud accepts, they all arrive.
+        state = {"healed": False}
+
+        def refuse(topic, payload, n):
+            return None if state["healed"] else 0x87
+
+        with h.Env("br-refuse-all") as env:
+            w, cloud, b, port = self.start(env, refuse)
+            pub = w.publisher()
+            for i in range(30):
+                self.assertTrue(pub.publish(TOPIC, b"a%d" % i, qos=1))
+            self.assertTrue(b.wait_log(r"event=cloud\.dead_letter_held seq=\d+ dead_letters_in_a_row=10 "
+                                       r"action=\"not setting more messages aside; sending them again "
+                                       r"after a pause\"", 20), b.log()[-3000:])
+            time.sleep(1.5)  # several pauses: still nothing more set aside, nothing deleted
+            self.assertEqual(len(dead_rows(w)), 10)
+            self.assertEqual(w.queue_count(), 20)
+            again = [p for _, p, _ in cloud.arrivals]
+            self.assertGreater(len(again), 30, "the kept messages are sent again")
+            state["healed"] = True
+            self.assertTrue(h.wait_for(lambda: len(cloud.accepted) >= 20, 20 * h.SLOW), b.log()[-3000:])
+            self.assertTrue(h.wait_for(lambda: w.queue_count() == 0, 10 * h.SLOW))
+            self.assertEqual(sorted(cloud.accepted), sorted(b"a%d" % i for i in range(10, 30)))
+            self.assertTrue(b.wait_log(r"event=cloud\.dead_letter_resumed", 5))
+            self.assertEqual(b.stop(), 0, b.log()[-3000:])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
