@@ -363,6 +363,29 @@ static queue_rc_t cloud_dead_letter(cloud_t *c, const char *event, int64_t seq, 
 	return qrc;
 }
 
+/* An MQTT 5 DISCONNECT from the cloud whose reason speaks of the server, the
+ * session or the rate, never of a message: such a drop does not make the
+ * oldest message in flight a suspect (a cloud restarting its nodes one by one
+ * would otherwise set a healthy message aside). */
+static bool peer_reason_is_server(uint8_t reason)
+{
+	switch(reason) {
+	case 0x89: /* Server busy */
+	case 0x8B: /* Server shutting down */
+	case 0x8D: /* Keep Alive timeout */
+	case 0x8E: /* Session taken over */
+	case 0x96: /* Message rate too high */
+	case 0x97: /* Quota exceeded */
+	case 0x98: /* Administrative action */
+	case 0x9C: /* Use another server */
+	case 0x9D: /* Server moved */
+	case 0x9F: /* Connection rate exceeded */
+		return true;
+	default:
+		return false;
+	}
+}
+
 /* The connection dropped with messages in flight: is the oldest one the
  * reason?  A cloud that can never take a message (a topic deeper than it
  * allows, a publish its policy forbids) closes the connection each time the
@@ -375,7 +398,8 @@ static void cloud_suspect(cloud_t *c)
 {
 	bridge_t *b = c->b;
 	int64_t limit = b->cfg->dead_letter_after;
-	if(c->local_failure || c->n_inflight == 0 || limit <= 0 || c->link.state != LINK_UP) {
+	if(c->local_failure || c->n_inflight == 0 || limit <= 0 || c->link.state != LINK_UP ||
+	   peer_reason_is_server(c->link.peer_reason)) {
 		return;
 	}
 	int64_t seq = c->inflight[0].seq, now = util_wall_ms();

@@ -263,6 +263,9 @@ static void link_on_disconnect(struct mosquitto *mosq, void *obj, int rc,
 {
 	link_t *l = obj;
 	l->lost = true;
+	if(rc >= 128 && rc < 256) {
+		l->peer_reason = (uint8_t)rc; /* an MQTT 5 DISCONNECT's reason code */
+	}
 	if(rc && !l->cb_reason[0]) {
 		snprintf(l->cb_reason, sizeof(l->cb_reason), "%s",
 		         rc == MOSQ_ERR_KEEPALIVE ? "keepalive timeout"
@@ -349,6 +352,7 @@ void link_drop(link_t *l, const char *reason)
 		     detail[0] ? " " : "", detail);
 	}
 	l->cb_reason[0] = '\0';
+	l->peer_reason = 0;
 	l->state = LINK_DOWN;
 	atomic_store(l->conf.state_ctr, LINK_DOWN);
 	l->lost = false;
@@ -714,6 +718,7 @@ static int link_raw_dispatch(link_t *l, uint8_t header, const uint8_t *body, uin
 		if(mqw_disconnect_parse(l->conf.protocol, header, body, len, &reason, why, sizeof(why)) ==
 		   MQW_OK) {
 			l->lost = true;
+			l->peer_reason = reason;
 			if(reason && !l->cb_reason[0]) {
 				char q[300];
 				util_snprintf(l->cb_reason, sizeof(l->cb_reason), "%s%s%s",

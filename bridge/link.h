@@ -125,6 +125,7 @@ typedef struct link {
 	unsigned failures_since_up;
 	bool warned_no_client_cert; /* "<name>.no_client_certificate" said once */
 	char cb_reason[512];     /* why, as told by a callback (CONNACK, DISCONNECT) or the protocol */
+	uint8_t peer_reason;     /* the peer's DISCONNECT reason code (MQTT 5); 0: none */
 	char logged_reason[512]; /* the last connect failure logged */
 	char lib_error[256];     /* the last error libmosquitto logged */
 	/* link_hold() took effect: libmosquitto's queue (raw mode: the send

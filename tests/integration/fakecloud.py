@@ -172,7 +172,8 @@ class FakeCloud(threading.Thread):
     """Accepts mutual-TLS connections on a free 127.0.0.1 port (self.port).
     For each PUBLISH calls on_publish(index of the connection, topic,
     payload), which returns "ack" (PUBACK), a reason code (int: PUBACK with it),
-    "swallow" (nothing) or "close".
+    ("disconnect", reason code) (DISCONNECT with it, then close), "swallow"
+    (nothing) or "close".
 
     Records, under self.lock: connects (CONNECT bodies, by connection
     index), packets (every packet received, a Packet), closed_at (index ->
@@ -325,6 +326,9 @@ class FakeCloud(threading.Thread):
             topic, mid, payload = parse_publish(body, qos)
             what = self.on_publish(index, topic, payload)
             if what == "close":
+                return False
+            if isinstance(what, tuple) and what[0] == "disconnect":  # MQTT 5 DISCONNECT, reason
+                self._write(conn, b"\xe0\x02" + bytes([what[1]]) + b"\x00")
                 return False
             if what == "ack" and qos:  # PUBACK, reason success
                 self._write(conn, b"\x40\x02" + mid)

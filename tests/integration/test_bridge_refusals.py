@@ -182,6 +182,40 @@ class Refusals(unittest.TestCase):
             self.assertEqual(m["plantgate_bridge_messages_delivered_total"], N)
             self.assertEqual(b.stop(), 0, b.log()[-3000:])
 
+    def test_server_side_disconnects_do_not_set_a_message_aside(self):
+        # A cloud restarting node after node closes the connection with
+        # DISCONNECT 0x8B Server shutting down while a message is in flight,
+        # 7 times in a row: more than dead_letter_after (5), but the reason
+        # speaks of the server, not the message, so nothing is set aside.
+        # (A close without a reason still counts: test_bridge_deadletter.)
+        state = {"drops": 0}
+
+        class Restarting(RefusingCloud):
+            def on_publish(self, index, topic, payload):
+                with self.lock:
+                    if state["drops"] < 7:
+                        state["drops"] += 1
+                        self.arrivals.append((time.monotonic(), payload, 0x8B))
+                        return ("disconnect", 0x8B)
+                return super().on_publish(index, topic, payload)
+
+        with h.Env("br-restarting") as env:
+            w = BridgeWorld(env)
+            cloud = Restarting(w.cloud_pki, lambda t, p, n: None)
+            self.addCleanup(cloud.close)
+            b = w.start_bridge(RULES, cloud_port=cloud.port)
+            self.assertTrue(w.wait_plant_ready(b), b.log())
+            pub = w.publisher()
+            for i in range(3):
+                self.assertTrue(pub.publish(TOPIC, b"r%d" % i, qos=1))
+            self.assertTrue(h.wait_for(lambda: len(cloud.accepted) >= 3, 30 * h.SLOW), b.log()[-3000:])
+            self.assertEqual(sorted(cloud.accepted), [b"r0", b"r1", b"r2"])
+            self.assertGreaterEqual(len(cloud.connects), 8)
+            self.assertEqual(dead_rows(w), [])
+            self.assertNotIn("event=cloud.dead_letter ", b.log())
+            self.assertIn('reason="Server shutting down"', b.log())
+            self.assertEqual(b.stop(), 0, b.log()[-3000:])
+
     def test_a_cloud_refusing_everything_does_not_empty_the_queue(self):
         # A policy that lost the bridge's grant: every publish 0x87.  After
         # 10 dead letters in a row the bridge keeps the rest queued and sends
