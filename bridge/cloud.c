@@ -174,6 +174,16 @@ static void cloud_up(void *owner, int flags, const mosquitto_property *props)
 
 static void cloud_refused(cloud_t *c, int64_t seq, int reason);
 
+/* seq is no longer a suspect (see cloud_suspect): acknowledged, or set aside. */
+static void suspect_clear(cloud_t *c, int64_t seq)
+{
+	if(seq == c->suspect_seq) {
+		c->suspect_seq = 0;
+		c->suspect_drops = 0;
+		c->probing = false;
+	}
+}
+
 /* The cloud acknowledged packet id mid, with an MQTT 5 reason code. */
 static void cloud_acked(cloud_t *c, int mid, int reason)
 {
@@ -198,11 +208,7 @@ static void cloud_acked(cloud_t *c, int mid, int reason)
 		}
 		c->dead_streak = 0;
 		c->dead_held = false;
-		if(seq == c->suspect_seq) {
-			c->suspect_seq = 0; /* it got through: the drops were the line's */
-			c->suspect_drops = 0;
-			c->probing = false;
-		}
+		suspect_clear(c, seq); /* it got through: the drops were the line's */
 		if(seq == c->refused_seq) {
 			c->refused_seq = 0;
 			c->refused_count = 0;
@@ -329,10 +335,11 @@ static void retry_deletes(cloud_t *c)
 }
 
 /* Move seq to the dead-letter table (kept, inspectable, replayable) and log
- * it as `event`.  *moved is false when the message is not in the queue any
- * more; on an error the message stays in the queue and is tried again. */
+ * it as `event`; streak: count it in dead_streak (a failure the cloud
+ * showed, not a limit its CONNACK set).  Nothing happens when the message is
+ * not in the queue any more; on an error it stays there, tried again. */
 static queue_rc_t cloud_dead_letter(cloud_t *c, const char *event, int64_t seq, const char *reason,
-                                    int attempts, int64_t first_ms, bool *moved)
+                                    int attempts, int64_t first_ms, bool streak)
 {
 	bridge_t *b = c->b;
 	char q1[300];
@@ -340,16 +347,17 @@ static queue_rc_t cloud_dead_letter(cloud_t *c, const char *event, int64_t seq, 
 	size_t n = 0;
 	const char *topic = "?";
 	const char *conf = b->cfg_path ? b->cfg_path : "<config>";
-	*moved = false;
+	bool moved = false;
 	if(queue_peek(b->queue, seq - 1, 0, page, 1, &n) == QUEUE_OK && n == 1 && page[0].seq == seq) {
 		topic = util_log_quote(page[0].remote_topic, q1, sizeof(q1));
 	}
-	queue_rc_t qrc = queue_dead_letter(b->queue, seq, reason, attempts, first_ms, util_wall_ms(), moved);
+	queue_rc_t qrc = queue_dead_letter(b->queue, seq, reason, attempts, first_ms, util_wall_ms(), &moved);
 	if(qrc != QUEUE_OK) {
 		blog(BLOG_ERROR, "queue.dead_letter_failed",
 		     "seq=%lld reason=\"%s\" action=\"kept in the queue; tried again later\"", (long long)seq,
 		     queue_strerror(qrc));
-	} else if(*moved) {
+	} else if(moved) {
+		c->dead_streak += streak ? 1 : 0;
 		atomic_fetch_add(&b->ctr.out_dead_lettered, 1);
 		blog(BLOG_ERROR, event,
 		     "seq=%lld topic=%s attempts=%d reason=\"%s\" action=\"moved to the dead-letter "
@@ -429,13 +437,9 @@ static void cloud_suspect(cloud_t *c)
 	util_snprintf(reason, sizeof(reason), "the cloud dropped the connection %d times in a row "
 	              "with this message the oldest unacknowledged (last: %s)",
 	              c->suspect_drops, c->link.cb_reason[0] ? c->link.cb_reason : "connection lost");
-	bool moved = false;
 	if(cloud_dead_letter(c, "cloud.dead_letter", seq, reason, c->suspect_drops, c->suspect_first_ms,
-	                     &moved) == QUEUE_OK) {
-		c->dead_streak += moved ? 1 : 0;
-		c->suspect_seq = 0;
-		c->suspect_drops = 0;
-		c->probing = false;
+	                     true) == QUEUE_OK) {
+		suspect_clear(c, seq);
 	}
 }
 
@@ -479,17 +483,11 @@ static void cloud_refused(cloud_t *c, int64_t seq, int reason)
 	}
 	if(!rate && limit > 0 && (!maybe || c->refused_count >= limit)) {
 		if(c->dead_streak < CLOUD_DEAD_STREAK) {
-			bool moved = false;
 			if(cloud_dead_letter(c, "cloud.refused", seq, why, c->refused_count, c->refused_first_ms,
-			                     &moved) == QUEUE_OK) {
-				c->dead_streak += moved ? 1 : 0;
+			                     true) == QUEUE_OK) {
 				c->refused_seq = 0;
 				c->refused_count = 0;
-				if(seq == c->suspect_seq) {
-					c->suspect_seq = 0;
-					c->suspect_drops = 0;
-					c->probing = false;
-				}
+				suspect_clear(c, seq);
 				return;
 			}
 		} else if(!c->dead_held) {
@@ -783,10 +781,9 @@ static int cloud_send(cloud_t *c)
 				 * CONNACK): set it aside, do not block the queue.  Should
 				 * that fail it stays queued, tried after the next connect. */
 				char why[160];
-				bool moved = false;
 				atomic_fetch_add(&b->ctr.out_refused, 1);
 				util_snprintf(why, sizeof(why), "the cloud cannot take it: %s", mosquitto_strerror(rc));
-				cloud_dead_letter(c, "cloud.refused", m->seq, why, 1, util_wall_ms(), &moved);
+				cloud_dead_letter(c, "cloud.refused", m->seq, why, 1, util_wall_ms(), false);
 				c->last_sent_seq = m->seq;
 				rc = MOSQ_ERR_SUCCESS;
 				continue;
