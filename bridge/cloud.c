@@ -55,6 +55,7 @@
 typedef struct cloud_inflight {
 	int mid;
 	int64_t seq;
+	uint32_t hold_gen; /* cloud_t.hold_gen when it was sent */
 } cloud_inflight_t;
 
 /* A QoS 0 message: done once the link handed the bytes up to `end` to TLS. */
@@ -113,10 +114,10 @@ typedef struct cloud {
 	 * refused message that say something about the message itself. */
 	int64_t resend_from;
 	int64_t hold_until, hold_ms;
+	uint32_t hold_gen; /* pauses so far: only a message sent after one ends it */
 	int64_t refused_seq, refused_first_ms;
 	int refused_count;
-	uint64_t refused_unlogged;
-	int64_t refused_logged;
+	uint64_t refused_unlogged; /* refusals in a pause, after its line */
 	double tokens;
 	int64_t tokens_at;
 	pace_t bytes; /* drain_byte_rate */
@@ -192,6 +193,7 @@ static void cloud_acked(cloud_t *c, int mid, int reason)
 			continue;
 		}
 		int64_t seq = c->inflight[i].seq;
+		uint32_t gen = c->inflight[i].hold_gen;
 		c->mid_used[mid / 8] &= (uint8_t)~(1u << (mid % 8));
 		memmove(&c->inflight[i], &c->inflight[i + 1],
 		        (c->n_inflight - i - 1) * sizeof(c->inflight[0]));
@@ -213,7 +215,16 @@ static void cloud_acked(cloud_t *c, int mid, int reason)
 			c->refused_seq = 0;
 			c->refused_count = 0;
 		}
-		c->hold_ms = 0; /* the cloud takes messages again */
+		if(c->hold_ms && gen == c->hold_gen) {
+			/* Sent after the last pause and taken: the cloud takes messages
+			 * again.  (One sent before it says nothing: a quota refuses
+			 * some of a window and takes the rest.) */
+			blog(BLOG_INFO, "cloud.refusals_ended",
+			     "refused_since_last_line=%llu note=\"the cloud accepts messages again\"",
+			     (unsigned long long)c->refused_unlogged);
+			c->hold_ms = 0;
+			c->refused_unlogged = 0;
+		}
 		atomic_fetch_add(&c->b->ctr.out_acked, 1);
 		ack_add(c, seq);
 		return;
@@ -382,6 +393,7 @@ static bool peer_reason_is_server(uint8_t reason)
 	case 0x8B: /* Server shutting down */
 	case 0x8D: /* Keep Alive timeout */
 	case 0x8E: /* Session taken over */
+	case 0x93: /* Receive Maximum exceeded: the bridge's window, not a message */
 	case 0x96: /* Message rate too high */
 	case 0x97: /* Quota exceeded */
 	case 0x98: /* Administrative action */
@@ -462,32 +474,63 @@ static void cloud_suspect(cloud_t *c)
  * refused message is kept and sent again, with a pause that doubles from
  * reconnect_min to reconnect_max, until the cloud accepts again.
  * dead_letter_after 0 keeps every refused message the same way. */
+/* Keep seq for sending again from resend_from, after a pause; true when
+ * this starts a pause (none is running), which doubles from reconnect_min to
+ * reconnect_max until a message sent after a pause is taken. */
+static bool cloud_hold(cloud_t *c, int64_t seq)
+{
+	const bconf_t *cfg = c->b->cfg;
+	int64_t now = util_mono_ms();
+	if(!c->resend_from || seq < c->resend_from) {
+		c->resend_from = seq;
+	}
+	if(c->hold_until > now) {
+		return false;
+	}
+	c->hold_ms = c->hold_ms ? c->hold_ms * 2 : cfg->reconnect_min_ms;
+	if(c->hold_ms > cfg->reconnect_max_ms) {
+		c->hold_ms = cfg->reconnect_max_ms;
+	}
+	c->hold_until = now + c->hold_ms;
+	c->hold_gen++;
+	return true;
+}
+
 static void cloud_refused(cloud_t *c, int64_t seq, int reason)
 {
 	bridge_t *b = c->b;
 	const bconf_t *cfg = b->cfg;
-	int64_t limit = cfg->dead_letter_after, now = util_mono_ms();
+	int64_t limit = cfg->dead_letter_after;
 	bool rate = reason == 0x91 || reason == 0x97;
 	bool maybe = reason == 0x80 || reason == 0x83;
 	char why[160];
+	int attempts = 1;
+	int64_t first_ms = util_wall_ms();
 	atomic_fetch_add(&b->ctr.out_refused, 1);
 	util_snprintf(why, sizeof(why), "the cloud refused it: %s (0x%02x)", mosquitto_reason_string(reason),
 	              (unsigned)reason);
+	suspect_clear(c, seq); /* answered: it does not break the connection */
 	if(!rate) {
-		if(seq != c->refused_seq) {
+		/* Refusals in a row are counted for the oldest refused message only:
+		 * it is sent first after each pause, so its count grows by one per
+		 * pause whatever the messages behind it do. */
+		if(!c->refused_seq || seq < c->refused_seq) {
 			c->refused_seq = seq;
 			c->refused_count = 0;
-			c->refused_first_ms = util_wall_ms();
+			c->refused_first_ms = first_ms;
 		}
-		c->refused_count++;
+		if(seq == c->refused_seq) {
+			attempts = ++c->refused_count;
+			first_ms = c->refused_first_ms;
+		}
 	}
-	if(!rate && limit > 0 && (!maybe || c->refused_count >= limit)) {
+	if(!rate && limit > 0 && (!maybe || (seq == c->refused_seq && attempts >= limit))) {
 		if(c->dead_streak < CLOUD_DEAD_STREAK) {
-			if(cloud_dead_letter(c, "cloud.refused", seq, why, c->refused_count, c->refused_first_ms,
-			                     true) == QUEUE_OK) {
-				c->refused_seq = 0;
-				c->refused_count = 0;
-				suspect_clear(c, seq);
+			if(cloud_dead_letter(c, "cloud.refused", seq, why, attempts, first_ms, true) == QUEUE_OK) {
+				if(seq == c->refused_seq) {
+					c->refused_seq = 0;
+					c->refused_count = 0;
+				}
 				return;
 			}
 		} else if(!c->dead_held) {
@@ -500,18 +543,10 @@ static void cloud_refused(cloud_t *c, int64_t seq, int reason)
 		}
 	}
 	/* Kept: sent again, from the oldest refused, once the pause is over. */
-	if(!c->resend_from || seq < c->resend_from) {
-		c->resend_from = seq;
-	}
-	if(c->hold_until > now) {
+	if(!cloud_hold(c, seq)) {
 		c->refused_unlogged++; /* in the pause already: said by its line */
 		return;
 	}
-	c->hold_ms = c->hold_ms ? c->hold_ms * 2 : cfg->reconnect_min_ms;
-	if(c->hold_ms > cfg->reconnect_max_ms) {
-		c->hold_ms = cfg->reconnect_max_ms;
-	}
-	c->hold_until = now + c->hold_ms;
 	blog(BLOG_WARN, "cloud.refused",
 	     "seq=%lld reason=\"%s\" refused_since_last_line=%llu action=\"kept in the queue; "
 	     "sending again in %lld ms\" hint=\"%s\"",
@@ -698,6 +733,7 @@ static int cloud_publish(cloud_t *c, const queue_msg_t *m, size_t *wire)
 		if(p.qos) {
 			c->inflight[c->n_inflight].mid = p.mid;
 			c->inflight[c->n_inflight].seq = m->seq;
+			c->inflight[c->n_inflight].hold_gen = c->hold_gen;
 			c->n_inflight++;
 		} else {
 			c->q0[c->n_q0].seq = m->seq;
@@ -759,6 +795,17 @@ static int cloud_send(cloud_t *c)
 			c->local_failure = true;
 			return -1;
 		}
+		/* A suspect or refused message that is not read where it would be
+		 * (expired, evicted by drop-oldest, set aside meanwhile) is gone:
+		 * forget it, or the window would stay at 1 and counting stop. */
+		int64_t first = n ? page[0].seq : INT64_MAX;
+		if(c->suspect_seq && c->last_sent_seq < c->suspect_seq && first > c->suspect_seq) {
+			suspect_clear(c, c->suspect_seq);
+		}
+		if(c->refused_seq && c->last_sent_seq < c->refused_seq && first > c->refused_seq) {
+			c->refused_seq = 0;
+			c->refused_count = 0;
+		}
 		if(n == 0) {
 			return 0;
 		}
@@ -783,7 +830,10 @@ static int cloud_send(cloud_t *c)
 				char why[160];
 				atomic_fetch_add(&b->ctr.out_refused, 1);
 				util_snprintf(why, sizeof(why), "the cloud cannot take it: %s", mosquitto_strerror(rc));
-				cloud_dead_letter(c, "cloud.refused", m->seq, why, 1, util_wall_ms(), false);
+				if(cloud_dead_letter(c, "cloud.refused", m->seq, why, 1, util_wall_ms(), false) !=
+				   QUEUE_OK) {
+					cloud_hold(c, m->seq); /* kept: tried again after a pause */
+				}
 				c->last_sent_seq = m->seq;
 				rc = MOSQ_ERR_SUCCESS;
 				continue;

@@ -87,15 +87,16 @@ class Refusals(unittest.TestCase):
         return w, cloud, b, port
 
     def test_not_authorized_is_set_aside_not_deleted_and_replayable(self):
-        # One message on a topic the cloud's policy denies (0x87), one the
-        # cloud fails on every time (0x83, set aside after dead_letter_after
-        # 3 refusals), 20 the cloud takes.
+        # One message on a topic the cloud's policy denies (0x87), two the
+        # cloud fails on every time (0x83, each set aside after
+        # dead_letter_after 3 refusals: counted for the oldest refused, so two
+        # in one window do not reset each other's count), 20 the cloud takes.
         allow = {"all": False}
 
         def refuse(topic, payload, n):
             if payload == b"denied" and not allow["all"]:
                 return 0x87
-            if payload == b"flaky":
+            if payload.startswith(b"flaky"):
                 return 0x83
             return None
 
@@ -104,16 +105,18 @@ class Refusals(unittest.TestCase):
             pub = w.publisher()
             self.assertTrue(pub.publish(TOPIC, b"denied", qos=1))
             self.assertTrue(pub.publish(TOPIC, b"flaky", qos=1))
+            self.assertTrue(pub.publish(TOPIC, b"flaky2", qos=1))
             for i in range(20):
                 self.assertTrue(pub.publish(TOPIC, b"v%d" % i, qos=1))
-            self.assertTrue(h.wait_for(lambda: len(dead_rows(w)) == 2, 20 * h.SLOW), b.log()[-3000:])
+            self.assertTrue(h.wait_for(lambda: len(dead_rows(w)) == 3, 20 * h.SLOW), b.log()[-3000:])
             self.assertTrue(h.wait_for(lambda: w.queue_count() == 0, 10 * h.SLOW), b.log()[-3000:])
             # Every good message once; the denied one sent once, the flaky one 3 times.
             self.assertEqual(sorted(cloud.accepted), sorted(b"v%d" % i for i in range(20)))
             self.assertEqual([c for _, c in cloud.times(b"denied")], [0x87])
             self.assertEqual([c for _, c in cloud.times(b"flaky")], [0x83] * 3)
+            self.assertGreaterEqual(len(cloud.times(b"flaky2")), 3)
             dead = dead_rows(w)
-            self.assertEqual([(p, a) for p, a, _ in dead], [(b"denied", 1), (b"flaky", 3)])
+            self.assertEqual([(p, a) for p, a, _ in dead], [(b"denied", 1), (b"flaky", 3), (b"flaky2", 3)])
             self.assertIn("Not authorized (0x87)", dead[0][2])
             self.assertIn("(0x83)", dead[1][2])
             self.assertRegex(b.log(), r"event=cloud\.refused seq=\d+ topic=\S+ attempts=1 "
@@ -121,8 +124,9 @@ class Refusals(unittest.TestCase):
                                       r"action=\"moved to the dead-letter table; sending goes on\" "
                                       r"inspect=\"plantgate-bridge deadletter show \d+ -c ")
             m = metrics(port)
-            self.assertEqual(m["plantgate_bridge_cloud_refusals_total"], 4)  # 1 + 3
-            self.assertEqual(m["plantgate_bridge_dead_letters_total"], 2)
+            self.assertEqual(m["plantgate_bridge_cloud_refusals_total"],
+                             1 + len(cloud.times(b"flaky")) + len(cloud.times(b"flaky2")))
+            self.assertEqual(m["plantgate_bridge_dead_letters_total"], 3)
             self.assertEqual(m["plantgate_bridge_messages_delivered_total"], 20)
             self.assertNotIn('plantgate_bridge_messages_dropped_total{reason="cloud_refused"}', m)
             self.assertEqual(b.stop(), 0, b.log()[-3000:])
@@ -130,12 +134,12 @@ class Refusals(unittest.TestCase):
             allow["all"] = True
             p = deadletter(os.path.join(env.tmp, "bridge.conf"), "replay", "all")
             self.assertEqual(p.returncode, 0, p.stderr)
-            b = w.start_bridge(RULES, name="bridge2", cloud_port=cloud.port)
+            b = w.start_bridge(RULES, extra="dead_letter_after 3\n", name="bridge2", cloud_port=cloud.port)
             self.assertTrue(h.wait_for(lambda: b"denied" in cloud.accepted, 15 * h.SLOW), b.log()[-3000:])
-            # flaky still fails: set aside again, after dead_letter_after's default 5
-            self.assertTrue(h.wait_for(lambda: [p for p, _, _ in dead_rows(w)] == [b"flaky"], 20 * h.SLOW),
-                            b.log()[-3000:])
-            self.assertEqual(dead_rows(w)[0][1], 5)
+            # the flaky ones still fail: set aside again
+            self.assertTrue(h.wait_for(lambda: [p for p, _, _ in dead_rows(w)] == [b"flaky", b"flaky2"],
+                                       20 * h.SLOW), b.log()[-3000:])
+            self.assertEqual([a for _, a, _ in dead_rows(w)], [3, 3])
             self.assertEqual(w.queue_count(), 0)
             self.assertEqual(b.stop(), 0, b.log()[-3000:])
 
@@ -175,8 +179,9 @@ class Refusals(unittest.TestCase):
                                       r"Quota exceeded \(0x97\)\" refused_since_last_line=\d+ "
                                       r"action=\"kept in the queue; sending again in \d+ ms\" "
                                       r"hint=\"the cloud's rate limit or quota")
-            # One line per pause, not one per refused message.
+            # One line per pause, not one per refused message, and one when it ends.
             self.assertLess(b.log().count("event=cloud.refused "), 40)
+            self.assertEqual(b.log().count("event=cloud.refusals_ended "), 1, b.log()[-3000:])
             m = metrics(port)
             self.assertEqual(m["plantgate_bridge_cloud_refusals_total"], 40)
             self.assertEqual(m["plantgate_bridge_messages_delivered_total"], N)
