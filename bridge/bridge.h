@@ -98,6 +98,9 @@ typedef struct bridge_counters {
 	/* The pause between two commits' starts in effect now, µs (plant.c:
 	 * queue_commit_interval, with auto 0 or PLANT_AUTO_PAUSE_US by rate). */
 	atomic_int_fast64_t commit_pause_us;
+	/* The pause after the cloud's last refusal, ms; 0 once the cloud takes
+	 * a message sent after it (cloud.c: cloud_hold, cloud_acked). */
+	atomic_int_fast64_t refusal_pause_ms;
 } bridge_counters_t;
 
 /* Record one batch commit that took `us` microseconds. */

@@ -224,6 +224,7 @@ static void cloud_acked(cloud_t *c, int mid, int reason)
 			     (unsigned long long)c->refused_unlogged);
 			c->hold_ms = 0;
 			c->refused_unlogged = 0;
+			atomic_store(&c->b->ctr.refusal_pause_ms, 0);
 		}
 		atomic_fetch_add(&c->b->ctr.out_acked, 1);
 		ack_add(c, seq);
@@ -493,6 +494,7 @@ static bool cloud_hold(cloud_t *c, int64_t seq)
 	}
 	c->hold_until = now + c->hold_ms;
 	c->hold_gen++;
+	atomic_store(&c->b->ctr.refusal_pause_ms, c->hold_ms);
 	return true;
 }
 

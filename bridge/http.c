@@ -507,6 +507,7 @@ HTTP_GET(http_m_max_bytes, uint64_t, x->cfg->queue_max_bytes)
 HTTP_GET(http_m_warn_messages, int64_t, x->cfg->queue_warn_messages)
 HTTP_GET(http_m_blocked, int64_t, x->s->blocked ? 1 : 0)
 HTTP_GET(http_m_commit_pause, double, (double)atomic_load(&x->c->commit_pause_us) / 1e6)
+HTTP_GET(http_m_refusal_pause, double, (double)atomic_load(&x->c->refusal_pause_ms) / 1e3)
 HTTP_GET(http_m_ws_failures, uint64_t, atomic_load(&x->c->ws_failures))
 HTTP_GET(http_m_status_pages, int64_t, x->h->ws_clients)
 HTTP_GET(http_m_healthy, int64_t, x->healthy)
@@ -616,6 +617,10 @@ static const http_metric_t http_metrics[] = {
      "Messages the plant broker delivered again (after a bridge restart or a lost connection) "
      "that were already stored: acknowledged, not stored twice.",
      .u = http_m_redelivered},
+    {"cloud_refusal_pause_seconds", "gauge",
+     "The pause in sending after the cloud's last refusal (reconnect_min doubling to reconnect_max); "
+     "0 once the cloud takes a message sent after it.",
+     .f = http_m_refusal_pause},
     {"cloud_refusals_total", "counter",
      "PUBACKs with a reason code >= 0x80, and messages the cloud's CONNACK limits rule out: each "
      "message is kept, sent again later or moved to the dead-letter table, never deleted.",

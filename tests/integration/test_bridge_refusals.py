@@ -183,6 +183,7 @@ class Refusals(unittest.TestCase):
             self.assertLess(b.log().count("event=cloud.refused "), 40)
             self.assertEqual(b.log().count("event=cloud.refusals_ended "), 1, b.log()[-3000:])
             m = metrics(port)
+            self.assertEqual(m["plantgate_bridge_cloud_refusal_pause_seconds"], 0)  # taking again
             self.assertEqual(m["plantgate_bridge_cloud_refusals_total"], 40)
             self.assertEqual(m["plantgate_bridge_messages_delivered_total"], N)
             self.assertEqual(b.stop(), 0, b.log()[-3000:])
@@ -239,6 +240,7 @@ class Refusals(unittest.TestCase):
                                        r"action=\"not setting more messages aside; sending them again "
                                        r"after a pause\"", 20), b.log()[-3000:])
             time.sleep(1.5)  # several pauses: still nothing more set aside, nothing deleted
+            self.assertGreater(metrics(port)["plantgate_bridge_cloud_refusal_pause_seconds"], 0)
             self.assertEqual(len(dead_rows(w)), 10)
             self.assertEqual(w.queue_count(), 20)
             again = [p for _, p, _ in cloud.arrivals]
