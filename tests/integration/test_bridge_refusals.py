@@ -222,6 +222,48 @@ class Refusals(unittest.TestCase):
             self.assertIn('reason="Server shutting down"', b.log())
             self.assertEqual(b.stop(), 0, b.log()[-3000:])
 
+    def test_a_refused_suspect_does_not_keep_the_window_at_one(self):
+        # The connection closes (no reason) when "s" arrives: "s" becomes the
+        # suspect and is sent alone after the reconnect.  The cloud then
+        # answers it, with a refusal (0x97, for good here): an answer proves
+        # it does not break the connection, so the window opens again and
+        # the 30 messages behind it go together, not one per round trip.
+        from fakecloud import parse_publish
+        state = {"closed": False}
+
+        def refuse(topic, payload, n):
+            return 0x97 if payload == b"s" else None
+
+        class ClosesOnce(RefusingCloud):
+            def on_publish(self, index, topic, payload):
+                with self.lock:
+                    if payload == b"s" and not state["closed"]:
+                        state["closed"] = True
+                        return "close"
+                return super().on_publish(index, topic, payload)
+
+        with h.Env("br-suspect-refused") as env:
+            w = BridgeWorld(env)
+            cloud = ClosesOnce(w.cloud_pki, refuse)
+            self.addCleanup(cloud.close)
+            b = w.start_bridge(RULES, cloud_port=cloud.port)
+            self.assertTrue(w.wait_plant_ready(b), b.log())
+            pub = w.publisher()
+            self.assertTrue(pub.publish(TOPIC, b"s", qos=1))
+            for i in range(30):
+                self.assertTrue(pub.publish(TOPIC, b"m%d" % i, qos=1))
+            self.assertTrue(h.wait_for(lambda: len(cloud.accepted) >= 30, 30 * h.SLOW), b.log()[-3000:])
+            self.assertEqual(sorted(cloud.accepted), sorted(b"m%d" % i for i in range(30)))
+            with cloud.lock:
+                later = [p for p in cloud.packets if p.kind == 3 and p.index > 0]
+                reads = {(p.index, p.read) for p in later
+                         if parse_publish(p.body, (p.first >> 1) & 3)[2].startswith(b"m")}
+                n = sum(1 for p in later if parse_publish(p.body, (p.first >> 1) & 3)[2].startswith(b"m"))
+            self.assertLess(len(reads), n, "%d messages in %d reads: sent one at a time" % (n, len(reads)))
+            self.assertEqual(dead_rows(w), [])
+            self.assertEqual(w.queue_count(), 1)  # "s", kept: quota refusals never set a message aside
+            self.assertEqual(b.stop(), 0, b.log()[-3000:])
+
     def test_a_cloud_refusing_everything_does_not_empty_the_queue(self):
         # A policy that lost the bridge's grant: every publish 0x87.  After
         # 10 dead letters in a row the bridge keeps the rest queued and sends
