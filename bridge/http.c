@@ -94,6 +94,7 @@ typedef struct http_sample {
 typedef struct http_snap {
 	uint64_t received, queued, unmatched, rejected, acked, refused, dropped_oldest, expired,
 	    ignored, redelivered, dead_lettered;
+	int64_t refusal_pause_ms;
 	uint64_t connects[2], failures[2], tls_failures[2];
 	int state[2];
 	unsigned blocked; /* enum bridge_block bits */
@@ -256,6 +257,7 @@ static void http_snapshot(http_t *h, http_snap_t *s)
 	s->ignored = atomic_load(&c->cloud_ignored);
 	s->redelivered = atomic_load(&c->in_redelivered);
 	s->dead_lettered = atomic_load(&c->out_dead_lettered);
+	s->refusal_pause_ms = atomic_load(&c->refusal_pause_ms);
 	s->connects[HTTP_PLANT] = atomic_load(&c->plant_connects);
 	s->connects[HTTP_CLOUD] = atomic_load(&c->cloud_connects);
 	s->failures[HTTP_PLANT] = atomic_load(&c->plant_failures);
@@ -405,9 +407,10 @@ static void http_build_sample_json(http_t *h, const http_snap_t *s, const http_s
 		}
 	}
 	http_buf_printf(out,
-	                "],\"dead_letters\":%lld,\"redelivered\":%llu,\"version\":\"%s\","
-	                "\"queue_warn\":%lld,\"config\":",
-	                (long long)s->q.dead_letters, (unsigned long long)s->redelivered, PG_VERSION,
+	                "],\"dead_letters\":%lld,\"redelivered\":%llu,\"refusal_pause_ms\":%lld,"
+	                "\"version\":\"%s\",\"queue_warn\":%lld,\"config\":",
+	                (long long)s->q.dead_letters, (unsigned long long)s->redelivered,
+	                (long long)s->refusal_pause_ms, PG_VERSION,
 	                (long long)h->b->cfg->queue_warn_messages);
 	/* the file the page's deadletter command names */
 	http_buf_json_str(out, h->b->cfg_path ? h->b->cfg_path : "FILE");

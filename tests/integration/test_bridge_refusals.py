@@ -32,6 +32,7 @@ import harness as h  # noqa: E402
 from fakecloud import FakeCloud  # noqa: E402
 from test_bridge_deadletter import deadletter  # noqa: E402
 from test_bridge_relay import BridgeWorld  # noqa: E402
+from test_bridge_status_page import _WsClient  # noqa: E402
 
 RULES = ["plant/+/telemetry/# qos=1"]
 TOPIC = "plant/l1/telemetry/t"
@@ -283,6 +284,17 @@ class Refusals(unittest.TestCase):
                                        r"after a pause\"", 20), b.log()[-3000:])
             time.sleep(1.5)  # several pauses: still nothing more set aside, nothing deleted
             self.assertGreater(metrics(port)["plantgate_bridge_cloud_refusal_pause_seconds"], 0)
+            # The status page gets it too (its Attention line says the cloud refuses).
+            ws = _WsClient("ws://127.0.0.1:%d/ws" % port)
+            try:
+                pauses = []
+                for _ in range(5):
+                    pauses = re.findall(r'"refusal_pause_ms":(\d+)', ws.recv())
+                    if pauses:
+                        break
+            finally:
+                ws.close()
+            self.assertTrue(pauses and int(pauses[-1]) >= 200, pauses)
             self.assertEqual(len(dead_rows(w)), 10)
             self.assertEqual(w.queue_count(), 20)
             again = [p for _, p, _ in cloud.arrivals]
