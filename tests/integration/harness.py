@@ -13,7 +13,6 @@ an Env stops everything it started when the `with` block ends, even on failure.
         assert dev.connect() == 0
 """
 import os
-import random
 import re
 import shutil
 import signal
@@ -38,6 +37,8 @@ ASAN = os.environ.get("PG_ASAN") == "1"
 # source packages, each with the plugin compiled against its own headers.
 MOSQUITTO = os.environ.get("PG_MOSQUITTO") or shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 PKI_SCRIPT = os.path.join(ROOT, "scripts", "pki")
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+import free_ports  # noqa: E402  (scripts/free_ports.py)
 KEEP = os.environ.get("PG_KEEP_TMP") == "1"
 # Deadlines for things that happen (a log line, a message, an exit) are
 # stretched for the ASan+UBSan twins: ctest runs them with
@@ -60,33 +61,10 @@ def bridge_path():
     return os.path.join(BUILD, "bridge", name)
 
 
-def _ephemeral_low():
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            return int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
 def free_port():
-    """A TCP port on 127.0.0.1 that was free a moment ago, picked at random
-    *below* the kernel's ephemeral range: a port from bind(("...", 0)) comes
-    from that range, which every outgoing connection draws its source port
-    from too, so a client of another test running beside this one could
-    take it before the broker binds it (CI: "Unable to create websockets
-    listener on port 51723")."""
-    low = _ephemeral_low()
-    for _ in range(200):
-        port = random.randint(max(1024, low - 12000), low - 1)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that was free a moment ago, below the
+    ephemeral range (scripts/free_ports.py says why)."""
+    return free_ports.free_port()
 
 
 def listening_inodes(port):

@@ -239,18 +239,7 @@ if ! command -v mosquitto >/dev/null || ! command -v mosquitto_pub >/dev/null; t
     bad "mosquitto and mosquitto_pub/sub are needed: apt-get install mosquitto mosquitto-clients"
 else
     expect_ok "device to be revoked while the broker runs" pki device dev-3
-    # below the ephemeral range, where no client's source port can take it first
-    PORT=$(python3 -c '
-import random, socket
-low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-for _ in range(200):
-    p = random.randint(max(1024, low - 12000), low - 1)
-    try:
-        socket.socket().bind(("127.0.0.1", p))
-    except OSError:
-        continue
-    print(p)
-    break')
+    PORT=$(python3 "$ROOT/scripts/free_ports.py" 1) # below the ephemeral range: see there
     cat > "$T/mosquitto.conf" <<EOF
 user $(id -un)
 per_listener_settings false
