@@ -108,10 +108,11 @@ typedef struct cloud {
 	/* Refusals (PUBACK with a reason code >= 0x80, see cloud_refused): a
 	 * refused message is kept and sent again, in order from the oldest
 	 * refused one (resend_from; 0: none) once the hold has passed and
-	 * nothing older is in flight.  The hold doubles with each refusal from
-	 * reconnect_min to reconnect_max and ends with the next PUBACK that
-	 * accepts.  refused_seq/refused_count: refusals in a row of the oldest
-	 * refused message that say something about the message itself. */
+	 * nothing older is in flight.  The hold doubles with each pause from
+	 * reconnect_min to reconnect_max until the cloud takes a message sent
+	 * after a pause (cloud_hold).  refused_seq/refused_count: refusals in a
+	 * row of the oldest refused message that say something about the
+	 * message itself. */
 	int64_t resend_from;
 	int64_t hold_until, hold_ms;
 	uint32_t hold_gen; /* pauses so far: only a message sent after one ends it */
@@ -185,6 +186,16 @@ static void suspect_clear(cloud_t *c, int64_t seq)
 	}
 }
 
+/* seq's refusals are no longer counted (see cloud_refused): taken, set
+ * aside, or gone. */
+static void refused_clear(cloud_t *c, int64_t seq)
+{
+	if(seq == c->refused_seq) {
+		c->refused_seq = 0;
+		c->refused_count = 0;
+	}
+}
+
 /* The cloud acknowledged packet id mid, with an MQTT 5 reason code. */
 static void cloud_acked(cloud_t *c, int mid, int reason)
 {
@@ -211,10 +222,7 @@ static void cloud_acked(cloud_t *c, int mid, int reason)
 		c->dead_streak = 0;
 		c->dead_held = false;
 		suspect_clear(c, seq); /* it got through: the drops were the line's */
-		if(seq == c->refused_seq) {
-			c->refused_seq = 0;
-			c->refused_count = 0;
-		}
+		refused_clear(c, seq);
 		if(c->hold_ms && gen == c->hold_gen) {
 			/* Sent after the last pause and taken: the cloud takes messages
 			 * again.  (One sent before it says nothing: a quota refuses
@@ -456,25 +464,6 @@ static void cloud_suspect(cloud_t *c)
 	}
 }
 
-/* The cloud answered seq's PUBLISH with a reason code >= 0x80 (MQTT 5).
- * Nothing is deleted for it: the message is sent again later, or set aside
- * in the dead-letter table, from where an operator replays it once the cloud
- * takes it.  (It used to be deleted, so a cloud policy mistake or a quota
- * lost data.)
- *  - Quota exceeded (0x97) and Packet Identifier in use (0x91) speak of the
- *    rate or the session, not of the message: always sent again;
- *  - Unspecified error (0x80) and Implementation specific error (0x83) may
- *    pass another time: sent again, and set aside after dead_letter_after
- *    refusals in a row;
- *  - the rest (Not authorized 0x87, Topic Name invalid 0x90, Payload format
- *    invalid 0x99, ...) will not pass until the cloud changes: set aside at
- *    once, so it does not hold up the messages behind it.
- * After CLOUD_DEAD_STREAK dead letters with no accepting PUBACK between, the
- * cloud refuses everything (e.g. its policy lost the bridge's grant):
- * setting more aside would only empty the queue, so from then on every
- * refused message is kept and sent again, with a pause that doubles from
- * reconnect_min to reconnect_max, until the cloud accepts again.
- * dead_letter_after 0 keeps every refused message the same way. */
 /* Keep seq for sending again from resend_from, after a pause; true when
  * this starts a pause (none is running), which doubles from reconnect_min to
  * reconnect_max until a message sent after a pause is taken. */
@@ -498,6 +487,25 @@ static bool cloud_hold(cloud_t *c, int64_t seq)
 	return true;
 }
 
+/* The cloud answered seq's PUBLISH with a reason code >= 0x80 (MQTT 5).
+ * Nothing is deleted for it: the message is sent again later, or set aside
+ * in the dead-letter table, from where an operator replays it once the cloud
+ * takes it.  (It used to be deleted, so a cloud policy mistake or a quota
+ * lost data.)
+ *  - Quota exceeded (0x97) and Packet Identifier in use (0x91) speak of the
+ *    rate or the session, not of the message: always sent again;
+ *  - Unspecified error (0x80) and Implementation specific error (0x83) may
+ *    pass another time: sent again, and set aside after dead_letter_after
+ *    refusals in a row;
+ *  - the rest (Not authorized 0x87, Topic Name invalid 0x90, Payload format
+ *    invalid 0x99, ...) will not pass until the cloud changes: set aside at
+ *    once, so it does not hold up the messages behind it.
+ * After CLOUD_DEAD_STREAK dead letters with no accepting PUBACK between, the
+ * cloud refuses everything (e.g. its policy lost the bridge's grant):
+ * setting more aside would only empty the queue, so from then on every
+ * refused message is kept and sent again, with a pause that doubles from
+ * reconnect_min to reconnect_max, until the cloud accepts again.
+ * dead_letter_after 0 keeps every refused message the same way. */
 static void cloud_refused(cloud_t *c, int64_t seq, int reason)
 {
 	bridge_t *b = c->b;
@@ -529,10 +537,7 @@ static void cloud_refused(cloud_t *c, int64_t seq, int reason)
 	if(!rate && limit > 0 && (!maybe || (seq == c->refused_seq && attempts >= limit))) {
 		if(c->dead_streak < CLOUD_DEAD_STREAK) {
 			if(cloud_dead_letter(c, "cloud.refused", seq, why, attempts, first_ms, true) == QUEUE_OK) {
-				if(seq == c->refused_seq) {
-					c->refused_seq = 0;
-					c->refused_count = 0;
-				}
+				refused_clear(c, seq);
 				return;
 			}
 		} else if(!c->dead_held) {
@@ -805,8 +810,7 @@ static int cloud_send(cloud_t *c)
 			suspect_clear(c, c->suspect_seq);
 		}
 		if(c->refused_seq && c->last_sent_seq < c->refused_seq && first > c->refused_seq) {
-			c->refused_seq = 0;
-			c->refused_count = 0;
+			refused_clear(c, c->refused_seq);
 		}
 		if(n == 0) {
 			return 0;
@@ -828,7 +832,7 @@ static int cloud_send(cloud_t *c)
 			   rc == MOSQ_ERR_INVAL) {
 				/* The cloud cannot take this one as it is (the limits of its
 				 * CONNACK): set it aside, do not block the queue.  Should
-				 * that fail it stays queued, tried after the next connect. */
+				 * that fail it stays queued, tried again after a pause. */
 				char why[160];
 				atomic_fetch_add(&b->ctr.out_refused, 1);
 				util_snprintf(why, sizeof(why), "the cloud cannot take it: %s", mosquitto_strerror(rc));

@@ -259,33 +259,10 @@ static void subscribe_all(plant_t *p)
 	free(sub);
 }
 
-/* SUBACK.  A refused filter is logged (the plant policy does not let the
- * bridge read it); the filters it was to stand for (covered, so not
+/* The broker refused rule i's filter: logged (the plant policy does not let
+ * the bridge read it); the filters it was to stand for (covered, so not
  * subscribed) are subscribed themselves, unless another live subscription
  * covers them. */
-static void plant_sub_refused(plant_t *p, size_t i, uint8_t code);
-
-static void plant_suback(plant_t *p, int mid, uint8_t code)
-{
-	size_t i = 0;
-	while(p->sub_mid && i < p->wl.count && p->sub_mid[i] != mid) {
-		i++;
-	}
-	if(!p->sub_mid || i == p->wl.count) {
-		return;
-	}
-	if(code >= 0x80) {
-		p->subs_refused++;
-		plant_sub_refused(p, i, code); /* may subscribe to what it covered: more SUBACKs */
-	}
-	if(p->subs_pending > 0 && --p->subs_pending == 0) {
-		/* What to look for when nothing arrives: until this line, the plant
-		 * broker may drop messages the bridge is not yet subscribed to. */
-		blog(p->link.quiet ? BLOG_DEBUG : BLOG_INFO, "plant.subscribed", "rules=%zu refused=%u",
-		     p->wl.count, p->subs_refused);
-	}
-}
-
 static void plant_sub_refused(plant_t *p, size_t i, uint8_t code)
 {
 	const wl_rule_t *r = &p->wl.rules[i];
@@ -324,6 +301,29 @@ static void plant_sub_refused(plant_t *p, size_t i, uint8_t code)
 		}
 	}
 	free(cand);
+}
+
+/* SUBACK: a refusal (plant_sub_refused), and plant.subscribed once the last
+ * awaited SUBACK of this connection or reload is in. */
+static void plant_suback(plant_t *p, int mid, uint8_t code)
+{
+	size_t i = 0;
+	while(p->sub_mid && i < p->wl.count && p->sub_mid[i] != mid) {
+		i++;
+	}
+	if(!p->sub_mid || i == p->wl.count) {
+		return;
+	}
+	if(code >= 0x80) {
+		p->subs_refused++;
+		plant_sub_refused(p, i, code); /* may subscribe to what it covered: more SUBACKs */
+	}
+	if(p->subs_pending > 0 && --p->subs_pending == 0) {
+		/* What to look for when nothing arrives: until this line, the plant
+		 * broker may drop messages the bridge is not yet subscribed to. */
+		blog(p->link.quiet ? BLOG_DEBUG : BLOG_INFO, "plant.subscribed", "rules=%zu refused=%u",
+		     p->wl.count, p->subs_refused);
+	}
 }
 
 /* link_conf_t.up: connected (link.c counted it). */
